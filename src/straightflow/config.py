@@ -1,0 +1,166 @@
+"""Training configuration: one flat, typed dataclass.
+
+Values come, lowest priority first, from the defaults here, a YAML file
+(``--config``) and command-line flags (``--field-name value``). Unknown keys
+are an error, never silently ignored. The resolved config is written to every
+run directory as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import StraightflowError
+
+
+def _opt(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    data: str = _opt("moons", "built-in dataset name or path to .npy/.csv/image folder")
+    method: str = _opt("rectified", "rectified | ot | curvature | reflow | distill | lines")
+    out: str = _opt("", "run directory")
+    # budget
+    steps: int = _opt(5000, "training steps")
+    batch_size: int = _opt(256, "global batch size (split across ranks)")
+    seed: int = _opt(0, "random seed")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
+    # optimisation
+    optimizer: str = _opt("adam", "adam | adamw")
+    lr: float = _opt(1e-3, "peak learning rate")
+    weight_decay: float = _opt(0.0, "weight decay")
+    warmup_steps: int = _opt(100, "linear learning-rate warmup steps")
+    grad_clip: float = _opt(0.0, "max gradient norm, 0 = off")
+    ema_decay: float = _opt(0.9999, "EMA decay ceiling; the effective decay is min(ema_decay, (1+step)/(10+step))")
+    t_min: float = _opt(1e-5, "training times t ~ U(t_min, 1]")
+    # model
+    model: str = _opt("auto", "auto | mlp | unet")
+    width: int = _opt(256, "MLP hidden width")
+    depth: int = _opt(3, "MLP hidden layers")
+    time_embed_dim: int = _opt(64, "time embedding features")
+    # data
+    prior: str = _opt("standard", "standard = N(0, I); wide = N(0, diag(36, 1)) for 2D")
+    heldout_fraction: float = _opt(0.2, "fraction of a user file held out for evaluation")
+    split_seed: int = _opt(0, "seed of the train/held-out split of a user file")
+    # coupling options
+    ot_solver: str = _opt("exact", "minibatch OT pairing: exact | sinkhorn")
+    sinkhorn_reg: float = _opt(0.05, "entropic regularisation for --ot-solver sinkhorn (relative to mean cost)")
+    # bookkeeping
+    log_every: int = _opt(100, "steps between JSONL stat lines")
+    ckpt_every: int = _opt(1000, "steps between checkpoints (a final one is always written)")
+    keep_checkpoints: int = _opt(2, "how many recent checkpoints to keep")
+    progress: bool = _opt(True, "show a progress bar")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert ``value`` to the declared type of field ``name``."""
+    typ = _FIELD_TYPES[name]
+    typ = typ if isinstance(typ, str) else typ.__name__
+    try:
+        if typ == "bool":
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if typ == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if typ == "float":
+            return float(value)
+        if typ == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise StraightflowError(f"config key {name!r} expects {typ}, got {value!r}") from None
+    return value
+
+
+def apply_overrides(cfg: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
+    known = set(_FIELD_TYPES)
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise StraightflowError(f"unknown config key {key!r} in {source}{hint}")
+        setattr(cfg, name, coerce(name, value))
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise StraightflowError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise StraightflowError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise StraightflowError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Range checks that would otherwise fail deep inside training."""
+    checks = [
+        (cfg.steps >= 1, "steps must be >= 1"),
+        (cfg.batch_size >= 2, "batch_size must be >= 2"),
+        (cfg.lr > 0, "lr must be > 0"),
+        (0.0 <= cfg.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
+        (0.0 <= cfg.t_min < 1.0, "t_min must be in [0, 1)"),
+        (cfg.width >= 1 and cfg.depth >= 1, "width and depth must be >= 1"),
+        (cfg.time_embed_dim >= 2 and cfg.time_embed_dim % 2 == 0, "time_embed_dim must be even and >= 2"),
+        (0.0 < cfg.heldout_fraction < 1.0, "heldout_fraction must be in (0, 1)"),
+        (cfg.optimizer in ("adam", "adamw"), f"unknown optimizer {cfg.optimizer!r}: use adam or adamw"),
+        (cfg.ot_solver in ("exact", "sinkhorn"), f"unknown ot_solver {cfg.ot_solver!r}: use exact or sinkhorn"),
+        (cfg.log_every >= 1 and cfg.ckpt_every >= 1, "log_every and ckpt_every must be >= 1"),
+        (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise StraightflowError(msg)
+    return cfg
+
+
+def resolve_config(config_file: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    cfg = TrainConfig()
+    if config_file:
+        apply_overrides(cfg, load_yaml(config_file), source=str(config_file))
+    if overrides:
+        apply_overrides(cfg, overrides, source="command line")
+    return validate(cfg)
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def load_run_config(path: Path) -> TrainConfig:
+    """Load a run's saved config.yaml (strict: a key this version does not know is an error)."""
+    cfg = TrainConfig()
+    apply_overrides(cfg, load_yaml(path), source=str(path))
+    return cfg

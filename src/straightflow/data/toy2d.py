@@ -1,0 +1,91 @@
+"""Built-in 2D sets, generated on the fly from a torch generator.
+
+Each set yields unlimited fresh samples; ``reference`` and ``floor_reference``
+use seeds disjoint from training so held-out comparisons are honest.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .base import DataSource
+
+Sampler = Callable[[int, torch.Generator], torch.Tensor]
+
+
+def _moons(n: int, g: torch.Generator) -> torch.Tensor:
+    upper = torch.rand(n, generator=g, device=g.device) < 0.5
+    angle = torch.rand(n, generator=g, device=g.device) * math.pi
+    x = torch.where(upper, torch.cos(angle), 1.0 - torch.cos(angle))
+    y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle))
+    pts = torch.stack([x, y], dim=1) + 0.05 * torch.randn(n, 2, generator=g, device=g.device)
+    # centre and scale to roughly unit spread
+    return (pts - torch.tensor([0.5, 0.25], device=g.device)) * 2.0
+
+
+def _eight_gaussians(n: int, g: torch.Generator) -> torch.Tensor:
+    k = torch.randint(0, 8, (n,), generator=g, device=g.device).float()
+    angle = k * (2 * math.pi / 8)
+    centres = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * 2.0
+    return centres + 0.2 * torch.randn(n, 2, generator=g, device=g.device)
+
+
+def _checkerboard(n: int, g: torch.Generator) -> torch.Tensor:
+    # 4x4 board on [-2, 2]^2, points uniform in the 8 "black" squares
+    col = torch.randint(0, 4, (n,), generator=g, device=g.device)
+    row = 2 * torch.randint(0, 2, (n,), generator=g, device=g.device) + (col % 2)
+    u = torch.rand(n, 2, generator=g, device=g.device)
+    x = col.float() + u[:, 0] - 2.0
+    y = row.float() + u[:, 1] - 2.0
+    return torch.stack([x, y], dim=1)
+
+
+def _spirals(n: int, g: torch.Generator) -> torch.Tensor:
+    r = torch.sqrt(torch.rand(n, generator=g, device=g.device)) * 3.0 * math.pi
+    arm = torch.where(torch.rand(n, generator=g, device=g.device) < 0.5, 1.0, -1.0)
+    x = arm * r * torch.cos(r)
+    y = arm * r * torch.sin(r)
+    pts = torch.stack([x, y], dim=1) / 3.0
+    return pts + 0.1 * torch.randn(n, 2, generator=g, device=g.device)
+
+
+def _two_gaussians(n: int, g: torch.Generator) -> torch.Tensor:
+    # curvature paper's toy: means (-8, 8) and (8, 8), covariance diag(3, 0.1)
+    sign = torch.where(torch.rand(n, generator=g, device=g.device) < 0.5, -1.0, 1.0)
+    mean = torch.stack([8.0 * sign, torch.full((n,), 8.0, device=g.device)], dim=1)
+    return mean + torch.randn(n, 2, generator=g, device=g.device) * torch.tensor([math.sqrt(3.0), math.sqrt(0.1)], device=g.device)
+
+
+BUILTIN_2D: dict[str, Sampler] = {
+    "moons": _moons,
+    "8gaussians": _eight_gaussians,
+    "checkerboard": _checkerboard,
+    "spirals": _spirals,
+    "two-gaussians": _two_gaussians,
+}
+
+_REFERENCE_SEED_OFFSET = 1_000_003
+_FLOOR_SEED_OFFSET = 2_000_003
+
+
+class Toy2D(DataSource):
+    """One of :data:`BUILTIN_2D`; unlimited fresh samples."""
+
+    kind = "vector"
+
+    def __init__(self, name: str):
+        self.name = name
+        self.shape = (2,)
+        self._sampler = BUILTIN_2D[name]
+
+    def sample_train(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self._sampler(n, generator)
+
+    def reference(self, n: int, seed: int = 0) -> torch.Tensor:
+        return self._sampler(n, torch.Generator().manual_seed(_REFERENCE_SEED_OFFSET + seed))
+
+    def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
+        return self._sampler(n, torch.Generator().manual_seed(_FLOOR_SEED_OFFSET + seed))

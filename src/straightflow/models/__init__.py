@@ -1,0 +1,49 @@
+"""Velocity networks. ``build_model`` picks one from the config.
+
+Registry: name -> builder(cfg, data_shape, out_mult, size) returning an nn.Module with
+``forward(x, t)``; ``size`` is "full" (the velocity net) or "small" (an encoder
+about 20x smaller, curvature paper Table 2).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..errors import StraightflowError
+from .mlp import MLPVelocity
+
+ModelBuilder = Callable[..., nn.Module]
+
+
+def _build_mlp(cfg, shape, out_mult: int = 1, size: str = "full") -> nn.Module:
+    dim = 1
+    for s in shape:
+        dim *= s
+    width = cfg.width if size == "full" else max(16, cfg.width // 5)
+    depth = cfg.depth if size == "full" else max(1, cfg.depth - 1)
+    return MLPVelocity(dim, width=width, depth=depth, time_dim=cfg.time_embed_dim, out_mult=out_mult)
+
+
+MODELS: dict[str, ModelBuilder] = {"mlp": _build_mlp}
+
+
+def resolve_model_name(cfg, data) -> str:
+    if cfg.model != "auto":
+        return cfg.model
+    return "unet" if getattr(data, "kind", "vector") == "image" and "unet" in MODELS else "mlp"
+
+
+def build_model(cfg, data, out_mult: int = 1, size: str = "full") -> nn.Module:
+    name = resolve_model_name(cfg, data)
+    if name not in MODELS:
+        raise StraightflowError(f"unknown model {name!r}: use one of {', '.join(sorted(MODELS))} or auto")
+    return MODELS[name](cfg, tuple(data.shape), out_mult=out_mult, size=size)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["MLPVelocity", "MODELS", "build_model", "count_parameters", "resolve_model_name"]

@@ -1,0 +1,32 @@
+"""ODE solvers with honest NFE counts (METHODS.md section 4).
+
+``solve(velocity, z, solver, nfe)`` dispatches by name; every solver returns a
+:class:`SolveResult` whose ``nfe`` is the number of network calls made.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import StraightflowError
+from .base import CountingVelocity, SolveResult, VelocityFn, uniform_grid
+from .fixed_step import euler, heun
+from .rk45 import rk45
+
+#: name -> (velocity, z, nfe, return_trajectory) -> SolveResult ; nfe is ignored by adaptive solvers
+SOLVERS: dict[str, Callable[..., SolveResult]] = {
+    "euler": euler,
+    "heun": heun,
+    "rk45": lambda velocity, z, nfe, return_trajectory=False: rk45(velocity, z, return_trajectory=return_trajectory),
+}
+
+
+def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int = 1, return_trajectory: bool = False) -> SolveResult:
+    if solver not in SOLVERS:
+        raise StraightflowError(f"unknown solver {solver!r}: use one of {', '.join(sorted(SOLVERS))}")
+    return SOLVERS[solver](velocity, z, nfe, return_trajectory=return_trajectory)
+
+
+__all__ = ["SOLVERS", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun", "rk45", "uniform_grid"]

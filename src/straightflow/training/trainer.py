@@ -1,0 +1,228 @@
+"""The training loop: one function for every method, one process or many (DDP).
+
+Determinism: every random draw of a rank (data batch, noise, t, OT tie-breaks)
+comes from that rank's own ``torch.Generator``; its state, the optimizer's,
+the EMA's and the step are checkpointed, so ``--resume`` continues exactly as
+if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig, load_run_config, resolve_config, save_config, validate
+from ..data import load_data
+from ..errors import StraightflowError
+from ..methods import FlowTrainingModule, get_method
+from ..models import build_model, count_parameters, resolve_model_name
+from ..priors import make_prior
+from .checkpoint import latest_checkpoint, load_into, load_train_state, load_weights, save_checkpoint
+from .distributed import DistContext, init_distributed, shutdown_distributed
+from .ema import EMA
+
+#: config keys that may differ when a run is resumed (they do not change the result)
+RESUMABLE_KEYS = {"steps", "device", "progress", "log_every", "ckpt_every", "keep_checkpoints", "out"}
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Distinct, reproducible stream per (seed, rank)."""
+    return (seed * 1_000_003 + rank * 7_919 + 12_345) % (2**63 - 1)
+
+
+def build_training_module(cfg: TrainConfig, data):
+    method = get_method(cfg.method)
+    prior = make_prior(cfg.prior, data.shape)
+    velocity = build_model(cfg, data)
+    coupling = method.build_coupling(cfg, data, prior)
+    module = FlowTrainingModule(velocity, coupling, method, cfg)
+    return module, method, prior
+
+
+def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None) -> TrainConfig:
+    saved = out / "config.yaml"
+    if resume:
+        if not saved.exists():
+            raise StraightflowError(f"--resume given but {out} holds no run (no config.yaml)")
+        cfg = load_run_config(saved)
+        file_cfg = resolve_config(config_file, None).to_dict() if config_file else {}
+        asked = {**{k: v for k, v in file_cfg.items()}, **overrides} if config_file else dict(overrides)
+        for key, value in asked.items():
+            key = key.replace("-", "_")
+            if key in RESUMABLE_KEYS:
+                continue
+            probe = TrainConfig()
+            from ..config import apply_overrides
+
+            apply_overrides(probe, {key: value}, "command line")
+            if getattr(probe, key) != getattr(cfg, key):
+                raise StraightflowError(f"--resume: {key}={getattr(probe, key)!r} differs from the run's saved {key}={getattr(cfg, key)!r}")
+        from ..config import apply_overrides
+
+        apply_overrides(cfg, {k: v for k, v in overrides.items() if k.replace('-', '_') in RESUMABLE_KEYS}, "command line")
+        cfg.out = str(out)
+        return validate(cfg)
+    if saved.exists() or latest_checkpoint(out) is not None:
+        raise StraightflowError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    cfg = resolve_config(config_file, overrides)
+    cfg.out = str(out)
+    return cfg
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(l + "\n" for l in keep))
+
+
+def train(config_file: str | None = None, resume: bool = False, **overrides) -> Path:
+    """Train a run; returns its run directory.
+
+    ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
+    an error. With ``resume=True`` the run in ``out`` continues from its latest
+    checkpoint (only ``steps`` and bookkeeping fields may change).
+    """
+    out_value = overrides.get("out")
+    if not out_value and config_file:
+        from ..config import load_yaml
+
+        out_value = load_yaml(config_file).get("out")
+    if not out_value:
+        raise StraightflowError("no run directory given: pass --out RUNDIR")
+    out = Path(out_value)
+    cfg = _prepare_run_dir(out, resume, overrides, config_file)
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, ctx, resume)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
+    out = Path(cfg.out)
+    device = ctx.device
+    if cfg.batch_size % ctx.world_size:
+        raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
+    local_batch = cfg.batch_size // ctx.world_size
+
+    data = load_data(cfg.data, cfg)
+    if hasattr(data, "to"):
+        data.to(device)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    module, method, _ = build_training_module(cfg, data)
+    if method.prepare is not None:
+        method.prepare(module, cfg, data)
+    module.to(device)
+    torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # dropout etc. differ per rank
+
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(module, cfg.ema_decay)
+    generator = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed, ctx.rank))
+
+    start_step = 0
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is None:
+        raise StraightflowError(f"--resume: {out} has no checkpoint to resume from")
+    if ckpt is not None:
+        load_into(module, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
+        load_into(ema.shadow, load_weights(ckpt / "ema.safetensors"), ckpt / "ema.safetensors")
+        state = load_train_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        rng = state.get("generators", [])
+        if len(rng) == ctx.world_size:
+            generator.set_state(rng[ctx.rank])
+            torch.set_rng_state(state["torch_rng"][ctx.rank])
+        elif ctx.is_main:
+            print(f"warning: checkpoint was written by {len(rng)} ranks, resuming on {ctx.world_size}: random streams restart")
+
+    n_params = count_parameters(module.velocity)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        _truncate_stats(out / "stats.jsonl", start_step)
+        extra = count_parameters(module) - n_params
+        print(
+            f"straightflow: training {cfg.method} on {data.describe()} | model {resolve_model_name(cfg, data)} "
+            f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
+            + f" | device {device} x{ctx.world_size} | run dir {out}"
+        )
+    ctx.barrier()
+
+    train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
+    module.train()
+    meta = {
+        "method": cfg.method,
+        "model": resolve_model_name(cfg, data),
+        "data": cfg.data,
+        "shape": list(data.shape),
+        "velocity_parameters": n_params,
+    }
+
+    def checkpoint(step: int) -> None:
+        gens = ctx.gather_objects(generator.get_state())
+        rngs = ctx.gather_objects(torch.get_rng_state())
+        if ctx.is_main:
+            state = {"optimizer": optimizer.state_dict(), "step": step, "generators": gens, "torch_rng": rngs}
+            save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
+        ctx.barrier()
+
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    t_last = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
+    stats_file = open(out / "stats.jsonl", "a") if ctx.is_main else None
+    try:
+        for step in range(start_step, cfg.steps):
+            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = data.sample_train(local_batch, generator)
+            loss, stats = train_module(batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
+            optimizer.step()
+            ema.update(module, step)
+            for k, v in stats.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            count += 1
+            done = step + 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                keys = sorted(sums)
+                means = ctx.all_mean(torch.stack([sums[k].float() for k in keys]) / count).tolist()
+                now = time.perf_counter()
+                record = {"step": done, **dict(zip(keys, means)), "lr": lr, "steps_per_sec": count / max(now - t_last, 1e-9)}
+                if not all(math.isfinite(v) for v in means):
+                    raise StraightflowError(f"training diverged at step {done}: loss is {record.get('loss')} (lower --lr or set --grad-clip)")
+                if stats_file:
+                    stats_file.write(json.dumps(record) + "\n")
+                    stats_file.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                sums, count, t_last = {}, 0, now
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                checkpoint(done)
+    finally:
+        bar.close()
+        if stats_file:
+            stats_file.close()
+    if start_step >= cfg.steps and ctx.is_main:
+        print(f"straightflow: {out} is already trained to step {start_step} (asked for {cfg.steps})")
+    return out
