@@ -1,0 +1,3 @@
+from .main import COMMANDS, main
+
+__all__ = ["main", "COMMANDS"]
