@@ -114,7 +114,12 @@ def evaluate(
         results.append(row)
     report["results"] = results
     if run.method.evaluate_extra is not None:
-        report.update(run.method.evaluate_extra(run, ref, n_eval, seed))
+        import inspect
+
+        extra = run.method.evaluate_extra
+        # hooks that declare ``nfes`` / ``solver`` get the evaluation's own (e.g. reconstruction per NFE)
+        ctx = {k: v for k, v in {"nfes": nfes, "solver": solver}.items() if k in inspect.signature(extra).parameters}
+        report.update(extra(run, ref, n_eval, seed, **ctx))
     return report
 
 
@@ -128,4 +133,9 @@ def format_table(report: dict) -> str:
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
     for r in report["results"]:
         lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys))
+    # scalar keys added by a method's evaluate_extra hook (e.g. kl, recon_w2)
+    shown = {"curvature", "flow_loss_heldout"}
+    extra = {k: v for k, v in report.items() if isinstance(v, float) and k not in shown and not k.endswith("_floor")}
+    if extra:
+        lines.append("method extras: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))
     return "\n".join(lines)

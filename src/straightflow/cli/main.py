@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
     def error(self, message):  # noqa: D401
-        raise StraightflowError(f"{self.prog}: {message}")
+        raise StraightflowError(message if self.prog == "straightflow" else f"{self.prog.split()[-1]}: {message}")
 
 
 def _int_list(text: str) -> list[int]:
@@ -65,7 +65,8 @@ def _run_train(args) -> int:
 
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
     out = train(config_file=args.config, resume=args.resume, **overrides)
-    print(f"straightflow: run written to {out}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"straightflow: run written to {out}")
     return 0
 
 

@@ -19,17 +19,20 @@ class EMA:
         self.shadow = copy.deepcopy(module).eval()
         for p in self.shadow.parameters():
             p.requires_grad_(False)
-        self._src_params = [p for p in module.parameters()]
-        self._dst_params = [p for p in self.shadow.parameters()]
+        self._src_params = list(module.parameters())
+        self._dst_params = list(self.shadow.parameters())
+        self._src_buffers = list(module.buffers())
+        self._dst_buffers = list(self.shadow.buffers())
 
     def effective_decay(self, step: int) -> float:
         return min(self.decay, (1.0 + step) / (10.0 + step))
 
     @torch.no_grad()
     def update(self, module: nn.Module, step: int) -> None:
+        """Move the average toward ``module`` (the module given at construction)."""
         weight = 1.0 - self.effective_decay(step)
-        torch._foreach_lerp_(self._dst_params, [p.detach() for p in self._src_params], weight)
-        for b_dst, b_src in zip(self.shadow.buffers(), module.buffers()):
+        torch._foreach_lerp_(self._dst_params, self._src_params, weight)
+        for b_dst, b_src in zip(self._dst_buffers, self._src_buffers):
             b_dst.copy_(b_src)
 
     def state_dict(self) -> dict[str, torch.Tensor]:

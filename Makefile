@@ -1,0 +1,37 @@
+# straightflow: the two commands of the README are `make demo` and `make test`.
+# Both create .venv and install the package into it first (idempotent).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build of torch; override e.g. TORCH="torch" on a CUDA machine.
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/straightflow demo --out demo_out
+
+test: install
+	$(PY) -m pytest tests
+
+# torchcfm is installed without its dependencies: torchdyn would pull torchvision
+# and a CUDA build of torch; the I-CFM loop needs only torch and POT.
+$(VENV)/.bench: $(VENV)/.installed
+	$(PY) -m pip install -q torchdiffeq absl-py
+	$(PY) -m pip install -q --no-deps torchcfm
+	touch $@
+
+bench: $(VENV)/.bench
+	$(PY) bench/bench_baseline.py
+
+clean:
+	rm -rf $(VENV) demo_out .cache

@@ -1,0 +1,105 @@
+"""Training loop: exact resume, EMA, run directories, couplings."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from straightflow.couplings import IndependentCoupling, MinibatchOTCoupling
+from straightflow.errors import StraightflowError
+from straightflow.priors import DiagonalGaussianPrior
+from straightflow.run import Run
+from straightflow.training import train
+from straightflow.training.checkpoint import latest_checkpoint, list_checkpoints
+from straightflow.training.ema import EMA
+
+
+def _weights(run_dir):
+    ckpt = latest_checkpoint(run_dir)
+    return load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "ema.safetensors"))
+
+
+@pytest.mark.parametrize("method", ["rectified", "ot"])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, quick_overrides, method):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(data="moons", method=method, steps=60, out=str(full), **quick_overrides)
+    train(data="moons", method=method, steps=30, out=str(part), **quick_overrides)
+    train(out=str(part), steps=60, resume=True)
+    for a, b in zip(_weights(full), _weights(part)):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    stats_full = [json.loads(l)["loss"] for l in (full / "stats.jsonl").read_text().splitlines()]
+    stats_part = [json.loads(l)["loss"] for l in (part / "stats.jsonl").read_text().splitlines()]
+    assert stats_full == stats_part
+
+
+def test_run_directory_layout_and_keep(tmp_path, quick_overrides):
+    run = tmp_path / "r"
+    train(data="8gaussians", steps=50, out=str(run), **{**quick_overrides, "keep_checkpoints": 2, "ckpt_every": 10})
+    assert (run / "config.yaml").exists()
+    assert [p.name for p in list_checkpoints(run)] == ["step-000040", "step-000050"]
+    ckpt = latest_checkpoint(run)
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "state.pt", "meta.json"}
+    lines = [json.loads(l) for l in (run / "stats.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [10, 20, 30, 40, 50] and all("loss" in l and "steps_per_sec" in l for l in lines)
+
+
+def test_existing_run_is_never_overwritten(tmp_path, quick_overrides):
+    run = tmp_path / "r"
+    train(data="moons", steps=20, out=str(run), **quick_overrides)
+    before = (latest_checkpoint(run) / "model.safetensors").read_bytes()
+    with pytest.raises(StraightflowError, match="already holds a run"):
+        train(data="moons", steps=20, out=str(run), **quick_overrides)
+    with pytest.raises(StraightflowError, match="differs from the run's saved"):
+        train(out=str(run), steps=40, lr=0.5, resume=True)
+    assert (latest_checkpoint(run) / "model.safetensors").read_bytes() == before
+
+
+def test_leftover_temporary_checkpoint_is_ignored(tmp_path, quick_overrides):
+    run = tmp_path / "r"
+    train(data="moons", steps=20, out=str(run), **quick_overrides)
+    (run / "checkpoints" / ".tmp-step-000030-999").mkdir()  # a crash mid-write
+    assert latest_checkpoint(run).name == "step-000020"
+    Run.load(run)
+
+
+def test_ema_warms_up_and_tracks():
+    lin = torch.nn.Linear(1, 1, bias=False)
+    lin.weight.data.fill_(0.0)
+    ema = EMA(lin, decay=0.9999)
+    assert ema.effective_decay(0) == pytest.approx(0.1)
+    assert ema.effective_decay(4000) < 0.998  # a fixed 0.9999 would still be the init
+    lin.weight.data.fill_(1.0)
+    for step in range(4000):
+        ema.update(lin, step)
+    assert ema.shadow.weight.item() > 0.99
+
+
+def test_ot_coupling_is_a_permutation_that_lowers_cost():
+    prior = DiagonalGaussianPrior()
+    x = 0.3 * torch.randn(128, 2, generator=torch.Generator().manual_seed(0))
+    ind = IndependentCoupling(prior)(x, torch.Generator().manual_seed(1))
+    ot_pair = MinibatchOTCoupling(prior)(x, torch.Generator().manual_seed(1))
+    # same noise multiset (marginal preserved), re-paired
+    assert torch.equal(torch.sort(ot_pair.z[:, 0]).values, torch.sort(ind.z[:, 0]).values)
+    assert (ot_pair.x - ot_pair.z).pow(2).sum() < 0.7 * (ind.x - ind.z).pow(2).sum()
+    sk = MinibatchOTCoupling(prior, solver="sinkhorn", reg=0.01)(x, torch.Generator().manual_seed(1))
+    assert (sk.x - sk.z).pow(2).sum() < (ind.x - ind.z).pow(2).sum()
+
+
+def test_samples_do_not_depend_on_sampling_batch_size(tmp_path, quick_overrides):
+    train(data="moons", steps=20, out=str(tmp_path / "r"), **quick_overrides)
+    run = Run.load(tmp_path / "r")
+    a = run.sample(2500, nfe=4, seed=3, batch_size=4096).samples
+    b = run.sample(2500, nfe=4, seed=3, batch_size=333).samples
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, run.sample(2500, nfe=4, seed=4).samples)
+
+
+def test_wide_prior_trains_and_samples(tmp_path, quick_overrides):
+    train(data="two-gaussians", prior="wide", steps=20, out=str(tmp_path / "r"), **quick_overrides)
+    run = Run.load(tmp_path / "r")
+    z = run.noise(5000)
+    assert 5.5 < float(z[:, 0].std()) < 6.5 and 0.9 < float(z[:, 1].std()) < 1.1
