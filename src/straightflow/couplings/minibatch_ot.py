@@ -22,7 +22,7 @@ def ot_plan(x: torch.Tensor, z: torch.Tensor, solver: str = "exact", reg: float 
     if solver == "exact":
         return ot.emd(a, b, cost, numItermax=1_000_000)
     scale = cost.mean() if cost.mean() > 0 else 1.0
-    return ot.sinkhorn(a, b, cost / scale, reg, numItermax=1000)
+    return ot.sinkhorn(a, b, cost / scale, reg, numItermax=5000)
 
 
 class MinibatchOTCoupling(Coupling):
