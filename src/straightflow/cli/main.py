@@ -114,6 +114,7 @@ def _add_eval(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--device", default="auto")
+    p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
 
 
 def _run_eval(args) -> int:
@@ -121,6 +122,7 @@ def _run_eval(args) -> int:
     from ..run import Run
 
     run = Run.load(args.rundir, device=args.device)
+    run.inception_weights = getattr(args, "inception_weights", None)  # read by the image Fréchet metric
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
     solver = args.solver or run.method.default_solver
     report = evaluate(run, args.nfe, solver=solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json)

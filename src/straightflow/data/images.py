@@ -1,0 +1,269 @@
+"""Image datasets: ``digits``, image folders, ``.npy`` image arrays, ``mnist``/``cifar10``.
+
+Every image source holds images as float32 tensors of shape (N, C, H, W) in
+**[-1, 1]**, which are also the data units (``normalize`` is the identity):
+samples written by ``sample --out FILE.npy`` are in [-1, 1]; map them to
+8-bit with ``(x + 1) * 127.5``.
+
+Splits are fixed: ``digits``, folders and ``.npy`` arrays are split once into
+train and held-out parts (``--heldout-fraction``, ``--split-seed``); ``mnist``
+and ``cifar10`` use their official test split as the held-out set.
+``reference`` returns held-out images, ``floor_reference`` as many training
+images: the Fréchet distance between the two is the metric's floor.
+
+Scaling rules for ``.npy`` arrays: ``uint8`` -> ``x / 127.5 - 1``; floats are
+taken as already in [-1, 1] when they lie in it and have negative values,
+as [0, 1] images when they lie in [0, 1], as 0..255 images when they lie in
+[0, 255]; any other range is an error (scale the file yourself).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import StraightflowError
+from .base import DataSource
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def cache_dir() -> Path:
+    """``$STRAIGHTFLOW_CACHE`` or ``~/.cache/straightflow``."""
+    return Path(os.environ.get("STRAIGHTFLOW_CACHE") or Path.home() / ".cache" / "straightflow").expanduser()
+
+
+class ImageSource(DataSource):
+    """In-memory images in [-1, 1] with a fixed held-out split.
+
+    ``sample_train`` draws indices (and flips, with ``hflip``) from the
+    caller's generator on the generator's device, so a resumed run draws the
+    same batches; the training tensor lives on the training device (``to``).
+    ``labels`` (training split, optional) lets the Fréchet-distance module
+    train a classifier feature net on the dataset itself.
+    """
+
+    kind = "image"
+
+    def __init__(self, name: str, train: torch.Tensor, heldout: torch.Tensor, labels: torch.Tensor | None = None, hflip: bool = False, key: str | None = None):
+        if train.dim() != 4 or heldout.dim() != 4:
+            raise ValueError("image tensors must be N x C x H x W")
+        self.name = name
+        self.shape = tuple(train.shape[1:])
+        self.train = train.float().contiguous()
+        self.heldout = heldout.float().contiguous()
+        self.labels = labels
+        self.hflip = hflip
+        #: identifies the data and its split (cache key of trained feature nets)
+        self.key = key or name
+
+    def to(self, device):
+        self.train = self.train.to(device)
+        return self
+
+    def sample_train(self, n, generator):
+        dev = generator.device
+        idx = torch.randint(0, self.train.shape[0], (n,), generator=generator, device=dev)
+        x = self.train[idx.to(self.train.device)].to(dev)
+        if self.hflip:
+            flip = torch.rand(n, generator=generator, device=dev) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def reference(self, n, seed=0):
+        if n >= self.heldout.shape[0]:
+            return self.heldout
+        idx = torch.randperm(self.heldout.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+        return self.heldout[idx]
+
+    def floor_reference(self, n, seed=0):
+        n = min(n, self.train.shape[0])
+        idx = torch.randperm(self.train.shape[0], generator=torch.Generator().manual_seed(seed + 1))[:n]
+        return self.train[idx.to(self.train.device)].cpu()
+
+    def train_images(self) -> torch.Tensor:
+        """All training images (CPU, [-1, 1])."""
+        return self.train.cpu()
+
+
+def _split(n: int, heldout_fraction: float, split_seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if n < 10:
+        raise StraightflowError(f"{what} has only {n} images; need at least 10 to split train/held-out")
+    perm = np.random.default_rng(split_seed).permutation(n)
+    n_held = min(n - 1, max(1, int(round(heldout_fraction * n))))
+    return perm[n_held:], perm[:n_held]
+
+
+def _opts(cfg):
+    return (
+        getattr(cfg, "heldout_fraction", 0.2),
+        getattr(cfg, "split_seed", 0),
+        bool(getattr(cfg, "hflip", False)),
+        int(getattr(cfg, "image_size", 0) or 0),
+    )
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize N x C x H x W to size x size (antialiased bilinear)."""
+    if size <= 0 or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+
+
+# ---------------------------------------------------------------- digits
+def load_digits_source(cfg=None) -> ImageSource:
+    """scikit-learn's 1,797 8x8 digits (0..16 grey levels) scaled to [-1, 1]."""
+    from sklearn.datasets import load_digits
+
+    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1.0)[:, None]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    tr, ho = _split(len(x), heldout_fraction, split_seed, "digits")
+    x = _resize(x, size)
+    key = f"digits-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px"
+    return ImageSource("digits", x[tr], x[ho], labels=y[tr], hflip=hflip, key=key)
+
+
+# ---------------------------------------------------------------- folders
+def _read_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise StraightflowError(f"could not read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def load_image_folder(path: Path, cfg=None) -> ImageSource:
+    """Every PNG/JPEG/... under ``path`` (recursively, sorted by path).
+
+    All grayscale -> 1 channel, otherwise RGB (alpha dropped). Sizes must
+    agree unless ``--image-size N`` is given, which resizes every image to
+    N x N (antialiased bilinear; aspect ratio not kept).
+    """
+    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} files found")
+    images = [_read_image(f) for f in files]
+    gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
+    mode = "L" if gray else "RGB"
+    first = images[0].size
+    arrays = []
+    for f, im in zip(files, images):
+        if not size and im.size != first:
+            raise StraightflowError(
+                f"images in {path} differ in size: {f} is {im.size[0]}x{im.size[1]} but {files[0]} is {first[0]}x{first[1]}; pass --image-size N to resize them"
+            )
+        if im.mode in ("I", "I;16", "F"):  # 16-bit or float grey (Pillow's convert would clip)
+            a = np.asarray(im, dtype=np.float64)
+            a = a / (65535.0 if im.mode != "F" else max(float(a.max()), 1.0)) * 255.0
+        else:
+            a = np.asarray(im.convert(mode), dtype=np.float64)
+        a = torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32) / 127.5 - 1.0)
+        arrays.append(_resize(a[None], size)[0] if size else a)
+    x = torch.stack(arrays).clamp(-1, 1)
+    tr, ho = _split(len(x), heldout_fraction, split_seed, f"image folder {path}")
+    return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
+
+
+# ---------------------------------------------------------------- .npy arrays
+def _scale_array(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 127.5 - 1.0
+    if not np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_:
+        raise StraightflowError(f"{path} holds non-numeric data (dtype {arr.dtype})")
+    a = arr.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise StraightflowError(f"{path} contains non-finite values (NaN or inf)")
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= -1.0 and hi <= 1.0 and lo < 0:
+        return a
+    if lo >= 0 and hi <= 1.0:
+        return a * 2.0 - 1.0
+    if lo >= 0 and hi <= 255.0:
+        return a / 127.5 - 1.0
+    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, 1], [0, 1] or [0, 255]")
+
+
+def load_image_array(path: Path, cfg=None) -> ImageSource:
+    """An N x H x W or N x C x H x W (C in 1, 3) image array; N x H x W x C is accepted too."""
+    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise StraightflowError(f"could not read {path}: {exc}") from None
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4 and arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3):
+        raise StraightflowError(f"{path} has shape {arr.shape}; image arrays must be N x H x W or N x C x H x W with C = 1 or 3")
+    x = _resize(torch.from_numpy(np.ascontiguousarray(_scale_array(arr, path))), size)
+    tr, ho = _split(len(x), heldout_fraction, split_seed, str(path))
+    return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
+
+
+def image_path_loader(path: Path, cfg) -> DataSource | None:
+    """Hook for ``_file_dispatch``: folders and 3-/4-d ``.npy`` arrays are images."""
+    if path.is_dir():
+        return load_image_folder(path, cfg)
+    if path.suffix.lower() == ".npy":
+        try:
+            ndim = np.load(path, mmap_mode="r", allow_pickle=False).ndim
+        except Exception:
+            return None  # let the point-cloud loader report it
+        if ndim in (3, 4):
+            return load_image_array(path, cfg)
+    return None
+
+
+# ---------------------------------------------------------------- torchvision
+def _torchvision_source(name: str, cfg) -> ImageSource:
+    try:
+        import torchvision.datasets as tvd
+    except ImportError:
+        raise StraightflowError(f"--data {name} needs torchvision: pip install 'straightflow[vision]' (or pip install torchvision)") from None
+    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    root = Path(getattr(cfg, "data_root", "") or cache_dir() / "datasets").expanduser()
+    download = bool(getattr(cfg, "download", False))
+    cls = {"mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
+    try:
+        train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
+    except RuntimeError as exc:
+        if not download:
+            raise StraightflowError(f"{name} was not found under {root}; pass --download to fetch it there, or --data-root FOLDER where it is") from None
+        raise StraightflowError(f"could not load {name} from {root}: {exc}") from None
+    except OSError as exc:
+        raise StraightflowError(f"could not load {name} from {root}: {exc}") from None
+
+    def tensor(ds):
+        a = np.asarray(ds.data)
+        a = a[:, None] if a.ndim == 3 else a.transpose(0, 3, 1, 2)
+        return _resize(torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0), size)
+
+    x_train = tensor(train)
+    labels = torch.as_tensor(np.asarray(train.targets), dtype=torch.int64)
+    return ImageSource(name, x_train, tensor(test), labels=labels, hflip=hflip, key=f"{name}-{x_train.shape[-1]}px")
+
+
+def load_mnist(cfg=None) -> ImageSource:
+    return _torchvision_source("mnist", cfg)
+
+
+def load_cifar10(cfg=None) -> ImageSource:
+    return _torchvision_source("cifar10", cfg)
+
+
+def register() -> None:
+    from . import NAMED_SOURCES, _file_dispatch
+
+    NAMED_SOURCES.update({"digits": load_digits_source, "mnist": load_mnist, "cifar10": load_cifar10})
+    if image_path_loader not in _file_dispatch.IMAGE_PATH_LOADERS:
+        _file_dispatch.IMAGE_PATH_LOADERS.append(image_path_loader)
