@@ -66,10 +66,15 @@ def plot_forward_reverse(run, out: Path, args) -> None:
     x, z = forward_pairs(run, n, args.seed)
     res = run.sample(n, nfe=nfe, solver=solver, seed=args.seed, return_trajectory=True)
     data = run.data.reference(2000, args.seed)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
     draw_forward(axes[0], x, z, f"forward: x -> z ~ q_phi(z|x) ({_beta_text(run)})")
     draw_paths(axes[1], res.trajectory, data, f"reverse: z ~ prior -> x ({solver}, NFE {res.nfe})")
-    for ax in axes:
+    lo = torch.minimum(torch.cat([x, z]).min(0).values, res.trajectory.flatten(0, 1).min(0).values).tolist()
+    hi = torch.maximum(torch.cat([x, z]).max(0).values, res.trajectory.flatten(0, 1).max(0).values).tolist()
+    for ax in axes:  # the same window on both panels
+        ax.set_xlim(lo[0] - 0.2, hi[0] + 0.2)
+        ax.set_ylim(lo[1] - 0.2, hi[1] + 0.2)
+        ax.set_aspect("equal", adjustable="box")
         ax.legend(loc="upper right", fontsize=7, markerscale=3)
     fig.suptitle(f"{run.cfg.method} on {run.cfg.data}", fontsize=10)
     fig.tight_layout()

@@ -1,0 +1,257 @@
+"""``straightflow sweep``: one curvature-method run per beta, evaluated and tabulated.
+
+    straightflow sweep --data moons --betas 0.3,1,3,10,30,inf --steps 3000 --out runs/sweep-moons
+
+trains ``DIR/beta-<b>/`` for each beta sequentially (``inf`` is the baseline,
+``--method rectified``: the paper's beta -> infinity limit), evaluates each
+(quality per NFE, curvature (Eq. 5), held-out flow loss (Eq. 8 bound), KL and
+reconstruction quality (Fig. 8)), and writes
+
+* ``DIR/sweep.json`` - every run's full evaluation report,
+* ``DIR/sweep.md`` - the table (beta, curvature, quality at each NFE, KL, reconstruction),
+* ``DIR/curvature_vs_beta.png`` (Fig. 5), ``DIR/quality_vs_nfe.png`` (Fig. 7),
+  ``DIR/recon_gap.png`` (Fig. 8a) and, for 2D data, ``DIR/trajectories.png`` (Fig. 4).
+
+Resumable: a beta whose run already reached ``--steps`` is not retrained (a
+partial one is resumed from its checkpoint), and its evaluation is reused when
+it was made with the same step, NFEs, solver, n and seed (``DIR/beta-<b>/eval.json``).
+Any other ``train`` flag (``--width``, ``--lr``, ``--encoder``, ...) is passed to every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import fields
+from pathlib import Path
+
+from .cli.main import COMMANDS, _int_list
+from .config import TrainConfig
+from .errors import StraightflowError
+
+#: flags the sweep sets itself (not passed through from the command line)
+_OWN = {"data", "method", "out", "steps", "batch_size", "seed", "beta"}
+
+
+def parse_betas(text: str) -> list[float]:
+    betas = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            b = float(item)
+        except ValueError:
+            raise StraightflowError(f"--betas: {item!r} is not a number (use e.g. 0.3,1,3,10,inf)") from None
+        if math.isnan(b) or b < 0:
+            raise StraightflowError(f"--betas: beta must be >= 0 or inf, got {item}")
+        betas.append(b)
+    if not betas:
+        raise StraightflowError("--betas: give at least one beta")
+    if len(set(betas)) != len(betas):
+        raise StraightflowError(f"--betas: repeated values in {text!r}")
+    return betas
+
+
+def beta_label(beta: float) -> str:
+    return "inf" if math.isinf(beta) else f"{beta:g}"
+
+
+def _trained_step(run_dir: Path) -> int:
+    from .training.checkpoint import latest_checkpoint, read_meta
+
+    ckpt = latest_checkpoint(run_dir)
+    return int(read_meta(ckpt).get("step", 0)) if ckpt is not None else 0
+
+
+def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log) -> None:
+    from .training import train
+
+    kw = dict(overrides, out=str(run_dir))
+    if math.isinf(beta):
+        kw["method"] = "rectified"
+    else:
+        kw.update(method="curvature", beta=beta)
+    done = _trained_step(run_dir)
+    if done >= kw["steps"]:
+        log(f"sweep: beta={beta_label(beta)}: already trained to step {done}, skipping training")
+        return
+    resume = (run_dir / "config.yaml").exists()
+    if resume:
+        log(f"sweep: beta={beta_label(beta)}: resuming from step {done}")
+    train(config_file=config_file, resume=resume, **kw)
+
+
+def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int, seed: int, device: str, log) -> dict:
+    from .evaluate import evaluate
+    from .run import Run
+
+    run = Run.load(run_dir, device=device)
+    solver = solver or run.method.default_solver
+    key = {"step": run.step, "nfe": list(nfes), "solver": solver, "n": n, "seed": seed}
+    cache = run_dir / "eval.json"
+    if cache.exists():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                log(f"sweep: {run_dir.name}: reusing {cache}")
+                return saved["report"]
+        except (json.JSONDecodeError, KeyError):
+            pass
+    report = evaluate(run, nfes, solver=solver, n=n, seed=seed)
+    cache.write_text(json.dumps({"key": key, "report": report}, indent=1))
+    return report
+
+
+def _quality_at(report: dict, key: str, nfe: int):
+    return next((r.get(key) for r in report["results"] if r["nfe_requested"] == nfe), None)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def format_sweep_table(sweep: dict) -> str:
+    """Markdown table: beta, curvature, quality at each NFE, KL, reconstruction quality."""
+    key, nfes = sweep["quality_metric"], sweep["nfe"]
+    top = max(nfes)
+    base = next((r for r in sweep["runs"] if r["beta"] == "inf"), None)
+    head = ["beta", "method", "curvature"] + [f"{key} NFE {k}" for k in nfes]
+    head += ["KL (held-out)", f"recon {key} NFE {top}", "flow loss (held-out)"]
+    if base is not None:
+        head += ["curvature / baseline", f"{key} NFE {min(nfes)} / baseline"]
+    lines = [
+        f"# beta sweep on {sweep['data']}: {sweep['steps']} steps, batch {sweep['batch_size']}, solver {sweep['solver']}, n = {sweep['n']}",
+        "",
+    ]
+    floor = sweep.get("floor") or {}
+    if floor:
+        lines += ["two-sample floor: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floor.items()), ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = sorted(sweep["runs"], key=lambda r: math.inf if r["beta"] == "inf" else r["beta"])
+    for r in order:
+        rep = r["report"]
+        cells = [beta_label(float(r["beta"])), r["method"], _fmt(rep["curvature"])] + [_fmt(_quality_at(rep, key, k)) for k in nfes]
+        cells += [_fmt(rep.get("kl", 0.0 if r["beta"] == "inf" else None)), _fmt(rep.get(f"recon_{key}")), _fmt(rep["flow_loss_heldout"])]
+        if base is not None:
+            b = base["report"]
+            q, qb = _quality_at(rep, key, min(nfes)), _quality_at(b, key, min(nfes))
+            cells += [_fmt(rep["curvature"] / b["curvature"]) if b["curvature"] else "-", _fmt(q / qb) if q is not None and qb else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_sweep(
+    out: str | Path,
+    data: str,
+    betas: list[float],
+    steps: int,
+    batch_size: int = 256,
+    nfes: list[int] = (1, 2, 4, 8, 100),
+    seed: int = 0,
+    solver: str | None = None,
+    n: int = 2000,
+    config_file: str | None = None,
+    trajectories: bool = True,
+    quiet: bool = False,
+    **train_overrides,
+) -> dict:
+    """Train and evaluate one run per beta; write sweep.json, sweep.md and the plots. Returns the sweep dict."""
+    from .plots.curvature import plot_sweep_trajectories, write_sweep_plots
+
+    log = (lambda msg: None) if quiet else print
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    nfes = list(nfes)
+    if not nfes or any(k < 1 for k in nfes):
+        raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
+    bad = set(train_overrides) - set(TrainConfig.field_names())
+    if bad:
+        raise StraightflowError(f"unknown train option(s) for the sweep: {', '.join(sorted(bad))}")
+    device = train_overrides.get("device", "auto")
+    overrides = dict(train_overrides, data=data, steps=steps, batch_size=batch_size, seed=seed)
+    sweep: dict = {
+        "data": data,
+        "steps": steps,
+        "batch_size": batch_size,
+        "nfe": nfes,
+        "solver": solver or "euler",
+        "n": n,
+        "seed": seed,
+        "train_overrides": {k: v for k, v in train_overrides.items()},
+        "runs": [],
+    }
+    for beta in sorted(betas):
+        run_dir = out / f"beta-{beta_label(beta)}"
+        log(f"sweep: beta={beta_label(beta)} -> {run_dir}")
+        _train_one(run_dir, beta, overrides, config_file, log)
+        report = _evaluate_one(run_dir, nfes, solver, n, seed, device, log)
+        sweep["quality_metric"] = report["quality_metric"]
+        sweep["solver"] = report["results"][0]["solver"]
+        sweep["floor"] = {k: v for k, v in report.items() if k.endswith("_floor")}
+        sweep["runs"].append({"beta": "inf" if math.isinf(beta) else beta, "method": report["method"], "run": str(run_dir), "report": report})
+        (out / "sweep.json").write_text(json.dumps(sweep, indent=1))  # partial progress is visible
+    table = format_sweep_table(sweep)
+    (out / "sweep.md").write_text(table + "\n")
+    plots = write_sweep_plots(sweep, out)
+    if trajectories:
+        from .run import Run
+
+        runs = [(f"beta = {beta_label(b)}", Run.load(out / f"beta-{beta_label(b)}", device=device)) for b in sorted(betas, key=lambda b: -b)]
+        if runs and runs[0][1].data.kind == "vector" and tuple(runs[0][1].data.shape) == (2,):
+            plot_sweep_trajectories(runs, out / "trajectories.png")
+            plots.append(out / "trajectories.png")
+    sweep["plots"] = [str(p) for p in plots]
+    (out / "sweep.json").write_text(json.dumps(sweep, indent=1))
+    log(table)
+    log(f"sweep: wrote {out / 'sweep.json'}, {out / 'sweep.md'}, " + ", ".join(p.name for p in plots))
+    return sweep
+
+
+# ---------------------------------------------------------------- CLI
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    p.add_argument("--betas", type=parse_betas, default=parse_betas("0.3,1,3,10,30,inf"), help="comma-separated betas; inf = the independent baseline (default 0.3,1,3,10,30,inf)")
+    p.add_argument("--steps", type=int, required=True, help="training steps per beta")
+    p.add_argument("--out", required=True, help="sweep folder (one run per beta inside)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8, 100], help="NFEs to evaluate (default 1,2,4,8,100)")
+    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
+    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: euler)")
+    p.add_argument("-n", type=int, default=2000, help="samples per evaluation")
+    p.add_argument("--config", help="YAML file of train config fields for every run")
+    p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
+    group = p.add_argument_group("train options passed to every run")
+    for f in fields(TrainConfig):
+        if f.name in _OWN:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL", help=f.metadata.get("help", ""))
+        else:
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=f.metadata.get("help", ""))
+
+
+def _run_sweep(args) -> int:
+    passthrough = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names() and k not in _OWN}
+    run_sweep(
+        args.out,
+        args.data,
+        args.betas,
+        args.steps,
+        batch_size=args.batch_size,
+        nfes=args.nfe,
+        seed=args.seed,
+        solver=args.solver,
+        n=args.n,
+        config_file=args.config,
+        trajectories=not args.no_trajectories,
+        **passthrough,
+    )
+    return 0
+
+
+COMMANDS["sweep"] = ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep)
