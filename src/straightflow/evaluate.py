@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import StraightflowError
-from .metrics import curvature, energy_distance, wasserstein2
+from .metrics import curvature, energy_distance, prediction_drift, wasserstein2
 from .objectives import velocity_loss
 from .run import Run
 
@@ -104,6 +104,7 @@ def evaluate(
     report.update(metric.floor(ref, floor_ref) if reference is None else {})
     z = run.noise(curvature_n or min(n_eval, 2000), seed + 1)
     report["curvature"] = curvature(run.velocity, z.to(run.device))
+    report["prediction_drift"] = prediction_drift(run.velocity, z.to(run.device))  # temporal consistency of x_hat
     report["flow_loss_heldout"] = heldout_flow_loss(run, ref, seed)
     results = []
     for k in nfes:

@@ -33,6 +33,10 @@ class Method:
     prepare: Callable[..., None] | None = None
     #: optional (run, reference, n, seed) -> dict of extra evaluation keys
     evaluate_extra: Callable[..., dict] | None = None
+    #: optional (module, cfg, data, device) -> object with ``step(batch, generator, module) -> stats``,
+    #: ``state_dict()`` and ``load_state_dict()``, stepped by the trainer after every optimizer step
+    #: and saved in the checkpoint's state.pt (e.g. the lines method's discriminator)
+    make_aux_trainer: Callable[..., object] | None = None
 
 
 def _velocity_objective(net, pair, generator, cfg):

@@ -72,6 +72,12 @@ def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str 
         raise StraightflowError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     cfg = resolve_config(config_file, overrides)
     cfg.out = str(out)
+    if cfg.pairs:  # training on teacher pairs: take the teacher's data/model fields unless given
+        from ..config import load_yaml
+        from ..pairs import inherit_teacher_config
+
+        explicit = {k.replace("-", "_") for k in [*overrides, *(load_yaml(config_file) if config_file else {})]}
+        inherit_teacher_config(cfg, explicit)
     return cfg
 
 
@@ -119,6 +125,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
     local_batch = cfg.batch_size // ctx.world_size
 
     data = load_data(cfg.data, cfg)
+    if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
+        from ..pairs import PairData
+
+        data = PairData.open(cfg.pairs, base=data)
     if hasattr(data, "to"):
         data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -126,6 +136,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
     if method.prepare is not None:
         method.prepare(module, cfg, data)
     module.to(device)
+    aux = method.make_aux_trainer(module, cfg, data, device) if method.make_aux_trainer is not None else None
     torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # dropout etc. differ per rank
 
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -143,6 +154,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
         load_into(ema.shadow, load_weights(ckpt / "ema.safetensors"), ckpt / "ema.safetensors")
         state = load_train_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
+        if aux is not None and "aux" in state:
+            aux.load_state_dict(state["aux"])
         start_step = int(state["step"])
         rng = state.get("generators", [])
         if len(rng) == ctx.world_size:
@@ -179,6 +192,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
         rngs = ctx.gather_objects(torch.get_rng_state())
         if ctx.is_main:
             state = {"optimizer": optimizer.state_dict(), "step": step, "generators": gens, "torch_rng": rngs}
+            if aux is not None:
+                state["aux"] = aux.state_dict()
             save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
         ctx.barrier()
 
@@ -200,6 +215,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
                 stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
             optimizer.step()
             ema.update(module, step)
+            if aux is not None:  # e.g. a discriminator's own optimizer step
+                stats.update(aux.step(batch, generator, module))
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             count += 1

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Experiments of the lines method, teacher pairs, reflow and one-step distillation (issue 5).
+#
+#   bash bench/lines_experiments.sh                 # everything, full budget (hours on CPU; digits wants a GPU)
+#   PARTS="2d ot-dim" bash bench/lines_experiments.sh
+#   STEPS=20 NPAIRS=2000 TEACHER_NFE=4 DIGITS_STEPS=20 DIGITS_PAIRS=500 EVAL_N=200 \
+#       OUT=/tmp/lines-smoke bash bench/lines_experiments.sh   # smoke test of every command
+#
+# Parts (PARTS, space-separated):
+#   2d       moons 8gaussians checkerboard spirals: baseline teacher (eval at NFE 1 2 4 100),
+#            pairs from it, then reflow (2-rectified flow), distill, lines (plain,
+#            --sampler-steps 2, --adv), and OT-CFM (--method ot), all with the teacher's
+#            steps and batch; quality at NFE 1 2 4.  (--sampler-steps 1 trains at t = 1 only,
+#            i.e. the distill objective, so `distill` stands for it.)
+#   digits   the same on `digits` (Fréchet distance), without OT-CFM.
+#   table1   curvature paper Table 1 on moons and digits: baseline vs --beta 10 teacher,
+#            quality per NFE, distillation error and one-step quality of each teacher's student.
+#   ot-dim   how much minibatch OT lowers the pairing cost vs dimension (2..64) at batch 256.
+# Every run directory gets eval.json; bench/lines_table.py prints the tables at the end.
+set -euo pipefail
+
+OUT=${OUT:-runs/lines}
+PARTS=${PARTS:-"2d digits table1 ot-dim"}
+SETS=${SETS:-"moons 8gaussians checkerboard spirals"}
+STEPS=${STEPS:-3000}            # 2D: steps of the teacher and of every student (same budget)
+BATCH=${BATCH:-256}
+NPAIRS=${NPAIRS:-100000}        # 2D pairs per teacher
+TEACHER_NFE=${TEACHER_NFE:-100} # Euler steps of the teacher solve that makes the pairs
+ADV=${ADV:-0.1}                 # weight of the adversarial term of `lines_adv`
+DIGITS_STEPS=${DIGITS_STEPS:-20000}
+DIGITS_BATCH=${DIGITS_BATCH:-128}
+DIGITS_PAIRS=${DIGITS_PAIRS:-100000}
+EVAL_N=${EVAL_N:-2000}
+SF=${SF:-straightflow}
+HERE=$(cd "$(dirname "$0")" && pwd)
+Q="--progress false"
+
+# train NAME ARGS... : train into $OUT/NAME unless it already holds a finished run
+train() {
+  local dir=$OUT/$1; shift
+  if [ -f "$dir/config.yaml" ]; then echo "skip $dir (exists)"; return; fi
+  echo "+ $SF train $* --out $dir"
+  $SF train "$@" --out "$dir" $Q > /dev/null
+}
+# evaluate NAME NFES [ARGS...] : eval.json (the method's default solver: euler, or lines for lines runs)
+evaluate() {
+  local dir=$OUT/$1 nfes=$2; shift 2
+  echo "+ $SF eval $dir --nfe $nfes"
+  $SF eval "$dir" --nfe "$nfes" -n "$EVAL_N" --json "$@" > "$dir/eval.json"
+}
+pairs() {  # pairs TEACHER_NAME PAIRS_NAME N [ARGS...]
+  local teacher=$OUT/$1 out=$OUT/$2 n=$3; shift 3
+  echo "+ $SF pairs $teacher -n $n --solver euler --nfe $TEACHER_NFE --out $out"
+  $SF pairs "$teacher" -n "$n" --solver euler --nfe "$TEACHER_NFE" --out "$out" --quiet "$@"
+}
+# students NAME_PREFIX PAIRS_NAME STEPS BATCH : reflow, distill, lines (plain, k = 2, adversarial)
+students() {
+  local p=$1 pairs_dir=$OUT/$2 steps=$3 batch=$4
+  train "$p/reflow" --method reflow --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
+  train "$p/distill" --method distill --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
+  train "$p/lines" --method lines --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
+  train "$p/lines_k2" --method lines --sampler-steps 2 --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
+  train "$p/lines_adv" --method lines --adv "$ADV" --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
+  for s in reflow distill lines lines_k2 lines_adv; do evaluate "$p/$s" 1,2,4; done
+}
+
+mkdir -p "$OUT"
+for part in $PARTS; do
+  case $part in
+  2d)
+    for d in $SETS; do
+      train "$d/teacher" --data "$d" --method rectified --steps "$STEPS" --batch-size "$BATCH"
+      evaluate "$d/teacher" "1,2,4,$TEACHER_NFE"
+      train "$d/ot" --data "$d" --method ot --steps "$STEPS" --batch-size "$BATCH"
+      evaluate "$d/ot" 1,2,4
+      pairs "$d/teacher" "$d/pairs" "$NPAIRS"
+      students "$d" "$d/pairs" "$STEPS" "$BATCH"
+    done ;;
+  digits)
+    train digits/teacher --data digits --method rectified --steps "$DIGITS_STEPS" --batch-size "$DIGITS_BATCH"
+    evaluate digits/teacher "1,2,4,$TEACHER_NFE"
+    pairs digits/teacher digits/pairs "$DIGITS_PAIRS"
+    students digits digits/pairs "$DIGITS_STEPS" "$DIGITS_BATCH" ;;
+  table1)
+    # baseline teachers come from the 2d/digits parts (trained here if missing); beta = 10 teachers here
+    for spec in "moons:$STEPS:$BATCH:$NPAIRS" "digits:$DIGITS_STEPS:$DIGITS_BATCH:$DIGITS_PAIRS"; do
+      IFS=: read -r d steps batch n <<< "$spec"
+      train "$d/teacher" --data "$d" --method rectified --steps "$steps" --batch-size "$batch"
+      train "$d/teacher_beta10" --data "$d" --method curvature --beta 10 --steps "$steps" --batch-size "$batch"
+      for t in teacher teacher_beta10; do evaluate "$d/$t" "1,2,3,4,6,8,12,16,24,32,48,64,$TEACHER_NFE"; done
+      pairs "$d/teacher" "$d/pairs" "$n"                # reuses the 2d/digits part's pairs when complete
+      pairs "$d/teacher_beta10" "$d/pairs_beta10" "$n"
+      train "$d/distill" --method distill --pairs "$OUT/$d/pairs" --steps "$steps" --batch-size "$batch"
+      train "$d/distill_beta10" --method distill --pairs "$OUT/$d/pairs_beta10" --steps "$steps" --batch-size "$batch"
+      evaluate "$d/distill" 1,2,4
+      evaluate "$d/distill_beta10" 1,2,4
+    done ;;
+  ot-dim)
+    echo "+ python bench/ot_dimension.py"
+    python "$HERE/ot_dimension.py" | tee "$OUT/ot_dimension.txt" ;;
+  *) echo "unknown part $part (use: 2d digits table1 ot-dim)" >&2; exit 2 ;;
+  esac
+done
+python "$HERE/lines_table.py" "$OUT"
