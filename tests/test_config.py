@@ -32,3 +32,9 @@ def test_invalid_yaml(tmp_path):
     f.write_text("steps: [1,\n")
     with pytest.raises(StraightflowError, match="not valid YAML"):
         resolve_config(str(f))
+
+
+def test_amp_is_checked_before_training():
+    with pytest.raises(StraightflowError, match="unknown amp 'fp8'"):
+        resolve_config(None, {"amp": "fp8"})
+    assert resolve_config(None, {"amp": "bf16", "compile": "true"}).amp == "bf16"

@@ -103,3 +103,13 @@ def test_wide_prior_trains_and_samples(tmp_path, quick_overrides):
     run = Run.load(tmp_path / "r")
     z = run.noise(5000)
     assert 5.5 < float(z[:, 0].std()) < 6.5 and 0.9 < float(z[:, 1].std()) < 1.1
+
+
+def test_amp_and_compile_are_cuda_only_and_change_nothing_on_cpu(tmp_path, quick_overrides, capsys):
+    """On the CPU --amp bf16 / --compile are announced and ignored: the run equals a plain one."""
+    plain = train(**quick_overrides, steps=40, out=str(tmp_path / "plain"), device="cpu")
+    capsys.readouterr()
+    fast = train(**quick_overrides, steps=40, out=str(tmp_path / "fast"), device="cpu", amp="bf16", compile=True)
+    assert "apply on CUDA only" in capsys.readouterr().out
+    (_, a), (_, b) = _weights(plain), _weights(fast)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -163,6 +163,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.ot_solver in ("exact", "sinkhorn"), f"unknown ot_solver {cfg.ot_solver!r}: use exact or sinkhorn"),
         (cfg.log_every >= 1 and cfg.ckpt_every >= 1, "log_every and ckpt_every must be >= 1"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+        (cfg.amp in ("none", "bf16"), f"unknown amp {cfg.amp!r}: use none or bf16"),
     ]
     for ok, msg in checks:
         if not ok:

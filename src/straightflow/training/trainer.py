@@ -117,6 +117,17 @@ def train(config_file: str | None = None, resume: bool = False, **overrides) -> 
         shutdown_distributed(ctx)
 
 
+def _speed_options(cfg: TrainConfig, train_module, device: torch.device, verbose: bool):
+    """``--amp bf16`` (autocast of the training forward) and ``--compile`` (torch.compile of it),
+    both CUDA-only: on other devices they are reported and ignored. Parameters, optimizer
+    state, EMA and checkpoints stay float32 and keep their names either way."""
+    on_cuda = device.type == "cuda"
+    if verbose and not on_cuda and (cfg.amp != "none" or cfg.compile):
+        print(f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled")
+    forward = torch.compile(train_module) if cfg.compile and on_cuda else train_module
+    return forward, cfg.amp == "bf16" and on_cuda
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
     out = Path(cfg.out)
     device = ctx.device
@@ -178,6 +189,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
     ctx.barrier()
 
     train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
+    forward, use_bf16 = _speed_options(cfg, train_module, device, ctx.is_main)
     module.train()
     meta = {
         "method": cfg.method,
@@ -208,7 +220,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = data.sample_train(local_batch, generator)
-            loss, stats = train_module(batch, generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss, stats = forward(batch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
