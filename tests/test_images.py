@@ -197,3 +197,14 @@ def test_digits_baseline_end_to_end(tmp_path, capsys):
     assert fd[100] < 0.5 * fd[1], fd
     code, _, err = run_cli(["plot", out, "--kind", "grid", "--nfe", 20, "-n", 16, "--out", tmp_path / "grid.png"], capsys)
     assert code == 0 and (tmp_path / "grid.png").stat().st_size > 0, err
+
+
+def test_eval_json_stays_parseable_while_the_feature_net_is_trained(tmp_path, capsys, monkeypatch):
+    """The first eval on digits trains the cached feature net: its notice goes to stderr, not into --json."""
+    monkeypatch.setenv("STRAIGHTFLOW_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--data", "digits", "--out", run, "--steps", 4, "--batch-size", 8, "--progress", "false", *TINY_UNET], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["eval", run, "--nfe", "1", "-n", 50, "--json"], capsys)
+    assert code == 0 and "feature network" in err, err
+    assert json.loads(out)["features"] == "digits-classifier-v1"

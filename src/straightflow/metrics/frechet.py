@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from typing import Callable
 
 import torch
@@ -105,7 +106,7 @@ def classifier_features(data, seed: int = 0) -> tuple[FeatureCNN, str]:
             return net.eval(), name
         except Exception:
             pass  # stale or corrupt cache entry: retrain and overwrite
-    print(f"straightflow: training the {name} feature network (once; cached in {path.parent})")
+    print(f"straightflow: training the {name} feature network (once; cached in {path.parent})", file=sys.stderr)
     net = train_classifier(images, labels, steps=600 if images.shape[0] < 10_000 else 3000, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
