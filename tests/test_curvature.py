@@ -190,3 +190,21 @@ def test_sweep_end_to_end_and_resume(tmp_path, capsys):
     assert log.count("skipping training") == 2 and log.count("reusing") == 2
     # bad betas are a one-line error
     assert main(["sweep", "--data", "moons", "--betas", "1,x", "--steps", "1", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_sweep_trains_betas_in_parallel_processes(tmp_path, capsys):
+    """--jobs 2: both betas train at once as `straightflow train` processes; the table and runs are complete."""
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--data", "moons", "--betas", "3,inf", "--steps", "30", "--out", str(out), "--nfe", "1", "-n", "200",
+            "--width", "16", "--depth", "1", "--batch-size", "64", "--progress", "false", "--jobs", "2", "--no-trajectories"]
+    assert main(argv) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [r["method"] for r in sweep["runs"]] == ["curvature", "rectified"]
+    assert Run.load(out / "beta-3").cfg.beta == 3.0 and Run.load(out / "beta-3").step == 30
+    assert "run written" in (out / "beta-inf.train.log").read_text()
+    # a failing training names its beta and log
+    bad = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "5", "--out", str(tmp_path / "bad"), "--jobs", "2", "--lr", "-1"]
+    capsys.readouterr()
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "beta=1" in err and "lr must be > 0" in err and err.count("\n") == 1

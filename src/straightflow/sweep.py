@@ -12,6 +12,9 @@ reconstruction quality (Fig. 8)), and writes
 * ``DIR/curvature_vs_beta.png`` (Fig. 5), ``DIR/quality_vs_nfe.png`` (Fig. 7),
   ``DIR/recon_gap.png`` (Fig. 8a) and, for 2D data, ``DIR/trajectories.png`` (Fig. 4).
 
+Trainings run one after another here; with several CUDA devices (or ``--jobs K``)
+K betas train at once as separate ``straightflow train`` processes, one device each.
+
 Resumable: a beta whose run already reached ``--steps`` is not retrained (a
 partial one is resumed from its checkpoint), and its evaluation is reused when
 it was made with the same step, NFEs, solver, n and seed (``DIR/beta-<b>/eval.json``).
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -81,6 +86,86 @@ def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | N
     if resume:
         log(f"sweep: beta={beta_label(beta)}: resuming from step {done}")
     train(config_file=config_file, resume=resume, **kw)
+
+
+def _cli_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _train_argv(run_dir: Path, beta: float, overrides: dict, config_file: str | None) -> list[str]:
+    """``python -m straightflow train ...`` for one beta (resuming a partial run)."""
+    kw = dict(overrides, out=str(run_dir))
+    kw.update(method="rectified") if math.isinf(beta) else kw.update(method="curvature", beta=beta)
+    argv = [sys.executable, "-m", "straightflow", "train"]
+    for key, value in kw.items():
+        argv += ["--" + key.replace("_", "-"), _cli_value(value)]
+    if config_file:
+        argv += ["--config", str(config_file)]
+    if (run_dir / "config.yaml").exists():
+        argv.append("--resume")
+    return argv
+
+
+def default_jobs(device: str) -> int:
+    """Parallel trainings by default: one per CUDA device when there are several, else 1."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return torch.cuda.device_count()
+    return 1
+
+
+def _train_parallel(out: Path, betas: list[float], overrides: dict, config_file: str | None, jobs: int, log) -> None:
+    """Train the betas not yet done as ``jobs`` concurrent ``straightflow train`` processes.
+
+    On CUDA, process k sees only device ``k % device_count`` (``CUDA_VISIBLE_DEVICES``);
+    on the CPU the cores are shared out (``OMP_NUM_THREADS``). Each process logs to
+    ``DIR/beta-<b>.train.log``; a failure names the beta and its log.
+    """
+    import queue
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    todo = [b for b in betas if _trained_step(out / f"beta-{beta_label(b)}") < overrides["steps"]]
+    for b in betas:
+        if b not in todo:
+            log(f"sweep: beta={beta_label(b)}: already trained, skipping training")
+    if not todo:
+        return
+    use_cuda = overrides.get("device", "auto") != "cpu" and torch.cuda.is_available()
+    n_dev = torch.cuda.device_count() if use_cuda else 0
+    slots: queue.Queue = queue.Queue()
+    for k in range(jobs):
+        slots.put(k)
+
+    def one(beta: float) -> tuple[float, int, Path]:
+        run_dir = out / f"beta-{beta_label(beta)}"
+        slot = slots.get()
+        env = dict(os.environ)
+        if n_dev:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % n_dev)
+        else:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+        log_path = out / f"beta-{beta_label(beta)}.train.log"
+        log(f"sweep: beta={beta_label(beta)} -> {run_dir} (job {slot}{', cuda:' + str(slot % n_dev) if n_dev else ''}; log {log_path})")
+        try:
+            with open(log_path, "w") as fh:
+                code = subprocess.call(_train_argv(run_dir, beta, overrides, config_file), env=env, stdout=fh, stderr=subprocess.STDOUT)
+        finally:
+            slots.put(slot)
+        return beta, code, log_path
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, todo))
+    failed = [(b, p) for b, code, p in results if code != 0]
+    if failed:
+        b, p = failed[0]
+        last = (p.read_text().strip().splitlines() or ["(empty log)"])[-1]
+        raise StraightflowError(f"sweep: training beta={beta_label(b)} failed ({last}); see {p}")
 
 
 def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int, seed: int, device: str, log) -> dict:
@@ -157,9 +242,13 @@ def run_sweep(
     config_file: str | None = None,
     trajectories: bool = True,
     quiet: bool = False,
+    jobs: int | None = None,
     **train_overrides,
 ) -> dict:
-    """Train and evaluate one run per beta; write sweep.json, sweep.md and the plots. Returns the sweep dict."""
+    """Train and evaluate one run per beta; write sweep.json, sweep.md and the plots. Returns the sweep dict.
+
+    ``jobs`` > 1 trains that many betas at once in separate processes (default: one per
+    CUDA device when there are several, else sequentially in this process)."""
     from .plots.curvature import plot_sweep_trajectories, write_sweep_plots
 
     log = (lambda msg: None) if quiet else print
@@ -184,10 +273,16 @@ def run_sweep(
         "train_overrides": {k: v for k, v in train_overrides.items()},
         "runs": [],
     }
+    jobs = default_jobs(device) if jobs is None else jobs
+    if jobs < 1:
+        raise StraightflowError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1:
+        _train_parallel(out, sorted(betas), overrides, config_file, jobs, log)
     for beta in sorted(betas):
         run_dir = out / f"beta-{beta_label(beta)}"
-        log(f"sweep: beta={beta_label(beta)} -> {run_dir}")
-        _train_one(run_dir, beta, overrides, config_file, log)
+        if jobs == 1:
+            log(f"sweep: beta={beta_label(beta)} -> {run_dir}")
+            _train_one(run_dir, beta, overrides, config_file, log)
         report = _evaluate_one(run_dir, nfes, solver, n, seed, device, log)
         sweep["quality_metric"] = report["quality_metric"]
         sweep["solver"] = report["results"][0]["solver"]
@@ -224,6 +319,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=2000, help="samples per evaluation")
     p.add_argument("--config", help="YAML file of train config fields for every run")
     p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
+    p.add_argument("--jobs", type=int, default=None, help="betas trained at once, as separate processes (default: one per CUDA device when there are several, else 1)")
     group = p.add_argument_group("train options passed to every run")
     for f in fields(TrainConfig):
         if f.name in _OWN:
@@ -249,6 +345,7 @@ def _run_sweep(args) -> int:
         n=args.n,
         config_file=args.config,
         trajectories=not args.no_trajectories,
+        jobs=args.jobs,
         **passthrough,
     )
     return 0
