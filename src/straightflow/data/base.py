@@ -13,6 +13,14 @@ from abc import ABC, abstractmethod
 import torch
 
 
+def seeded_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """All rows of ``x`` when ``n`` covers them, else ``n`` rows drawn without replacement by ``seed``."""
+    if n >= x.shape[0]:
+        return x
+    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx.to(x.device)]
+
+
 class DataSource(ABC):
     name: str
     #: shape of one sample, e.g. (2,) or (1, 8, 8)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import StraightflowError
-from .base import DataSource
+from .base import DataSource, seeded_subset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -74,15 +74,10 @@ class ImageSource(DataSource):
         return x
 
     def reference(self, n, seed=0):
-        if n >= self.heldout.shape[0]:
-            return self.heldout
-        idx = torch.randperm(self.heldout.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-        return self.heldout[idx]
+        return seeded_subset(self.heldout, n, seed)
 
     def floor_reference(self, n, seed=0):
-        n = min(n, self.train.shape[0])
-        idx = torch.randperm(self.train.shape[0], generator=torch.Generator().manual_seed(seed + 1))[:n]
-        return self.train[idx.to(self.train.device)].cpu()
+        return seeded_subset(self.train, n, seed + 1).cpu()
 
     def train_images(self) -> torch.Tensor:
         """All training images (CPU, [-1, 1])."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import StraightflowError
-from .base import DataSource
+from .base import DataSource, seeded_subset
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -91,13 +91,8 @@ class PointCloud(DataSource):
 
     def reference(self, n, seed=0):
         # all of the held-out split, or a seeded subset of it
-        if n >= self.heldout.shape[0]:
-            return self.heldout
-        idx = torch.randperm(self.heldout.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-        return self.heldout[idx]
+        return seeded_subset(self.heldout, n, seed)
 
     def floor_reference(self, n, seed=0):
         # training points, same count as the reference: the two-sample floor
-        n = min(n, self.heldout.shape[0], self.train.shape[0])
-        idx = torch.randperm(self.train.shape[0], generator=torch.Generator().manual_seed(seed + 1))[:n]
-        return self.denormalize(self.train[idx.to(self.train.device)]).cpu()
+        return self.denormalize(seeded_subset(self.train, min(n, self.heldout.shape[0]), seed + 1)).cpu()
