@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # CPU build of torch; override e.g. TORCH="torch" on a CUDA machine.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-lines clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ $(VENV)/.bench: $(VENV)/.installed
 	touch $@
 
 bench: $(VENV)/.bench
-	$(PY) bench/bench_baseline.py
+	$(PY) bench/bench_baseline.py $(BENCH_ARGS)
+
+# the lines method vs its teacher and torchcfm's OT-CFM on the four 2D sets (about 20 minutes)
+bench-lines: $(VENV)/.bench
+	$(PY) bench/bench_lines.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out .cache

@@ -1,7 +1,10 @@
 """Baseline vs torchcfm's I-CFM: same data, network, batch and steps, one process.
 
 Prints training steps/s of each and their ratio, and W2 (exact, POT) against
-held-out data at NFE 1, 2, 4, 8 and 100 (Euler) for each.
+held-out data at NFE 1, 2, 4, 8 and 100 (Euler) for each; then the image row:
+training images/s on ``digits`` (default UNet preset) against torchcfm's loop on
+the same UNet, and sampling images/s at NFE 1. Pairs/s and the lines method
+against OT-CFM are in ``bench/bench_lines.py``.
 
     python bench/bench_baseline.py --data moons --steps 3000 --batch-size 256
 
@@ -32,15 +35,16 @@ from straightflow.training import train
 NFES = [1, 2, 4, 8, 100]
 
 
-def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int, lr: float, seed: int):
-    """torchcfm's I-CFM training loop (ConditionalFlowMatcher, sigma = 0), as in its examples."""
-    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
+def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int, lr: float, seed: int, ot: bool = False):
+    """torchcfm's training loop as in its examples, sigma = 0: I-CFM (ConditionalFlowMatcher)
+    or, with ``ot``, OT-CFM (ExactOptimalTransportConditionalFlowMatcher: exact minibatch OT)."""
+    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher, ExactOptimalTransportConditionalFlowMatcher
 
     torch.manual_seed(seed)
     data = load_data(data_name)
-    net = MLPVelocity(2, width=width, depth=depth)
+    net = MLPVelocity(data.shape[0], width=width, depth=depth)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    fm = ConditionalFlowMatcher(sigma=0.0)
+    fm = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0) if ot else ConditionalFlowMatcher(sigma=0.0)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -54,6 +58,45 @@ def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int
     elapsed = time.perf_counter() - t0
     net.eval()
     return net, steps / elapsed
+
+
+def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
+    """Image row: straightflow's trainer on ``digits`` (default CPU preset UNet) against
+    torchcfm's I-CFM loop on the same UNet and batch, plus sampling images/s at NFE 1."""
+    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
+
+    from straightflow.models import count_parameters
+    from straightflow.training.trainer import build_training_module
+
+    t0 = time.perf_counter()
+    run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed, out=str(work / "digits"),
+                    progress=False, ckpt_every=steps, log_every=max(10, steps // 5))
+    ours = steps * batch / (time.perf_counter() - t0)
+    run = Run.load(run_dir, device="cpu")
+
+    torch.manual_seed(seed)
+    cfg = TrainConfig(data="digits")
+    data = load_data("digits", cfg)
+    net = build_training_module(cfg, data)[0].velocity
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    fm, g = ConditionalFlowMatcher(sigma=0.0), torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad()
+        x1 = data.sample_train(batch, g)
+        t, xt, ut = fm.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
+        torch.mean((net(xt, t) - ut) ** 2).backward()
+        opt.step()
+    theirs = steps * batch / (time.perf_counter() - t0)
+
+    z = seeded_noise(1000, tuple(data.shape), 1, run.prior)
+    with torch.inference_mode():
+        euler(run.velocity, z, 1)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(5):
+            euler(run.velocity, z, 1)
+        sample = 5 * 1000 / (time.perf_counter() - t0)
+    return {"params": count_parameters(net), "ours_train_img_s": ours, "torchcfm_train_img_s": theirs, "sample_img_s_nfe1": sample}
 
 
 @torch.inference_mode()
@@ -73,6 +116,8 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--images-steps", type=int, default=100, help="steps of the digits image row (0 skips it)")
+    ap.add_argument("--image-batch", type=int, default=128)
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,6 +139,7 @@ def main() -> None:
         floor = wasserstein2(run.data.floor_reference(args.n, seed=0), reference)
         ours = w2_per_nfe(run.velocity, reference, args.n, seed=1)
         theirs = w2_per_nfe(lambda x, t: -net(x, 1.0 - t), reference, args.n, seed=1)
+        images = images_row(args.images_steps, args.image_batch, args.seed, workdir) if args.images_steps > 0 else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -104,9 +150,14 @@ def main() -> None:
     print(f"{'straightflow rectified (EMA)':28}{ours_sps:9.1f} " + " ".join(f"{ours[k]:9.4f}" for k in NFES))
     print(f"{'torchcfm I-CFM':28}{theirs_sps:9.1f} " + " ".join(f"{theirs[k]:9.4f}" for k in NFES))
     print(f"speed ratio straightflow / torchcfm: {ours_sps / theirs_sps:.2f}x; W2@100 ratio: {ours[100] / theirs[100]:.3f}")
+    if images is not None:
+        print(f"images: digits 8x8, UNet digits-cpu ({images['params']:,} params), batch {args.image_batch}, {args.images_steps} steps: "
+              f"straightflow {images['ours_train_img_s']:.0f} img/s, torchcfm I-CFM {images['torchcfm_train_img_s']:.0f} img/s "
+              f"(ratio {images['ours_train_img_s'] / images['torchcfm_train_img_s']:.2f}x); sampling at NFE 1: {images['sample_img_s_nfe1']:.0f} img/s")
     if args.json:
         Path(args.json).write_text(json.dumps({"ours_steps_per_sec": ours_sps, "torchcfm_steps_per_sec": theirs_sps, "floor": floor,
-                                               "ours_w2": ours, "torchcfm_w2": theirs, "args": vars(args), "ema_decay": cfg.ema_decay}, indent=1))
+                                               "ours_w2": ours, "torchcfm_w2": theirs, "images": images, "args": vars(args),
+                                               "ema_decay": cfg.ema_decay}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Experiments of the lines method, teacher pairs, reflow and one-step distillation (issue 5).
 #
-#   bash bench/lines_experiments.sh                 # everything, full budget (hours on CPU; digits wants a GPU)
+#   bash bench/lines_experiments.sh                 # everything (about 2 hours on 2 CPU cores)
 #   PARTS="2d ot-dim" bash bench/lines_experiments.sh
-#   STEPS=20 NPAIRS=2000 TEACHER_NFE=4 DIGITS_STEPS=20 DIGITS_PAIRS=500 EVAL_N=200 \
+#   STEPS=20 NPAIRS=2000 TEACHER_NFE=4 DIGITS_TEACHER_NFE=4 DIGITS_STEPS=20 DIGITS_PAIRS=500 EVAL_N=200 \
 #       OUT=/tmp/lines-smoke bash bench/lines_experiments.sh   # smoke test of every command
 #
 # Parts (PARTS, space-separated):
@@ -13,7 +13,7 @@
 #            steps and batch; quality at NFE 1 2 4.  (--sampler-steps 1 trains at t = 1 only,
 #            i.e. the distill objective, so `distill` stands for it.)
 #   digits   the same on `digits` (Fréchet distance), without OT-CFM.
-#   table1   curvature paper Table 1 on moons and digits: baseline vs --beta 10 teacher,
+#   table1   curvature paper Table 1 on TABLE1_SETS (moons digits): baseline vs --beta 10 teacher,
 #            quality per NFE, distillation error and one-step quality of each teacher's student.
 #   ot-dim   how much minibatch OT lowers the pairing cost vs dimension (2..64) at batch 256.
 # Every run directory gets eval.json; bench/lines_table.py prints the tables at the end.
@@ -27,10 +27,13 @@ BATCH=${BATCH:-256}
 NPAIRS=${NPAIRS:-100000}        # 2D pairs per teacher
 TEACHER_NFE=${TEACHER_NFE:-100} # Euler steps of the teacher solve that makes the pairs
 ADV=${ADV:-0.1}                 # weight of the adversarial term of `lines_adv`
-DIGITS_STEPS=${DIGITS_STEPS:-20000}
+DIGITS_STEPS=${DIGITS_STEPS:-3000}  # the documented digits baseline's budget (bench/images_experiment.sh)
 DIGITS_BATCH=${DIGITS_BATCH:-128}
-DIGITS_PAIRS=${DIGITS_PAIRS:-100000}
+DIGITS_PAIRS=${DIGITS_PAIRS:-20000}
+DIGITS_TEACHER_NFE=${DIGITS_TEACHER_NFE:-16}  # Euler 16 is as good as 100 for the digits teacher (FD 5.8 at 8 vs 7.0 at 100)
+TABLE1_SETS=${TABLE1_SETS:-"moons digits"}
 EVAL_N=${EVAL_N:-2000}
+STUDENTS=${STUDENTS:-"reflow distill lines lines_k2 lines_adv"}  # which students to train (two shells can split them)
 SF=${SF:-straightflow}
 HERE=$(cd "$(dirname "$0")" && pwd)
 Q="--progress false"
@@ -48,20 +51,26 @@ evaluate() {
   echo "+ $SF eval $dir --nfe $nfes"
   $SF eval "$dir" --nfe "$nfes" -n "$EVAL_N" --json "$@" > "$dir/eval.json"
 }
-pairs() {  # pairs TEACHER_NAME PAIRS_NAME N [ARGS...]
-  local teacher=$OUT/$1 out=$OUT/$2 n=$3; shift 3
-  echo "+ $SF pairs $teacher -n $n --solver euler --nfe $TEACHER_NFE --out $out"
-  $SF pairs "$teacher" -n "$n" --solver euler --nfe "$TEACHER_NFE" --out "$out" --quiet "$@"
+pairs() {  # pairs TEACHER_NAME PAIRS_NAME N [NFE]
+  local teacher=$OUT/$1 out=$OUT/$2 n=$3 nfe=${4:-$TEACHER_NFE}
+  echo "+ $SF pairs $teacher -n $n --solver euler --nfe $nfe --out $out"
+  $SF pairs "$teacher" -n "$n" --solver euler --nfe "$nfe" --out "$out" --quiet
 }
 # students NAME_PREFIX PAIRS_NAME STEPS BATCH : reflow, distill, lines (plain, k = 2, adversarial)
 students() {
   local p=$1 pairs_dir=$OUT/$2 steps=$3 batch=$4
-  train "$p/reflow" --method reflow --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
-  train "$p/distill" --method distill --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
-  train "$p/lines" --method lines --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
-  train "$p/lines_k2" --method lines --sampler-steps 2 --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
-  train "$p/lines_adv" --method lines --adv "$ADV" --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch"
-  for s in reflow distill lines lines_k2 lines_adv; do evaluate "$p/$s" 1,2,4; done
+  local s
+  for s in $STUDENTS; do
+    case $s in
+    reflow) train "$p/reflow" --method reflow --init-from-teacher true --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    distill) train "$p/distill" --method distill --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    lines) train "$p/lines" --method lines --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    lines_k2) train "$p/lines_k2" --method lines --sampler-steps 2 --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    lines_adv) train "$p/lines_adv" --method lines --adv "$ADV" --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    *) echo "unknown student $s (use: reflow distill lines lines_k2 lines_adv)" >&2; exit 2 ;;
+    esac
+    evaluate "$p/$s" 1,2,4
+  done
 }
 
 mkdir -p "$OUT"
@@ -79,17 +88,18 @@ for part in $PARTS; do
   digits)
     train digits/teacher --data digits --method rectified --steps "$DIGITS_STEPS" --batch-size "$DIGITS_BATCH"
     evaluate digits/teacher "1,2,4,$TEACHER_NFE"
-    pairs digits/teacher digits/pairs "$DIGITS_PAIRS"
+    pairs digits/teacher digits/pairs "$DIGITS_PAIRS" "$DIGITS_TEACHER_NFE"
     students digits digits/pairs "$DIGITS_STEPS" "$DIGITS_BATCH" ;;
   table1)
     # baseline teachers come from the 2d/digits parts (trained here if missing); beta = 10 teachers here
-    for spec in "moons:$STEPS:$BATCH:$NPAIRS" "digits:$DIGITS_STEPS:$DIGITS_BATCH:$DIGITS_PAIRS"; do
-      IFS=: read -r d steps batch n <<< "$spec"
+    for d in $TABLE1_SETS; do
+      if [ "$d" = digits ]; then steps=$DIGITS_STEPS batch=$DIGITS_BATCH n=$DIGITS_PAIRS nfe=$DIGITS_TEACHER_NFE
+      else steps=$STEPS batch=$BATCH n=$NPAIRS nfe=$TEACHER_NFE; fi
       train "$d/teacher" --data "$d" --method rectified --steps "$steps" --batch-size "$batch"
       train "$d/teacher_beta10" --data "$d" --method curvature --beta 10 --steps "$steps" --batch-size "$batch"
       for t in teacher teacher_beta10; do evaluate "$d/$t" "1,2,3,4,6,8,12,16,24,32,48,64,$TEACHER_NFE"; done
-      pairs "$d/teacher" "$d/pairs" "$n"                # reuses the 2d/digits part's pairs when complete
-      pairs "$d/teacher_beta10" "$d/pairs_beta10" "$n"
+      pairs "$d/teacher" "$d/pairs" "$n" "$nfe"                # reuses the 2d/digits part's pairs when complete
+      pairs "$d/teacher_beta10" "$d/pairs_beta10" "$n" "$nfe"
       train "$d/distill" --method distill --pairs "$OUT/$d/pairs" --steps "$steps" --batch-size "$batch"
       train "$d/distill_beta10" --method distill --pairs "$OUT/$d/pairs_beta10" --steps "$steps" --batch-size "$batch"
       evaluate "$d/distill" 1,2,4

@@ -1,0 +1,105 @@
+"""The lines method against its teacher and torchcfm's OT-CFM, side by side, in one run (issue 5).
+
+For each 2D set: train the rectified-flow teacher (straightflow), draw teacher pairs
+(Euler, ``--teacher-nfe`` steps), train the lines model on them (student initialised
+from the teacher, the same steps and batch), and train torchcfm's OT-CFM
+(ExactOptimalTransportConditionalFlowMatcher, sigma = 0) on the same network, steps,
+batch and learning rate. Prints W2 (exact, POT, n held-out points) of the teacher at
+NFE 1 and 100, of the lines model at NFE 1 and 2 (line sampler), and of OT-CFM at
+NFE 1 and 2 (Euler), plus the two ratios the issue asks for, and the teacher's pairs/s.
+
+    python bench/bench_lines.py                      # moons 8gaussians checkerboard spirals, 3000 steps
+    python bench/bench_lines.py --sets moons --steps 500 --pairs 20000   # quick look
+
+Needs the ``bench`` extra (torchcfm); ``make bench`` installs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench_baseline import torchcfm_icfm
+from straightflow.metrics import wasserstein2
+from straightflow.pairs import generate_pairs
+from straightflow.run import Run, seeded_noise
+from straightflow.solvers import solve
+from straightflow.training import train
+
+
+@torch.inference_mode()
+def w2_at(velocity, solver: str, nfe: int, reference: torch.Tensor, prior, seed: int = 1) -> float:
+    z = seeded_noise(reference.shape[0], tuple(reference.shape[1:]), seed, prior)
+    return wasserstein2(solve(velocity, z, solver, nfe).samples, reference)
+
+
+def bench_one(data: str, args, work: Path) -> dict:
+    common = dict(steps=args.steps, batch_size=args.batch_size, width=args.width, depth=args.depth, lr=args.lr,
+                  seed=args.seed, progress=False, ckpt_every=args.steps, log_every=max(100, args.steps // 10))
+    teacher_dir = train(data=data, method="rectified", out=str(work / f"{data}-teacher"), **common)
+    pairs = generate_pairs(teacher_dir, args.pairs, work / f"{data}-pairs", solver="euler", nfe=args.teacher_nfe,
+                           seed=args.seed, device="cpu", progress=False)
+    lines_dir = train(method="lines", pairs=str(work / f"{data}-pairs"), out=str(work / f"{data}-lines"), **common)
+    otcfm, _ = torchcfm_icfm(data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed, ot=True)
+
+    teacher, lines = Run.load(teacher_dir, device="cpu"), Run.load(lines_dir, device="cpu")
+    reference = teacher.data.reference(args.n, seed=0)
+    prior = teacher.prior
+    peer = lambda x, t: -otcfm(x, 1.0 - t)  # torchcfm's t = 0 is noise: convert to t = 0 data
+    return {
+        "data": data,
+        "floor": wasserstein2(teacher.data.floor_reference(args.n, seed=0), reference),
+        "teacher_w2_1": w2_at(teacher.velocity, "euler", 1, reference, prior),
+        "teacher_w2_100": w2_at(teacher.velocity, "euler", 100, reference, prior),
+        "lines_w2_1": w2_at(lines.velocity, "lines", 1, reference, prior),
+        "lines_w2_2": w2_at(lines.velocity, "lines", 2, reference, prior),
+        "otcfm_w2_1": w2_at(peer, "euler", 1, reference, prior),
+        "otcfm_w2_2": w2_at(peer, "euler", 2, reference, prior),
+        "pairs_per_sec": pairs["pairs_per_sec"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="moons,8gaussians,checkerboard,spirals")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--pairs", type=int, default=100_000, help="teacher pairs per set")
+    ap.add_argument("--teacher-nfe", type=int, default=100)
+    ap.add_argument("-n", type=int, default=2000, help="held-out points for W2")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    work = Path(tempfile.mkdtemp(prefix="sf-bench-lines-"))
+    rows = []
+    try:
+        for data in [s.strip() for s in args.sets.split(",") if s.strip()]:
+            rows.append(bench_one(data, args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.steps} steps for every model, lr {args.lr}; "
+          f"{args.pairs} teacher pairs (Euler NFE {args.teacher_nfe}); W2 on n={args.n} held-out points")
+    head = ["data", "floor", "teacher@1", "teacher@100", "lines@1", "lines@2", "OT-CFM@1", "OT-CFM@2", "lines@1/teacher@100", "lines@1/OT-CFM@1", "pairs/s"]
+    print(" ".join(f"{h:>13}" for h in head))
+    for r in rows:
+        vals = [r["floor"], r["teacher_w2_1"], r["teacher_w2_100"], r["lines_w2_1"], r["lines_w2_2"], r["otcfm_w2_1"], r["otcfm_w2_2"],
+                r["lines_w2_1"] / r["teacher_w2_100"], r["lines_w2_1"] / r["otcfm_w2_1"]]
+        print(f"{r['data']:>13} " + " ".join(f"{v:13.4f}" for v in vals) + f" {r['pairs_per_sec']:13.0f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
