@@ -117,15 +117,16 @@ def train(config_file: str | None = None, resume: bool = False, **overrides) -> 
         shutdown_distributed(ctx)
 
 
-def _speed_options(cfg: TrainConfig, train_module, device: torch.device, verbose: bool):
-    """``--amp bf16`` (autocast of the training forward) and ``--compile`` (torch.compile of it),
-    both CUDA-only: on other devices they are reported and ignored. Parameters, optimizer
-    state, EMA and checkpoints stay float32 and keep their names either way."""
-    on_cuda = device.type == "cuda"
-    if verbose and not on_cuda and (cfg.amp != "none" or cfg.compile):
-        print(f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled")
-    forward = torch.compile(train_module) if cfg.compile and on_cuda else train_module
-    return forward, cfg.amp == "bf16" and on_cuda
+def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
+    """Where ``--amp bf16`` / ``--compile`` cannot apply, say so (the UNet applies both
+    itself on CUDA, to training and sampling alike; weights stay float32)."""
+    if cfg.amp == "none" and not cfg.compile:
+        return None
+    if device.type != "cuda":
+        return f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled"
+    if not hasattr(velocity, "use_compile"):
+        return f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in float32, uncompiled"
+    return None
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
@@ -189,7 +190,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
     ctx.barrier()
 
     train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
-    forward, use_bf16 = _speed_options(cfg, train_module, device, ctx.is_main)
+    note = _speed_note(cfg, module.velocity, device)
+    if note and ctx.is_main:
+        print(note)
     module.train()
     meta = {
         "method": cfg.method,
@@ -220,8 +223,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = data.sample_train(local_batch, generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, stats = forward(batch, generator)
+            loss, stats = train_module(batch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
