@@ -30,6 +30,12 @@ from . import PLOTS  # noqa: E402
 from .trajectories import draw_paths, plot_trajectories  # noqa: E402
 
 
+def _save(fig, out: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 # ------------------------------------------------------------------ run plots
 @torch.no_grad()
 def forward_pairs(run, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,9 +83,7 @@ def plot_forward_reverse(run, out: Path, args) -> None:
         ax.set_aspect("equal", adjustable="box")
         ax.legend(loc="upper right", fontsize=7, markerscale=3)
     fig.suptitle(f"{run.cfg.method} on {run.cfg.data}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
 
 
 _BASE_TRAJECTORIES = PLOTS.get("trajectories", plot_trajectories)
@@ -111,9 +115,7 @@ def plot_znorm(run, out: Path, args) -> None:
     ax.set_ylabel("density")
     ax.set_title(f"{run.cfg.data}: {_beta_text(run)}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
 
 
 PLOTS["trajectories"] = _trajectories
@@ -146,9 +148,7 @@ def plot_curvature_vs_beta(sweep: dict, out: Path) -> None:
     ax.set_ylabel("curvature E[C(Z)] (Eq. 5)")
     ax.set_title(f"{sweep['data']}: curvature vs beta ({sweep['steps']} steps)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_quality_vs_nfe(sweep: dict, out: Path) -> None:
@@ -171,9 +171,7 @@ def plot_quality_vs_nfe(sweep: dict, out: Path) -> None:
     ax.set_ylabel(key)
     ax.set_title(f"{sweep['data']}: {key} vs NFE", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_recon_gap(sweep: dict, out: Path) -> None:
@@ -197,9 +195,7 @@ def plot_recon_gap(sweep: dict, out: Path) -> None:
     ax.set_ylabel(f"{key} at NFE {top}")
     ax.set_title(f"{sweep['data']}: reconstruction vs generation", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_sweep_trajectories(runs: list[tuple[str, object]], out: Path, n: int = 300, nfe: int = 100, seed: int = 0) -> None:
