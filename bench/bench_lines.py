@@ -10,6 +10,7 @@ NFE 1 and 2 (Euler), plus the two ratios the issue asks for, and the teacher's p
 
     python bench/bench_lines.py                      # moons 8gaussians checkerboard spirals, 3000 steps
     python bench/bench_lines.py --sets moons --steps 500 --pairs 20000   # quick look
+    python bench/bench_lines.py --adv 0.1                # the lines model with its adversarial term
 
 Needs the ``bench`` extra (torchcfm); ``make bench`` installs it.
 """
@@ -44,7 +45,7 @@ def bench_one(data: str, args, work: Path) -> dict:
     teacher_dir = train(data=data, method="rectified", out=str(work / f"{data}-teacher"), **common)
     pairs = generate_pairs(teacher_dir, args.pairs, work / f"{data}-pairs", solver="euler", nfe=args.teacher_nfe,
                            seed=args.seed, device="cpu", progress=False)
-    lines_dir = train(method="lines", pairs=str(work / f"{data}-pairs"), out=str(work / f"{data}-lines"), **common)
+    lines_dir = train(method="lines", pairs=str(work / f"{data}-pairs"), out=str(work / f"{data}-lines"), adv=args.adv, **common)
     otcfm, _ = torchcfm_icfm(data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed, ot=True)
 
     teacher, lines = Run.load(teacher_dir, device="cpu"), Run.load(lines_dir, device="cpu")
@@ -74,6 +75,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--pairs", type=int, default=100_000, help="teacher pairs per set")
     ap.add_argument("--teacher-nfe", type=int, default=100)
+    ap.add_argument("--adv", type=float, default=0.0, help="weight of the lines model's adversarial term (0 = MSE endpoint loss only)")
     ap.add_argument("-n", type=int, default=2000, help="held-out points for W2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -89,7 +91,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.steps} steps for every model, lr {args.lr}; "
+    print(f"MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.steps} steps for every model, lr {args.lr}, lines --adv {args.adv:g}; "
           f"{args.pairs} teacher pairs (Euler NFE {args.teacher_nfe}); W2 on n={args.n} held-out points")
     head = ["data", "floor", "teacher@1", "teacher@100", "lines@1", "lines@2", "OT-CFM@1", "OT-CFM@2", "lines@1/teacher@100", "lines@1/OT-CFM@1", "pairs/s"]
     print(" ".join(f"{h:>13}" for h in head))
