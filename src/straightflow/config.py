@@ -185,7 +185,7 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 
 
 def load_run_config(path: Path) -> TrainConfig:
-    """Load a run's saved config.yaml (strict: a key this version does not know is an error)."""
+    """Load a run's saved config.yaml (strict: an unknown key or an out-of-range value is an error)."""
     cfg = TrainConfig()
     apply_overrides(cfg, load_yaml(path), source=str(path))
-    return cfg
+    return validate(cfg)

@@ -70,14 +70,20 @@ def _trained_step(run_dir: Path) -> int:
     return int(read_meta(ckpt).get("step", 0)) if ckpt is not None else 0
 
 
-def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log) -> None:
-    from .training import train
-
+def _run_overrides(run_dir: Path, beta: float, overrides: dict) -> dict:
+    """The train fields of one beta's run: ``inf`` is the baseline (``--method rectified``)."""
     kw = dict(overrides, out=str(run_dir))
     if math.isinf(beta):
         kw["method"] = "rectified"
     else:
         kw.update(method="curvature", beta=beta)
+    return kw
+
+
+def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log) -> None:
+    from .training import train
+
+    kw = _run_overrides(run_dir, beta, overrides)
     done = _trained_step(run_dir)
     if done >= kw["steps"]:
         log(f"sweep: beta={beta_label(beta)}: already trained to step {done}, skipping training")
@@ -96,8 +102,7 @@ def _cli_value(value) -> str:
 
 def _train_argv(run_dir: Path, beta: float, overrides: dict, config_file: str | None) -> list[str]:
     """``python -m straightflow train ...`` for one beta (resuming a partial run)."""
-    kw = dict(overrides, out=str(run_dir))
-    kw.update(method="rectified") if math.isinf(beta) else kw.update(method="curvature", beta=beta)
+    kw = _run_overrides(run_dir, beta, overrides)
     argv = [sys.executable, "-m", "straightflow", "train"]
     for key, value in kw.items():
         argv += ["--" + key.replace("_", "-"), _cli_value(value)]
