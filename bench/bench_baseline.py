@@ -27,7 +27,8 @@ from straightflow.config import TrainConfig
 from straightflow.data import load_data
 from straightflow.metrics import wasserstein2
 from straightflow.models import MLPVelocity
-from straightflow.run import Run, seeded_noise
+from straightflow.noise import seeded_noise
+from straightflow.run import Run
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.solvers import euler
 from straightflow.training import train
@@ -66,7 +67,7 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
 
     from straightflow.models import count_parameters
-    from straightflow.training.trainer import build_training_module
+    from straightflow.methods import build_module
 
     t0 = time.perf_counter()
     run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed, out=str(work / "digits"),
@@ -77,7 +78,7 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
     torch.manual_seed(seed)
     cfg = TrainConfig(data="digits")
     data = load_data("digits", cfg)
-    net = build_training_module(cfg, data)[0].velocity
+    net = build_module(cfg, data)[0].velocity
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     fm, g = ConditionalFlowMatcher(sigma=0.0), torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
@@ -89,7 +90,7 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
         opt.step()
     theirs = steps * batch / (time.perf_counter() - t0)
 
-    z = seeded_noise(1000, tuple(data.shape), 1, run.prior)
+    z = seeded_noise(1000, tuple(data.shape), 1, "sample", run.prior)
     with torch.inference_mode():
         euler(run.velocity, z, 1)  # warm-up
         t0 = time.perf_counter()
@@ -101,7 +102,7 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
 
 @torch.inference_mode()
 def w2_per_nfe(velocity, reference: torch.Tensor, n: int, seed: int) -> dict[int, float]:
-    z = seeded_noise(n, (2,), seed, DiagonalGaussianPrior())
+    z = seeded_noise(n, (2,), seed, "sample", DiagonalGaussianPrior())
     return {k: wasserstein2(euler(velocity, z, k).samples, reference) for k in NFES}
 
 

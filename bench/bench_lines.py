@@ -27,15 +27,16 @@ import torch
 
 from bench_baseline import torchcfm_icfm
 from straightflow.metrics import wasserstein2
-from straightflow.pairs import generate_pairs
-from straightflow.run import Run, seeded_noise
+from straightflow.experiments.pairs import pairs_from_run as generate_pairs
+from straightflow.noise import seeded_noise
+from straightflow.run import Run
 from straightflow.solvers import solve
 from straightflow.training import train
 
 
 @torch.inference_mode()
 def w2_at(velocity, solver: str, nfe: int, reference: torch.Tensor, prior, seed: int = 1) -> float:
-    z = seeded_noise(reference.shape[0], tuple(reference.shape[1:]), seed, prior)
+    z = seeded_noise(reference.shape[0], tuple(reference.shape[1:]), seed, "sample", prior)
     return wasserstein2(solve(velocity, z, solver, nfe).samples, reference)
 
 

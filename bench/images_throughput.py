@@ -14,13 +14,13 @@ import time
 
 import torch
 
-import straightflow  # noqa: F401  (registers the UNet and digits)
+
 from straightflow.config import TrainConfig
 from straightflow.data import load_data
 from straightflow.device import resolve_device
 from straightflow.models import count_parameters
 from straightflow.solvers import euler
-from straightflow.training.trainer import build_training_module
+from straightflow.methods import build_module
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     cfg = TrainConfig(data="digits", device=str(dev))
     data = load_data("digits", cfg).to(dev)
     torch.manual_seed(0)
-    module, _, _ = build_training_module(cfg, data)
+    module, _, _ = build_module(cfg, data)
     module.to(dev).train()
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr)
     g = torch.Generator(device=dev).manual_seed(0)

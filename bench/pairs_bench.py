@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from straightflow.pairs import generate_pairs
+from straightflow.experiments.pairs import pairs_from_run as generate_pairs
 
 
 def pairs_per_second(teacher_dir: str | Path, nfe: int = 100, solver: str = "euler", n: int = 20_000,

@@ -2,7 +2,6 @@
 
 import json
 import math
-from argparse import Namespace
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from straightflow.plots import PLOTS
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.run import Run
 from straightflow.training import train
-from straightflow.training.trainer import build_training_module
+from straightflow.methods import build_module
 
 
 def _cfg(**kw):
@@ -33,7 +32,8 @@ def _module(**kw):
     cfg = _cfg(**kw)
     data = load_data(cfg.data, cfg)
     torch.manual_seed(0)
-    module, _, prior = build_training_module(cfg, data)
+    module, method, prior = build_module(cfg, data)
+    module.objective, _ = method.build_objective(cfg, data, torch.device("cpu"))
     return module, data, prior, cfg
 
 
@@ -82,7 +82,8 @@ def test_zero_init_head_starts_at_the_independent_coupling(prior_name):
     assert float(learned.aux_loss.detach()) == 0.0
     base_cfg = _cfg(prior=prior_name, method="rectified")
     torch.manual_seed(0)
-    base, _, _ = build_training_module(base_cfg, data)
+    base, base_method, _ = build_module(base_cfg, data)
+    base.objective, _ = base_method.build_objective(base_cfg, data, torch.device("cpu"))
     loss_l, _ = module(x, torch.Generator().manual_seed(9))
     loss_b, _ = base(x, torch.Generator().manual_seed(9))
     assert torch.equal(loss_l, loss_b)
@@ -177,12 +178,12 @@ def test_sweep_end_to_end_and_resume(tmp_path, capsys):
     assert {"flow_loss", "kl", "z_norm", "z_norm_prior"} <= set(rec)
     # run plots: forward/reverse trajectories and the ||z|| histogram
     run = Run.load(out / "beta-1")
-    args = Namespace(n=100, nfe=10, solver=None, seed=0)
-    PLOTS["trajectories"](run, tmp_path / "traj.png", args)
-    PLOTS["znorm"](run, tmp_path / "znorm.png", args)
+    args = dict(n=100, nfe=10, solver=None, seed=0)
+    PLOTS["trajectories"](run, tmp_path / "traj.png", **args)
+    PLOTS["znorm"](run, tmp_path / "znorm.png", **args)
     assert (tmp_path / "traj.png").exists() and (tmp_path / "znorm.png").exists()
     with pytest.raises(StraightflowError):
-        PLOTS["znorm"](Run.load(out / "beta-inf"), tmp_path / "z.png", args)
+        PLOTS["znorm"](Run.load(out / "beta-inf"), tmp_path / "z.png", **args)
     # resumable: a second call retrains nothing and reuses the evaluations
     capsys.readouterr()
     assert main(argv) == 0

@@ -8,7 +8,7 @@ import torch
 
 from straightflow.evaluate import evaluate
 from straightflow.run import Run
-from straightflow.training.checkpoint import latest_checkpoint, load_train_state
+from straightflow.checkpoint import latest_checkpoint, load_train_state
 
 
 def test_torchrun_two_cpu_processes(tmp_path):

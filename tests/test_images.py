@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import straightflow  # noqa: F401  (registers the image pieces)
+
 from straightflow.cli.main import main
 from straightflow.config import TrainConfig
 from straightflow.data import load_data

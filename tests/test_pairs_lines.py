@@ -9,18 +9,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import straightflow  # noqa: F401  (registers methods, solvers and commands)
-from straightflow import pairs as pairs_mod
+
+from straightflow import teachers as pairs_mod
 from straightflow.cli.main import main
 from straightflow.errors import StraightflowError
 from straightflow.evaluate import evaluate
-from straightflow.methods_pairs import one_step
-from straightflow.pairs import PairData, generate_pairs, pair_noise, write_pair_folder
+from straightflow.objectives import one_step
+from straightflow.data.pairs import PairData, write_pair_folder
+from straightflow.experiments.pairs import pairs_from_run as generate_pairs
+from straightflow.noise import seeded_noise
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.run import Run
 from straightflow.solvers import solve
 from straightflow.training import train
-from straightflow.training.checkpoint import latest_checkpoint
+from straightflow.checkpoint import latest_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +51,10 @@ def _checksums(folder):
 # ------------------------------------------------------------------ pairs
 def test_pair_noise_depends_only_on_seed_and_index():
     prior = DiagonalGaussianPrior()
-    whole = pair_noise(0, 3000, (2,), 7, prior)
-    parts = torch.cat([pair_noise(a, min(a + 700, 3000), (2,), 7, prior) for a in range(0, 3000, 700)])
+    whole = seeded_noise(3000, (2,), 7, "pairs", prior)
+    parts = torch.cat([seeded_noise(min(a + 700, 3000) - a, (2,), 7, "pairs", prior, start=a) for a in range(0, 3000, 700)])
     assert torch.equal(whole, parts)
-    assert not torch.equal(whole, pair_noise(0, 3000, (2,), 8, prior))
+    assert not torch.equal(whole, seeded_noise(3000, (2,), 8, "pairs", prior))
 
 
 def test_pairs_reproduce_for_a_seed_whatever_the_batch_and_shard_size(teacher, pairdir, tmp_path):
@@ -74,7 +76,7 @@ def test_pairs_reproduce_for_a_seed_whatever_the_batch_and_shard_size(teacher, p
 
 def test_pairs_survive_an_interrupted_run(teacher, pairdir, tmp_path, monkeypatch):
     out = tmp_path / "p"
-    real_write, written = pairs_mod._write_shard, []
+    real_write, written = pairs_mod.write_shard, []
 
     def dying_write(*args, **kwargs):
         if len(written) == 1:
@@ -82,10 +84,10 @@ def test_pairs_survive_an_interrupted_run(teacher, pairdir, tmp_path, monkeypatc
         written.append(args[1])
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(pairs_mod, "_write_shard", dying_write)
+    monkeypatch.setattr(pairs_mod, "write_shard", dying_write)
     with pytest.raises(KeyboardInterrupt):
         generate_pairs(teacher, 600, out, solver="euler", nfe=4, seed=3, shard_size=256, progress=False)
-    monkeypatch.setattr(pairs_mod, "_write_shard", real_write)
+    monkeypatch.setattr(pairs_mod, "write_shard", real_write)
     assert not (out / "manifest.json").exists()
     with pytest.raises(StraightflowError, match="incomplete"):
         PairData.open(out)
@@ -229,7 +231,7 @@ def test_bad_pairs_folders_give_one_line_errors(pairdir, tmp_path, capsys):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_lpips_needs_weights(tmp_path):
-    from straightflow.methods_pairs import load_lpips
+    from straightflow.objectives import load_lpips
 
     with pytest.raises(StraightflowError, match="needs LPIPS weights"):
         load_lpips(str(tmp_path / "missing.pt"))

@@ -11,7 +11,7 @@ from straightflow.errors import StraightflowError
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.run import Run
 from straightflow.training import train
-from straightflow.training.checkpoint import latest_checkpoint, list_checkpoints
+from straightflow.checkpoint import latest_checkpoint, list_checkpoints
 from straightflow.training.ema import EMA
 
 
@@ -73,7 +73,7 @@ def test_ema_warms_up_and_tracks():
     assert ema.effective_decay(4000) < 0.998  # a fixed 0.9999 would still be the init
     lin.weight.data.fill_(1.0)
     for step in range(4000):
-        ema.update(lin, step)
+        ema.update(step)
     assert ema.shadow.weight.item() > 0.99
 
 

@@ -1,6 +1,6 @@
 """straightflow: ODE generative models with straight trajectories.
 
-Conventions (METHODS.md): t = 0 is data, t = 1 is noise, x_t = (1 - t) x + t z,
+Conventions (``docs/api.md``): t = 0 is data, t = 1 is noise, x_t = (1 - t) x + t z,
 velocity target z - x, generation integrates from t = 1 down to 0.
 
 Quick start::
@@ -8,18 +8,29 @@ Quick start::
     import straightflow as sf
     run_dir = sf.train(data="moons", steps=3000, out="runs/moons")
     run = sf.Run.load(run_dir)
-    out = run.sample(1000, nfe=4, solver="euler")      # out.samples, out.nfe
+    out = run.sample(1000, nfe=4)                       # out.samples, out.nfe
     report = sf.evaluate(run, nfes=[1, 2, 4, 8])        # W2, energy, curvature
+
+The components (couplings, objectives, solvers, teachers, metrics) work on their
+own in any training loop; see ``docs/api.md``. Importing straightflow imports
+neither matplotlib nor the command line.
 """
 
-from . import extensions  # noqa: F401  (registers optional pieces)
 from .config import TrainConfig
+from .couplings import IndependentCoupling, LearnedGaussianCoupling, MinibatchOTCoupling, TeacherPairCoupling
 from .errors import StraightflowError
 from .evaluate import evaluate, format_table
+from .objectives import AdversarialTerm, DistillObjective, LinesObjective, VelocityObjective
 from .run import Run
 from .solvers import SolveResult, solve
+from .teachers import SamplerTeacher, VelocityTeacher, from_peer_velocity, generate_pairs
 from .training import train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["train", "Run", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "__version__"]
+__all__ = [
+    "train", "Run", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError",
+    "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling", "TeacherPairCoupling",
+    "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
+    "VelocityTeacher", "SamplerTeacher", "from_peer_velocity", "generate_pairs", "__version__",
+]

@@ -1,8 +1,10 @@
 """``straightflow eval``: quality per NFE, curvature and held-out flow loss.
 
-Quality metrics are chosen by the data kind (:data:`QUALITY_METRICS`): W2 and
-the unbiased energy distance for vectors; images register a Fréchet distance.
-Every report carries the metric's two-sample floor.
+Quality metrics are chosen by the data kind (:data:`QUALITY_METRICS`, a static
+table): W2 and the unbiased energy distance for vectors, a Fréchet distance in
+a named feature space for images. Every report carries the metric's two-sample
+floor. Each random draw has its own named stream (:mod:`straightflow.noise`),
+so evaluation noise never shares a seed with reference data.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import torch
 
 from .errors import StraightflowError
 from .metrics import curvature, energy_distance, prediction_drift, wasserstein2
-from .objectives import velocity_loss
+from .metrics.frechet import frechet_metric
+from .noise import seeded_noise, stream_seed
+from .objectives import VelocityObjective
 from .run import Run
 
 
@@ -41,7 +45,7 @@ class VectorQuality:
 
 
 #: data kind -> factory(run) -> QualityMetric
-QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality()}
+QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": frechet_metric}
 
 
 def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
@@ -62,13 +66,14 @@ def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
 @torch.no_grad()
 def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024) -> float:
     """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling."""
-    g = torch.Generator(device=run.device).manual_seed(seed + 77)
+    g = torch.Generator(device=run.device).manual_seed(stream_seed("heldout-loss", seed))
+    objective = VelocityObjective(run.cfg.t_min)
     total, count = 0.0, 0
     x_all = run.data.normalize(reference.to(run.device))
     for s in range(0, x_all.shape[0], batch_size):
         x = x_all[s : s + batch_size]
         pair = run.module.coupling(x, g)
-        loss, _ = velocity_loss(run.velocity, pair, g, run.cfg.t_min)
+        loss, _ = objective(run.velocity, pair.x, pair.z, g)
         total += float(loss) * x.shape[0]
         count += x.shape[0]
     return total / max(count, 1)
@@ -77,18 +82,21 @@ def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_si
 def evaluate(
     run: Run,
     nfes: list[int],
-    solver: str = "euler",
+    solver: str | None = None,
     n: int = 2000,
     reference: torch.Tensor | None = None,
     seed: int = 0,
     curvature_n: int | None = None,
     progress: bool = False,
 ) -> dict:
+    """Quality per NFE (with its floor), curvature (Eq. 5), prediction drift, held-out flow loss
+    (Eq. 8 bound) and the method's own extras; ``solver`` defaults to the method's own."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
     if run.data.kind not in QUALITY_METRICS:
         raise StraightflowError(f"no quality metric for {run.data.kind} data")
     metric = QUALITY_METRICS[run.data.kind](run)
+    solver = solver or run.method.default_solver
     ref = reference if reference is not None else run.data.reference(n, seed)
     n_eval = min(n, ref.shape[0]) if reference is None else n
     floor_ref = run.data.floor_reference(ref.shape[0], seed)
@@ -102,7 +110,7 @@ def evaluate(
         "n_reference": int(ref.shape[0]),
     }
     report.update(metric.floor(ref, floor_ref) if reference is None else {})
-    z = run.noise(curvature_n or min(n_eval, 2000), seed + 1)
+    z = seeded_noise(curvature_n or min(n_eval, 2000), tuple(run.data.shape), seed, "curvature", run.prior)
     report["curvature"] = curvature(run.velocity, z.to(run.device))
     report["prediction_drift"] = prediction_drift(run.velocity, z.to(run.device))  # temporal consistency of x_hat
     report["flow_loss_heldout"] = heldout_flow_loss(run, ref, seed)
@@ -114,13 +122,7 @@ def evaluate(
         row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
         results.append(row)
     report["results"] = results
-    if run.method.evaluate_extra is not None:
-        import inspect
-
-        extra = run.method.evaluate_extra
-        # hooks that declare ``nfes`` / ``solver`` get the evaluation's own (e.g. reconstruction per NFE)
-        ctx = {k: v for k, v in {"nfes": nfes, "solver": solver}.items() if k in inspect.signature(extra).parameters}
-        report.update(extra(run, ref, n_eval, seed, **ctx))
+    report.update(run.method.evaluate_extra(run, ref, n_eval, seed, list(nfes), solver, metric))
     return report
 
 
@@ -134,7 +136,7 @@ def format_table(report: dict) -> str:
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
     for r in report["results"]:
         lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys))
-    # scalar keys added by a method's evaluate_extra hook (e.g. kl, recon_w2)
+    # scalar keys added by the method's evaluate_extra (e.g. kl, recon_w2)
     shown = {"curvature", "flow_loss_heldout"}
     extra = {k: v for k, v in report.items() if isinstance(v, float) and k not in shown and not k.endswith("_floor")}
     if extra:

@@ -2,7 +2,9 @@
 
 ``Run.load(RUNDIR)`` rebuilds the data source and the networks from the run's
 saved config, loads the EMA weights of the latest (or a chosen) checkpoint
-and puts them in eval mode. Samples are returned in the data's own units.
+and puts them in eval mode. Samples are returned in the data's own units;
+the noise of sample ``i`` is row ``i`` of the ``"sample"`` stream of the seed
+(:mod:`straightflow.noise`), whatever the batch size.
 """
 
 from __future__ import annotations
@@ -11,49 +13,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoint import latest_checkpoint, load_into, load_weights, read_meta
 from .config import TrainConfig, load_run_config
 from .data import DataSource, load_data
 from .device import resolve_device
 from .errors import StraightflowError
-from .methods import FlowTrainingModule
-from .priors import DiagonalGaussianPrior
+from .methods import FlowTrainingModule, Method, build_module
+from .noise import seeded_noise
 from .solvers import SolveResult, solve
-from .training.checkpoint import latest_checkpoint, load_into, load_weights, read_meta
-from .training.trainer import build_training_module
-
-#: noise is drawn in chunks of this many samples, chunk c from its own seeded
-#: generator, so sample i is the same whatever batch size is used to sample.
-NOISE_CHUNK = 1024
-
-
-def seeded_noise(n: int, shape: tuple[int, ...], seed: int, prior: DiagonalGaussianPrior) -> torch.Tensor:
-    """Noise for samples 0..n-1 of ``seed`` (CPU, float32), batch-size independent."""
-    chunks = []
-    for c in range((n + NOISE_CHUNK - 1) // NOISE_CHUNK):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + c)
-        chunks.append(prior.sample((NOISE_CHUNK, *shape), generator=g))
-    return torch.cat(chunks)[:n] if chunks else torch.empty(0, *shape)
 
 
 @dataclass
 class SampleOutput:
     samples: torch.Tensor  #: (n, ...) in data units, CPU
     nfe: int  #: network evaluations per sample path (max over sampling batches for RK45)
+    solver: str  #: the solver that made them
     trajectory: torch.Tensor | None = None  #: (S + 1, n, ...) in data units, t = 1 first
     times: torch.Tensor | None = None
     noise: torch.Tensor | None = None
 
 
 class Run:
-    def __init__(self, run_dir: Path, cfg: TrainConfig, module: FlowTrainingModule, data: DataSource, prior, device, checkpoint: Path):
-        self.dir, self.cfg, self.module, self.data, self.prior, self.device = run_dir, cfg, module, data, prior, device
+    def __init__(self, run_dir: Path, cfg: TrainConfig, module: FlowTrainingModule, method: Method, data: DataSource, prior, device, checkpoint: Path):
+        self.dir, self.cfg, self.module, self.method, self.data, self.prior, self.device = run_dir, cfg, module, method, data, prior, device
         self.checkpoint = checkpoint
         self.meta = read_meta(checkpoint)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None) -> "Run":
+    def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
+             velocity_net: nn.Module | None = None, encoder: nn.Module | None = None) -> "Run":
+        """Load a run; ``velocity_net`` / ``encoder``: the user's own modules a run was trained with."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml)")
@@ -63,17 +55,13 @@ class Run:
             raise StraightflowError(f"{run_dir} has no checkpoint yet")
         dev = resolve_device(device)
         data = load_data(cfg.data, cfg)
-        module, _, prior = build_training_module(cfg, data)
+        module, method, prior = build_module(cfg, data, velocity_net, encoder)
         weights = ckpt / "ema.safetensors"
         load_into(module, load_weights(weights), weights)
         module.to(dev).eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        return cls(run_dir, cfg, module, data, prior, dev, ckpt)
-
-    @property
-    def method(self):
-        return self.module.method
+        return cls(run_dir, cfg, module, method, data, prior, dev, ckpt)
 
     @property
     def velocity(self) -> torch.nn.Module:
@@ -84,11 +72,15 @@ class Run:
         return int(self.meta.get("step", 0))
 
     def noise(self, n: int, seed: int = 0) -> torch.Tensor:
-        return seeded_noise(n, tuple(self.data.shape), seed, self.prior)
+        """The sampling noise of samples 0..n-1 of ``seed`` (model units, CPU)."""
+        return seeded_noise(n, tuple(self.data.shape), seed, "sample", self.prior)
 
     @torch.inference_mode()
-    def solve_from(self, z: torch.Tensor, nfe: int, solver: str = "euler", batch_size: int = 4096, return_trajectory: bool = False, progress: bool = False) -> SampleOutput:
-        """Integrate the generative ODE from given noise ``z`` (model space, t = 1)."""
+    def solve_from(self, z: torch.Tensor, nfe: int, solver: str | None = None, batch_size: int = 4096,
+                   return_trajectory: bool = False, progress: bool = False) -> SampleOutput:
+        """Integrate the generative ODE from given noise ``z`` (model units, t = 1); ``solver``
+        defaults to the method's own (e.g. the line sampler for ``lines`` runs)."""
+        solver = solver or self.method.default_solver
         outs, trajs, nfe_used, times = [], [], 0, None
         starts = range(0, z.shape[0], batch_size)
         for s in tqdm(starts, disable=not progress, desc=f"sample {solver}@{nfe}", leave=False):
@@ -99,10 +91,11 @@ class Run:
                 trajs.append(self.data.denormalize(res.trajectory).cpu())
                 times = res.times
         traj = torch.cat(trajs, dim=1) if return_trajectory and solver != "rk45" else (trajs[0] if trajs else None)
-        return SampleOutput(torch.cat(outs), nfe_used, traj, times, z)
+        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z)
 
-    def sample(self, n: int, nfe: int = 1, solver: str = "euler", seed: int = 0, batch_size: int = 4096, return_trajectory: bool = False, progress: bool = False) -> SampleOutput:
-        """Draw ``n`` samples with seeded noise (independent of ``batch_size``)."""
+    def sample(self, n: int, nfe: int = 1, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
+               return_trajectory: bool = False, progress: bool = False) -> SampleOutput:
+        """Draw ``n`` samples with seeded noise (independent of ``batch_size``); ``solver`` defaults to the method's."""
         if n < 1:
             raise StraightflowError(f"-n must be >= 1, got {n}")
         return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress)

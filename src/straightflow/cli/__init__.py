@@ -1,3 +1,2 @@
-from .main import COMMANDS, main
-
-__all__ = ["main", "COMMANDS"]
+"""The ``straightflow`` command (the top layer; nothing in the library imports it).
+Entry point: :func:`straightflow.cli.main.main`."""

@@ -1,7 +1,8 @@
-"""``straightflow`` command line: train, sample, eval, plot, demo (and more).
+"""``straightflow`` command line: train, sample, eval, plot, sweep, pairs, demo.
 
-User errors print one line, ``straightflow: error: ...``, and exit with 2;
-no traceback. Every TrainConfig field is also a ``train`` flag.
+The top layer: it parses arguments and calls the library; the library never
+imports it. User errors print one line, ``straightflow: error: ...``, and exit
+with 2; no traceback. Every TrainConfig field is also a ``train`` flag.
 """
 
 from __future__ import annotations
@@ -15,18 +16,6 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError
-
-# Subcommand registry: name -> (add_arguments(parser), run(args) -> int). Other
-# modules (sweep, pairs, ...) add entries through register_command.
-COMMANDS: dict[str, tuple] = {}
-
-
-def register_command(name: str, help: str):
-    def deco(pair):
-        COMMANDS[name] = (help, *pair)
-        return pair
-
-    return deco
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,25 +35,35 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def add_config_flags(p, exclude: set[str] = frozenset()) -> None:
+    """One ``--field-name`` flag per TrainConfig field (not in ``exclude``); unset flags are absent from the namespace."""
+    for f in fields(TrainConfig):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL", help=f"{help_text} (default {f.default})")
+        else:
+            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=f"{help_text} (default {f.default!r})")
+
+
+def _config_values(args) -> dict:
+    names = set(TrainConfig.field_names())
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        default = f.default
-        if f.type == "bool" or isinstance(default, bool):
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL", help=f"{help_text} (default {default})")
-        else:
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=f"{help_text} (default {default!r})")
+    add_config_flags(p)
 
 
 def _run_train(args) -> int:
     from ..training import train
 
-    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
-    out = train(config_file=args.config, resume=args.resume, **overrides)
+    out = train(config_file=args.config, resume=args.resume, **_config_values(args))
     if os.environ.get("RANK", "0") == "0":
         print(f"straightflow: run written to {out}")
     return 0
@@ -91,8 +90,7 @@ def _run_sample(args) -> int:
     if out.suffix.lower() not in (".npy", ".png"):
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
     run = Run.load(args.rundir, device=args.device)
-    solver = args.solver or run.method.default_solver
-    res = run.sample(args.n, nfe=args.nfe, solver=solver, seed=args.seed, batch_size=args.batch_size, progress=True)
+    res = run.sample(args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         from ..plots import save_samples_png
@@ -100,7 +98,7 @@ def _run_sample(args) -> int:
         save_samples_png(run, res.samples, out)
     else:
         np.save(out, res.samples.numpy())
-    print(f"straightflow: {args.n} samples ({solver}, NFE {res.nfe}) written to {out}")
+    print(f"straightflow: {args.n} samples ({res.solver}, NFE {res.nfe}) written to {out}")
     return 0
 
 
@@ -124,8 +122,7 @@ def _run_eval(args) -> int:
     run = Run.load(args.rundir, device=args.device)
     run.inception_weights = getattr(args, "inception_weights", None)  # read by the image Fréchet metric
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
-    solver = args.solver or run.method.default_solver
-    report = evaluate(run, args.nfe, solver=solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json)
+    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json)
     if args.json:
         print(json.dumps(report))
     else:
@@ -134,9 +131,6 @@ def _run_eval(args) -> int:
 
 
 # ---------------------------------------------------------------- plot
-PLOT_KINDS = ["trajectories"]
-
-
 def _add_plot(p):
     p.add_argument("rundir")
     p.add_argument("--kind", default="trajectories", help="trajectories | grid | xhat | znorm (what the data supports)")
@@ -157,7 +151,7 @@ def _run_plot(args) -> int:
     run = Run.load(args.rundir, device=args.device)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    PLOTS[args.kind](run, out, args)
+    PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed)
     print(f"straightflow: {args.kind} plot written to {out}")
     return 0
 
@@ -170,26 +164,93 @@ def _add_demo(p):
 
 
 def _run_demo(args) -> int:
-    from ..demo import run_demo
+    from ..experiments.demo import run_demo
 
     run_demo(Path(args.out), data=args.data, steps=args.steps)
     return 0
 
 
-COMMANDS.update(
-    {
-        "train": ("train a model (any config field is a flag)", _add_train, _run_train),
-        "sample": ("draw samples from a trained run", _add_sample, _run_sample),
-        "eval": ("quality per NFE, curvature and flow loss of a run", _add_eval, _run_eval),
-        "plot": ("plots of a trained run", _add_plot, _run_plot),
-        "demo": ("train the baseline on a 2D set and write a plot and a table", _add_demo, _run_demo),
-    }
-)
+# ---------------------------------------------------------------- sweep
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    from ..experiments.sweep import SWEEP_FIELDS, parse_betas
+
+    p.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    p.add_argument("--betas", type=parse_betas, default="0.3,1,3,10,30,inf", help="comma-separated betas; inf = the independent baseline (default 0.3,1,3,10,30,inf)")
+    p.add_argument("--steps", type=int, required=True, help="training steps per beta")
+    p.add_argument("--out", required=True, help="sweep folder (one run per beta inside)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8, 100], help="NFEs to evaluate (default 1,2,4,8,100)")
+    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
+    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: euler)")
+    p.add_argument("-n", type=int, default=2000, help="samples per evaluation")
+    p.add_argument("--config", help="YAML file of train config fields for every run")
+    p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
+    p.add_argument("--jobs", type=int, default=None, help="betas trained at once, as separate processes (default: one per CUDA device when there are several, else 1)")
+    add_config_flags(p.add_argument_group("train options passed to every run"), exclude=SWEEP_FIELDS)
+
+
+def _run_sweep(args) -> int:
+    from ..experiments.sweep import SWEEP_FIELDS, run_sweep
+
+    passthrough = {k: v for k, v in _config_values(args).items() if k not in SWEEP_FIELDS}
+    run_sweep(args.out, args.data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
+              solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs, **passthrough)
+    return 0
+
+
+# ---------------------------------------------------------------- pairs
+def _add_pairs(p) -> None:
+    p.add_argument("teacher", nargs="?", help="teacher run directory (any trained run); or use --teacher-callable")
+    p.add_argument("--teacher-callable", default=None, metavar="MODULE:FN",
+                   help="a teacher of your own: package.module:function or path/to/file.py:function (needs --data)")
+    p.add_argument("--teacher-kind", default="velocity", help="velocity: FN(x, t) in straightflow's convention, solved by --solver; sampler: FN(z) -> x* (default velocity)")
+    p.add_argument("--data", default=None, help="with --teacher-callable: the data the teacher models (its shape, units and held-out set)")
+    p.add_argument("-n", type=int, required=True, help="number of pairs")
+    p.add_argument("--out", required=True, help="pairs folder (created; rerun the same command to resume)")
+    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler)")
+    p.add_argument("--nfe", type=int, default=128, help="teacher NFE per pair (default 128; ignored by rk45; a sampler's stated cost)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default: ~32 MiB per array, at most 100,000)")
+    p.add_argument("--heldout", type=int, default=None, help="last pairs kept out of training (default min(2000, n/10))")
+    p.add_argument("--batch-size", type=int, default=4096, help="pairs solved together (RK45's NFE depends on it)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_pairs(args) -> int:
+    from ..experiments.pairs import pairs_from_callable, pairs_from_run
+
+    common = dict(solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size, heldout=args.heldout,
+                  batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    if args.teacher_callable:
+        if args.teacher:
+            raise StraightflowError("pairs: give a teacher run directory or --teacher-callable, not both")
+        s = pairs_from_callable(args.teacher_callable, args.data, args.n, args.out, kind=args.teacher_kind, **common)
+    elif args.teacher:
+        if args.data:
+            raise StraightflowError("pairs: --data goes with --teacher-callable; a teacher run brings its own data")
+        s = pairs_from_run(args.teacher, args.n, args.out, **common)
+    else:
+        raise StraightflowError("pairs: give a teacher run directory or --teacher-callable MODULE:FN --data DATA")
+    if os.environ.get("RANK", "0") == "0":
+        rate = f", {s['pairs_per_sec']:.0f} pairs/s" if s["generated_pairs"] else ""
+        print(f"straightflow: {args.n} pairs in {args.out} ({s['generated_shards']} shards generated, {s['reused_shards']} reused{rate})")
+    return 0
+
+
+#: name -> (help, add_arguments(parser), run(args) -> exit status)
+COMMANDS: dict[str, tuple] = {
+    "train": ("train a model (any config field is a flag)", _add_train, _run_train),
+    "sample": ("draw samples from a trained run", _add_sample, _run_sample),
+    "eval": ("quality per NFE, curvature and flow loss of a run", _add_eval, _run_eval),
+    "plot": ("plots of a trained run", _add_plot, _run_plot),
+    "sweep": ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep),
+    "pairs": ("generate (noise, teacher sample) pairs for reflow, distill and lines", _add_pairs, _run_pairs),
+    "demo": ("train the baseline on a 2D set and write a plot and a table", _add_demo, _run_demo),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import extensions  # noqa: F401  (registers optional commands/methods)
-
     parser = _Parser(prog="straightflow", description="Straight-trajectory ODE generative models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (help_text, add, _) in COMMANDS.items():

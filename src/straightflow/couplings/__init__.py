@@ -1,8 +1,20 @@
-"""Couplings (METHODS.md section 2)."""
+"""Couplings: how a training pair (x, z) is drawn (``docs/api.md``).
+
+=================================  ===========================================
+:class:`IndependentCoupling`       z ~ p(z) independent of x (rectified flow)
+:class:`MinibatchOTCoupling`       OT re-pairing inside the batch (OT-CFM)
+:class:`LearnedGaussianCoupling`   z ~ q_phi(z|x) around any encoder (curvature paper Eq. 11)
+:class:`TeacherPairCoupling`       (x*, z) pairs of a teacher (reflow, distill, lines)
+=================================  ===========================================
+"""
 
 from .base import CoupledBatch, Coupling
 from .independent import IndependentCoupling
-from .learned import LearnedGaussianCoupling
-from .minibatch_ot import MinibatchOTCoupling, ot_plan
+from .learned import LearnedGaussianCoupling, zero_init_head
+from .minibatch_ot import OT_SOLVERS, MinibatchOTCoupling, ot_plan
+from .pairs import TeacherPairCoupling
 
-__all__ = ["CoupledBatch", "Coupling", "IndependentCoupling", "LearnedGaussianCoupling", "MinibatchOTCoupling", "ot_plan"]
+__all__ = [
+    "CoupledBatch", "Coupling", "IndependentCoupling", "LearnedGaussianCoupling", "MinibatchOTCoupling",
+    "TeacherPairCoupling", "OT_SOLVERS", "ot_plan", "zero_init_head",
+]

@@ -1,7 +1,12 @@
-"""Couplings: how a training pair (x, z) is drawn (METHODS.md section 2).
+"""Couplings: how a training pair (x, z) is drawn.
 
-A coupling is an ``nn.Module`` so that a learned one (the curvature method's
-encoder) trains, checkpoints and averages (EMA) together with the velocity net.
+A coupling is called on a batch of (normalised) data ``x`` with a
+``torch.Generator`` and returns a :class:`CoupledBatch`. It is an
+``nn.Module`` so that a learned one (the curvature method's encoder) trains,
+checkpoints and is averaged (EMA) together with the velocity net. Every
+coupling works on a plain batch in a user's own loop::
+
+    pair = coupling(x, generator)        # pair.x, pair.z (+ pair.aux_loss, pair.stats)
 """
 
 from __future__ import annotations
@@ -23,15 +28,20 @@ class CoupledBatch:
 
 
 class Coupling(nn.Module):
-    name = "coupling"
+    """Base class: ``forward(batch, generator) -> CoupledBatch``; ``prior`` defaults to N(0, I)."""
 
-    def __init__(self, prior: DiagonalGaussianPrior):
+    def __init__(self, prior: DiagonalGaussianPrior | None = None):
         super().__init__()
-        self.prior = prior
+        self.prior = prior if prior is not None else DiagonalGaussianPrior()
 
     def forward(self, batch, generator: torch.Generator) -> CoupledBatch:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @staticmethod
     def data_of(batch) -> torch.Tensor:
+        """The data tensor of a batch given as ``x`` or as a tuple ``(x, ...)``."""
         return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    def noise_like(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """z ~ prior, shaped like ``x``, from ``generator``."""
+        return self.prior.sample(x.shape, generator=generator, device=x.device, dtype=x.dtype)

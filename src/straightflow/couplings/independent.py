@@ -6,9 +6,8 @@ from .base import CoupledBatch, Coupling
 
 
 class IndependentCoupling(Coupling):
-    name = "independent"
+    """z ~ p(z) independently of x."""
 
     def forward(self, batch, generator):
         x = self.data_of(batch)
-        z = self.prior.sample(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return CoupledBatch(x=x, z=z)
+        return CoupledBatch(x=x, z=self.noise_like(x, generator))

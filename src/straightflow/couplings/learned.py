@@ -1,7 +1,8 @@
 """Learned Gaussian coupling q_phi(x, z) = q_phi(z|x) p(x): the curvature method.
 
-Curvature paper, Sec. 3.3 and Eq. (11); METHODS.md 2.2. A time-independent
-encoder (a velocity-style network fed t = 1) outputs, for each element of x,
+Curvature paper, Sec. 3.3 and Eq. (11); ``docs/api.md``. A time-independent
+encoder ``encoder(x, t)``, called with t = 1 (any ``nn.Module`` with that
+``forward``, e.g. a velocity-style network with twice the output channels), outputs, for each element of x,
 a mean and a log-variance (twice the channels of x: first half mu, second half
 log-variance, unclamped). A training pair is the reparameterised sample
 
@@ -57,11 +58,9 @@ def zero_init_head(encoder: nn.Module) -> None:
 
 
 class LearnedGaussianCoupling(Coupling):
-    """z ~ q_phi(z|x) = N(mu_phi(x), diag(exp(logvar_phi(x)))) (Eq. 11)."""
+    """z ~ q_phi(z|x) = N(mu_phi(x), diag(exp(logvar_phi(x)))) (Eq. 11), around any encoder module."""
 
-    name = "learned"
-
-    def __init__(self, prior, encoder: nn.Module | None, beta: float):
+    def __init__(self, prior=None, encoder: nn.Module | None = None, beta: float = 10.0):
         super().__init__(prior)
         beta = float(beta)
         if math.isnan(beta) or beta < 0:
@@ -125,7 +124,7 @@ class LearnedGaussianCoupling(Coupling):
         x = self.data_of(batch)
         if self.encoder is None:
             # exactly IndependentCoupling: z from the prior, no aux loss
-            z = self.prior.sample(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            z = self.noise_like(x, generator)
             norm = z.flatten(1).norm(dim=1).mean().detach()
             zero = torch.zeros((), device=x.device)
             return CoupledBatch(x=x, z=z, stats={"kl": zero, "z_norm": norm, "z_norm_prior": norm})
@@ -138,17 +137,3 @@ class LearnedGaussianCoupling(Coupling):
         }
         return CoupledBatch(x=x, z=z, aux_loss=self.beta * kl_mean, stats=stats)
 
-
-def build_learned_coupling(cfg, data, prior) -> LearnedGaussianCoupling:
-    """The curvature method's coupling from a TrainConfig (``beta``, ``encoder``)."""
-    from ..models import build_model
-
-    if cfg.encoder not in ("small", "same"):
-        raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same")
-    beta = float(cfg.beta)
-    if math.isnan(beta) or beta < 0:
-        raise StraightflowError(f"--beta must be >= 0 (or inf), got {cfg.beta}")
-    encoder = None
-    if not math.isinf(beta):
-        encoder = build_model(cfg, data, out_mult=2, size="small" if cfg.encoder == "small" else "full")
-    return LearnedGaussianCoupling(prior, encoder, beta)

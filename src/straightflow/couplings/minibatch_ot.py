@@ -12,10 +12,14 @@ import numpy as np
 import ot
 import torch
 
+from ..errors import StraightflowError
 from .base import CoupledBatch, Coupling
+
+OT_SOLVERS = ("exact", "sinkhorn")
 
 
 def ot_plan(x: torch.Tensor, z: torch.Tensor, solver: str = "exact", reg: float = 0.05) -> np.ndarray:
+    """The OT plan between the rows of ``x`` and ``z`` for the squared Euclidean cost (POT)."""
     cost = torch.cdist(x.flatten(1).double(), z.flatten(1).double()).pow(2).cpu().numpy()
     n, m = cost.shape
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
@@ -26,15 +30,19 @@ def ot_plan(x: torch.Tensor, z: torch.Tensor, solver: str = "exact", reg: float 
 
 
 class MinibatchOTCoupling(Coupling):
-    name = "minibatch-ot"
+    """x and independent z re-paired inside the batch by the OT plan (OT-CFM)."""
 
-    def __init__(self, prior, solver: str = "exact", reg: float = 0.05):
+    def __init__(self, prior=None, solver: str = "exact", reg: float = 0.05):
         super().__init__(prior)
+        if solver not in OT_SOLVERS:
+            raise StraightflowError(f"unknown OT solver {solver!r}: use {' or '.join(OT_SOLVERS)}")
+        if not reg > 0:
+            raise StraightflowError(f"the Sinkhorn regularisation must be > 0, got {reg}")
         self.solver, self.reg = solver, reg
 
     def forward(self, batch, generator):
         x = self.data_of(batch)
-        z = self.prior.sample(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = self.noise_like(x, generator)
         plan = ot_plan(x, z, self.solver, self.reg)
         if self.solver == "exact":
             j = torch.from_numpy(plan.argmax(axis=1))

@@ -1,4 +1,10 @@
-"""Datasets: built-in 2D sets and user point clouds (images: see ``images``)."""
+"""Data sources: built-in 2D sets, point clouds, images, teacher pairs.
+
+Every source implements :class:`DataSource` (training batches drawn with a
+caller-owned generator, fixed held-out references, normalisation). ``load_data``
+resolves a ``--data`` spec through the static table :data:`NAMED_SOURCES` and
+the file loaders; heavy dependencies (torchvision) are imported only when used.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +12,43 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StraightflowError
-from .base import DataSource
+from .base import DataOptions, DataSource, seeded_subset
+from .images import ImageSource, image_path_loader, load_cifar10, load_digits_source, load_mnist
 from .pointcloud import PointCloud
 from .toy2d import BUILTIN_2D, Toy2D
 
-#: name -> factory(config) for named datasets beyond the 2D sets (images register here)
-NAMED_SOURCES: dict[str, Callable[..., DataSource]] = {}
+#: named datasets beyond the 2D sets: name -> loader(DataOptions)
+NAMED_SOURCES: dict[str, Callable[[DataOptions], DataSource]] = {
+    "digits": load_digits_source,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+}
 
 
 def builtin_names() -> list[str]:
     return sorted(list(BUILTIN_2D) + list(NAMED_SOURCES))
 
 
-def load_data(spec: str, cfg=None) -> DataSource:
+def load_data(spec: str, options=None) -> DataSource:
     """Resolve ``--data NAME|PATH`` into a :class:`DataSource`.
 
-    ``cfg`` (a TrainConfig) supplies split and image options where they apply.
+    ``options`` is a :class:`DataOptions`, or anything :meth:`DataOptions.of`
+    reads (a TrainConfig, a dict of config fields); None takes the defaults.
     """
-    heldout_fraction = getattr(cfg, "heldout_fraction", 0.2)
-    split_seed = getattr(cfg, "split_seed", 0)
+    options = DataOptions.of(options)
     if spec in BUILTIN_2D:
         return Toy2D(spec)
     if spec in NAMED_SOURCES:
-        return NAMED_SOURCES[spec](cfg)
+        return NAMED_SOURCES[spec](options)
     path = Path(spec)
     if path.suffix.lower() in (".npy", ".csv", ".txt") or path.is_dir():
         if not path.exists():
             raise StraightflowError(f"data path {path} does not exist")
-        from . import _file_dispatch
+        images = image_path_loader(path, options)
+        if images is not None:
+            return images
+        return PointCloud(path, heldout_fraction=options.heldout_fraction, split_seed=options.split_seed)
+    raise StraightflowError(f"unknown data {spec!r}: use one of {', '.join(builtin_names())}, or a .npy/.csv file or an image folder")
 
-        return _file_dispatch.load_path(path, cfg, heldout_fraction, split_seed)
-    raise StraightflowError(f"unknown data {spec!r}: use one of {', '.join(builtin_names())}, or a .npy/.csv file")
 
-
-__all__ = ["DataSource", "PointCloud", "Toy2D", "BUILTIN_2D", "NAMED_SOURCES", "load_data", "builtin_names"]
+__all__ = ["DataOptions", "DataSource", "ImageSource", "PointCloud", "Toy2D", "BUILTIN_2D", "NAMED_SOURCES", "load_data", "builtin_names", "seeded_subset"]

@@ -9,6 +9,7 @@ samples back to the user's units before they are written or scored.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -21,6 +22,35 @@ def seeded_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return x[idx.to(x.device)]
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How a data spec is turned into a source: split, image size, torchvision options.
+
+    Built from a :class:`~straightflow.config.TrainConfig`, a teacher's saved
+    config (a dict) or keywords; fields it does not know are ignored there, so
+    one definition of the defaults serves every caller.
+    """
+
+    heldout_fraction: float = 0.2  #: fraction of a user file / folder held out for evaluation
+    split_seed: int = 0  #: seed of that train / held-out split
+    image_size: int = 0  #: resize images to this size (0 = keep)
+    data_root: str = ""  #: folder of torchvision datasets (mnist, cifar10)
+    download: bool = False  #: let torchvision download mnist / cifar10 into ``data_root``
+    hflip: bool = False  #: random horizontal flips of training images
+
+    @classmethod
+    def of(cls, source=None) -> "DataOptions":
+        """The options found in ``source`` (a config object, a dict or None)."""
+        if source is None:
+            return cls()
+        if isinstance(source, DataOptions):
+            return source
+        get = source.get if isinstance(source, dict) else (lambda k, d: getattr(source, k, d))
+        missing = object()
+        values = {f.name: get(f.name, missing) for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if v is not missing})
+
+
 class DataSource(ABC):
     name: str
     #: shape of one sample, e.g. (2,) or (1, 8, 8)
@@ -28,12 +58,6 @@ class DataSource(ABC):
     #: "vector" or "image"
     kind: str = "vector"
 
-    @property
-    def dim(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
 
     @abstractmethod
     def sample_train(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -19,21 +19,17 @@ as [0, 1] images when they lie in [0, 1], as 0..255 images when they lie in
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from ..errors import StraightflowError
-from .base import DataSource, seeded_subset
+from .base import DataOptions, DataSource, seeded_subset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-
-def cache_dir() -> Path:
-    """``$STRAIGHTFLOW_CACHE`` or ``~/.cache/straightflow``."""
-    return Path(os.environ.get("STRAIGHTFLOW_CACHE") or Path.home() / ".cache" / "straightflow").expanduser()
 
 
 class ImageSource(DataSource):
@@ -92,13 +88,8 @@ def _split(n: int, heldout_fraction: float, split_seed: int, what: str) -> tuple
     return perm[n_held:], perm[:n_held]
 
 
-def _opts(cfg):
-    return (
-        getattr(cfg, "heldout_fraction", 0.2),
-        getattr(cfg, "split_seed", 0),
-        bool(getattr(cfg, "hflip", False)),
-        int(getattr(cfg, "image_size", 0) or 0),
-    )
+def _opts(options: DataOptions) -> tuple[float, int, bool, int]:
+    return options.heldout_fraction, options.split_seed, bool(options.hflip), int(options.image_size or 0)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -109,11 +100,11 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- digits
-def load_digits_source(cfg=None) -> ImageSource:
+def load_digits_source(options: DataOptions = DataOptions()) -> ImageSource:
     """scikit-learn's 1,797 8x8 digits (0..16 grey levels) scaled to [-1, 1]."""
     from sklearn.datasets import load_digits
 
-    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    heldout_fraction, split_seed, hflip, size = _opts(options)
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1.0)[:, None]
     y = torch.from_numpy(d.target.astype(np.int64))
@@ -135,14 +126,14 @@ def _read_image(path: Path):
         raise StraightflowError(f"could not read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def load_image_folder(path: Path, cfg=None) -> ImageSource:
+def load_image_folder(path: Path, options: DataOptions = DataOptions()) -> ImageSource:
     """Every PNG/JPEG/... under ``path`` (recursively, sorted by path).
 
     All grayscale -> 1 channel, otherwise RGB (alpha dropped). Sizes must
     agree unless ``--image-size N`` is given, which resizes every image to
     N x N (antialiased bilinear; aspect ratio not kept).
     """
-    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    heldout_fraction, split_seed, hflip, size = _opts(options)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} files found")
@@ -187,9 +178,9 @@ def _scale_array(arr: np.ndarray, path: Path) -> np.ndarray:
     raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, 1], [0, 1] or [0, 255]")
 
 
-def load_image_array(path: Path, cfg=None) -> ImageSource:
+def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageSource:
     """An N x H x W or N x C x H x W (C in 1, 3) image array; N x H x W x C is accepted too."""
-    heldout_fraction, split_seed, hflip, size = _opts(cfg)
+    heldout_fraction, split_seed, hflip, size = _opts(options)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -205,29 +196,29 @@ def load_image_array(path: Path, cfg=None) -> ImageSource:
     return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
 
 
-def image_path_loader(path: Path, cfg) -> DataSource | None:
-    """Hook for ``_file_dispatch``: folders and 3-/4-d ``.npy`` arrays are images."""
+def image_path_loader(path: Path, options: DataOptions) -> DataSource | None:
+    """Folders and 3-/4-d ``.npy`` arrays are images; None for anything else."""
     if path.is_dir():
-        return load_image_folder(path, cfg)
+        return load_image_folder(path, options)
     if path.suffix.lower() == ".npy":
         try:
             ndim = np.load(path, mmap_mode="r", allow_pickle=False).ndim
         except Exception:
             return None  # let the point-cloud loader report it
         if ndim in (3, 4):
-            return load_image_array(path, cfg)
+            return load_image_array(path, options)
     return None
 
 
 # ---------------------------------------------------------------- torchvision
-def _torchvision_source(name: str, cfg) -> ImageSource:
+def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
     try:
         import torchvision.datasets as tvd
     except ImportError:
         raise StraightflowError(f"--data {name} needs torchvision: pip install 'straightflow[vision]' (or pip install torchvision)") from None
-    heldout_fraction, split_seed, hflip, size = _opts(cfg)
-    root = Path(getattr(cfg, "data_root", "") or cache_dir() / "datasets").expanduser()
-    download = bool(getattr(cfg, "download", False))
+    heldout_fraction, split_seed, hflip, size = _opts(options)
+    root = Path(options.data_root or cache_dir() / "datasets").expanduser()
+    download = bool(options.download)
     cls = {"mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
     try:
         train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
@@ -248,17 +239,9 @@ def _torchvision_source(name: str, cfg) -> ImageSource:
     return ImageSource(name, x_train, tensor(test), labels=labels, hflip=hflip, key=f"{name}-{x_train.shape[-1]}px")
 
 
-def load_mnist(cfg=None) -> ImageSource:
-    return _torchvision_source("mnist", cfg)
+def load_mnist(options: DataOptions = DataOptions()) -> ImageSource:
+    return _torchvision_source("mnist", options)
 
 
-def load_cifar10(cfg=None) -> ImageSource:
-    return _torchvision_source("cifar10", cfg)
-
-
-def register() -> None:
-    from . import NAMED_SOURCES, _file_dispatch
-
-    NAMED_SOURCES.update({"digits": load_digits_source, "mnist": load_mnist, "cifar10": load_cifar10})
-    if image_path_loader not in _file_dispatch.IMAGE_PATH_LOADERS:
-        _file_dispatch.IMAGE_PATH_LOADERS.append(image_path_loader)
+def load_cifar10(options: DataOptions = DataOptions()) -> ImageSource:
+    return _torchvision_source("cifar10", options)

@@ -1,7 +1,8 @@
 """Built-in 2D sets, generated on the fly from a torch generator.
 
 Each set yields unlimited fresh samples; ``reference`` and ``floor_reference``
-use seeds disjoint from training so held-out comparisons are honest.
+draw from their own named noise streams (:mod:`straightflow.noise`), disjoint
+from training and from sampling noise, so held-out comparisons are honest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from ..noise import stream_generator
 from .base import DataSource
 
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
@@ -67,9 +69,6 @@ BUILTIN_2D: dict[str, Sampler] = {
     "two-gaussians": _two_gaussians,
 }
 
-_REFERENCE_SEED_OFFSET = 1_000_003
-_FLOOR_SEED_OFFSET = 2_000_003
-
 
 class Toy2D(DataSource):
     """One of :data:`BUILTIN_2D`; unlimited fresh samples."""
@@ -85,7 +84,7 @@ class Toy2D(DataSource):
         return self._sampler(n, generator)
 
     def reference(self, n: int, seed: int = 0) -> torch.Tensor:
-        return self._sampler(n, torch.Generator().manual_seed(_REFERENCE_SEED_OFFSET + seed))
+        return self._sampler(n, stream_generator("reference", seed))
 
     def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
-        return self._sampler(n, torch.Generator().manual_seed(_FLOOR_SEED_OFFSET + seed))
+        return self._sampler(n, stream_generator("floor", seed))

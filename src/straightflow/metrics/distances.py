@@ -1,4 +1,4 @@
-"""Sample-quality distances for vector data (METHODS.md section 5).
+"""Sample-quality distances for vector data (``docs/api.md``, "Metrics").
 
 * ``wasserstein2``: exact W2 between two empirical samples (POT ``emd2`` on the
   squared Euclidean cost). Biased for finite samples: report it beside the

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cache import cache_dir
 from ..errors import StraightflowError
 
 FEATURE_VERSION = "v1"
@@ -81,12 +82,6 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 60
         opt.step()
         sched.step()
     return net.eval()
-
-
-def cache_dir():
-    from ..data.images import cache_dir as _cache_dir
-
-    return _cache_dir()
 
 
 def classifier_features(data, seed: int = 0) -> tuple[FeatureCNN, str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from ..paths import data_prediction
 from ..solvers import euler
 from ..solvers.base import VelocityFn
 
 
 @torch.no_grad()
 def curvature(velocity: VelocityFn, z: torch.Tensor, steps: int = 128) -> float:
-    """E[C(Z)] as the reference computes it (METHODS.md 5).
+    """E[C(Z)] of the curvature paper's Eq. 5, as its reference code computes it.
 
     Along a ``steps``-step Euler path from ``z`` (t = 1) to t = 0, with chord
     ``z_1 - z_0`` (start minus end: over unit time the path's mean velocity),
@@ -38,7 +39,7 @@ def prediction_drift(velocity: VelocityFn, z: torch.Tensor, steps: int = 32) -> 
 
     def recording(x, t):
         v = velocity(x, t)
-        preds.append(x - t.view(-1, *([1] * (x.dim() - 1))) * v)
+        preds.append(data_prediction(x, t, v))
         return v
 
     euler(recording, z, steps)

@@ -1,8 +1,9 @@
 """Velocity networks. ``build_model`` picks one from the config.
 
-Registry: name -> builder(cfg, data_shape, out_mult, size) returning an nn.Module with
-``forward(x, t)``; ``size`` is "full" (the velocity net) or "small" (an encoder
-about 20x smaller, curvature paper Table 2).
+:data:`MODELS` is a static table: name -> builder(cfg, data_shape, out_mult, size)
+returning an ``nn.Module`` with ``forward(x, t)``; ``size`` is "full" (the velocity
+net) or "small" (an encoder about 20x smaller, curvature paper Table 2). Any
+user module with that ``forward`` works too (``sf.train(velocity_net=...)``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from ..errors import StraightflowError
 from .mlp import MLPVelocity
+from .unet import UNet, build_unet
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -26,17 +28,19 @@ def _build_mlp(cfg, shape, out_mult: int = 1, size: str = "full") -> nn.Module:
     return MLPVelocity(dim, width=width, depth=depth, time_dim=cfg.time_embed_dim, out_mult=out_mult)
 
 
-MODELS: dict[str, ModelBuilder] = {"mlp": _build_mlp}
+MODELS: dict[str, ModelBuilder] = {"mlp": _build_mlp, "unet": build_unet}
 
 
 def resolve_model_name(cfg, data) -> str:
     if cfg.model != "auto":
         return cfg.model
-    return "unet" if getattr(data, "kind", "vector") == "image" and "unet" in MODELS else "mlp"
+    return "unet" if data.kind == "image" else "mlp"
 
 
 def build_model(cfg, data, out_mult: int = 1, size: str = "full") -> nn.Module:
     name = resolve_model_name(cfg, data)
+    if name == "custom":
+        raise StraightflowError("this run was trained with a user's own velocity module (model: custom): pass it again, e.g. Run.load(RUNDIR, velocity_net=MyNet(...))")
     if name not in MODELS:
         raise StraightflowError(f"unknown model {name!r}: use one of {', '.join(sorted(MODELS))} or auto")
     return MODELS[name](cfg, tuple(data.shape), out_mult=out_mult, size=size)
@@ -46,4 +50,4 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["MLPVelocity", "MODELS", "build_model", "count_parameters", "resolve_model_name"]
+__all__ = ["MLPVelocity", "UNet", "MODELS", "build_model", "count_parameters", "resolve_model_name"]

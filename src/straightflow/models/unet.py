@@ -215,13 +215,13 @@ def unet_settings(cfg, shape) -> dict:
     """
     from ..config import TrainConfig
 
-    name = getattr(cfg, "preset", "") or ("digits-cpu" if tuple(shape[-2:]) == (8, 8) else "")
+    name = cfg.preset or ("digits-cpu" if tuple(shape[-2:]) == (8, 8) else "")
     if name == "none":
         name = ""
     elif name and name not in PRESETS:
         raise StraightflowError(f"unknown preset {name!r}: use one of {', '.join(sorted(PRESETS))} or none")
     defaults = TrainConfig()
-    out = {k: getattr(cfg, k, getattr(defaults, k)) for k in UNET_FIELDS}
+    out = {k: getattr(cfg, k) for k in UNET_FIELDS}
     for k, v in PRESETS.get(name, {}).items():
         if out[k] == getattr(defaults, k):
             out[k] = v
@@ -240,7 +240,7 @@ def build_unet(cfg, shape, out_mult: int = 1, size: str = "full") -> UNet:
     channels, blocks = int(s["channels"]), int(s["num_res_blocks"])
     if size == "small":
         channels, blocks = max(8, channels // 4), max(1, blocks // 2)
-    amp = getattr(cfg, "amp", "none")  # validated with the config (config.validate)
+    amp = cfg.amp  # validated with the config (config.validate)
     return UNet(
         in_channels=shape[0],
         resolution=max(shape[1], shape[2]),
@@ -251,5 +251,5 @@ def build_unet(cfg, shape, out_mult: int = 1, size: str = "full") -> UNet:
         attn_resolutions=_int_tuple(s["attn_resolutions"], "attn_resolutions"),
         dropout=float(s["dropout"]),
         amp=amp,
-        compile=bool(getattr(cfg, "compile", False)) and torch.cuda.is_available(),
+        compile=bool(cfg.compile) and torch.cuda.is_available(),
     )

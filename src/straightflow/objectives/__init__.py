@@ -1,5 +1,16 @@
-"""Objectives: what the network is asked to predict on the line (METHODS.md 3)."""
+"""Objectives: what the network is asked to predict on the line between x and z.
 
-from .velocity import velocity_loss
+Every objective is a small object that owns its hyperparameters and is called as
+``loss, stats = objective(net, x, z, generator)`` for any ``net(x_t, t)``
+(``docs/api.md``).
+"""
 
-__all__ = ["velocity_loss"]
+from .adversarial import AdversarialTerm, build_discriminator
+from .distill import DistillObjective, one_step
+from .endpoint import RECON_LOSSES, LinesObjective, load_lpips, pseudo_huber, sampler_times
+from .velocity import VelocityObjective
+
+__all__ = [
+    "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
+    "build_discriminator", "load_lpips", "one_step", "pseudo_huber", "sampler_times", "RECON_LOSSES",
+]

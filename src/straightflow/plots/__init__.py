@@ -1,4 +1,8 @@
-"""Plots. ``PLOTS`` maps a ``--kind`` to ``fn(run, out_path, args)``."""
+"""Figures of trained runs and sweeps (matplotlib's object API: no pyplot, no backend switch).
+
+:data:`PLOTS` is the static table behind ``straightflow plot --kind K``; every entry
+is ``fn(run, out, n=None, nfe=None, solver=None, seed=0)``.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,30 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StraightflowError
-from .trajectories import draw_paths, plot_trajectories
+from .curvature import plot_trajectories, plot_znorm
+from .figure import save, subplots
+from .images import plot_grid, plot_xhat, save_grid
+from .trajectories import draw_paths, plot_reverse_paths
 
-PLOTS: dict[str, Callable] = {"trajectories": plot_trajectories}
-
-#: data kind -> fn(run, samples, out_path) for ``sample --out FILE.png``
-SAMPLE_WRITERS: dict[str, Callable] = {}
-
-
-def _scatter_png(run, samples, out: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    if samples.shape[1] != 2:
-        raise StraightflowError(f"--out .png needs 2D or image data; this run's samples have {samples.shape[1]} dimensions (use .npy)")
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(samples[:, 0], samples[:, 1], s=2)
-    ax.set_aspect("equal", adjustable="datalim")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-
-
-SAMPLE_WRITERS["vector"] = _scatter_png
+PLOTS: dict[str, Callable] = {
+    "trajectories": plot_trajectories,  # 2D: reverse paths (forward + reverse with a learned coupling)
+    "znorm": plot_znorm,  # ||z|| under q_phi vs the prior (curvature method)
+    "grid": plot_grid,  # images: a sample grid
+    "xhat": plot_xhat,  # images: x_hat(z_t, t) along sampling paths
+}
 
 
 def save_samples_png(run, samples, out: Path) -> None:
-    SAMPLE_WRITERS[run.data.kind](run, samples, out)
+    """``sample --out FILE.png``: an image grid, or a scatter of 2D points."""
+    if run.data.kind == "image":
+        save_grid(samples, Path(out))
+        return
+    if samples.shape[1] != 2:
+        raise StraightflowError(f"--out .png needs 2D or image data; this run's samples have {samples.shape[1]} dimensions (use .npy)")
+    fig, ax = subplots(figsize=(4, 4))
+    ax.scatter(samples[:, 0], samples[:, 1], s=2)
+    ax.set_aspect("equal", adjustable="datalim")
+    save(fig, out)
 
 
-__all__ = ["PLOTS", "SAMPLE_WRITERS", "save_samples_png", "plot_trajectories", "draw_paths"]
+__all__ = ["PLOTS", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths"]

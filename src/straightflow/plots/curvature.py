@@ -20,20 +20,14 @@ import math
 from pathlib import Path
 
 import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ..errors import StraightflowError  # noqa: E402
-from . import PLOTS  # noqa: E402
-from .trajectories import draw_paths, plot_trajectories  # noqa: E402
-
-
-def _save(fig, out: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+from ..errors import StraightflowError
+from ..methods.curvature import encode_sample
+from ..noise import seeded_noise, stream_seed
+from .figure import save as _save
+from .figure import subplots
+from .trajectories import draw_paths, plot_reverse_paths, require_2d
 
 
 # ------------------------------------------------------------------ run plots
@@ -41,7 +35,7 @@ def _save(fig, out: Path) -> None:
 def forward_pairs(run, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, z) training pairs of the run's own coupling on held-out x, both in data units."""
     x = run.data.reference(n, seed)
-    g = torch.Generator(device=run.device).manual_seed(seed + 101)
+    g = torch.Generator(device=run.device).manual_seed(stream_seed("forward", seed))
     pair = run.module.coupling(run.data.normalize(x.to(run.device)), g)
     return x, run.data.denormalize(pair.z).cpu()
 
@@ -62,19 +56,16 @@ def _beta_text(run) -> str:
     return "beta = inf" if math.isinf(run.cfg.beta) else f"beta = {run.cfg.beta:g}"
 
 
-def plot_forward_reverse(run, out: Path, args) -> None:
+def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
     """Forward (x -> z ~ q_phi(z|x)) and reverse (z ~ N(0, I) -> x) trajectories side by side."""
-    if run.data.kind != "vector" or tuple(run.data.shape) != (2,):
-        raise StraightflowError(f"trajectory plots need 2D data; {run.cfg.data} has shape {tuple(run.data.shape)} (use --kind grid for images)")
-    n = args.n or 300
-    nfe = args.nfe or 100
-    solver = args.solver or run.method.default_solver
-    x, z = forward_pairs(run, n, args.seed)
-    res = run.sample(n, nfe=nfe, solver=solver, seed=args.seed, return_trajectory=True)
-    data = run.data.reference(2000, args.seed)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    require_2d(run)
+    n = n or 300
+    x, z = forward_pairs(run, n, seed)
+    res = run.sample(n, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True)
+    data = run.data.reference(2000, seed)
+    fig, axes = subplots(1, 2, figsize=(9, 4.6))
     draw_forward(axes[0], x, z, f"forward: x -> z ~ q_phi(z|x) ({_beta_text(run)})")
-    draw_paths(axes[1], res.trajectory, data, f"reverse: z ~ prior -> x ({solver}, NFE {res.nfe})")
+    draw_paths(axes[1], res.trajectory, data, f"reverse: z ~ prior -> x ({res.solver}, NFE {res.nfe})")
     lo = torch.minimum(torch.cat([x, z]).min(0).values, res.trajectory.flatten(0, 1).min(0).values).tolist()
     hi = torch.maximum(torch.cat([x, z]).max(0).values, res.trajectory.flatten(0, 1).max(0).values).tolist()
     for ax in axes:  # the same window on both panels
@@ -86,26 +77,21 @@ def plot_forward_reverse(run, out: Path, args) -> None:
     _save(fig, out)
 
 
-_BASE_TRAJECTORIES = PLOTS.get("trajectories", plot_trajectories)
-
-
-def _trajectories(run, out: Path, args) -> None:
+def plot_trajectories(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+    """``plot --kind trajectories``: forward + reverse paths for a run with a learned coupling, else reverse paths."""
     if hasattr(run.module.coupling, "encode"):
-        return plot_forward_reverse(run, out, args)
-    return _BASE_TRAJECTORIES(run, out, args)
+        return plot_forward_reverse(run, out, n, nfe, solver, seed)
+    return plot_reverse_paths(run, out, n, nfe, solver, seed)
 
 
-def plot_znorm(run, out: Path, args) -> None:
+def plot_znorm(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
     """Histogram of ||z|| with z ~ q_phi(z|x), x held out, against z ~ p(z) (Fig. 8b)."""
     if not hasattr(run.module.coupling, "encode"):
         raise StraightflowError(f"--kind znorm needs a run with a learned coupling (--method curvature); {run.dir} is {run.cfg.method}")
-    from ..curvature import encode_sample
-
-    n = args.n or 2000
-    x = run.data.reference(n, args.seed)
-    _, _, z_norm = encode_sample(run, x, args.seed)
-    prior_norm = run.noise(z_norm.shape[0], args.seed + 3).flatten(1).norm(dim=1)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    x = run.data.reference(n or 2000, seed)
+    _, _, z_norm = encode_sample(run, x, seed)
+    prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)
+    fig, ax = subplots(figsize=(5, 3.6))
     hi = float(torch.quantile(torch.cat([z_norm, prior_norm]), 0.995))
     lo = float(torch.cat([z_norm, prior_norm]).min())
     bins = torch.linspace(lo, hi, 50).numpy()
@@ -118,9 +104,6 @@ def plot_znorm(run, out: Path, args) -> None:
     _save(fig, out)
 
 
-PLOTS["trajectories"] = _trajectories
-PLOTS["znorm"] = plot_znorm
-
 
 # ------------------------------------------------------------------ sweep plots
 def _split(sweep: dict) -> tuple[list[dict], dict | None]:
@@ -130,14 +113,14 @@ def _split(sweep: dict) -> tuple[list[dict], dict | None]:
 
 
 def _colors(k: int):
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     return [cmap(i / max(1, k - 1) * 0.9) for i in range(k)]
 
 
 def plot_curvature_vs_beta(sweep: dict, out: Path) -> None:
     """Fig. 5: curvature E[C(Z)] against beta, the independent coupling dashed."""
     finite, base = _split(sweep)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = subplots(figsize=(5, 3.6))
     if finite:
         ax.plot([r["beta"] for r in finite], [r["report"]["curvature"] for r in finite], "o-", c="tab:red", label="learned coupling")
     if base is not None:
@@ -155,7 +138,7 @@ def plot_quality_vs_nfe(sweep: dict, out: Path) -> None:
     """Fig. 7: sample quality against NFE, one line per beta, the baseline dashed."""
     finite, base = _split(sweep)
     key = sweep["quality_metric"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     for r, c in zip(finite, _colors(len(finite))):
         res = r["report"]["results"]
         ax.plot([x["nfe"] for x in res], [x[key] for x in res], "o-", c=c, ms=3, label=f"beta = {r['beta']:g}")
@@ -183,7 +166,7 @@ def plot_recon_gap(sweep: dict, out: Path) -> None:
         return
     top = max(sweep["nfe"])
     gen = [next(x[key] for x in r["report"]["results"] if x["nfe_requested"] == top) for r in finite]
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = subplots(figsize=(5, 3.6))
     betas = [r["beta"] for r in finite]
     ax.plot(betas, gen, "o-", label=f"generation {key} (z ~ p(z))")
     ax.plot(betas, [r["report"][f"recon_{key}"] for r in finite], "s-", label=f"reconstruction {key} (z ~ q_phi(z|x))")
@@ -200,15 +183,13 @@ def plot_recon_gap(sweep: dict, out: Path) -> None:
 
 def plot_sweep_trajectories(runs: list[tuple[str, object]], out: Path, n: int = 300, nfe: int = 100, seed: int = 0) -> None:
     """Fig. 4: one column per beta (independent first), forward paths on top, reverse below (2D only)."""
-    fig, axes = plt.subplots(2, len(runs), figsize=(3.2 * len(runs), 6.6), squeeze=False)
+    fig, axes = subplots(2, len(runs), figsize=(3.2 * len(runs), 6.6), squeeze=False)
     for j, (label, run) in enumerate(runs):
         x, z = forward_pairs(run, n, seed)
         res = run.sample(n, nfe=nfe, solver="euler", seed=seed, return_trajectory=True)
         draw_forward(axes[0, j], x, z, f"{label}: forward")
         draw_paths(axes[1, j], res.trajectory, run.data.reference(2000, seed), f"{label}: reverse (euler {nfe})")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out, dpi=110)
 
 
 def write_sweep_plots(sweep: dict, out_dir: Path) -> list[Path]:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import StraightflowError
+from ..paths import predict_data
 
 
 def make_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 1) -> np.ndarray:
@@ -45,16 +46,10 @@ def _need_images(run) -> None:
         raise StraightflowError(f"this plot needs image data; {run.cfg.data} holds {run.data.kind} data (use --kind trajectories)")
 
 
-def write_sample_grid(run, samples: torch.Tensor, out: Path) -> None:
-    """``SAMPLE_WRITERS["image"]``: every sample, in a square-ish grid."""
-    save_grid(samples, Path(out))
-
-
-def plot_grid(run, out: Path, args) -> None:
-    """``plot --kind grid``: n (default 64) samples at --nfe (default 100) steps."""
+def plot_grid(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+    """``plot --kind grid``: n (default 64) samples at ``nfe`` (default 100) steps."""
     _need_images(run)
-    solver = args.solver or run.method.default_solver
-    res = run.sample(args.n or 64, nfe=args.nfe or 100, solver=solver, seed=args.seed)
+    res = run.sample(n or 64, nfe=nfe or 100, solver=solver, seed=seed)
     save_grid(res.samples, Path(out))
 
 
@@ -71,26 +66,23 @@ def xhat_along_paths(run, n: int, nfe: int, solver: str, seed: int, times=(1.0, 
         i = min(range(len(grid)), key=lambda j: abs(grid[j] - t))
         z_t = run.data.normalize(res.trajectory[i].to(run.device))
         tt = torch.full((n,), grid[i], device=run.device)
-        x_hat = z_t - grid[i] * run.velocity(z_t, tt)
+        x_hat = predict_data(run.velocity, z_t, tt)
         cols.append(run.data.denormalize(x_hat).cpu())
         used.append(grid[i])
     return torch.stack(cols, dim=1), used
 
 
-def plot_xhat(run, out: Path, args) -> None:
+def plot_xhat(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
     """``plot --kind xhat``: rows = noises, columns = t from 1 (noise) to 0 (sample)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figure import save, subplots
 
     _need_images(run)
-    solver = args.solver or run.method.default_solver
+    solver = solver or run.method.default_solver
     if solver == "rk45":
         raise StraightflowError("plot --kind xhat needs a fixed-step solver (euler or heun)")
-    n = args.n or 6
-    preds, used = xhat_along_paths(run, n, args.nfe or 100, solver, args.seed)
-    fig, axes = plt.subplots(n, len(used), figsize=(1.1 * len(used), 1.1 * n + 0.4), squeeze=False)
+    n, nfe = n or 6, nfe or 100
+    preds, used = xhat_along_paths(run, n, nfe, solver, seed)
+    fig, axes = subplots(n, len(used), figsize=(1.1 * len(used), 1.1 * n + 0.4), squeeze=False)
     for r in range(n):
         for c, t in enumerate(used):
             img = ((preds[r, c].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
@@ -100,7 +92,5 @@ def plot_xhat(run, out: Path, args) -> None:
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"t={t:.2f}", fontsize=8)
-    fig.suptitle(f"x_hat(z_t, t) = z_t - t v: {run.cfg.method} on {run.cfg.data} ({solver}, NFE {args.nfe or 100})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    fig.suptitle(f"x_hat(z_t, t) = z_t - t v: {run.cfg.method} on {run.cfg.data} ({solver}, NFE {nfe})", fontsize=8)
+    save(fig, out)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ..errors import StraightflowError  # noqa: E402
+from ..errors import StraightflowError
+from .figure import save, subplots
 
 
 def draw_paths(ax, traj: torch.Tensor, data: torch.Tensor, title: str, max_lines: int = 300) -> None:
@@ -24,17 +21,16 @@ def draw_paths(ax, traj: torch.Tensor, data: torch.Tensor, title: str, max_lines
     ax.set_aspect("equal", adjustable="datalim")
 
 
-def plot_trajectories(run, out: Path, args) -> None:
+def require_2d(run) -> None:
     if run.data.kind != "vector" or tuple(run.data.shape) != (2,):
         raise StraightflowError(f"trajectory plots need 2D data; {run.cfg.data} has shape {tuple(run.data.shape)} (use --kind grid for images)")
-    n = args.n or 300
-    nfe = args.nfe or 100
-    solver = args.solver or run.method.default_solver
-    res = run.sample(n, nfe=nfe, solver=solver, seed=args.seed, return_trajectory=True)
-    data = run.data.reference(2000, args.seed)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    draw_paths(ax, res.trajectory, data, f"{run.cfg.method} on {run.cfg.data}: reverse paths ({solver}, NFE {res.nfe})")
+
+
+def plot_reverse_paths(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+    """Reverse (generative) paths of ``n`` (300) samples at ``nfe`` (100) steps over held-out data."""
+    require_2d(run)
+    res = run.sample(n or 300, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True)
+    fig, ax = subplots(figsize=(5, 5))
+    draw_paths(ax, res.trajectory, run.data.reference(2000, seed), f"{run.cfg.method} on {run.cfg.data}: reverse paths ({res.solver}, NFE {res.nfe})")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)

@@ -1,4 +1,4 @@
-"""ODE solvers with honest NFE counts (METHODS.md section 4).
+"""ODE solvers with honest NFE counts (curvature paper Sec. 5; ``docs/api.md``).
 
 ``solve(velocity, z, solver, nfe)`` dispatches by name; every solver returns a
 :class:`SolveResult` whose ``nfe`` is the number of network calls made.
@@ -13,6 +13,7 @@ import torch
 from ..errors import StraightflowError
 from .base import CountingVelocity, SolveResult, VelocityFn, uniform_grid
 from .fixed_step import euler, heun
+from .lines import lines
 from .rk45 import rk45
 
 #: name -> (velocity, z, nfe, return_trajectory) -> SolveResult ; nfe is ignored by adaptive solvers
@@ -20,13 +21,15 @@ SOLVERS: dict[str, Callable[..., SolveResult]] = {
     "euler": euler,
     "heun": heun,
     "rk45": lambda velocity, z, nfe, return_trajectory=False: rk45(velocity, z, return_trajectory=return_trajectory),
+    "lines": lines,
 }
 
 
 def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int = 1, return_trajectory: bool = False) -> SolveResult:
+    """Integrate dz/dt = v(z, t) from t = 1 (noise ``z``) to t = 0 with ``solver``; ``result.nfe`` counts the calls."""
     if solver not in SOLVERS:
         raise StraightflowError(f"unknown solver {solver!r}: use one of {', '.join(sorted(SOLVERS))}")
     return SOLVERS[solver](velocity, z, nfe, return_trajectory=return_trajectory)
 
 
-__all__ = ["SOLVERS", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun", "rk45", "uniform_grid"]
+__all__ = ["SOLVERS", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun", "rk45", "lines", "uniform_grid"]

@@ -1,4 +1,4 @@
-"""Solver contract (METHODS.md section 4).
+"""Solver contract (``docs/api.md``).
 
 Generation integrates dz/dt = v(z, t) from t = 1 (noise) to t = 0 (data).
 Every solver counts its network calls: ``SolveResult.nfe`` is the exact

@@ -1,4 +1,4 @@
-"""The line sampler of the lines method (METHODS.md 3 and 4).
+"""The line sampler of the lines method ("Generative Lines Matching Models"; ``docs/lines.md``).
 
 Keep the initial noise ``z_1`` and, at every step, re-project onto the
 straight line through it and the current data prediction::
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import StraightflowError
-from . import SOLVERS
+from ..paths import data_prediction
 from .base import CountingVelocity, SolveResult, VelocityFn, uniform_grid
 
 
@@ -30,7 +30,7 @@ def lines(velocity: VelocityFn, z: torch.Tensor, nfe: int, return_trajectory: bo
     z1, state = z, z
     traj = [z] if return_trajectory else None
     for t, t_next in zip(grid[:-1], grid[1:]):
-        x_hat = state - t * v(state, t)
+        x_hat = data_prediction(state, t, v(state, t))
         state = (1.0 - t_next) * x_hat + t_next * z1
         if return_trajectory:
             traj.append(state)
@@ -38,5 +38,3 @@ def lines(velocity: VelocityFn, z: torch.Tensor, nfe: int, return_trajectory: bo
         return SolveResult(state, v.calls, torch.stack(traj), torch.tensor(grid))
     return SolveResult(state, v.calls)
 
-
-SOLVERS["lines"] = lines

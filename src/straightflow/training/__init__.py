@@ -1,5 +1,6 @@
-"""Training loop, EMA, checkpoints, run directories and DDP."""
+"""The training loop for every method (one process or DDP), EMA, run directories."""
 
-from .trainer import build_training_module, train
+from .ema import EMA
+from .trainer import inherit_teacher_config, train
 
-__all__ = ["train", "build_training_module"]
+__all__ = ["train", "inherit_teacher_config", "EMA"]

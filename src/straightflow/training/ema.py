@@ -28,8 +28,8 @@ class EMA:
         return min(self.decay, (1.0 + step) / (10.0 + step))
 
     @torch.no_grad()
-    def update(self, module: nn.Module, step: int) -> None:
-        """Move the average toward ``module`` (the module given at construction)."""
+    def update(self, step: int) -> None:
+        """Move the average toward the module given at construction."""
         weight = 1.0 - self.effective_decay(step)
         torch._foreach_lerp_(self._dst_params, self._src_params, weight)
         for b_dst, b_src in zip(self._dst_buffers, self._src_buffers):

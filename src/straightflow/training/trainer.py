@@ -14,17 +14,18 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig, load_run_config, resolve_config, save_config, validate
+from ..checkpoint import latest_checkpoint, load_into, load_train_state, load_weights, save_checkpoint
+from ..config import TrainConfig, apply_overrides, coerce, load_run_config, load_yaml, resolve_config, save_config, validate
 from ..data import load_data
+from ..data.pairs import PairData, read_manifest
+from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError
-from ..methods import FlowTrainingModule, get_method
-from ..models import build_model, count_parameters, resolve_model_name
-from ..priors import make_prior
-from .checkpoint import latest_checkpoint, load_into, load_train_state, load_weights, save_checkpoint
-from .distributed import DistContext, init_distributed, shutdown_distributed
+from ..methods import build_module, get_method
+from ..models import count_parameters, resolve_model_name
 from .ema import EMA
 
 #: config keys that may differ when a run is resumed (they do not change the result)
@@ -36,13 +37,28 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + 12_345) % (2**63 - 1)
 
 
-def build_training_module(cfg: TrainConfig, data):
-    method = get_method(cfg.method)
-    prior = make_prior(cfg.prior, data.shape)
-    velocity = build_model(cfg, data)
-    coupling = method.build_coupling(cfg, data, prior)
-    module = FlowTrainingModule(velocity, coupling, method, cfg)
-    return module, method, prior
+#: config fields a student takes from its teacher run's config unless given explicitly
+INHERITED_FIELDS = (
+    "data", "prior", "model", "width", "depth", "time_embed_dim", "heldout_fraction", "split_seed",
+    "image_size", "data_root", "preset", "channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout",
+)
+
+
+def inherit_teacher_config(cfg: TrainConfig, explicit: set[str]) -> None:
+    """Fill ``cfg`` for training on ``cfg.pairs``: the data (and, for a teacher run, the
+    architecture) from the pairs' manifest, ``teacher`` from the manifest, and
+    ``init_from_teacher`` from the method (only when the teacher is a run); fields in
+    ``explicit`` (given on the command line or in a config file) are kept."""
+    manifest = read_manifest(cfg.pairs)
+    tcfg = manifest.get("teacher_config") or {}
+    for key in INHERITED_FIELDS:
+        if key not in explicit and key in tcfg:
+            setattr(cfg, key, coerce(key, tcfg[key]))
+    teacher_run = manifest.get("teacher_kind", "run") == "run" and bool(manifest.get("teacher"))
+    if not cfg.teacher and teacher_run:
+        cfg.teacher = manifest["teacher"]
+    if "init_from_teacher" not in explicit:
+        cfg.init_from_teacher = bool(get_method(cfg.method).starts_from_teacher and cfg.teacher)
 
 
 def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None) -> TrainConfig:
@@ -58,13 +74,9 @@ def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str 
             if key in RESUMABLE_KEYS:
                 continue
             probe = TrainConfig()
-            from ..config import apply_overrides
-
             apply_overrides(probe, {key: value}, "command line")
             if getattr(probe, key) != getattr(cfg, key):
                 raise StraightflowError(f"--resume: {key}={getattr(probe, key)!r} differs from the run's saved {key}={getattr(cfg, key)!r}")
-        from ..config import apply_overrides
-
         apply_overrides(cfg, {k: v for k, v in overrides.items() if k.replace('-', '_') in RESUMABLE_KEYS}, "command line")
         cfg.out = str(out)
         return validate(cfg)
@@ -73,9 +85,6 @@ def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str 
     cfg = resolve_config(config_file, overrides)
     cfg.out = str(out)
     if cfg.pairs:  # training on teacher pairs: take the teacher's data/model fields unless given
-        from ..config import load_yaml
-        from ..pairs import inherit_teacher_config
-
         explicit = {k.replace("-", "_") for k in [*overrides, *(load_yaml(config_file) if config_file else {})]}
         inherit_teacher_config(cfg, explicit)
     return cfg
@@ -91,20 +100,25 @@ def _truncate_stats(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue
-    path.write_text("".join(l + "\n" for l in keep))
+    path.write_text("".join(line + "\n" for line in keep))
 
 
-def train(config_file: str | None = None, resume: bool = False, **overrides) -> Path:
+def train(config_file: str | None = None, resume: bool = False, velocity_net: nn.Module | None = None,
+          encoder: nn.Module | None = None, **overrides) -> Path:
     """Train a run; returns its run directory.
 
     ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
     an error. With ``resume=True`` the run in ``out`` continues from its latest
     checkpoint (only ``steps`` and bookkeeping fields may change).
+    ``velocity_net``: your own ``nn.Module`` with ``forward(x_t, t)`` instead of a
+    built-in model (recorded as ``model: custom``; pass it again to ``Run.load`` and
+    to resume); ``encoder``: your own encoder for ``method="curvature"`` (output:
+    twice the channels of x). Run directories, EMA, resume and DDP work the same.
     """
+    if velocity_net is not None and not resume:
+        overrides = {**overrides, "model": "custom"}
     out_value = overrides.get("out")
     if not out_value and config_file:
-        from ..config import load_yaml
-
         out_value = load_yaml(config_file).get("out")
     if not out_value:
         raise StraightflowError("no run directory given: pass --out RUNDIR")
@@ -112,7 +126,7 @@ def train(config_file: str | None = None, resume: bool = False, **overrides) -> 
     cfg = _prepare_run_dir(out, resume, overrides, config_file)
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, ctx, resume)
+        return _train(cfg, ctx, resume, velocity_net, encoder)
     finally:
         shutdown_distributed(ctx)
 
@@ -129,26 +143,24 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     return None
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
+def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder: nn.Module | None) -> Path:
     out = Path(cfg.out)
     device = ctx.device
     if cfg.batch_size % ctx.world_size:
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
     local_batch = cfg.batch_size // ctx.world_size
 
+    if cfg.model == "custom" and velocity_net is None:
+        raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
     data = load_data(cfg.data, cfg)
     if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
-        from ..pairs import PairData
-
         data = PairData.open(cfg.pairs, base=data)
-    if hasattr(data, "to"):
-        data.to(device)
+    data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    module, method, _ = build_training_module(cfg, data)
-    if method.prepare is not None:
-        method.prepare(module, cfg, data)
+    module, method, _ = build_module(cfg, data, velocity_net, encoder)
+    method.prepare(module, cfg, data)
     module.to(device)
-    aux = method.make_aux_trainer(module, cfg, data, device) if method.make_aux_trainer is not None else None
+    module.objective, aux = method.build_objective(cfg, data, device)
     torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # dropout etc. differ per rank
 
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -176,14 +188,21 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
         elif ctx.is_main:
             print(f"warning: checkpoint was written by {len(rng)} ranks, resuming on {ctx.world_size}: random streams restart")
 
-    n_params = count_parameters(module.velocity)
+    meta = {
+        "method": cfg.method,
+        "model": resolve_model_name(cfg, data) if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}",
+        "data": cfg.data,
+        "shape": list(data.shape),
+        "velocity_parameters": count_parameters(module.velocity),
+    }
+    n_params = meta["velocity_parameters"]
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         _truncate_stats(out / "stats.jsonl", start_step)
         extra = count_parameters(module) - n_params
         print(
-            f"straightflow: training {cfg.method} on {data.describe()} | model {resolve_model_name(cfg, data)} "
+            f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
             f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
             + f" | device {device} x{ctx.world_size} | run dir {out}"
         )
@@ -194,13 +213,6 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
     if note and ctx.is_main:
         print(note)
     module.train()
-    meta = {
-        "method": cfg.method,
-        "model": resolve_model_name(cfg, data),
-        "data": cfg.data,
-        "shape": list(data.shape),
-        "velocity_parameters": n_params,
-    }
 
     def checkpoint(step: int) -> None:
         gens = ctx.gather_objects(generator.get_state())
@@ -229,9 +241,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool) -> Path:
             if cfg.grad_clip > 0:
                 stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
             optimizer.step()
-            ema.update(module, step)
+            ema.update(step)
             if aux is not None:  # e.g. a discriminator's own optimizer step
-                stats.update(aux.step(batch, generator, module))
+                stats.update(aux.step(generator))
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             count += 1

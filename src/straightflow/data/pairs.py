@@ -1,9 +1,10 @@
-"""Teacher pairs (METHODS.md 2.4): noise z and the teacher's ODE solution x*.
+"""The teacher-pair folder: noise z and the teacher's deterministic sample x* = Sampler(z).
 
-``straightflow pairs TEACHER_RUNDIR -n N --solver S --nfe K --out PAIRDIR``
-draws ``z`` from the teacher's prior and solves the teacher's generative ODE
-(EMA weights, inference mode, batched) to get ``x* = Sampler(z)``. Pairs are
-kept in the model's (normalised) units, float32, never quantised.
+Pairs are made by :func:`straightflow.teachers.generate_pairs` (any teacher:
+a velocity callable solved by our solvers, or someone else's deterministic
+sampler) or by ``straightflow pairs``; this module is the folder format and
+:class:`PairData`, the pairs as a training data source. Pairs are kept in the
+model's (normalised) units, float32, never quantised (``docs/lines.md``).
 
 Folder layout::
 
@@ -18,7 +19,7 @@ drawn in chunks of :data:`NOISE_CHUNK` pairs, each from its own seeded
 generator), never on the batch or shard size. Euler/Heun solve every pair
 independently, so x* does not depend on the batch size either (up to the
 float rounding of the backend's batched matmuls); RK45 shares one step size
-over a batch, so its x* depends on ``--batch-size`` (METHODS.md 4).
+over a batch, so its x* depends on ``--batch-size``.
 
 Resume: every array is written to a temporary name and renamed into place,
 and a shard's ``.json`` sidecar (with the arrays' sha256) is written only after
@@ -37,47 +38,21 @@ import hashlib
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .data.base import DataSource
-from .errors import StraightflowError
+from ..errors import StraightflowError
+from ..noise import NOISE_CHUNK
+from .base import DataSource
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SETTINGS = "settings.json"
-#: pair noise is drawn in chunks of this many pairs, chunk c from its own generator
-NOISE_CHUNK = 1024
-#: config fields a student takes from its teacher's config unless given explicitly
-INHERITED_FIELDS = (
-    "data", "prior", "model", "width", "depth", "time_embed_dim", "heldout_fraction", "split_seed",
-    "image_size", "data_root", "preset", "channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout",
-)
 
 
-# ------------------------------------------------------------------ noise
-def _chunk_seed(seed: int, chunk: int) -> int:
-    """A 63-bit seed for noise chunk ``chunk`` of pair seed ``seed`` (disjoint from ``Run.noise``'s seeds)."""
-    digest = hashlib.sha256(f"straightflow-pairs/{seed}/{chunk}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def pair_noise(start: int, stop: int, shape: tuple[int, ...], seed: int, prior) -> torch.Tensor:
-    """Noise of pairs ``start .. stop-1`` (CPU float32), a function of (seed, index) only."""
-    if stop <= start:
-        return torch.empty(0, *shape)
-    chunks = []
-    for c in range(start // NOISE_CHUNK, (stop - 1) // NOISE_CHUNK + 1):
-        g = torch.Generator().manual_seed(_chunk_seed(seed, c))
-        chunks.append(prior.sample((NOISE_CHUNK, *shape), generator=g))
-    offset = (start // NOISE_CHUNK) * NOISE_CHUNK
-    return torch.cat(chunks)[start - offset : stop - offset].contiguous()
-
-
+# ------------------------------------------------------------------ sizes
 def default_shard_size(shape: tuple[int, ...]) -> int:
     """Pairs per shard: each array at most ~32 MiB, between 1,024 and 100,000 pairs."""
     per_pair = 4 * int(np.prod(shape))
@@ -97,7 +72,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, then rename into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
@@ -118,21 +93,21 @@ def _shard_names(index: int) -> tuple[str, str, str]:
     return f"{stem}.z.npy", f"{stem}.x.npy", f"{stem}.json"
 
 
-def _write_shard(out: Path, index: int, start: int, z: np.ndarray, x: np.ndarray, settings: dict, nfe_used: int) -> dict:
+def write_shard(out: Path, index: int, start: int, z: np.ndarray, x: np.ndarray, settings: dict, nfe_used: int) -> dict:
     """Write one shard atomically; the sidecar (written last) marks it complete."""
     z_name, x_name, side_name = _shard_names(index)
     zb, xb = _npy_bytes(z), _npy_bytes(x)
-    _atomic_write(out / z_name, zb)
-    _atomic_write(out / x_name, xb)
+    atomic_write(out / z_name, zb)
+    atomic_write(out / x_name, xb)
     entry = {
         "index": index, "start": start, "count": int(z.shape[0]), "z": z_name, "x": x_name,
         "z_sha256": hashlib.sha256(zb).hexdigest(), "x_sha256": hashlib.sha256(xb).hexdigest(), "nfe": int(nfe_used),
     }
-    _atomic_write(out / side_name, json.dumps({"settings": settings, **entry}, indent=1).encode())
+    atomic_write(out / side_name, json.dumps({"settings": settings, **entry}, indent=1).encode())
     return entry
 
 
-def _complete_shard(out: Path, index: int, start: int, count: int, settings: dict) -> dict | None:
+def complete_shard(out: Path, index: int, start: int, count: int, settings: dict) -> dict | None:
     """The shard's entry if it is complete, matches ``settings`` and its checksums; else None."""
     z_name, x_name, side_name = _shard_names(index)
     try:
@@ -147,7 +122,7 @@ def _complete_shard(out: Path, index: int, start: int, count: int, settings: dic
     return {k: v for k, v in side.items() if k != "settings"}
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except OSError:
@@ -165,19 +140,19 @@ def read_manifest(folder: str | Path) -> dict:
         raise StraightflowError(f"pairs folder {folder} does not exist (make one with `straightflow pairs`)")
     if not (folder / MANIFEST).exists() and (folder / SETTINGS).exists():
         raise StraightflowError(f"pairs folder {folder} is incomplete (no manifest.json): rerun the same `straightflow pairs` command to finish it")
-    manifest = _read_json(folder / MANIFEST, "pairs manifest")
+    manifest = read_json(folder / MANIFEST, "pairs manifest")
     if manifest.get("format") != FORMAT_VERSION or not isinstance(manifest.get("shards"), list) or "shape" not in manifest:
         raise StraightflowError(f"pairs manifest {folder / MANIFEST} is not a straightflow pairs manifest (format {FORMAT_VERSION})")
     return manifest
 
 
-def _write_manifest(out: Path, settings: dict, shards: list[dict], heldout: int, shard_size: int, extra: dict) -> dict:
+def write_manifest(out: Path, settings: dict, shards: list[dict], heldout: int, shard_size: int, extra: dict) -> dict:
     n = sum(s["count"] for s in shards)
     manifest = {
         **settings, "n": n, "heldout": heldout, "shard_size": shard_size,
         "nfe_used": max((s["nfe"] for s in shards), default=0), **extra, "shards": shards,
     }
-    _atomic_write(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -198,122 +173,17 @@ def write_pair_folder(out: str | Path, z, x, teacher_config: dict | None = None,
     shard_size = shard_size or default_shard_size(shape)
     settings = {"format": FORMAT_VERSION, "teacher": "", "teacher_checkpoint": "", "solver": "", "nfe": 0, "seed": 0,
                 "shape": list(shape), "dtype": "float32", "space": "model", **settings_extra}
-    shards = [_write_shard(out, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, settings["nfe"])
+    shards = [write_shard(out, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, settings["nfe"])
               for i, s in enumerate(range(0, n, shard_size))]
-    _atomic_write(out / SETTINGS, json.dumps(settings, indent=1).encode())
+    atomic_write(out / SETTINGS, json.dumps(settings, indent=1).encode())
     held = default_heldout(n) if heldout is None else heldout
-    _write_manifest(out, settings, shards, held, shard_size, {"teacher_config": teacher_config or {}})
+    write_manifest(out, settings, shards, held, shard_size, {"teacher_config": teacher_config or {}})
     return out
-
-
-# ------------------------------------------------------------------ generation
-def generate_pairs(
-    teacher: str | Path,
-    n: int,
-    out: str | Path,
-    solver: str = "euler",
-    nfe: int = 128,
-    seed: int = 0,
-    shard_size: int | None = None,
-    heldout: int | None = None,
-    batch_size: int = 4096,
-    device: str = "auto",
-    progress: bool = True,
-) -> dict:
-    """Generate (or finish) a pairs folder; returns a summary dict.
-
-    Launched under ``torchrun``, every rank generates the shards ``i`` with
-    ``i % world == rank``; rank 0 writes the manifest once all are done.
-    """
-    from .run import Run
-    from .solvers import SOLVERS, solve
-    from .training.distributed import init_distributed, shutdown_distributed
-
-    if n < 2:
-        raise StraightflowError(f"-n must be >= 2, got {n}")
-    if solver not in SOLVERS:
-        raise StraightflowError(f"unknown solver {solver!r}: use one of {', '.join(sorted(SOLVERS))}")
-    if nfe < 1 or batch_size < 1 or (shard_size is not None and shard_size < 1):
-        raise StraightflowError("--nfe, --batch-size and --shard-size must be >= 1")
-    held = default_heldout(n) if heldout is None else heldout
-    if not 0 <= held < n:
-        raise StraightflowError(f"--heldout must be in [0, n), got {held}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise StraightflowError(f"--out {out} exists and is not a folder")
-    ctx = init_distributed(device)
-    try:
-        run = Run.load(teacher, device=str(ctx.device))
-        shape = tuple(run.data.shape)
-        size = shard_size or default_shard_size(shape)
-        settings = {
-            "format": FORMAT_VERSION, "teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name,
-            "teacher_step": run.step, "solver": solver, "nfe": nfe, "seed": seed,
-            "shape": list(shape), "dtype": "float32", "space": "model",
-        }
-        if (out / SETTINGS).exists():
-            old = _read_json(out / SETTINGS, "pairs settings")
-            if old != settings:
-                diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
-                raise StraightflowError(f"{out} holds pairs made with other settings ({diff}); choose another --out")
-        ctx.barrier()
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            _atomic_write(out / SETTINGS, json.dumps(settings, indent=1).encode())
-            (out / MANIFEST).unlink(missing_ok=True)  # the folder is "in progress" until the manifest is back
-        ctx.barrier()
-
-        starts = list(range(0, n, size))
-        mine = [i for i in range(len(starts)) if i % ctx.world_size == ctx.rank]
-        todo, reused = [], 0
-        for i in mine:
-            count = min(size, n - starts[i])
-            if _complete_shard(out, i, starts[i], count, settings) is not None:
-                reused += 1
-            else:
-                todo.append(i)
-        total = sum(min(size, n - starts[i]) for i in todo)
-        bar = tqdm(total=total, disable=not (progress and ctx.is_main and total), desc=f"pairs {solver}@{nfe}", unit="pair", dynamic_ncols=True, mininterval=0.5)
-        t0 = time.perf_counter()
-        try:
-            for i in todo:
-                start, stop = starts[i], min(starts[i] + size, n)
-                z = pair_noise(start, stop, shape, seed, run.prior)
-                xs, nfe_used = [], 0
-                for b in range(0, z.shape[0], batch_size):
-                    with torch.inference_mode():
-                        res = solve(run.velocity, z[b : b + batch_size].to(run.device), solver, nfe)
-                    xs.append(res.samples.float().cpu())
-                    nfe_used = max(nfe_used, res.nfe)
-                    bar.update(res.samples.shape[0])
-                _write_shard(out, i, start, z.numpy(), torch.cat(xs).numpy(), settings, nfe_used)
-        finally:
-            bar.close()
-        seconds = time.perf_counter() - t0
-        counts = ctx.gather_objects((len(todo), reused, total, seconds))  # also a barrier
-        generated, pairs_done = sum(c[0] for c in counts), sum(c[2] for c in counts)
-        slowest = max(c[3] for c in counts)
-        summary = {"out": str(out), "n": n, "generated_shards": generated, "reused_shards": sum(c[1] for c in counts),
-                   "generated_pairs": pairs_done, "seconds": slowest, "pairs_per_sec": pairs_done / slowest if pairs_done else float("nan")}
-        if ctx.is_main:
-            shards = []
-            for i, start in enumerate(starts):
-                entry = _complete_shard(out, i, start, min(size, n - start), settings)
-                if entry is None:
-                    raise StraightflowError(f"shard {i} of {out} is missing or corrupt after generation (disk full?); rerun to regenerate it")
-                shards.append(entry)
-            extra = {"teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(), "data": run.cfg.data,
-                     "batch_size": batch_size, "world_size": ctx.world_size}
-            _write_manifest(out, settings, shards, held, size, extra)
-        ctx.barrier()
-        return summary
-    finally:
-        shutdown_distributed(ctx)
 
 
 # ------------------------------------------------------------------ training data
 class PairData(DataSource):
-    """Teacher pairs as a training data source; everything else comes from the teacher's data.
+    """Teacher pairs as a training data source; everything else comes from the base data source.
 
     ``sample_train`` returns a tuple ``(x*, z)`` (model units) of pairs drawn
     uniformly, with the caller's generator, from the training part (all but the
@@ -339,18 +209,16 @@ class PairData(DataSource):
             self._shard(i)
 
     @classmethod
-    def open(cls, folder: str | Path, base: DataSource | None = None, cfg=None) -> "PairData":
+    def open(cls, folder: str | Path, base: DataSource | None = None) -> "PairData":
         """Open ``folder``; ``base`` defaults to the teacher's data source from the manifest."""
         manifest = read_manifest(folder)
         if base is None:
-            from types import SimpleNamespace
-
-            from .data import load_data
+            from . import load_data
 
             tcfg = manifest.get("teacher_config") or {}
             if "data" not in tcfg:
                 raise StraightflowError(f"pairs manifest in {folder} records no teacher data; pass --data")
-            base = load_data(tcfg["data"], cfg or SimpleNamespace(**tcfg))
+            base = load_data(tcfg["data"], tcfg)
         if list(manifest["shape"]) != list(base.shape):
             raise StraightflowError(f"pairs in {folder} have shape {tuple(manifest['shape'])} but data {base.name} has shape {tuple(base.shape)}")
         return cls(Path(folder), manifest, base)
@@ -415,56 +283,3 @@ class PairData(DataSource):
         m = self.manifest
         src = f"{m.get('solver') or 'given'}@{m.get('nfe')}" if m.get("solver") else "given pairs"
         return f"{self.n_train:,} teacher pairs ({src}, {self.heldout:,} held out) of {self.base.describe()}"
-
-
-def inherit_teacher_config(cfg, explicit: set[str]) -> None:
-    """Fill ``cfg`` for training on ``cfg.pairs``: data/model fields from the teacher's
-    config (so the student has the teacher's architecture), ``teacher`` from the
-    manifest, and ``init_from_teacher`` from the method's default; fields in
-    ``explicit`` (given on the command line or in a config file) are kept."""
-    from .config import coerce
-    from .methods import get_method
-
-    manifest = read_manifest(cfg.pairs)
-    tcfg = manifest.get("teacher_config") or {}
-    for key in INHERITED_FIELDS:
-        if key not in explicit and key in tcfg:
-            setattr(cfg, key, coerce(key, tcfg[key]))
-    if not cfg.teacher:
-        cfg.teacher = manifest.get("teacher") or ""
-    if "init_from_teacher" not in explicit:
-        cfg.init_from_teacher = bool(get_method(cfg.method).needs_teacher)
-
-
-# ------------------------------------------------------------------ CLI
-def _add_pairs_args(p) -> None:
-    p.add_argument("teacher", help="teacher run directory (any trained run)")
-    p.add_argument("-n", type=int, required=True, help="number of pairs")
-    p.add_argument("--out", required=True, help="pairs folder (created; rerun the same command to resume)")
-    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler)")
-    p.add_argument("--nfe", type=int, default=128, help="teacher NFE per pair (default 128; ignored by rk45)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default: ~32 MiB per array, at most 100,000)")
-    p.add_argument("--heldout", type=int, default=None, help="last pairs kept out of training (default min(2000, n/10))")
-    p.add_argument("--batch-size", type=int, default=4096, help="pairs solved together (RK45's NFE depends on it)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _run_pairs(args) -> int:
-    s = generate_pairs(args.teacher, args.n, args.out, solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size,
-                       heldout=args.heldout, batch_size=args.batch_size, device=args.device, progress=not args.quiet)
-    if os.environ.get("RANK", "0") == "0":
-        rate = f", {s['pairs_per_sec']:.0f} pairs/s" if s["generated_pairs"] else ""
-        print(f"straightflow: {args.n} pairs in {args.out} ({s['generated_shards']} shards generated, "
-              f"{s['reused_shards']} reused{rate})")
-    return 0
-
-
-def _register() -> None:
-    from .cli.main import COMMANDS
-
-    COMMANDS["pairs"] = ("generate (noise, teacher sample) pairs for reflow, distill and lines", _add_pairs_args, _run_pairs)
-
-
-_register()

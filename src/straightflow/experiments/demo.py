@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from argparse import Namespace
 from pathlib import Path
 
-from .evaluate import evaluate, format_table
-from .plots import plot_trajectories
-from .run import Run
-from .training import train
+from ..evaluate import evaluate, format_table
+from ..plots import plot_trajectories
+from ..run import Run
+from ..training import train
 
 
 def run_demo(out: Path, data: str = "moons", steps: int = 3000) -> dict:
@@ -29,7 +28,7 @@ def run_demo(out: Path, data: str = "moons", steps: int = 3000) -> dict:
     train(data=data, method="rectified", steps=steps, batch_size=256, out=str(run_dir), ckpt_every=steps)
     run = Run.load(run_dir)
     plot_path = out / "trajectories.png"
-    plot_trajectories(run, plot_path, Namespace(n=300, nfe=100, solver="euler", seed=0))
+    plot_trajectories(run, plot_path, n=300, nfe=100, solver="euler", seed=0)
     report = evaluate(run, [1, 2, 4, 8, 100], solver="euler", n=2000)
     table = format_table(report)
     (out / "quality_vs_nfe.txt").write_text(table + "\n")

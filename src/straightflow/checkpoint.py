@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import StraightflowError
+from .errors import StraightflowError
 
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")

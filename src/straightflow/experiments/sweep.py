@@ -1,4 +1,4 @@
-"""``straightflow sweep``: one curvature-method run per beta, evaluated and tabulated.
+"""Beta sweeps of the curvature method: one run per beta, evaluated and tabulated (``straightflow sweep``).
 
     straightflow sweep --data moons --betas 0.3,1,3,10,30,inf --steps 3000 --out runs/sweep-moons
 
@@ -23,20 +23,22 @@ Any other ``train`` flag (``--width``, ``--lr``, ``--encoder``, ...) is passed t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
-from .cli.main import COMMANDS, _int_list
-from .config import TrainConfig
-from .errors import StraightflowError
+from ..checkpoint import latest_checkpoint, read_meta
+from ..config import TrainConfig
+from ..errors import StraightflowError
+from ..evaluate import evaluate
+from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
+from ..run import Run
+from ..training import train
 
-#: flags the sweep sets itself (not passed through from the command line)
-_OWN = {"data", "method", "out", "steps", "batch_size", "seed", "beta"}
+#: config fields the sweep sets itself (not passed through to every run)
+SWEEP_FIELDS = {"data", "method", "out", "steps", "batch_size", "seed", "beta"}
 
 
 def parse_betas(text: str) -> list[float]:
@@ -64,8 +66,6 @@ def beta_label(beta: float) -> str:
 
 
 def _trained_step(run_dir: Path) -> int:
-    from .training.checkpoint import latest_checkpoint, read_meta
-
     ckpt = latest_checkpoint(run_dir)
     return int(read_meta(ckpt).get("step", 0)) if ckpt is not None else 0
 
@@ -81,8 +81,6 @@ def _run_overrides(run_dir: Path, beta: float, overrides: dict) -> dict:
 
 
 def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log) -> None:
-    from .training import train
-
     kw = _run_overrides(run_dir, beta, overrides)
     done = _trained_step(run_dir)
     if done >= kw["steps"]:
@@ -174,9 +172,6 @@ def _train_parallel(out: Path, betas: list[float], overrides: dict, config_file:
 
 
 def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int, seed: int, device: str, log) -> dict:
-    from .evaluate import evaluate
-    from .run import Run
-
     run = Run.load(run_dir, device=device)
     solver = solver or run.method.default_solver
     key = {"step": run.step, "nfe": list(nfes), "solver": solver, "n": n, "seed": seed}
@@ -254,8 +249,6 @@ def run_sweep(
 
     ``jobs`` > 1 trains that many betas at once in separate processes (default: one per
     CUDA device when there are several, else sequentially in this process)."""
-    from .plots.curvature import plot_sweep_trajectories, write_sweep_plots
-
     log = (lambda msg: None) if quiet else print
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -298,8 +291,6 @@ def run_sweep(
     (out / "sweep.md").write_text(table + "\n")
     plots = write_sweep_plots(sweep, out)
     if trajectories:
-        from .run import Run
-
         runs = [(f"beta = {beta_label(b)}", Run.load(out / f"beta-{beta_label(b)}", device=device)) for b in sorted(betas, key=lambda b: -b)]
         if runs and runs[0][1].data.kind == "vector" and tuple(runs[0][1].data.shape) == (2,):
             plot_sweep_trajectories(runs, out / "trajectories.png")
@@ -309,51 +300,3 @@ def run_sweep(
     log(table)
     log(f"sweep: wrote {out / 'sweep.json'}, {out / 'sweep.md'}, " + ", ".join(p.name for p in plots))
     return sweep
-
-
-# ---------------------------------------------------------------- CLI
-def _add_sweep(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset name or path (as for train)")
-    p.add_argument("--betas", type=parse_betas, default=parse_betas("0.3,1,3,10,30,inf"), help="comma-separated betas; inf = the independent baseline (default 0.3,1,3,10,30,inf)")
-    p.add_argument("--steps", type=int, required=True, help="training steps per beta")
-    p.add_argument("--out", required=True, help="sweep folder (one run per beta inside)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8, 100], help="NFEs to evaluate (default 1,2,4,8,100)")
-    p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
-    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: euler)")
-    p.add_argument("-n", type=int, default=2000, help="samples per evaluation")
-    p.add_argument("--config", help="YAML file of train config fields for every run")
-    p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
-    p.add_argument("--jobs", type=int, default=None, help="betas trained at once, as separate processes (default: one per CUDA device when there are several, else 1)")
-    group = p.add_argument_group("train options passed to every run")
-    for f in fields(TrainConfig):
-        if f.name in _OWN:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL", help=f.metadata.get("help", ""))
-        else:
-            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=f.metadata.get("help", ""))
-
-
-def _run_sweep(args) -> int:
-    passthrough = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names() and k not in _OWN}
-    run_sweep(
-        args.out,
-        args.data,
-        args.betas,
-        args.steps,
-        batch_size=args.batch_size,
-        nfes=args.nfe,
-        seed=args.seed,
-        solver=args.solver,
-        n=args.n,
-        config_file=args.config,
-        trajectories=not args.no_trajectories,
-        jobs=args.jobs,
-        **passthrough,
-    )
-    return 0
-
-
-COMMANDS["sweep"] = ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep)

@@ -1,0 +1,43 @@
+"""Training methods, one file each; :data:`METHODS` is the static table of them.
+
+``build_module(cfg, data)`` assembles a method's velocity net and coupling;
+the trainer adds the objective (``Method.build_objective``). Adding a method
+is one file, one entry here and one test (``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import StraightflowError
+from ..models import build_model
+from ..priors import make_prior
+from .base import FlowTrainingModule, Method
+from .curvature import Curvature
+from .distill import Distill
+from .lines import Lines
+from .ot import MinibatchOT
+from .rectified import Rectified
+from .reflow import Reflow
+
+METHODS: dict[str, Method] = {m.name: m for m in (Rectified(), MinibatchOT(), Curvature(), Reflow(), Distill(), Lines())}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise StraightflowError(f"unknown method {name!r}: use one of {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def build_module(cfg, data, velocity_net: nn.Module | None = None, encoder: nn.Module | None = None):
+    """``(module, method, prior)`` for ``cfg``: the velocity net (``velocity_net`` or one built from
+    the config) and the method's coupling (the curvature method wraps ``encoder`` if given)."""
+    method = get_method(cfg.method)
+    method.validate(cfg)
+    prior = make_prior(cfg.prior, data.shape)
+    velocity = velocity_net if velocity_net is not None else build_model(cfg, data)
+    coupling = method.build_coupling(cfg, data, prior, encoder)
+    return FlowTrainingModule(velocity, coupling), method, prior
+
+
+__all__ = ["METHODS", "Method", "FlowTrainingModule", "get_method", "build_module"]

@@ -1,0 +1,82 @@
+"""What a training method is: a coupling + an objective + an initialisation.
+
+=========  ========================  ==================================  ===========
+method     coupling                  objective                           init
+=========  ========================  ==================================  ===========
+rectified  independent               velocity                            fresh
+ot         minibatch OT              velocity                            fresh
+curvature  learned q_phi(z|x)        velocity (+ beta KL)                fresh
+reflow     teacher pairs             velocity                            fresh or teacher
+distill    teacher pairs             one-step endpoint at t = 1          teacher
+lines      teacher pairs             endpoint (+ recon, adversarial)     teacher
+=========  ========================  ==================================  ===========
+
+A method subclasses :class:`Method`, one file per method in this package; each
+validates its own config fields and names its default sampler. The trainer, the
+run loader and ``eval`` go only through this interface (``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..couplings import Coupling, IndependentCoupling
+from ..objectives import VelocityObjective
+
+
+class Method:
+    """Defaults: independent coupling, velocity objective, fresh weights, Euler sampling."""
+
+    name: str = ""
+    #: the sampler ``sample`` / ``eval`` use for runs of this method unless told otherwise
+    default_solver: str = "euler"
+    #: trains on teacher pairs (``--pairs``)
+    trains_on_pairs: bool = False
+    #: default of ``--init-from-teacher`` when the pairs come from a teacher run
+    starts_from_teacher: bool = False
+
+    def validate(self, cfg) -> None:
+        """Check this method's config fields; raise StraightflowError with one line."""
+
+    def build_coupling(self, cfg, data, prior, encoder: nn.Module | None = None) -> Coupling:
+        return IndependentCoupling(prior)
+
+    def build_objective(self, cfg, data, device: torch.device) -> tuple[object, object | None]:
+        """``(objective, aux)``: the loss callable and an optional extra trainer stepped after each
+        optimizer step (``aux.step(generator) -> stats``, checkpointed through ``state_dict``)."""
+        return VelocityObjective(cfg.t_min), None
+
+    def prepare(self, module: nn.Module, cfg, data) -> None:
+        """Before training: e.g. copy a teacher's weights into the student."""
+
+    def evaluate_extra(self, run, reference: torch.Tensor, n: int, seed: int, nfes: list[int], solver: str, metric) -> dict:
+        """Extra ``eval`` keys of runs of this method."""
+        return {}
+
+
+class FlowTrainingModule(nn.Module):
+    """Velocity net + coupling; ``forward`` returns the training loss.
+
+    Wrapping both in one module lets DDP synchronise every trained parameter
+    (the learned coupling's included) and lets one EMA average them all.
+    ``objective`` is set for training (``Method.build_objective``); a loaded run has none.
+    """
+
+    def __init__(self, velocity: nn.Module, coupling: Coupling, objective=None):
+        super().__init__()
+        self.velocity = velocity
+        self.coupling = coupling
+        self.objective = objective
+
+    def forward(self, batch, generator: torch.Generator):
+        if self.objective is None:
+            raise RuntimeError("FlowTrainingModule has no objective: set module.objective (e.g. from Method.build_objective)")
+        pair = self.coupling(batch, generator)
+        loss, stats = self.objective(self.velocity, pair.x, pair.z, generator)
+        stats = dict(stats)
+        stats.update(pair.stats)
+        if pair.aux_loss is not None:
+            loss = loss + pair.aux_loss
+        stats["loss"] = loss.detach()
+        return loss, stats

@@ -1,0 +1,48 @@
+"""``lines``: the Lines Matching Model ("Generative Lines Matching Models"; ``docs/lines.md``).
+
+On ``x_t = (1 - t) x* + t z`` between teacher pairs the endpoint
+``x_hat(x_t, t) = x_t - t v(x_t, t)`` is trained with ``d(x_hat, x*)``
+(``--recon mse | pseudo-huber | lpips``), plus ``--adv W`` times an adversarial
+term against real data; ``--sampler-steps k`` trains only at the k times the
+k-step line sampler visits. The student starts from the teacher and samples
+with the line sampler (:func:`straightflow.solvers.lines`).
+"""
+
+from __future__ import annotations
+
+from ..errors import StraightflowError
+from ..objectives import RECON_LOSSES, AdversarialTerm, LinesObjective, build_discriminator, load_lpips
+from .teacher import PairMethod
+
+
+class Lines(PairMethod):
+    name = "lines"
+    default_solver = "lines"
+    starts_from_teacher = True
+
+    def validate(self, cfg) -> None:
+        super().validate(cfg)
+        if cfg.recon not in RECON_LOSSES:
+            raise StraightflowError(f"unknown --recon {cfg.recon!r}: use one of {', '.join(RECON_LOSSES)}")
+        if cfg.adv < 0:
+            raise StraightflowError(f"--adv must be >= 0, got {cfg.adv}")
+        if cfg.sampler_steps < 0:
+            raise StraightflowError(f"--sampler-steps must be >= 0, got {cfg.sampler_steps}")
+
+    def prepare(self, module, cfg, data) -> None:
+        if cfg.recon == "lpips":
+            if data.kind != "image":
+                raise StraightflowError("--recon lpips is for images; use mse or pseudo-huber for vector data")
+            load_lpips(cfg.lpips_weights)  # fail before training starts
+        super().prepare(module, cfg, data)
+
+    def build_objective(self, cfg, data, device):
+        """The endpoint objective; with ``--adv`` its critic (trained on the base data) is the aux trainer."""
+        lpips = load_lpips(cfg.lpips_weights).to(device) if cfg.recon == "lpips" else None
+        adversary = None
+        if cfg.adv > 0:
+            real = getattr(data, "base", data)  # real data, not pairs
+            adversary = AdversarialTerm(build_discriminator(tuple(data.shape), data.kind).to(device), real.sample_train, cfg.lr)
+        objective = LinesObjective(recon=cfg.recon, sampler_steps=cfg.sampler_steps, t_min=cfg.t_min,
+                                   adv_weight=cfg.adv, adversary=adversary, lpips=lpips)
+        return objective, adversary

@@ -1,0 +1,10 @@
+"""``reflow`` (k-rectified flow): the velocity loss on the straight lines between
+teacher pairs, ``mean((z - x*) - v(x_t, t))^2``; fresh weights unless ``--init-from-teacher``."""
+
+from __future__ import annotations
+
+from .teacher import PairMethod
+
+
+class Reflow(PairMethod):
+    name = "reflow"

@@ -1,0 +1,243 @@
+"""Teachers and teacher pairs from *any* model (lines paper: x* = Sampler(z)).
+
+A teacher maps noise z to its deterministic sample x*. Two kinds:
+
+* :class:`VelocityTeacher` - a velocity ``v(x, t)`` in straightflow's convention
+  (t = 0 data, t = 1 noise), integrated from t = 1 to 0 by one of our solvers
+  (Euler / Heun / RK45) with an honest NFE;
+* :class:`SamplerTeacher` - a deterministic sampler ``z -> x*`` of someone
+  else's model (a DDIM, EDM-Heun or dopri5 sampler of a pretrained diffusion /
+  flow model): we only record its pairs.
+
+Peers' velocities (torchcfm, Meta's flow_matching: t_peer = 1 - t, v_peer = -v)
+convert with :func:`from_peer_velocity`. :func:`generate_pairs` writes the pairs
+of any teacher as a pair folder (:mod:`straightflow.data.pairs`): sharded,
+checksummed, resumable and split across ranks under ``torchrun``. See
+``docs/lines.md`` and ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.pairs import (
+    FORMAT_VERSION,
+    MANIFEST,
+    SETTINGS,
+    atomic_write,
+    complete_shard,
+    default_heldout,
+    default_shard_size,
+    read_json,
+    write_manifest,
+    write_shard,
+)
+from .distributed import DistContext
+from .errors import StraightflowError
+from .noise import seeded_noise
+from .solvers import SOLVERS, SolveResult, VelocityFn, solve
+
+
+class Teacher(Protocol):
+    """z (B, ...) -> :class:`SolveResult` with ``samples`` x* and the ``nfe`` it took."""
+
+    def __call__(self, z: torch.Tensor) -> SolveResult: ...
+
+    def settings(self) -> dict: ...
+
+
+@dataclass
+class VelocityTeacher:
+    """A velocity field in our convention, solved from t = 1 to 0 by ``solver`` at ``nfe``."""
+
+    velocity: VelocityFn
+    solver: str = "euler"
+    nfe: int = 128
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise StraightflowError(f"unknown solver {self.solver!r}: use one of {', '.join(sorted(SOLVERS))}")
+        if self.nfe < 1:
+            raise StraightflowError(f"--nfe must be >= 1, got {self.nfe}")
+
+    @torch.inference_mode()
+    def __call__(self, z: torch.Tensor) -> SolveResult:
+        return solve(self.velocity, z, self.solver, self.nfe)
+
+    def settings(self) -> dict:
+        return {"solver": self.solver, "nfe": self.nfe}
+
+
+@dataclass
+class SamplerTeacher:
+    """A deterministic sampler ``z -> x*``; ``nfe`` is what one call costs (0 = not stated)."""
+
+    sampler: Callable[[torch.Tensor], torch.Tensor]
+    nfe: int = 0
+
+    @torch.inference_mode()
+    def __call__(self, z: torch.Tensor) -> SolveResult:
+        x = self.sampler(z)
+        if not torch.is_tensor(x) or tuple(x.shape) != tuple(z.shape):
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise StraightflowError(f"the teacher sampler returned {got} for noise of shape {tuple(z.shape)}; it must return x* of the same shape")
+        return SolveResult(x, self.nfe)
+
+    def settings(self) -> dict:
+        return {"solver": "sampler", "nfe": self.nfe}
+
+
+def from_peer_velocity(v_peer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> VelocityFn:
+    """Wrap a velocity in the torchcfm / flow_matching convention (t = 0 noise, t = 1 data).
+
+    ``v_peer(x, t_peer)`` with t_peer of shape (B,); returns ``v(x, t) = -v_peer(x, 1 - t)``.
+    """
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -v_peer(x, 1.0 - t)
+
+    return velocity
+
+
+def load_callable(spec: str):
+    """The object named by ``package.module:attr`` or ``path/to/file.py:attr``."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise StraightflowError(f"--teacher-callable {spec!r}: use package.module:function or path/to/file.py:function")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise StraightflowError(f"--teacher-callable: file {path} does not exist")
+            name = f"straightflow_teacher_{abs(hash(str(path.resolve())))}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except StraightflowError:
+        raise
+    except Exception as exc:
+        raise StraightflowError(f"--teacher-callable {spec!r}: could not import {target} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    obj = getattr(module, attr, None)
+    if obj is None or not callable(obj):
+        raise StraightflowError(f"--teacher-callable {spec!r}: {target} has no callable {attr!r}")
+    return obj
+
+
+def generate_pairs(
+    teacher: Teacher,
+    n: int,
+    out: str | Path,
+    shape: tuple[int, ...],
+    *,
+    seed: int = 0,
+    prior=None,
+    to_model: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    shard_size: int | None = None,
+    heldout: int | None = None,
+    batch_size: int = 4096,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    settings: dict | None = None,
+    manifest: dict | None = None,
+    ctx: DistContext | None = None,
+) -> dict:
+    """Generate (or finish) a pair folder of ``n`` pairs (z, x* = teacher(z)); returns a summary dict.
+
+    ``z`` of pair ``i`` is row ``i`` of the ``"pairs"`` noise stream of ``seed``
+    (shaped by ``prior``, default N(0, I)), whatever the batch or shard size.
+    ``to_model`` maps the teacher's x* to model units before it is stored (e.g.
+    ``data.normalize`` for a teacher working in data units). ``settings`` (what
+    makes two folders the same: teacher name, checkpoint, ...) is recorded and
+    checked on resume; ``manifest`` entries (e.g. ``teacher_config``, the
+    config fields a student inherits) go into the manifest only.
+
+    Under ``torchrun`` pass ``ctx`` (:func:`straightflow.distributed.init_distributed`):
+    rank r generates the shards ``i`` with ``i % world == r`` and rank 0 writes
+    the manifest once all are done.
+    """
+    shape = tuple(int(s) for s in shape)
+    if n < 2:
+        raise StraightflowError(f"-n must be >= 2, got {n}")
+    if batch_size < 1 or (shard_size is not None and shard_size < 1):
+        raise StraightflowError("--batch-size and --shard-size must be >= 1")
+    held = default_heldout(n) if heldout is None else heldout
+    if not 0 <= held < n:
+        raise StraightflowError(f"--heldout must be in [0, n), got {held}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StraightflowError(f"--out {out} exists and is not a folder")
+    ctx = ctx or DistContext(device=torch.device(device))
+    size = shard_size or default_shard_size(shape)
+    settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32", "space": "model",
+                **(settings or {})}
+    if (out / SETTINGS).exists():
+        old = read_json(out / SETTINGS, "pairs settings")
+        if old != settings:
+            diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
+            raise StraightflowError(f"{out} holds pairs made with other settings ({diff}); choose another --out")
+    ctx.barrier()
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / SETTINGS, json.dumps(settings, indent=1).encode())
+        (out / MANIFEST).unlink(missing_ok=True)  # the folder is "in progress" until the manifest is back
+    ctx.barrier()
+
+    starts = list(range(0, n, size))
+    mine = [i for i in range(len(starts)) if i % ctx.world_size == ctx.rank]
+    todo, reused = [], 0
+    for i in mine:
+        if complete_shard(out, i, starts[i], min(size, n - starts[i]), settings) is not None:
+            reused += 1
+        else:
+            todo.append(i)
+    total = sum(min(size, n - starts[i]) for i in todo)
+    bar = tqdm(total=total, disable=not (progress and ctx.is_main and total), desc=f"pairs {settings.get('solver')}@{settings.get('nfe')}",
+               unit="pair", dynamic_ncols=True, mininterval=0.5)
+    t0 = time.perf_counter()
+    try:
+        for i in todo:
+            start, stop = starts[i], min(starts[i] + size, n)
+            z = seeded_noise(stop - start, shape, seed, "pairs", prior, start=start)
+            xs, nfe_used = [], 0
+            for b in range(0, z.shape[0], batch_size):
+                res = teacher(z[b : b + batch_size].to(ctx.device))
+                x = res.samples if to_model is None else to_model(res.samples)
+                xs.append(x.float().cpu())
+                nfe_used = max(nfe_used, int(res.nfe))
+                bar.update(x.shape[0])
+            x_all = torch.cat(xs).numpy()
+            if not np.isfinite(x_all).all():
+                raise StraightflowError(f"the teacher returned non-finite samples in shard {i} (pairs {start}..{stop - 1})")
+            write_shard(out, i, start, z.numpy(), x_all, settings, nfe_used)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    counts = ctx.gather_objects((len(todo), reused, total, seconds))  # also a barrier
+    generated, pairs_done = sum(c[0] for c in counts), sum(c[2] for c in counts)
+    slowest = max(c[3] for c in counts)
+    summary = {"out": str(out), "n": n, "generated_shards": generated, "reused_shards": sum(c[1] for c in counts),
+               "generated_pairs": pairs_done, "seconds": slowest, "pairs_per_sec": pairs_done / slowest if pairs_done else float("nan")}
+    if ctx.is_main:
+        shards = []
+        for i, start in enumerate(starts):
+            entry = complete_shard(out, i, start, min(size, n - start), settings)
+            if entry is None:
+                raise StraightflowError(f"shard {i} of {out} is missing or corrupt after generation (disk full?); rerun to regenerate it")
+            shards.append(entry)
+        write_manifest(out, settings, shards, held, size, {"batch_size": batch_size, "world_size": ctx.world_size, **(manifest or {})})
+    ctx.barrier()
+    return summary
