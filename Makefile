@@ -20,7 +20,10 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/straightflow demo --out demo_out
 
+# lint and the import-layer contract (.importlinter) run before the tests, in CI too
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 # torchcfm is installed without its dependencies: torchdyn would pull torchvision

@@ -113,3 +113,65 @@ def test_amp_and_compile_are_cuda_only_and_change_nothing_on_cpu(tmp_path, quick
     assert "apply on CUDA only" in capsys.readouterr().out
     (_, a), (_, b) = _weights(plain), _weights(fast)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _OwnVelocity(torch.nn.Module):
+    """A user's own velocity net: not from straightflow.models."""
+
+    def __init__(self, dim: int = 2, width: int = 32):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(dim + 1, width), torch.nn.SiLU(), torch.nn.Linear(width, dim))
+
+    def forward(self, x, t):
+        return self.net(torch.cat([x, t[:, None]], dim=1))
+
+
+class _OwnEncoder(torch.nn.Module):
+    """A user's encoder for the curvature method: twice the channels out, a `.out` head to zero-initialise."""
+
+    def __init__(self, dim: int = 2, width: int = 16):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(dim, width), torch.nn.SiLU())
+        self.out = torch.nn.Linear(width, 2 * dim)
+
+    def forward(self, x, t):
+        return self.out(self.body(x))
+
+
+def test_train_accepts_a_users_own_velocity_module_with_resume_and_loading(tmp_path, quick_overrides):
+    full, part = tmp_path / "full", tmp_path / "part"
+    torch.manual_seed(5)
+    train(data="moons", steps=40, out=str(full), velocity_net=_OwnVelocity(), **quick_overrides)
+    torch.manual_seed(5)
+    train(data="moons", steps=20, out=str(part), velocity_net=_OwnVelocity(), **quick_overrides)
+    with pytest.raises(StraightflowError, match="velocity_net"):
+        train(out=str(part), steps=40, resume=True)  # the module must be given again
+    torch.manual_seed(5)
+    train(out=str(part), steps=40, resume=True, velocity_net=_OwnVelocity())
+    for a, b in zip(_weights(full), _weights(part)):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "model: custom" in (full / "config.yaml").read_text()
+    with pytest.raises(StraightflowError, match="velocity_net"):
+        Run.load(full)
+    run = Run.load(full, velocity_net=_OwnVelocity())
+    out = run.sample(50, nfe=4)
+    assert out.samples.shape == (50, 2) and torch.isfinite(out.samples).all()
+    assert out.solver == "euler" and out.nfe == 4  # solver=None -> the method's default
+
+
+def test_curvature_method_wraps_a_users_own_encoder(tmp_path, quick_overrides):
+    run_dir = tmp_path / "cur"
+    train(data="moons", method="curvature", beta=1.0, steps=20, out=str(run_dir), velocity_net=_OwnVelocity(), encoder=_OwnEncoder(), **quick_overrides)
+    state = load_file(str(latest_checkpoint(run_dir) / "ema.safetensors"))
+    assert any(k.startswith("coupling.encoder.out.") for k in state)
+    run = Run.load(run_dir, velocity_net=_OwnVelocity(), encoder=_OwnEncoder())
+    mu, logvar = run.module.coupling.encode(torch.zeros(3, 2))
+    assert mu.shape == (3, 2) and logvar.shape == (3, 2)
+
+
+def test_minibatch_ot_rejects_an_unknown_solver(tmp_path):
+    with pytest.raises(StraightflowError, match="OT solver"):
+        MinibatchOTCoupling(solver="hungarian")
+    with pytest.raises(StraightflowError, match="ot_solver"):
+        train(data="moons", method="ot", ot_solver="hungarian", steps=1, out=str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
