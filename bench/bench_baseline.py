@@ -28,8 +28,8 @@ from straightflow.data import load_data
 from straightflow.metrics import wasserstein2
 from straightflow.models import MLPVelocity
 from straightflow.noise import seeded_noise
-from straightflow.run import Run
 from straightflow.priors import DiagonalGaussianPrior
+from straightflow.run import Run
 from straightflow.solvers import euler
 from straightflow.training import train
 
@@ -66,8 +66,8 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
     torchcfm's I-CFM loop on the same UNet and batch, plus sampling images/s at NFE 1."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
 
-    from straightflow.models import count_parameters
     from straightflow.methods import build_module
+    from straightflow.models import count_parameters
 
     t0 = time.perf_counter()
     run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed, out=str(work / "digits"),

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from bench_baseline import torchcfm_icfm
-from straightflow.metrics import wasserstein2
 from straightflow.experiments.pairs import pairs_from_run as generate_pairs
+from straightflow.metrics import wasserstein2
 from straightflow.noise import seeded_noise
 from straightflow.run import Run
 from straightflow.solvers import solve

@@ -14,13 +14,12 @@ import time
 
 import torch
 
-
 from straightflow.config import TrainConfig
 from straightflow.data import load_data
 from straightflow.device import resolve_device
+from straightflow.methods import build_module
 from straightflow.models import count_parameters
 from straightflow.solvers import euler
-from straightflow.methods import build_module
 
 
 def main() -> None:

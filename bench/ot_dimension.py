@@ -55,8 +55,8 @@ def run(dims: list[int], batch: int = 256, big: int = 2048, batches: int = 8, se
         centres *= 2.0 * np.sqrt(d / 2) / np.linalg.norm(centres, axis=1, keepdims=True)
         small = [pairing_costs(sample_data(kind, batch, d, rng, centres), rng.standard_normal((batch, d))) for _ in range(batches)]
         large = [pairing_costs(sample_data(kind, big, d, rng, centres), rng.standard_normal((big, d))) for _ in range(max(1, batches // 4))]
-        indep = float(np.mean([s[0] for s in small] + [l[0] for l in large]))
-        ot_small, ot_big = float(np.mean([s[1] for s in small])), float(np.mean([l[1] for l in large]))
+        indep = float(np.mean([s[0] for s in small] + [b[0] for b in large]))
+        ot_small, ot_big = float(np.mean([s[1] for s in small])), float(np.mean([b[1] for b in large]))
         gain = 1 - ot_small / indep
         rows.append({"data": kind, "dim": d, "indep": indep, f"ot@{batch}": ot_small, f"ot@{big}": ot_big, f"gain@{batch}": gain,
                      f"gain@{big}": 1 - ot_big / indep, "of_reachable": gain / max(1 - ot_big / indep, 1e-12)})

@@ -24,7 +24,7 @@ def tree_digest(folder: Path) -> dict:
 def assert_one_line_error(proc, pattern):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [e for e in proc.stderr.strip().splitlines() if e.strip()]
     assert len(lines) == 1, proc.stderr
     assert pattern in lines[0], lines[0]
 

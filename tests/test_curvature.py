@@ -13,12 +13,12 @@ from straightflow.couplings import IndependentCoupling, LearnedGaussianCoupling
 from straightflow.data import load_data
 from straightflow.errors import StraightflowError
 from straightflow.evaluate import evaluate
+from straightflow.methods import build_module
 from straightflow.paths import interpolate, sample_times, velocity_target
 from straightflow.plots import PLOTS
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.run import Run
 from straightflow.training import train
-from straightflow.methods import build_module
 
 
 def _cfg(**kw):

@@ -6,9 +6,9 @@ import sys
 
 import torch
 
+from straightflow.checkpoint import latest_checkpoint, load_train_state
 from straightflow.evaluate import evaluate
 from straightflow.run import Run
-from straightflow.checkpoint import latest_checkpoint, load_train_state
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
@@ -23,7 +23,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert state["step"] == 300
     gens = state["generators"]
     assert len(gens) == 2 and not torch.equal(gens[0], gens[1])  # per-rank streams differ
-    stats = [json.loads(l) for l in (out / "stats.jsonl").read_text().splitlines()]
+    stats = [json.loads(row) for row in (out / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [50, 100, 150, 200, 250, 300]
     assert stats[-1]["loss"] < stats[0]["loss"]
     report = evaluate(Run.load(out), [8], n=500)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-
 from straightflow.cli.main import main
 from straightflow.config import TrainConfig
 from straightflow.data import load_data

@@ -9,20 +9,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-
 from straightflow import teachers as pairs_mod
+from straightflow.checkpoint import latest_checkpoint
 from straightflow.cli.main import main
+from straightflow.data.pairs import PairData, write_pair_folder
 from straightflow.errors import StraightflowError
 from straightflow.evaluate import evaluate
-from straightflow.objectives import one_step
-from straightflow.data.pairs import PairData, write_pair_folder
 from straightflow.experiments.pairs import pairs_from_run as generate_pairs
 from straightflow.noise import seeded_noise
+from straightflow.objectives import one_step
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.run import Run
 from straightflow.solvers import solve
 from straightflow.training import train
-from straightflow.checkpoint import latest_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +198,7 @@ def test_lines_with_adversary_resumes_exactly(pairdir, tmp_path):
     for name in ("model.safetensors", "ema.safetensors"):
         a, b = load_file(str(latest_checkpoint(full) / name)), load_file(str(latest_checkpoint(part) / name))
         assert all(torch.equal(a[k], b[k]) for k in a)
-    stats = [json.loads(l) for l in (full / "stats.jsonl").read_text().splitlines()]
+    stats = [json.loads(row) for row in (full / "stats.jsonl").read_text().splitlines()]
     assert {"adv_d_loss", "adv_g_loss", "recon_loss"} <= set(stats[-1])
     state = torch.load(latest_checkpoint(part) / "state.pt", weights_only=False)
     assert "disc" in state["aux"]
@@ -208,7 +207,7 @@ def test_lines_with_adversary_resumes_exactly(pairdir, tmp_path):
 # ------------------------------------------------------------------ errors
 def _one_line_error(capsys, argv, pattern):
     assert main(argv) == 2
-    err = [l for l in capsys.readouterr().err.strip().splitlines() if l.strip()]
+    err = [e for e in capsys.readouterr().err.strip().splitlines() if e.strip()]
     assert len(err) == 1 and pattern in err[0], err
 
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from straightflow.checkpoint import latest_checkpoint, list_checkpoints
 from straightflow.couplings import IndependentCoupling, MinibatchOTCoupling
 from straightflow.errors import StraightflowError
 from straightflow.priors import DiagonalGaussianPrior
 from straightflow.run import Run
 from straightflow.training import train
-from straightflow.checkpoint import latest_checkpoint, list_checkpoints
 from straightflow.training.ema import EMA
 
 
@@ -30,8 +30,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, quick_ov
         assert a.keys() == b.keys()
         for k in a:
             assert torch.equal(a[k], b[k]), k
-    stats_full = [json.loads(l)["loss"] for l in (full / "stats.jsonl").read_text().splitlines()]
-    stats_part = [json.loads(l)["loss"] for l in (part / "stats.jsonl").read_text().splitlines()]
+    stats_full = [json.loads(row)["loss"] for row in (full / "stats.jsonl").read_text().splitlines()]
+    stats_part = [json.loads(row)["loss"] for row in (part / "stats.jsonl").read_text().splitlines()]
     assert stats_full == stats_part
 
 
@@ -42,8 +42,8 @@ def test_run_directory_layout_and_keep(tmp_path, quick_overrides):
     assert [p.name for p in list_checkpoints(run)] == ["step-000040", "step-000050"]
     ckpt = latest_checkpoint(run)
     assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "state.pt", "meta.json"}
-    lines = [json.loads(l) for l in (run / "stats.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [10, 20, 30, 40, 50] and all("loss" in l and "steps_per_sec" in l for l in lines)
+    lines = [json.loads(row) for row in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [10, 20, 30, 40, 50] and all("loss" in r and "steps_per_sec" in r for r in lines)
 
 
 def test_existing_run_is_never_overwritten(tmp_path, quick_overrides):

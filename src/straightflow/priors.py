@@ -30,7 +30,7 @@ class DiagonalGaussianPrior:
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(N(mu, exp(logvar)) || prior) per sample, averaged over dimensions.
 
-        Closed form for diagonal Gaussians, divided by D (METHODS.md 2.2: a
+        Closed form for diagonal Gaussians, divided by D (curvature paper Eq. 11; a
         summed KL would silently multiply beta by D).
         """
         if self.std is None:
