@@ -164,6 +164,9 @@ def test_curvature_method_wraps_a_users_own_encoder(tmp_path, quick_overrides):
     train(data="moons", method="curvature", beta=1.0, steps=20, out=str(run_dir), velocity_net=_OwnVelocity(), encoder=_OwnEncoder(), **quick_overrides)
     state = load_file(str(latest_checkpoint(run_dir) / "ema.safetensors"))
     assert any(k.startswith("coupling.encoder.out.") for k in state)
+    assert "encoder: custom" in (run_dir / "config.yaml").read_text()
+    with pytest.raises(StraightflowError, match="encoder="):
+        Run.load(run_dir, velocity_net=_OwnVelocity())
     run = Run.load(run_dir, velocity_net=_OwnVelocity(), encoder=_OwnEncoder())
     mu, logvar = run.module.coupling.encode(torch.zeros(3, 2))
     assert mu.shape == (3, 2) and logvar.shape == (3, 2)

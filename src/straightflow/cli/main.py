@@ -73,7 +73,7 @@ def _run_train(args) -> int:
 def _add_sample(p):
     p.add_argument("rundir")
     p.add_argument("--nfe", type=int, default=1)
-    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: the method's own)")
+    p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
     p.add_argument("-n", type=int, default=1000, help="number of samples")
     p.add_argument("--out", required=True, help="FILE.npy (arrays) or FILE.png (image grid)")
     p.add_argument("--seed", type=int, default=0)
@@ -106,7 +106,7 @@ def _run_sample(args) -> int:
 def _add_eval(p):
     p.add_argument("rundir")
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8])
-    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: the method's own)")
+    p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
     p.add_argument("--reference", help="held-out samples (.npy) to compare against")
     p.add_argument("-n", type=int, default=2000, help="number of generated samples per NFE")
     p.add_argument("--seed", type=int, default=0)
@@ -181,7 +181,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8, 100], help="NFEs to evaluate (default 1,2,4,8,100)")
     p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
-    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: euler)")
+    p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: the method's own, euler)")
     p.add_argument("-n", type=int, default=2000, help="samples per evaluation")
     p.add_argument("--config", help="YAML file of train config fields for every run")
     p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")

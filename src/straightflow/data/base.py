@@ -61,7 +61,7 @@ class DataSource(ABC):
 
     @abstractmethod
     def sample_train(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` training samples (normalised, float32, on the CPU)."""
+        """``n`` training samples (normalised, float32), drawn with ``generator`` (on its device, or where the data lives)."""
 
     @abstractmethod
     def reference(self, n: int, seed: int = 0) -> torch.Tensor:

@@ -25,7 +25,7 @@ from ..models import build_model
 from ..noise import seeded_noise
 from .base import Method
 
-ENCODER_SIZES = ("small", "same")
+ENCODER_SIZES = ("small", "same", "custom")
 
 
 class Curvature(Method):
@@ -33,13 +33,15 @@ class Curvature(Method):
 
     def validate(self, cfg) -> None:
         if cfg.encoder not in ENCODER_SIZES:
-            raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same")
+            raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same (custom: a module given as encoder=...)")
         if math.isnan(cfg.beta) or cfg.beta < 0:
             raise StraightflowError(f"--beta must be >= 0 (or inf), got {cfg.beta}")
 
     def build_coupling(self, cfg, data, prior, encoder=None):
         """The learned coupling around ``encoder`` (default: a ``small`` or ``same``-size net of the
         velocity net's kind with twice the output channels); beta = inf builds none."""
+        if encoder is None and cfg.encoder == "custom" and not math.isinf(cfg.beta):
+            raise StraightflowError("this run's encoder is a user's own module (encoder: custom): pass it again, e.g. Run.load(RUNDIR, encoder=MyEncoder(...))")
         if encoder is None and not math.isinf(cfg.beta):
             arch = dataclasses.replace(cfg, model="auto") if cfg.model == "custom" else cfg  # a user velocity net: our encoder
             encoder = build_model(arch, data, out_mult=2, size="small" if cfg.encoder == "small" else "full")

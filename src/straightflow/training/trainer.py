@@ -117,6 +117,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     """
     if velocity_net is not None and not resume:
         overrides = {**overrides, "model": "custom"}
+    if encoder is not None and not resume:
+        overrides = {**overrides, "encoder": "custom"}
     out_value = overrides.get("out")
     if not out_value and config_file:
         out_value = load_yaml(config_file).get("out")
