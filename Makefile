@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # CPU build of torch; override e.g. TORCH="torch" on a CUDA machine.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test bench bench-lines clean
+.PHONY: install demo test bench bench-lines bench-teacher clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(VENV)/.bench
 # the lines method vs its teacher and torchcfm's OT-CFM on the four 2D sets (about 20 minutes)
 bench-lines: $(VENV)/.bench
 	$(PY) bench/bench_lines.py $(BENCH_ARGS)
+
+# any teacher: a torchcfm-trained moons model -> `straightflow pairs --teacher-callable` -> a lines student (about 2 minutes on 2 idle cores)
+bench-teacher: $(VENV)/.bench
+	$(PY) bench/torchcfm_teacher.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out .cache

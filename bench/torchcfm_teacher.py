@@ -162,17 +162,19 @@ def main() -> None:
     pairs_line = pairs_out.strip().splitlines()[-1] if pairs_out.strip() else ""
     print(f"teacher: torchcfm I-CFM (ConditionalFlowMatcher, sigma 0) on {args.data}, MLP(x, t) width {args.width} depth {args.depth} SiLU "
           f"({params:,} params), batch {args.batch_size}, {args.steps} steps, Adam {args.lr}, EMA ceiling {args.ema_decay}; trained in {train_s:.0f} s")
-    print(f"pairs: `straightflow pairs --teacher-callable {TEACHER_SPEC} --data {args.data} -n {args.pairs} --solver euler --nfe {args.pairs_nfe}` "
-          f"({'EMA' if args.ema_decay > 0 else 'raw'} weights): {pairs_s:.0f} s wall incl. start-up [{pairs_line}]")
+    command = " ".join(pairs_args).replace(str(work), "WORK")
+    print(f"pairs ({'EMA' if args.ema_decay > 0 else 'raw'} weights): `straightflow {command}`: {pairs_s:.0f} s wall incl. start-up")
+    print(f"  {pairs_line.replace(str(work), 'WORK')}")
     print(f"student: lines on those pairs, MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.student_steps} steps "
           f"(init from teacher: off); trained in {student_s:.0f} s; {args.threads} threads")
-    print(f"W2 on n={args.n} held-out points (the reference and noise of `straightflow eval`); two-sample floor {floor:.4f} (eval's: {report.get('w2_floor', float('nan')):.4f})")
-    print(f"{'':34}{'solver':>8} " + " ".join(f"{'W2@' + str(k):>8}" for k in TEACHER_NFES))
+    print(f"W2 on n={args.n} held-out points (the reference and noise of `straightflow eval`); "
+          f"two-sample floor {floor:.4f} (eval's: {report.get('w2_floor', float('nan')):.4f})")
+    print(f"{'':40}{'solver':>8} " + " ".join(f"{'W2@' + str(k):>8}" for k in TEACHER_NFES))
     label = "EMA" if args.ema_decay > 0 else "raw"
-    print(f"{'teacher, torchcfm I-CFM (' + label + ')':34}{'euler':>8} " + " ".join(f"{teacher[k]:8.4f}" for k in TEACHER_NFES))
+    print(f"{'teacher, torchcfm I-CFM (' + label + ')':40}{'euler':>8} " + " ".join(f"{teacher[k]:8.4f}" for k in TEACHER_NFES))
     other_label = "raw, not used" if args.ema_decay > 0 else "EMA, not used"
-    print(f"{'teacher, torchcfm I-CFM (' + other_label + ')':34}{'euler':>8} " + " ".join(f"{other[k]:8.4f}" for k in TEACHER_NFES))
-    print(f"{'student, lines':34}{student_solver:>8} " + " ".join(f"{student[k]:8.4f}" if k in student else f"{'-':>8}" for k in TEACHER_NFES))
+    print(f"{'teacher, torchcfm I-CFM (' + other_label + ')':40}{'euler':>8} " + " ".join(f"{other[k]:8.4f}" for k in TEACHER_NFES))
+    print(f"{'student, lines':40}{student_solver:>8} " + " ".join(f"{student[k]:8.4f}" if k in student else f"{'-':>8}" for k in TEACHER_NFES))
     print(f"student W2@1 / teacher W2@100: {ratio:.3f} (target <= 1.3: {'met' if ratio <= 1.3 else 'missed'})")
     if args.json:
         Path(args.json).write_text(json.dumps({"teacher_w2": teacher, "teacher_other_w2": other, "student_w2": student, "floor": floor,

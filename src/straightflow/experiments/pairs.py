@@ -45,12 +45,22 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
     ``kind="velocity"``: the function is v(x, t) in our convention (t = 0 data, t = 1 noise),
     solved by ``solver`` at ``nfe``; ``kind="sampler"``: it maps noise z to x* itself
     (``nfe`` is then recorded as its cost per sample). z ~ N(0, I) of the data's shape.
+    The folder records the spec, not the weights behind it: after changing the teacher's
+    weights, write to a new ``out`` (a rerun into the same folder reuses finished shards).
     """
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use velocity or sampler")
     if not data:
         raise StraightflowError("--teacher-callable needs --data (the data the teacher models: its shape, units and held-out set)")
-    fn = load_callable(spec)
+    user_fn = load_callable(spec)
+
+    def fn(*args):  # an exception inside the user's code is their error, reported as one line
+        try:
+            return user_fn(*args)
+        except StraightflowError:
+            raise
+        except Exception as exc:
+            raise StraightflowError(f"the teacher callable {spec} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     options = dict(data_options or {})
     source = load_data(data, options)
     ctx = init_distributed(device)
@@ -59,7 +69,7 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         teacher = VelocityTeacher(fn, solver, nfe) if kind == "velocity" else SamplerTeacher(fn, nfe)
         defaults = TrainConfig()
         teacher_config = {"data": data, **{k: options.get(k, getattr(defaults, k)) for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
-        settings = {"teacher": f"callable {spec}", "teacher_kind": kind}
+        settings = {"teacher": f"callable {spec}", "callable_kind": kind}
         manifest = {"teacher_kind": "callable", "teacher_method": "", "teacher_config": teacher_config, "data": data}
         return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize, shard_size=shard_size,
                               heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
