@@ -11,6 +11,13 @@ NFE 1 and 2 (Euler), plus the two ratios the issue asks for, and the teacher's p
     python bench/bench_lines.py                      # moons 8gaussians checkerboard spirals, 3000 steps
     python bench/bench_lines.py --sets moons --steps 500 --pairs 20000   # quick look
     python bench/bench_lines.py --adv 0.1                # the lines model with its adversarial term
+    python bench/bench_lines.py --sets spirals --eval-seeds 10   # W2 averaged over 10 held-out draws and noises
+
+With ``--eval-seeds K`` every W2 is the mean over K evaluations (held-out reference seed e,
+sampling-noise seed e + 1, e = 0..K-1; K = 1 is the single evaluation of the default), and the
+two ratios are also given as mean and standard deviation over the K evaluations: W2 between
+2,000 points moves by a few hundredths from one draw to the next, as much as the differences
+the ratios measure.
 
 Needs the ``bench`` extra (torchcfm); ``make bench`` installs it.
 """
@@ -50,20 +57,29 @@ def bench_one(data: str, args, work: Path) -> dict:
     otcfm, _ = torchcfm_icfm(data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed, ot=True)
 
     teacher, lines = Run.load(teacher_dir, device="cpu"), Run.load(lines_dir, device="cpu")
-    reference = teacher.data.reference(args.n, seed=0)
     prior = teacher.prior
     peer = lambda x, t: -otcfm(x, 1.0 - t)  # torchcfm's t = 0 is noise: convert to t = 0 data
-    return {
-        "data": data,
-        "floor": wasserstein2(teacher.data.floor_reference(args.n, seed=0), reference),
-        "teacher_w2_1": w2_at(teacher.velocity, "euler", 1, reference, prior),
-        "teacher_w2_100": w2_at(teacher.velocity, "euler", 100, reference, prior),
-        "lines_w2_1": w2_at(lines.velocity, "lines", 1, reference, prior),
-        "lines_w2_2": w2_at(lines.velocity, "lines", 2, reference, prior),
-        "otcfm_w2_1": w2_at(peer, "euler", 1, reference, prior),
-        "otcfm_w2_2": w2_at(peer, "euler", 2, reference, prior),
-        "pairs_per_sec": pairs["pairs_per_sec"],
-    }
+
+    def evaluation(e: int) -> dict:
+        reference = teacher.data.reference(args.n, seed=e)
+        return {
+            "floor": wasserstein2(teacher.data.floor_reference(args.n, seed=e), reference),
+            "teacher_w2_1": w2_at(teacher.velocity, "euler", 1, reference, prior, seed=e + 1),
+            "teacher_w2_100": w2_at(teacher.velocity, "euler", 100, reference, prior, seed=e + 1),
+            "lines_w2_1": w2_at(lines.velocity, "lines", 1, reference, prior, seed=e + 1),
+            "lines_w2_2": w2_at(lines.velocity, "lines", 2, reference, prior, seed=e + 1),
+            "otcfm_w2_1": w2_at(peer, "euler", 1, reference, prior, seed=e + 1),
+            "otcfm_w2_2": w2_at(peer, "euler", 2, reference, prior, seed=e + 1),
+        }
+
+    evals = [evaluation(e) for e in range(args.eval_seeds)]
+    row = {"data": data, **{k: sum(ev[k] for ev in evals) / len(evals) for k in evals[0]}, "pairs_per_sec": pairs["pairs_per_sec"]}
+    for name, den in (("teacher", "teacher_w2_100"), ("otcfm", "otcfm_w2_1")):
+        ratios = torch.tensor([ev["lines_w2_1"] / ev[den] for ev in evals], dtype=torch.float64)
+        row[f"ratio_{name}_mean"] = float(ratios.mean())
+        row[f"ratio_{name}_sd"] = float(ratios.std()) if len(evals) > 1 else 0.0
+    row["evaluations"] = evals
+    return row
 
 
 def main() -> None:
@@ -80,6 +96,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=2000, help="held-out points for W2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-seeds", type=int, default=1, help="average W2 over this many held-out draws and noise seeds")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,13 +110,19 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.steps} steps for every model, lr {args.lr}, lines --adv {args.adv:g}; "
-          f"{args.pairs} teacher pairs (Euler NFE {args.teacher_nfe}); W2 on n={args.n} held-out points")
+          f"{args.pairs} teacher pairs (Euler NFE {args.teacher_nfe}); W2 on n={args.n} held-out points"
+          + (f", mean over {args.eval_seeds} evaluations" if args.eval_seeds > 1 else ""))
     head = ["data", "floor", "teacher@1", "teacher@100", "lines@1", "lines@2", "OT-CFM@1", "OT-CFM@2", "lines@1/teacher@100", "lines@1/OT-CFM@1", "pairs/s"]
     print(" ".join(f"{h:>13}" for h in head))
     for r in rows:
         vals = [r["floor"], r["teacher_w2_1"], r["teacher_w2_100"], r["lines_w2_1"], r["lines_w2_2"], r["otcfm_w2_1"], r["otcfm_w2_2"],
                 r["lines_w2_1"] / r["teacher_w2_100"], r["lines_w2_1"] / r["otcfm_w2_1"]]
         print(f"{r['data']:>13} " + " ".join(f"{v:13.4f}" for v in vals) + f" {r['pairs_per_sec']:13.0f}")
+    if args.eval_seeds > 1:
+        print(f"ratios over the {args.eval_seeds} evaluations (mean +- sd):")
+        for r in rows:
+            print(f"{r['data']:>13}  lines@1/teacher@100 {r['ratio_teacher_mean']:.3f} +- {r['ratio_teacher_sd']:.3f}   "
+                  f"lines@1/OT-CFM@1 {r['ratio_otcfm_mean']:.3f} +- {r['ratio_otcfm_sd']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=1))
 
