@@ -172,6 +172,11 @@ def test_curvature_method_wraps_a_users_own_encoder(tmp_path, quick_overrides):
     assert mu.shape == (3, 2) and logvar.shape == (3, 2)
 
 
+def test_an_encoder_for_a_method_without_one_is_an_error(tmp_path, quick_overrides):
+    with pytest.raises(StraightflowError, match="curvature"):
+        train(data="moons", steps=2, out=str(tmp_path / "r"), encoder=_OwnEncoder(), **quick_overrides)
+
+
 def test_minibatch_ot_rejects_an_unknown_solver(tmp_path):
     with pytest.raises(StraightflowError, match="OT solver"):
         MinibatchOTCoupling(solver="hungarian")

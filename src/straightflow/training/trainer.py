@@ -152,6 +152,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
     local_batch = cfg.batch_size // ctx.world_size
 
+    if encoder is not None and cfg.method != "curvature":
+        raise StraightflowError(f"encoder= is the curvature method's learned coupling; --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
     data = load_data(cfg.data, cfg)
