@@ -1,4 +1,4 @@
-"""The lines method against its teacher and torchcfm's OT-CFM, side by side, in one run (issue 5).
+"""The lines method against its teacher and torchcfm's OT-CFM, side by side, in one run.
 
 For each 2D set: train the rectified-flow teacher (straightflow), draw teacher pairs
 (Euler, ``--teacher-nfe`` steps), train the lines model on them (student initialised

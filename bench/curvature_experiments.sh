@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The curvature paper's experiments at CPU scale (issue 4; paper Fig. 4, 5, 7, 8 and Table 2).
+# The curvature paper's experiments at CPU scale (paper Fig. 4, 5, 7, 8 and Table 2).
 #
 #   bash bench/curvature_experiments.sh [OUT]          # full runs (hours on 2 CPU cores)
 #   TINY=1 bash bench/curvature_experiments.sh [OUT]   # smoke test of every command (minutes)

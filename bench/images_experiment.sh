@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The documented CPU image run (issue 3): the rectified-flow baseline on `digits`
+# The documented CPU image run: the rectified-flow baseline on `digits`
 # (8x8, preset digits-cpu: UNet 32 ch, mult 1,2, 2 blocks, 0.98M parameters),
 # trained in at most 20 minutes on 2 CPU cores, then the Fréchet distance in the
 # digits-classifier-v1 feature space at NFE 1, 2, 4, 8, 100 (Euler) beside the

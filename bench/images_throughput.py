@@ -1,4 +1,4 @@
-"""Image row of the benchmark (issue 3): training images/s and sampling images/s
+"""Image row of the benchmark: training images/s and sampling images/s
 at NFE 1 for the default digits preset (digits-cpu UNet, batch 128).
 
     python bench/images_throughput.py [--steps 30] [--device auto]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Experiments of the lines method, teacher pairs, reflow and one-step distillation (issue 5).
+# Experiments of the lines method, teacher pairs, reflow and one-step distillation.
 #
 #   bash bench/lines_experiments.sh                 # everything (about 2 hours on 2 CPU cores)
 #   PARTS="2d ot-dim" bash bench/lines_experiments.sh
