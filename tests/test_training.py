@@ -161,20 +161,20 @@ def test_train_accepts_a_users_own_velocity_module_with_resume_and_loading(tmp_p
 
 def test_curvature_method_wraps_a_users_own_encoder(tmp_path, quick_overrides):
     run_dir = tmp_path / "cur"
-    train(data="moons", method="curvature", beta=1.0, steps=20, out=str(run_dir), velocity_net=_OwnVelocity(), encoder=_OwnEncoder(), **quick_overrides)
+    train(data="moons", method="curvature", beta=1.0, steps=20, out=str(run_dir), velocity_net=_OwnVelocity(), encoder_net=_OwnEncoder(), **quick_overrides)
     state = load_file(str(latest_checkpoint(run_dir) / "ema.safetensors"))
     assert any(k.startswith("coupling.encoder.out.") for k in state)
     assert "encoder: custom" in (run_dir / "config.yaml").read_text()
-    with pytest.raises(StraightflowError, match="encoder="):
+    with pytest.raises(StraightflowError, match="encoder_net="):
         Run.load(run_dir, velocity_net=_OwnVelocity())
-    run = Run.load(run_dir, velocity_net=_OwnVelocity(), encoder=_OwnEncoder())
+    run = Run.load(run_dir, velocity_net=_OwnVelocity(), encoder_net=_OwnEncoder())
     mu, logvar = run.module.coupling.encode(torch.zeros(3, 2))
     assert mu.shape == (3, 2) and logvar.shape == (3, 2)
 
 
 def test_an_encoder_for_a_method_without_one_is_an_error(tmp_path, quick_overrides):
     with pytest.raises(StraightflowError, match="curvature"):
-        train(data="moons", steps=2, out=str(tmp_path / "r"), encoder=_OwnEncoder(), **quick_overrides)
+        train(data="moons", steps=2, out=str(tmp_path / "r"), encoder_net=_OwnEncoder(), **quick_overrides)
 
 
 def test_minibatch_ot_rejects_an_unknown_solver(tmp_path):
@@ -183,3 +183,9 @@ def test_minibatch_ot_rejects_an_unknown_solver(tmp_path):
     with pytest.raises(StraightflowError, match="ot_solver"):
         train(data="moons", method="ot", ot_solver="hungarian", steps=1, out=str(tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+def test_the_encoder_config_field_still_reaches_the_config_through_train(tmp_path, quick_overrides):
+    """``encoder="same"`` is the config field (an encoder size), not a module (regression: it was taken for one)."""
+    run_dir = train(data="moons", method="curvature", beta=1.0, encoder="same", steps=2, out=str(tmp_path / "r"), **quick_overrides)
+    assert "encoder: same" in (run_dir / "config.yaml").read_text()

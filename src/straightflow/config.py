@@ -69,7 +69,7 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the velocity net (CUDA)")
     # curvature method (learned coupling)
     beta: float = _opt(10.0, "KL weight of the learned coupling (inf = independent coupling)")
-    encoder: str = _opt("small", "encoder size for --method curvature: small | same (custom: a module given to sf.train(encoder=...))")
+    encoder: str = _opt("small", "encoder size for --method curvature: small | same (custom: a module given to sf.train(encoder_net=...))")
     # teacher pairs: reflow, distill, lines
     pairs: str = _opt("", "folder of teacher pairs (straightflow pairs ...)")
     teacher: str = _opt("", "teacher run directory (default: the one recorded with the pairs)")

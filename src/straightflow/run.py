@@ -44,8 +44,8 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
-             velocity_net: nn.Module | None = None, encoder: nn.Module | None = None) -> "Run":
-        """Load a run; ``velocity_net`` / ``encoder``: the user's own modules a run was trained with."""
+             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None) -> "Run":
+        """Load a run; ``velocity_net`` / ``encoder_net``: the user's own modules a run was trained with."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml)")
@@ -55,7 +55,7 @@ class Run:
             raise StraightflowError(f"{run_dir} has no checkpoint yet")
         dev = resolve_device(device)
         data = load_data(cfg.data, cfg)
-        module, method, prior = build_module(cfg, data, velocity_net, encoder)
+        module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
         weights = ckpt / "ema.safetensors"
         load_into(module, load_weights(weights), weights)
         module.to(dev).eval()

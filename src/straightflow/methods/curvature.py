@@ -33,7 +33,7 @@ class Curvature(Method):
 
     def validate(self, cfg) -> None:
         if cfg.encoder not in ENCODER_SIZES:
-            raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same (custom: a module given as encoder=...)")
+            raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same (custom: a module given as encoder_net=...)")
         if math.isnan(cfg.beta) or cfg.beta < 0:
             raise StraightflowError(f"--beta must be >= 0 (or inf), got {cfg.beta}")
 
@@ -41,7 +41,7 @@ class Curvature(Method):
         """The learned coupling around ``encoder`` (default: a ``small`` or ``same``-size net of the
         velocity net's kind with twice the output channels); beta = inf builds none."""
         if encoder is None and cfg.encoder == "custom" and not math.isinf(cfg.beta):
-            raise StraightflowError("this run's encoder is a user's own module (encoder: custom): pass it again, e.g. Run.load(RUNDIR, encoder=MyEncoder(...))")
+            raise StraightflowError("this run's encoder is a user's own module (encoder: custom): pass it again, e.g. Run.load(RUNDIR, encoder_net=MyEncoder(...))")
         if encoder is None and not math.isinf(cfg.beta):
             arch = dataclasses.replace(cfg, model="auto") if cfg.model == "custom" else cfg  # a user velocity net: our encoder
             encoder = build_model(arch, data, out_mult=2, size="small" if cfg.encoder == "small" else "full")

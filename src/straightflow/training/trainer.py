@@ -104,7 +104,7 @@ def _truncate_stats(path: Path, step: int) -> None:
 
 
 def train(config_file: str | None = None, resume: bool = False, velocity_net: nn.Module | None = None,
-          encoder: nn.Module | None = None, **overrides) -> Path:
+          encoder_net: nn.Module | None = None, **overrides) -> Path:
     """Train a run; returns its run directory.
 
     ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
@@ -112,12 +112,12 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     checkpoint (only ``steps`` and bookkeeping fields may change).
     ``velocity_net``: your own ``nn.Module`` with ``forward(x_t, t)`` instead of a
     built-in model (recorded as ``model: custom``; pass it again to ``Run.load`` and
-    to resume); ``encoder``: your own encoder for ``method="curvature"`` (output:
+    to resume); ``encoder_net``: your own encoder module for ``method="curvature"`` (output:
     twice the channels of x). Run directories, EMA, resume and DDP work the same.
     """
     if velocity_net is not None and not resume:
         overrides = {**overrides, "model": "custom"}
-    if encoder is not None and not resume:
+    if encoder_net is not None and not resume:
         overrides = {**overrides, "encoder": "custom"}
     out_value = overrides.get("out")
     if not out_value and config_file:
@@ -128,7 +128,7 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     cfg = _prepare_run_dir(out, resume, overrides, config_file)
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, ctx, resume, velocity_net, encoder)
+        return _train(cfg, ctx, resume, velocity_net, encoder_net)
     finally:
         shutdown_distributed(ctx)
 
@@ -145,15 +145,15 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     return None
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder: nn.Module | None) -> Path:
+def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None) -> Path:
     out = Path(cfg.out)
     device = ctx.device
     if cfg.batch_size % ctx.world_size:
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
     local_batch = cfg.batch_size // ctx.world_size
 
-    if encoder is not None and cfg.method != "curvature":
-        raise StraightflowError(f"encoder= is the curvature method's learned coupling; --method {cfg.method} has none")
+    if encoder_net is not None and cfg.method != "curvature":
+        raise StraightflowError(f"encoder_net= is the curvature method's learned coupling; --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
     data = load_data(cfg.data, cfg)
@@ -161,7 +161,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         data = PairData.open(cfg.pairs, base=data)
     data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    module, method, _ = build_module(cfg, data, velocity_net, encoder)
+    module, method, _ = build_module(cfg, data, velocity_net, encoder_net)
     method.prepare(module, cfg, data)
     module.to(device)
     module.objective, aux = method.build_objective(cfg, data, device)
