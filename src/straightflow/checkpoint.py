@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -112,7 +113,12 @@ def load_train_state(ckpt: Path) -> dict:
     path = ckpt / "state.pt"
     if not path.exists():
         raise StraightflowError(f"checkpoint file {path} is missing")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a checkpoint from elsewhere must not run code on load
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise StraightflowError(f"checkpoint file {path} holds objects other than tensors and plain containers; "
+                                    "refusing to load it (unpickling them could run code)") from None
+        raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # torch raises several types on truncated zips
         raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None

@@ -45,6 +45,7 @@ from .data.pairs import (
 )
 from .distributed import DistContext
 from .errors import StraightflowError
+from .locks import FolderLock
 from .noise import seeded_noise
 from .solvers import SOLVERS, SolveResult, VelocityFn, solve
 
@@ -189,6 +190,17 @@ def generate_pairs(
         if old != settings:
             diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
             raise StraightflowError(f"{out} holds pairs made with other settings ({diff}); choose another --out")
+    lock = FolderLock(out, "pairs folder") if ctx.is_main else None
+    if lock is not None:  # one writer per pairs folder (under torchrun: rank 0 for all ranks)
+        lock.acquire()
+    try:
+        return _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings, manifest, ctx)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings, manifest, ctx) -> dict:
     ctx.barrier()
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,11 @@ from ..errors import StraightflowError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+    """argparse with one-line errors and no prefix matching (``--step 50`` is not ``--steps``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D401
         raise StraightflowError(message if self.prog == "straightflow" else f"{self.prog.split()[-1]}: {message}")

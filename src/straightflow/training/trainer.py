@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from ..data import load_data
 from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError
+from ..locks import FolderLock
 from ..methods import build_module, get_method
 from ..models import count_parameters, resolve_model_name
 from .ema import EMA
@@ -126,11 +128,10 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         raise StraightflowError("no run directory given: pass --out RUNDIR")
     out = Path(out_value)
     cfg = _prepare_run_dir(out, resume, overrides, config_file)
-    ctx = init_distributed(cfg.device)
-    try:
-        return _train(cfg, ctx, resume, velocity_net, encoder_net)
-    finally:
-        shutdown_distributed(ctx)
+    with ExitStack() as cleanup:
+        ctx = init_distributed(cfg.device)
+        cleanup.callback(shutdown_distributed, ctx)
+        return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup)
 
 
 def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
@@ -145,7 +146,8 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     return None
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None) -> Path:
+def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+           cleanup: ExitStack) -> Path:
     out = Path(cfg.out)
     device = ctx.device
     if cfg.batch_size % ctx.world_size:
@@ -173,6 +175,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     ema = EMA(module, cfg.ema_decay)
     generator = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed, ctx.rank))
 
+    if ctx.is_main:  # one writer per run directory, from here until train() returns
+        cleanup.enter_context(FolderLock(out, "run directory"))
     start_step = 0
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None:

@@ -1,0 +1,74 @@
+"""Reliability: one writer per run directory and pair folder, safe checkpoint loading, strict flags."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from straightflow.checkpoint import latest_checkpoint
+from straightflow.cli.main import main
+from straightflow.errors import StraightflowError
+from straightflow.locks import FolderLock
+from straightflow.run import Run
+from straightflow.training import train
+
+
+def _cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "straightflow", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_second_writer_of_a_run_gets_a_one_line_error_and_the_stats_stay_ordered(tmp_path):
+    run = tmp_path / "R"
+    train(data="moons", width=64, depth=2, steps=100, out=str(run), seed=3, log_every=100, ckpt_every=100, progress=False)
+    argv = ["train", "--data", "moons", "--width", "64", "--depth", "2", "--out", run, "--seed", "3", "--resume",
+            "--steps", "30000", "--ckpt-every", "1000", "--log-every", "100", "--progress", "false"]
+    first = _cli(*argv)
+    try:
+        deadline = time.time() + 120
+        while not (run / ".lock").exists() or not (run / ".lock").read_text().strip():
+            assert first.poll() is None, first.communicate()
+            assert time.time() < deadline, "the first writer never took the lock"
+            time.sleep(0.2)
+        second = _cli(*argv)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 2, err
+        lines = [e for e in err.strip().splitlines() if e.strip()]
+        assert len(lines) == 1 and "being written by pid" in lines[0] and str(first.pid) in lines[0]
+    finally:
+        first.kill()
+        first.communicate()
+    steps = [json.loads(row)["step"] for row in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), steps  # strictly increasing: one writer only
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, capsys):
+    (tmp_path / ".lock").write_text("pid 999999 on elsewhere since 2026-01-01 00:00:00")
+    with FolderLock(tmp_path, "run directory"):
+        assert str(os.getpid()) in (tmp_path / ".lock").read_text()
+        with pytest.raises(StraightflowError, match="being written by pid"):
+            FolderLock(tmp_path, "run directory").acquire()  # a second lock in this process is refused too
+    assert "taking over the lock of pid 999999" in capsys.readouterr().err
+    assert (tmp_path / ".lock").read_text() == ""  # released: emptied
+
+
+def test_a_checkpoint_that_would_run_code_on_load_is_refused(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    state = latest_checkpoint(run) / "state.pt"
+    evil = {"step": 4, "payload": subprocess.Popen}  # any non-tensor object needs arbitrary unpickling
+    torch.save(evil, state)
+    with pytest.raises(StraightflowError, match="refusing to load"):
+        train(out=str(run), steps=8, resume=True)
+    assert main(["train", "--out", str(run), "--steps", "8", "--resume"]) == 2
+    assert "refusing to load" in capsys.readouterr().err
+    Run.load(run)  # sampling needs only the safetensors weights
+
+
+def test_flags_are_not_matched_by_prefix(tmp_path, capsys):
+    assert main(["train", "--data", "moons", "--step", "5", "--out", str(tmp_path / "r")]) == 2
+    assert "--step" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
