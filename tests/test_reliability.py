@@ -72,3 +72,68 @@ def test_flags_are_not_matched_by_prefix(tmp_path, capsys):
     assert main(["train", "--data", "moons", "--step", "5", "--out", str(tmp_path / "r")]) == 2
     assert "--step" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_diverged_run_stops_at_once_and_never_scores(tmp_path):
+    """The reproduction: lr 1e15 used to checkpoint NaN weights, prune the good ones and score W2 = 0.0 with bare NaN in --json."""
+    run = tmp_path / "R"
+    proc = subprocess.run([sys.executable, "-m", "straightflow", "train", "--data", "moons", "--lr", "1e15", "--steps", "200", "--width", "32",
+                           "--depth", "2", "--ckpt-every", "10", "--keep-checkpoints", "3", "--out", str(run), "--progress", "false"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "training diverged at step" in proc.stderr, proc.stderr
+    for ckpt in (run / "checkpoints").glob("step-*"):  # whatever was kept is finite
+        from safetensors.torch import load_file
+
+        assert all(torch.isfinite(v).all() for v in load_file(str(ckpt / "ema.safetensors")).values())
+    ev = subprocess.run([sys.executable, "-m", "straightflow", "eval", str(run), "-n", "200", "--nfe", "1", "--json"], capture_output=True, text=True)
+    assert ev.returncode == 2 and ev.stdout == "" and len(ev.stderr.strip().splitlines()) == 1, (ev.stdout, ev.stderr)
+
+
+class _NaNAfter(torch.nn.Module):
+    """A velocity net whose output turns NaN after ``n`` training-mode calls."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.lin, self.n, self.calls = torch.nn.Linear(3, 2), n, 0
+
+    def forward(self, x, t):
+        out = self.lin(torch.cat([x, t[:, None]], dim=1))
+        if self.training:
+            self.calls += 1
+            if self.calls > self.n:
+                out = out * float("nan")
+        return out
+
+
+def test_divergence_keeps_the_last_finite_checkpoint(tmp_path):
+    run = tmp_path / "r"
+    with pytest.raises(StraightflowError, match=r"diverged at step 26: the loss is nan.*step-000020\) is intact"):
+        train(data="moons", steps=40, out=str(run), velocity_net=_NaNAfter(25), batch_size=32, ckpt_every=10,
+              keep_checkpoints=1, log_every=5, progress=False)
+    assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-000020"]
+    loaded = Run.load(run, velocity_net=_NaNAfter(10**9))
+    assert torch.isfinite(loaded.sample(100, nfe=2).samples).all()
+    steps = [json.loads(row)["step"] for row in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20, 25]
+
+
+def test_non_finite_weights_or_samples_are_errors_not_scores(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from straightflow.evaluate import evaluate
+
+    run = tmp_path / "r"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    path = latest_checkpoint(run) / "ema.safetensors"
+    state = load_file(str(path))
+    key = next(iter(state))
+    state[key] = torch.full_like(state[key], float("inf"))
+    save_file(state, str(path))
+    with pytest.raises(StraightflowError, match="non-finite weights"):
+        Run.load(run)
+    ok = tmp_path / "ok"
+    train(data="moons", width=16, depth=1, steps=4, out=str(ok), log_every=2, ckpt_every=4, progress=False)
+    loaded = Run.load(ok)
+    loaded.module.velocity.out.bias.data.fill_(float("inf"))  # finite checkpoint, overflowing model
+    with pytest.raises(StraightflowError, match="not finite"):
+        evaluate(loaded, [1], n=50)

@@ -119,6 +119,8 @@ def evaluate(
         t0 = time.perf_counter()
         out = run.sample(n_eval, nfe=k, solver=solver, seed=seed, progress=progress)
         seconds = time.perf_counter() - t0
+        if not bool(torch.isfinite(out.samples).all()):
+            raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
         row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
         results.append(row)
     report["results"] = results

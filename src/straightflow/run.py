@@ -57,7 +57,11 @@ class Run:
         data = load_data(cfg.data, cfg)
         module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
         weights = ckpt / "ema.safetensors"
-        load_into(module, load_weights(weights), weights)
+        state = load_weights(weights)
+        broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if broken is not None:
+            raise StraightflowError(f"checkpoint {weights} holds non-finite weights ({broken}): the run diverged; nothing to sample from it")
+        load_into(module, state, weights)
         module.to(dev).eval()
         for p in module.parameters():
             p.requires_grad_(False)

@@ -128,7 +128,10 @@ def _run_eval(args) -> int:
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
     report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json)
     if args.json:
-        print(json.dumps(report))
+        try:
+            print(json.dumps(report, allow_nan=False))  # strict JSON: NaN / inf are not numbers there
+        except ValueError:
+            raise StraightflowError("the evaluation produced non-finite numbers; refusing to print them as JSON") from None
     else:
         print(format_table(report))
     return 0

@@ -222,7 +222,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         print(note)
     module.train()
 
+    def diverged(step: int, what: str) -> StraightflowError:
+        last = latest_checkpoint(out)
+        kept = f"the last checkpoint ({last.name}) is intact" if last is not None else "no checkpoint was written"
+        return StraightflowError(f"training diverged at step {step}: {what} (lower --lr or set --grad-clip); {kept}")
+
     def checkpoint(step: int) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in (*module.parameters(), *ema.shadow.parameters())):
+            raise diverged(step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
         gens = ctx.gather_objects(generator.get_state())
         rngs = ctx.gather_objects(torch.get_rng_state())
         if ctx.is_main:
@@ -244,6 +251,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
                 group["lr"] = lr
             batch = data.sample_train(local_batch, generator)
             loss, stats = train_module(batch, generator)
+            if not torch.isfinite(loss):  # stop at once: nothing non-finite reaches the weights or a checkpoint
+                raise diverged(step + 1, f"the loss is {float(loss.detach())}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
