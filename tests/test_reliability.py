@@ -137,3 +137,28 @@ def test_non_finite_weights_or_samples_are_errors_not_scores(tmp_path):
     loaded.module.velocity.out.bias.data.fill_(float("inf"))  # finite checkpoint, overflowing model
     with pytest.raises(StraightflowError, match="not finite"):
         evaluate(loaded, [1], n=50)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "{run}", "-n", "0"], "-n must be >= 2"),
+    (["eval", "{run}", "-n", "1"], "-n must be >= 2"),
+    (["eval", "{run}", "--reference", "{one_row}", "-n", "10"], "needs at least 2"),
+    (["train", "--data", "moons", "--weight-decay", "-1", "--out", "{new}"], "weight_decay must be >= 0"),
+    (["train", "--data", "moons", "--method", "ot", "--sinkhorn-reg", "0", "--out", "{new}"], "sinkhorn_reg must be > 0"),
+    (["train", "--data", "moons", "--dropout", "1.5", "--out", "{new}"], "dropout must be in [0, 1)"),
+    (["plot", "{run}", "--out", "{txt}"], "use a .png file name"),
+    (["train", "--data", "{csv}", "--out", "{new}"], "row 3 column 1 holds text 'x'"),
+])
+def test_bad_values_are_one_line_errors_not_internal_errors(argv, message, tmp_path, capsys):
+    import numpy as np
+
+    run = tmp_path / "R"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    np.save(tmp_path / "one.npy", np.zeros((1, 2), dtype=np.float32))
+    (tmp_path / "t.csv").write_text("a,b\n1,2\nx,3\n" + "".join(f"{i},{i}\n" for i in range(20)))
+    names = {"run": run, "one_row": tmp_path / "one.npy", "new": tmp_path / "new", "txt": tmp_path / "p.txt", "csv": tmp_path / "t.csv"}
+    capsys.readouterr()
+    assert main([a.format(**names) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("straightflow: error:") and message in err[0], err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "p.txt").exists()

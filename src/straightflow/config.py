@@ -155,6 +155,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.steps >= 1, "steps must be >= 1"),
         (cfg.batch_size >= 2, "batch_size must be >= 2"),
         (cfg.lr > 0, "lr must be > 0"),
+        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
+        (0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}"),
         (0.0 <= cfg.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
         (0.0 <= cfg.t_min < 1.0, "t_min must be in [0, 1)"),
         (cfg.width >= 1 and cfg.depth >= 1, "width and depth must be >= 1"),

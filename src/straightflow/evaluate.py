@@ -93,6 +93,10 @@ def evaluate(
     (Eq. 8 bound) and the method's own extras; ``solver`` defaults to the method's own."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
+    if n < 2:
+        raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
+    if reference is not None and reference.shape[0] < 2:
+        raise StraightflowError(f"the reference holds {reference.shape[0]} sample(s); it needs at least 2")
     if run.data.kind not in QUALITY_METRICS:
         raise StraightflowError(f"no quality metric for {run.data.kind} data")
     metric = QUALITY_METRICS[run.data.kind](run)

@@ -155,8 +155,10 @@ def _run_plot(args) -> int:
 
     if args.kind not in PLOTS:
         raise StraightflowError(f"unknown plot kind {args.kind!r}: use one of {', '.join(sorted(PLOTS))}")
-    run = Run.load(args.rundir, device=args.device)
     out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise StraightflowError(f"plot --out {out}: use a .png file name")
+    run = Run.load(args.rundir, device=args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed)
     print(f"straightflow: {args.kind} plot written to {out}")

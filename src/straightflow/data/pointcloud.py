@@ -7,6 +7,7 @@ mapped back before they are written or scored).
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ def load_array(path: Path) -> np.ndarray:
             if path.stat().st_size == 0:
                 raise StraightflowError(f"{path} is empty")
             arr = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-            if arr.ndim == 2 and arr.shape[0] > 1 and np.isnan(arr[0]).all():
+            header = arr.ndim == 2 and arr.shape[0] > 1 and np.isnan(arr[0]).all()
+            if header:
                 arr = arr[1:]  # header row
+            _reject_text_cells(path, arr, skip_rows=1 if header else 0)
         else:
             raise StraightflowError(f"unsupported data file {path}: use .npy or .csv (or a built-in name)")
     except StraightflowError:
@@ -37,6 +40,21 @@ def load_array(path: Path) -> np.ndarray:
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise StraightflowError(f"{path} holds non-numeric data (dtype {arr.dtype})")
     return np.asarray(arr, dtype=np.float64)
+
+
+def _reject_text_cells(path: Path, arr: np.ndarray, skip_rows: int) -> None:
+    """genfromtxt reads a text cell as NaN: name the first one that is not a spelling of NaN / inf."""
+    if not np.isnan(arr).any():
+        return
+    with open(path, newline="") as fh:
+        for row, line in enumerate(csv.reader(fh)):
+            if row < skip_rows:
+                continue
+            for col, cell in enumerate(line):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise StraightflowError(f"{path} row {row + 1} column {col + 1} holds text {cell.strip()[:30]!r}, not a number") from None
 
 
 def validate_points(arr: np.ndarray, path: Path) -> np.ndarray:
