@@ -51,6 +51,10 @@ class TrainConfig:
     prior: str = _opt("standard", "standard = N(0, I); wide = N(0, diag(36, 1)) for 2D")
     heldout_fraction: float = _opt(0.2, "fraction of a user file held out for evaluation")
     split_seed: int = _opt(0, "seed of the train/held-out split of a user file")
+    label_column: str = _opt("", "point-cloud files: the column of class labels (0-based index or CSV header name)")
+    # class-conditional generation (docs/conditional.md)
+    conditional: bool = _opt(False, "train a class-conditional model on the data's labels")
+    cond_drop: float = _opt(0.1, "rate at which labels are replaced by the null class (classifier-free guidance)")
     # coupling options
     ot_solver: str = _opt("exact", "minibatch OT pairing: exact | sinkhorn")
     sinkhorn_reg: float = _opt(0.05, "entropic regularisation for --ot-solver sinkhorn (relative to mean cost)")
@@ -158,6 +162,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
         (0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}"),
         (0.0 <= cfg.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
+        (0.0 <= cfg.cond_drop < 1.0, f"cond_drop must be in [0, 1), got {cfg.cond_drop}"),
         (0.0 <= cfg.t_min < 1.0, "t_min must be in [0, 1)"),
         (cfg.width >= 1 and cfg.depth >= 1, "width and depth must be >= 1"),
         (cfg.time_embed_dim >= 2 and cfg.time_embed_dim % 2 == 0, "time_embed_dim must be even and >= 2"),

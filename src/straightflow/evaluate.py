@@ -5,6 +5,13 @@ table): W2 and the unbiased energy distance for vectors, a Fréchet distance in
 a named feature space for images. Every report carries the metric's two-sample
 floor. Each random draw has its own named stream (:mod:`straightflow.noise`),
 so evaluation noise never shares a seed with reference data.
+
+Class-conditional runs (``docs/conditional.md``) are scored overall (samples
+with the data's class mix, each of its requested class) and per class (the
+samples of class c against the held-out points of class c, with that class's
+floor), beside the class accuracy of the samples: the dataset's own classifier
+for images, a nearest-neighbour classifier on labelled training points for
+vectors.
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import numpy as np
 import torch
 
 from .errors import StraightflowError
-from .metrics import curvature, energy_distance, prediction_drift, wasserstein2
-from .metrics.frechet import frechet_metric
+from .metrics import curvature, energy_distance, nearest_neighbour_accuracy, prediction_drift, wasserstein2
+from .metrics.frechet import classifier_accuracy, classifier_features, frechet_metric
 from .noise import seeded_noise, stream_seed
 from .objectives import VelocityObjective
 from .run import Run
@@ -64,19 +71,59 @@ def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024) -> float:
-    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling."""
+def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024, labels: torch.Tensor | None = None) -> float:
+    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if given)."""
     g = torch.Generator(device=run.device).manual_seed(stream_seed("heldout-loss", seed))
     objective = VelocityObjective(run.cfg.t_min)
     total, count = 0.0, 0
     x_all = run.data.normalize(reference.to(run.device))
     for s in range(0, x_all.shape[0], batch_size):
         x = x_all[s : s + batch_size]
-        pair = run.module.coupling(x, g)
-        loss, _ = objective(run.velocity, pair.x, pair.z, g)
+        y = None if labels is None else labels[s : s + batch_size].to(run.device)
+        pair = run.module.coupling(x, g, y)
+        loss, _ = objective(run.velocity, pair.x, pair.z, g) if y is None else objective(run.velocity, pair.x, pair.z, g, y=y)
         total += float(loss) * x.shape[0]
         count += x.shape[0]
     return total / max(count, 1)
+
+
+def stratified_labels(n: int, probs: torch.Tensor) -> torch.Tensor:
+    """n labels in proportion to ``probs`` (largest remainders; equal counts for uniform classes), class by class."""
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    exact = probs / probs.sum() * n
+    counts = exact.floor().long()
+    rest = n - int(counts.sum())
+    if rest:
+        counts[torch.argsort(exact - counts, descending=True)[:rest]] += 1
+    return torch.repeat_interleave(torch.arange(probs.shape[0]), counts)
+
+
+class ClassAccuracy:
+    """How often conditional samples are of their requested class."""
+
+    def __init__(self, run: Run, seed: int):
+        if run.data.kind == "image":
+            self.name, self.classifier = "classifier_accuracy", classifier_features(run.data)[0]
+        else:  # 1-NN on labelled training points (the floor draw: never the held-out set)
+            self.name, self.classifier = "knn_accuracy", None
+            self.points, self.point_labels = run.data.floor_reference_labeled(5000, seed + 7)
+
+    def __call__(self, samples: torch.Tensor, labels: torch.Tensor) -> float:
+        if self.classifier is not None:
+            return classifier_accuracy(self.classifier, samples, labels)
+        return nearest_neighbour_accuracy(samples, labels, self.points, self.point_labels)
+
+
+def _per_class(metric, samples, labels, ref, ref_labels, names) -> list[dict]:
+    """The metric of the samples of each class against the reference points of that class (>= 2 of each)."""
+    rows = []
+    for c, name in enumerate(names):
+        a, b = samples[labels == c], ref[ref_labels == c]
+        row = {"class": name, "n": int(a.shape[0]), "n_reference": int(b.shape[0])}
+        if a.shape[0] >= 2 and b.shape[0] >= 2:
+            row.update(metric.score(a, b))
+        rows.append(row)
+    return rows
 
 
 def evaluate(
@@ -88,9 +135,11 @@ def evaluate(
     seed: int = 0,
     curvature_n: int | None = None,
     progress: bool = False,
+    guidance: float | None = None,
 ) -> dict:
     """Quality per NFE (with its floor), curvature (Eq. 5), prediction drift, held-out flow loss
-    (Eq. 8 bound) and the method's own extras; ``solver`` defaults to the method's own."""
+    (Eq. 8 bound) and the method's own extras; ``solver`` defaults to the method's own.
+    A conditional run is also scored per class, with the class accuracy of its samples, at ``guidance``."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
     if n < 2:
@@ -99,11 +148,20 @@ def evaluate(
         raise StraightflowError(f"the reference holds {reference.shape[0]} sample(s); it needs at least 2")
     if run.data.kind not in QUALITY_METRICS:
         raise StraightflowError(f"no quality metric for {run.data.kind} data")
+    if run.conditional and reference is not None:
+        raise StraightflowError("--reference holds no labels: a conditional run is evaluated against its data's labelled held-out set")
+    if not run.conditional and guidance is not None:
+        raise StraightflowError(f"{run.dir} is not class-conditional (trained without --conditional): --guidance does not apply")
     metric = QUALITY_METRICS[run.data.kind](run)
     solver = solver or run.method.default_solver
-    ref = reference if reference is not None else run.data.reference(n, seed)
+    ref_labels = floor_labels = None
+    if run.conditional:
+        ref, ref_labels = run.data.reference_labeled(n, seed)
+        floor_ref, floor_labels = run.data.floor_reference_labeled(ref.shape[0], seed)
+    else:
+        ref = reference if reference is not None else run.data.reference(n, seed)
+        floor_ref = run.data.floor_reference(ref.shape[0], seed)
     n_eval = min(n, ref.shape[0]) if reference is None else n
-    floor_ref = run.data.floor_reference(ref.shape[0], seed)
     report: dict = {
         "method": run.cfg.method,
         "data": run.cfg.data,
@@ -115,36 +173,75 @@ def evaluate(
     }
     report.update(metric.floor(ref, floor_ref) if reference is None else {})
     z = seeded_noise(curvature_n or min(n_eval, 2000), tuple(run.data.shape), seed, "curvature", run.prior)
-    report["curvature"] = curvature(run.velocity, z.to(run.device))
-    report["prediction_drift"] = prediction_drift(run.velocity, z.to(run.device))  # temporal consistency of x_hat
-    report["flow_loss_heldout"] = heldout_flow_loss(run, ref, seed)
+    probs = run.data.class_probs() if run.conditional else None
+    velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
+    report["curvature"] = curvature(velocity, z.to(run.device))
+    report["prediction_drift"] = prediction_drift(velocity, z.to(run.device))  # temporal consistency of x_hat
+    report["flow_loss_heldout"] = heldout_flow_loss(run, ref, seed, labels=ref_labels)
+    accuracy = None
+    if run.conditional:
+        accuracy = ClassAccuracy(run, seed)
+        report["guidance"] = 1.0 if guidance is None else float(guidance)
+        report["classes"] = list(run.class_names)
+        report["per_class_floor"] = _per_class(metric, floor_ref, floor_labels, ref, ref_labels, run.class_names)
+        report[f"{accuracy.name}_floor"] = accuracy(ref, ref_labels)  # the held-out data's own score
     results = []
     for k in nfes:
         t0 = time.perf_counter()
-        out = run.sample(n_eval, nfe=k, solver=solver, seed=seed, progress=progress)
+        classes = stratified_labels(n_eval, probs) if run.conditional else None
+        out = run.sample(n_eval, nfe=k, solver=solver, seed=seed, progress=progress, classes=classes, guidance=guidance)
         seconds = time.perf_counter() - t0
         if not bool(torch.isfinite(out.samples).all()):
             raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
         row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
+        if run.conditional:
+            row[accuracy.name] = accuracy(out.samples, out.labels)
+            row["network_evals"] = out.network_evals
+            row["per_class"] = _per_class(metric, out.samples, out.labels, ref, ref_labels, run.class_names)
+            for entry in row["per_class"]:
+                mask = out.labels == run.class_names.index(entry["class"])
+                entry[accuracy.name] = accuracy(out.samples[mask], out.labels[mask]) if bool(mask.any()) else float("nan")
         results.append(row)
     report["results"] = results
-    report.update(run.method.evaluate_extra(run, ref, n_eval, seed, list(nfes), solver, metric))
+    report.update(run.method.evaluate_extra(run, ref, n_eval, seed, list(nfes), solver, metric, labels=ref_labels))
     return report
 
 
 def format_table(report: dict) -> str:
-    """A plain-text quality-vs-NFE table."""
-    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds")]
+    """A plain-text quality-vs-NFE table (and, for a conditional run, one per class)."""
+    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class")]
     lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, held-out flow loss {report['flow_loss_heldout']:.4g}"]
-    floors = {k: v for k, v in report.items() if k.endswith("_floor")}
+    floors = {k: v for k, v in report.items() if k.endswith("_floor") and isinstance(v, float)}
     if floors:
         lines.append("two-sample floor: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
     for r in report["results"]:
         lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys))
+    if "per_class" in report["results"][0]:
+        lines.extend(_class_table(report))
     # scalar keys added by the method's evaluate_extra (e.g. kl, recon_w2)
-    shown = {"curvature", "flow_loss_heldout"}
+    shown = {"curvature", "flow_loss_heldout", "guidance"}
     extra = {k: v for k, v in report.items() if isinstance(v, float) and k not in shown and not k.endswith("_floor")}
     if extra:
         lines.append("method extras: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))
     return "\n".join(lines)
+
+
+def _class_table(report: dict) -> list[str]:
+    """Per-class rows: the quality metric and class accuracy at each NFE, beside the class's floor."""
+    metric = report["quality_metric"]
+    acc = next(k for k in report["results"][0] if k.endswith("_accuracy"))
+    floors = {row["class"]: row.get(metric) for row in report["per_class_floor"]}
+    head = " ".join(f"{metric + '@' + str(r['nfe']):>10} {'acc':>6}" for r in report["results"])
+    lines = [f"per class (guidance {report['guidance']:g}; {acc.replace('_', ' ')}; network evaluations per sample: "
+             + ", ".join(f"NFE {r['nfe']} -> {r['network_evals']}" for r in report["results"]) + ")",
+             f"{'class':>12} {'floor':>10} " + head]
+    for i, name in enumerate(report["classes"]):
+        cells = []
+        for r in report["results"]:
+            row = r["per_class"][i]
+            value = row.get(metric)
+            cells.append(f"{value:>10.4g} {row[acc]:>6.3f}" if value is not None else f"{'-':>10} {row[acc]:>6.3f}")
+        floor = floors.get(name)
+        lines.append(f"{name[:12]:>12} {floor if floor is None else format(floor, '.4g'):>10} " + " ".join(cells))
+    return lines

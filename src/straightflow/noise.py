@@ -31,6 +31,7 @@ PURPOSES = (
     "forward",  # the coupling's z in forward-trajectory plots
     "reference",  # held-out draws of the built-in 2D sets
     "floor",  # the second, independent draw for two-sample floors
+    "labels",  # the class labels of teacher pairs (conditional runs)
 )
 
 
@@ -64,5 +65,20 @@ def seeded_noise(n: int, shape: tuple[int, ...], seed: int, purpose: str = "samp
         g = stream_generator(purpose, seed, c)
         size = (NOISE_CHUNK, *shape)
         chunks.append(prior.sample(size, generator=g) if prior is not None else torch.randn(size, generator=g))
+    offset = (start // NOISE_CHUNK) * NOISE_CHUNK
+    return torch.cat(chunks)[start - offset : stop - offset].contiguous()
+
+
+def seeded_labels(n: int, probs: torch.Tensor, seed: int, purpose: str = "labels", start: int = 0) -> torch.Tensor:
+    """Rows ``start .. start + n - 1`` of a stream of class labels drawn from ``probs`` (CPU, int64).
+
+    Chunked like :func:`seeded_noise`: label ``i`` depends on ``(purpose, seed, i)`` and ``probs`` only.
+    """
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    if n <= 0:
+        return torch.empty(0, dtype=torch.long)
+    stop = start + n
+    chunks = [torch.multinomial(probs, NOISE_CHUNK, replacement=True, generator=stream_generator(purpose, seed, c))
+              for c in range(start // NOISE_CHUNK, (stop - 1) // NOISE_CHUNK + 1)]
     offset = (start // NOISE_CHUNK) * NOISE_CHUNK
     return torch.cat(chunks)[start - offset : stop - offset].contiguous()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .conditioning import call_velocity
+
 
 def broadcast_time(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """View a (B,) time tensor so that it broadcasts against ``like`` (B, ...)."""
@@ -38,9 +40,9 @@ def data_prediction(x_t: torch.Tensor, t: torch.Tensor | float, v: torch.Tensor)
     return x_t - broadcast_time(t, x_t) * v
 
 
-def predict_data(net, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x_hat of a velocity network ``net(x_t, t)`` (t of shape (B,))."""
-    return data_prediction(x_t, t, net(x_t, t))
+def predict_data(net, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """x_hat of a velocity network ``net(x_t, t)`` (t of shape (B,)), or ``net(x_t, t, y)`` given labels ``y``."""
+    return data_prediction(x_t, t, call_velocity(net, x_t, t, y))
 
 
 def sample_times(n: int, generator: torch.Generator, t_min: float, device=None) -> torch.Tensor:

@@ -5,10 +5,16 @@ saved config, loads the EMA weights of the latest (or a chosen) checkpoint
 and puts them in eval mode. Samples are returned in the data's own units;
 the noise of sample ``i`` is row ``i`` of the ``"sample"`` stream of the seed
 (:mod:`straightflow.noise`), whatever the batch size.
+
+A class-conditional run samples class ``classes`` (an index, a name, a tensor
+of labels, or "all": sample ``i`` gets class ``i mod K``) with guidance weight
+``guidance`` (``docs/conditional.md``); :class:`SampleOutput` says how many
+network evaluations that took.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import latest_checkpoint, load_into, load_weights, read_meta
+from .conditioning import GuidedVelocity
 from .config import TrainConfig, load_run_config
 from .data import DataSource, load_data
 from .device import resolve_device
@@ -29,11 +36,16 @@ from .solvers import SolveResult, solve
 @dataclass
 class SampleOutput:
     samples: torch.Tensor  #: (n, ...) in data units, CPU
-    nfe: int  #: network evaluations per sample path (max over sampling batches for RK45)
+    nfe: int  #: velocity evaluations per sample path, the solver's steps' cost (max over sampling batches for RK45)
     solver: str  #: the solver that made them
     trajectory: torch.Tensor | None = None  #: (S + 1, n, ...) in data units, t = 1 first
     times: torch.Tensor | None = None
     noise: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  #: (n,) class of each sample (conditional runs)
+    guidance: float | None = None  #: guidance weight w (conditional runs)
+    network_evals: int = 0  #: network evaluations per sample: nfe, or 2 x nfe when guided (conditional + null)
+    network_calls: int = 0  #: network forward calls per sampling batch (a guided step is one call on 2 x the rows)
+    call_rows: int = 0  #: rows of the largest network call (2 x the batch when guided)
 
 
 class Run:
@@ -54,8 +66,11 @@ class Run:
         if ckpt is None:
             raise StraightflowError(f"{run_dir} has no checkpoint yet")
         dev = resolve_device(device)
-        data = load_data(cfg.data, cfg)
+        data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
         module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
+        saved_classes = read_meta(ckpt).get("classes")
+        if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
+            raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")
         weights = ckpt / "ema.safetensors"
         state = load_weights(weights)
         broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
@@ -79,27 +94,104 @@ class Run:
         """The sampling noise of samples 0..n-1 of ``seed`` (model units, CPU)."""
         return seeded_noise(n, tuple(self.data.shape), seed, "sample", self.prior)
 
+    @property
+    def conditional(self) -> bool:
+        return self.module.conditional
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes of a conditional run (index = label); empty otherwise."""
+        return tuple(self.data.class_names) if self.conditional else ()
+
+    def heldout(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Held-out data (data units) and, for a conditional run, its labels (else None)."""
+        if self.conditional:
+            return self.data.reference_labeled(n, seed)
+        return self.data.reference(n, seed), None
+
+    def _not_conditional(self) -> StraightflowError:
+        return StraightflowError(f"{self.dir} is not class-conditional (trained without --conditional): it takes no class labels and no guidance")
+
+    def class_index(self, name: str | int) -> int:
+        """The label of class ``name`` (a class name, or an index as int or text)."""
+        names = self.class_names
+        if not names:
+            raise self._not_conditional()
+        if isinstance(name, str) and name in names:
+            return names.index(name)
+        try:
+            index = int(name)
+        except (TypeError, ValueError):
+            index = -1
+        if not 0 <= index < len(names):
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise StraightflowError(f"unknown class {name!r}: this run's classes are {shown} (or indices 0..{len(names) - 1}, or all)")
+        return index
+
+    def labels(self, n: int, classes="all") -> torch.Tensor:
+        """(n,) labels for ``classes``: "all" (sample i gets class i mod K), one class (index or name), or a tensor."""
+        if torch.is_tensor(classes):
+            y = classes.long().cpu()
+            if y.shape != (n,):
+                raise StraightflowError(f"labels of shape {tuple(y.shape)} for {n} samples")
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= len(self.class_names)):
+                raise StraightflowError(f"labels must be in 0..{len(self.class_names) - 1}")
+            return y
+        if classes is None or classes == "all":
+            if not self.conditional:
+                raise self._not_conditional()
+            return torch.arange(n) % len(self.class_names)
+        return torch.full((n,), self.class_index(classes), dtype=torch.long)
+
+    def velocity_fn(self, labels: torch.Tensor | None = None, guidance: float | None = None):
+        """The velocity the solvers integrate: the net itself, or for a conditional run the guided
+        velocity of ``labels`` at ``guidance`` (default 1) as a :class:`GuidedVelocity`."""
+        if not self.conditional:
+            if labels is not None or guidance is not None:
+                raise self._not_conditional()
+            return self.velocity
+        return GuidedVelocity(self.velocity, labels.to(self.device), 1.0 if guidance is None else float(guidance), self.module.null_label)
+
     @torch.inference_mode()
     def solve_from(self, z: torch.Tensor, nfe: int, solver: str | None = None, batch_size: int = 4096,
-                   return_trajectory: bool = False, progress: bool = False) -> SampleOutput:
+                   return_trajectory: bool = False, progress: bool = False, labels: torch.Tensor | None = None,
+                   guidance: float | None = None) -> SampleOutput:
         """Integrate the generative ODE from given noise ``z`` (model units, t = 1); ``solver``
-        defaults to the method's own (e.g. the line sampler for ``lines`` runs)."""
+        defaults to the method's own (e.g. the line sampler for ``lines`` runs). A conditional
+        run needs ``labels`` (one per row of ``z``; default: class i mod K) and takes ``guidance``."""
         solver = solver or self.method.default_solver
+        if self.conditional and labels is None:
+            labels = self.labels(z.shape[0])
+        if guidance is not None and not math.isfinite(guidance):
+            raise StraightflowError(f"--guidance must be a finite number, got {guidance}")
         outs, trajs, nfe_used, times = [], [], 0, None
+        calls = rows = evals = 0
         starts = range(0, z.shape[0], batch_size)
         for s in tqdm(starts, disable=not progress, desc=f"sample {solver}@{nfe}", leave=False):
-            res: SolveResult = solve(self.velocity, z[s : s + batch_size].to(self.device), solver, nfe, return_trajectory)
+            velocity = self.velocity_fn(None if labels is None else labels[s : s + batch_size], guidance)
+            res: SolveResult = solve(velocity, z[s : s + batch_size].to(self.device), solver, nfe, return_trajectory)
             nfe_used = max(nfe_used, res.nfe)
+            if isinstance(velocity, GuidedVelocity):
+                calls, rows, evals = max(calls, velocity.calls), max(rows, velocity.rows), max(evals, res.nfe * velocity.branches)
+            else:
+                calls, rows, evals = max(calls, res.nfe), max(rows, min(batch_size, z.shape[0] - s)), max(evals, res.nfe)
             outs.append(self.data.denormalize(res.samples).cpu())
             if return_trajectory:
                 trajs.append(self.data.denormalize(res.trajectory).cpu())
                 times = res.times
         traj = torch.cat(trajs, dim=1) if return_trajectory and solver != "rk45" else (trajs[0] if trajs else None)
-        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z)
+        w = (1.0 if guidance is None else float(guidance)) if self.conditional else None
+        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, labels, w, evals, calls, rows)
 
     def sample(self, n: int, nfe: int = 1, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
-               return_trajectory: bool = False, progress: bool = False) -> SampleOutput:
-        """Draw ``n`` samples with seeded noise (independent of ``batch_size``); ``solver`` defaults to the method's."""
+               return_trajectory: bool = False, progress: bool = False, classes=None, guidance: float | None = None) -> SampleOutput:
+        """Draw ``n`` samples with seeded noise (independent of ``batch_size``); ``solver`` defaults to the method's.
+
+        Conditional runs: ``classes`` ("all" = class i mod K, a class index or name, or (n,) labels)
+        and ``guidance`` w (0 unconditional, 1 conditional (default), > 1 guided)."""
         if n < 1:
             raise StraightflowError(f"-n must be >= 1, got {n}")
-        return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress)
+        if not self.conditional and (classes is not None or guidance is not None):
+            raise self._not_conditional()
+        labels = self.labels(n, "all" if classes is None else classes) if self.conditional else None
+        return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress, labels, guidance)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .conditioning import GuidedVelocity
 from .data.pairs import (
     FORMAT_VERSION,
     MANIFEST,
@@ -46,50 +47,66 @@ from .data.pairs import (
 from .distributed import DistContext
 from .errors import StraightflowError
 from .locks import FolderLock
-from .noise import seeded_noise
+from .noise import seeded_labels, seeded_noise
 from .solvers import SOLVERS, SolveResult, VelocityFn, solve
 
 
 class Teacher(Protocol):
-    """z (B, ...) -> :class:`SolveResult` with ``samples`` x* and the ``nfe`` it took."""
+    """z (B, ...) [, y (B,) class labels] -> :class:`SolveResult` with ``samples`` x* and the ``nfe`` it took."""
 
-    def __call__(self, z: torch.Tensor) -> SolveResult: ...
+    def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> SolveResult: ...
 
     def settings(self) -> dict: ...
 
 
 @dataclass
 class VelocityTeacher:
-    """A velocity field in our convention, solved from t = 1 to 0 by ``solver`` at ``nfe``."""
+    """A velocity field in our convention, solved from t = 1 to 0 by ``solver`` at ``nfe``.
+
+    Conditional (``null_label`` set: the velocity is ``v(x, t, y)`` of a net trained with
+    label dropout): called with labels, it solves the guided velocity
+    v_null + ``guidance`` (v_y - v_null) (``docs/conditional.md``); a guided NFE costs two
+    network evaluations per pair.
+    """
 
     velocity: VelocityFn
     solver: str = "euler"
     nfe: int = 128
+    guidance: float = 1.0
+    null_label: int | None = None
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
             raise StraightflowError(f"unknown solver {self.solver!r}: use one of {', '.join(sorted(SOLVERS))}")
         if self.nfe < 1:
             raise StraightflowError(f"--nfe must be >= 1, got {self.nfe}")
+        if self.null_label is None and self.guidance != 1.0:
+            raise StraightflowError(f"--guidance {self.guidance:g} needs a conditional teacher (trained with --conditional)")
 
     @torch.inference_mode()
-    def __call__(self, z: torch.Tensor) -> SolveResult:
-        return solve(self.velocity, z, self.solver, self.nfe)
+    def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> SolveResult:
+        if y is None:
+            return solve(self.velocity, z, self.solver, self.nfe)
+        return solve(GuidedVelocity(self.velocity, y, self.guidance, self.null_label), z, self.solver, self.nfe)
 
     def settings(self) -> dict:
-        return {"solver": self.solver, "nfe": self.nfe}
+        out = {"solver": self.solver, "nfe": self.nfe}
+        if self.null_label is not None:
+            out["guidance"] = self.guidance
+        return out
 
 
 @dataclass
 class SamplerTeacher:
-    """A deterministic sampler ``z -> x*``; ``nfe`` is what one call costs (0 = not stated)."""
+    """A deterministic sampler ``z -> x*`` (``(z, y) -> x*`` for a conditional teacher);
+    ``nfe`` is what one call costs (0 = not stated)."""
 
-    sampler: Callable[[torch.Tensor], torch.Tensor]
+    sampler: Callable[..., torch.Tensor]
     nfe: int = 0
 
     @torch.inference_mode()
-    def __call__(self, z: torch.Tensor) -> SolveResult:
-        x = self.sampler(z)
+    def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> SolveResult:
+        x = self.sampler(z) if y is None else self.sampler(z, y)
         if not torch.is_tensor(x) or tuple(x.shape) != tuple(z.shape):
             got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise StraightflowError(f"the teacher sampler returned {got} for noise of shape {tuple(z.shape)}; it must return x* of the same shape")
@@ -155,6 +172,8 @@ def generate_pairs(
     settings: dict | None = None,
     manifest: dict | None = None,
     ctx: DistContext | None = None,
+    class_names: tuple[str, ...] | None = None,
+    class_probs: torch.Tensor | None = None,
 ) -> dict:
     """Generate (or finish) a pair folder of ``n`` pairs (z, x* = teacher(z)); returns a summary dict.
 
@@ -165,6 +184,10 @@ def generate_pairs(
     makes two folders the same: teacher name, checkpoint, ...) is recorded and
     checked on resume; ``manifest`` entries (e.g. ``teacher_config``, the
     config fields a student inherits) go into the manifest only.
+
+    ``class_names`` (a conditional teacher): pair ``i`` also gets a class label, row ``i``
+    of the ``"labels"`` stream of ``seed`` drawn from ``class_probs`` (default uniform), and
+    the teacher is called as ``teacher(z, y)``; labels are stored with the pairs.
 
     Under ``torchrun`` pass ``ctx`` (:func:`straightflow.distributed.init_distributed`):
     rank r generates the shards ``i`` with ``i % world == r`` and rank 0 writes
@@ -185,6 +208,12 @@ def generate_pairs(
     size = shard_size or default_shard_size(shape)
     settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32", "space": "model",
                 **(settings or {})}
+    if class_names:
+        probs = torch.full((len(class_names),), 1.0 / len(class_names)) if class_probs is None else torch.as_tensor(class_probs, dtype=torch.float64)
+        if probs.shape != (len(class_names),) or not bool((probs >= 0).all()) or not float(probs.sum()) > 0:
+            raise StraightflowError(f"class_probs must hold {len(class_names)} non-negative weights")
+        probs = probs / probs.sum()
+        settings.update({"classes": list(class_names), "class_probs": [round(float(p), 12) for p in probs]})
     if (out / SETTINGS).exists():
         old = read_json(out / SETTINGS, "pairs settings")
         if old != settings:
@@ -224,9 +253,11 @@ def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_s
         for i in todo:
             start, stop = starts[i], min(starts[i] + size, n)
             z = seeded_noise(stop - start, shape, seed, "pairs", prior, start=start)
+            y = seeded_labels(stop - start, torch.tensor(settings["class_probs"]), seed, "labels", start=start) if "classes" in settings else None
             xs, nfe_used = [], 0
             for b in range(0, z.shape[0], batch_size):
-                res = teacher(z[b : b + batch_size].to(ctx.device))
+                zb = z[b : b + batch_size].to(ctx.device)
+                res = teacher(zb) if y is None else teacher(zb, y[b : b + batch_size].to(ctx.device))
                 x = res.samples if to_model is None else to_model(res.samples)
                 xs.append(x.float().cpu())
                 nfe_used = max(nfe_used, int(res.nfe))
@@ -234,7 +265,7 @@ def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_s
             x_all = torch.cat(xs).numpy()
             if not np.isfinite(x_all).all():
                 raise StraightflowError(f"the teacher returned non-finite samples in shard {i} (pairs {start}..{stop - 1})")
-            write_shard(out, i, start, z.numpy(), x_all, settings, nfe_used)
+            write_shard(out, i, start, z.numpy(), x_all, settings, nfe_used, None if y is None else y.numpy())
     finally:
         bar.close()
     seconds = time.perf_counter() - t0

@@ -83,6 +83,21 @@ def _add_sample(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--device", default="auto")
+    _add_class_flags(p)
+
+
+def _add_class_flags(p) -> None:
+    p.add_argument("--class", dest="classes", default=None, metavar="C|all",
+                   help="conditional runs: a class name or index, or all (sample i gets class i mod K; default all)")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="conditional runs: guidance weight w (0 = unconditional, 1 = conditional (default), > 1 guided; costs 2 network evaluations per step)")
+
+
+def _nfe_text(res) -> str:
+    """'NFE k', plus the network evaluations when guidance doubles them."""
+    if res.guidance is None or res.network_evals == res.nfe:
+        return f"NFE {res.nfe}" + (f", guidance {res.guidance:g}" if res.guidance is not None else "")
+    return f"NFE {res.nfe}, guidance {res.guidance:g}: {res.network_evals} network evaluations per sample in {res.network_calls} calls of {res.call_rows} rows"
 
 
 def _run_sample(args) -> int:
@@ -94,15 +109,19 @@ def _run_sample(args) -> int:
     if out.suffix.lower() not in (".npy", ".png"):
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
     run = Run.load(args.rundir, device=args.device)
-    res = run.sample(args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True)
+    res = run.sample(args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
+                     classes=args.classes, guidance=args.guidance)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         from ..plots import save_samples_png
 
-        save_samples_png(run, res.samples, out)
+        save_samples_png(run, res.samples, out, labels=res.labels)
     else:
         np.save(out, res.samples.numpy())
-    print(f"straightflow: {args.n} samples ({res.solver}, NFE {res.nfe}) written to {out}")
+        if res.labels is not None:
+            np.save(out.with_name(out.stem + ".labels.npy"), res.labels.numpy())
+    labelled = f"; labels in {out.with_name(out.stem + '.labels.npy')}" if res.labels is not None and out.suffix.lower() == ".npy" else ""
+    print(f"straightflow: {args.n} samples ({res.solver}, {_nfe_text(res)}) written to {out}{labelled}")
     return 0
 
 
@@ -117,6 +136,7 @@ def _add_eval(p):
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--device", default="auto")
     p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
+    p.add_argument("--guidance", type=float, default=None, metavar="W", help="conditional runs: guidance weight (default 1); quality is reported per class and overall")
 
 
 def _run_eval(args) -> int:
@@ -126,7 +146,7 @@ def _run_eval(args) -> int:
     run = Run.load(args.rundir, device=args.device)
     run.inception_weights = getattr(args, "inception_weights", None)  # read by the image Fréchet metric
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
-    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json)
+    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json, guidance=args.guidance)
     if args.json:
         try:
             print(json.dumps(report, allow_nan=False))  # strict JSON: NaN / inf are not numbers there
@@ -147,6 +167,7 @@ def _add_plot(p):
     p.add_argument("-n", type=int, default=None, help="how many trajectories / images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    _add_class_flags(p)
 
 
 def _run_plot(args) -> int:
@@ -160,7 +181,7 @@ def _run_plot(args) -> int:
         raise StraightflowError(f"plot --out {out}: use a .png file name")
     run = Run.load(args.rundir, device=args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
-    PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed)
+    PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, classes=args.classes, guidance=args.guidance)
     print(f"straightflow: {args.kind} plot written to {out}")
     return 0
 
@@ -223,6 +244,8 @@ def _add_pairs(p) -> None:
     p.add_argument("--heldout", type=int, default=None, help="last pairs kept out of training (default min(2000, n/10))")
     p.add_argument("--batch-size", type=int, default=4096, help="pairs solved together (RK45's NFE depends on it)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="a conditional teacher run: label every pair and solve the guided velocity at w (default 1); a guided step costs 2 network evaluations")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -234,11 +257,13 @@ def _run_pairs(args) -> int:
     if args.teacher_callable:
         if args.teacher:
             raise StraightflowError("pairs: give a teacher run directory or --teacher-callable, not both")
+        if args.guidance is not None:
+            raise StraightflowError("pairs: --guidance applies to a conditional teacher run; a teacher callable guides itself")
         s = pairs_from_callable(args.teacher_callable, args.data, args.n, args.out, kind=args.teacher_kind, **common)
     elif args.teacher:
         if args.data:
             raise StraightflowError("pairs: --data goes with --teacher-callable; a teacher run brings its own data")
-        s = pairs_from_run(args.teacher, args.n, args.out, **common)
+        s = pairs_from_run(args.teacher, args.n, args.out, guidance=args.guidance, **common)
     else:
         raise StraightflowError("pairs: give a teacher run directory or --teacher-callable MODULE:FN --data DATA")
     if os.environ.get("RANK", "0") == "0":

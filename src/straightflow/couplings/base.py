@@ -7,6 +7,7 @@ checkpoints and is averaged (EMA) together with the velocity net. Every
 coupling works on a plain batch in a user's own loop::
 
     pair = coupling(x, generator)        # pair.x, pair.z (+ pair.aux_loss, pair.stats)
+    pair = coupling(x, generator, y)     # class-conditional: labels y travel with x (pair.y)
 """
 
 from __future__ import annotations
@@ -23,18 +24,19 @@ from ..priors import DiagonalGaussianPrior
 class CoupledBatch:
     x: torch.Tensor  #: data endpoint (t = 0)
     z: torch.Tensor  #: noise endpoint (t = 1)
+    y: torch.Tensor | None = None  #: class labels of x (conditional training), else None
     aux_loss: torch.Tensor | None = None  #: extra loss term (e.g. beta * KL), already weighted
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Coupling(nn.Module):
-    """Base class: ``forward(batch, generator) -> CoupledBatch``; ``prior`` defaults to N(0, I)."""
+    """Base class: ``forward(batch, generator, y=None) -> CoupledBatch``; ``prior`` defaults to N(0, I)."""
 
     def __init__(self, prior: DiagonalGaussianPrior | None = None):
         super().__init__()
         self.prior = prior if prior is not None else DiagonalGaussianPrior()
 
-    def forward(self, batch, generator: torch.Generator) -> CoupledBatch:  # pragma: no cover - abstract
+    def forward(self, batch, generator: torch.Generator, y: torch.Tensor | None = None) -> CoupledBatch:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @staticmethod

@@ -8,6 +8,6 @@ from .base import CoupledBatch, Coupling
 class IndependentCoupling(Coupling):
     """z ~ p(z) independently of x."""
 
-    def forward(self, batch, generator):
+    def forward(self, batch, generator, y=None):
         x = self.data_of(batch)
-        return CoupledBatch(x=x, z=self.noise_like(x, generator))
+        return CoupledBatch(x=x, z=self.noise_like(x, generator), y=y)

@@ -4,6 +4,13 @@ Inside each batch, x and independent noise z are re-paired by the OT plan of
 the squared Euclidean cost, computed with POT: exact (``ot.emd``; for equal
 uniform batches the plan is a permutation) or entropic (``ot.sinkhorn``, pairs
 then drawn from the plan).
+
+With labels (a class-conditional run) the re-pairing happens *within each
+class*: the data of class c are coupled, by OT, to as many noise draws, so the
+noise a class-c sample is trained from stays N(0, I) distributed and the model
+learns the OT map from the prior to p(x | c) (``docs/conditional.md``).
+torchcfm's OT matcher instead solves one plan over the whole batch, ignoring
+the labels, and carries each data point's label along.
 """
 
 from __future__ import annotations
@@ -40,15 +47,25 @@ class MinibatchOTCoupling(Coupling):
             raise StraightflowError(f"the Sinkhorn regularisation must be > 0, got {reg}")
         self.solver, self.reg = solver, reg
 
-    def forward(self, batch, generator):
-        x = self.data_of(batch)
-        z = self.noise_like(x, generator)
+    def _match(self, x: torch.Tensor, z: torch.Tensor, generator) -> torch.Tensor:
+        """Index j into z of the noise paired with each row of x."""
         plan = ot_plan(x, z, self.solver, self.reg)
         if self.solver == "exact":
-            j = torch.from_numpy(plan.argmax(axis=1))
-        else:
-            rows = torch.from_numpy(plan).float()
-            rows = rows / rows.sum(dim=1, keepdim=True).clamp_min(1e-30)
-            cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item()))
-            j = torch.multinomial(rows, 1, generator=cpu_gen).squeeze(1)
-        return CoupledBatch(x=x, z=z[j.to(x.device)])
+            return torch.from_numpy(plan.argmax(axis=1))
+        rows = torch.from_numpy(plan).float()
+        rows = rows / rows.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item()))
+        return torch.multinomial(rows, 1, generator=cpu_gen).squeeze(1)
+
+    def forward(self, batch, generator, y=None):
+        x = self.data_of(batch)
+        z = self.noise_like(x, generator)
+        if y is None:
+            j = self._match(x, z, generator).to(x.device)
+        else:  # one plan per class: a sample is paired only with noise drawn for its own class
+            j = torch.arange(x.shape[0], device=x.device)
+            for c in torch.unique(y).tolist():
+                rows = torch.nonzero(y == c).squeeze(1)
+                if rows.numel() > 1:
+                    j[rows] = rows[self._match(x[rows], z[rows], generator).to(x.device)]
+        return CoupledBatch(x=x, z=z[j], y=y)

@@ -29,13 +29,24 @@ def builtin_names() -> list[str]:
     return sorted(list(BUILTIN_2D) + list(NAMED_SOURCES))
 
 
-def load_data(spec: str, options=None) -> DataSource:
+def load_data(spec: str, options=None, require_labels: bool = False) -> DataSource:
     """Resolve ``--data NAME|PATH`` into a :class:`DataSource`.
 
     ``options`` is a :class:`DataOptions`, or anything :meth:`DataOptions.of`
     reads (a TrainConfig, a dict of config fields); None takes the defaults.
+    ``require_labels`` (conditional training): a source without class labels
+    is an error, and so is an image folder that is not one subfolder per class.
     """
     options = DataOptions.of(options)
+    source = _resolve(spec, options, require_labels)
+    if require_labels and not source.num_classes:
+        if isinstance(source, PointCloud):
+            raise StraightflowError(f"{source.name} has no class labels: name the column that holds them with label_column (a 0-based index or a CSV header name)")
+        raise source._no_labels()
+    return source
+
+
+def _resolve(spec: str, options: DataOptions, require_labels: bool) -> DataSource:
     if spec in BUILTIN_2D:
         return Toy2D(spec)
     if spec in NAMED_SOURCES:
@@ -44,10 +55,10 @@ def load_data(spec: str, options=None) -> DataSource:
     if path.suffix.lower() in (".npy", ".csv", ".txt") or path.is_dir():
         if not path.exists():
             raise StraightflowError(f"data path {path} does not exist")
-        images = image_path_loader(path, options)
+        images = image_path_loader(path, options, require_labels=require_labels)
         if images is not None:
             return images
-        return PointCloud(path, heldout_fraction=options.heldout_fraction, split_seed=options.split_seed)
+        return PointCloud(path, heldout_fraction=options.heldout_fraction, split_seed=options.split_seed, label_column=options.label_column)
     raise StraightflowError(f"unknown data {spec!r}: use one of {', '.join(builtin_names())}, or a .npy/.csv file or an image folder")
 
 

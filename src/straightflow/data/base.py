@@ -14,12 +14,17 @@ from dataclasses import dataclass, fields
 import torch
 
 
+def subset_index(count: int, n: int, seed: int) -> torch.Tensor | None:
+    """None (all rows) when ``n`` covers ``count`` rows, else ``n`` row indices drawn without replacement by ``seed``."""
+    if n >= count:
+        return None
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 def seeded_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """All rows of ``x`` when ``n`` covers them, else ``n`` rows drawn without replacement by ``seed``."""
-    if n >= x.shape[0]:
-        return x
-    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
-    return x[idx.to(x.device)]
+    idx = subset_index(x.shape[0], n, seed)
+    return x if idx is None else x[idx.to(x.device)]
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class DataOptions:
     data_root: str = ""  #: folder of torchvision datasets (mnist, cifar10)
     download: bool = False  #: let torchvision download mnist / cifar10 into ``data_root``
     hflip: bool = False  #: random horizontal flips of training images
+    label_column: str = ""  #: point clouds: the column holding class labels (0-based index or CSV header name)
 
     @classmethod
     def of(cls, source=None) -> "DataOptions":
@@ -52,11 +58,42 @@ class DataOptions:
 
 
 class DataSource(ABC):
+    """A dataset. Labelled sources (``class_names`` not empty) also implement the
+    ``*_labeled`` methods, which return the same draws as their plain twins plus
+    int64 class indices ``0 .. K-1`` (``docs/conditional.md``)."""
+
     name: str
     #: shape of one sample, e.g. (2,) or (1, 8, 8)
     shape: tuple[int, ...]
     #: "vector" or "image"
     kind: str = "vector"
+    #: names of the classes, index = label; empty for unlabelled data
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_probs(self) -> torch.Tensor:
+        """p(y) of the training data (uniform unless a source knows better)."""
+        return torch.full((self.num_classes,), 1.0 / max(1, self.num_classes))
+
+    def _no_labels(self):
+        from ..errors import StraightflowError
+
+        return StraightflowError(f"data {self.name} has no class labels (see docs/conditional.md for the sources that do)")
+
+    def sample_train_labeled(self, n: int, generator: torch.Generator):
+        """``(batch, y)``: what :meth:`sample_train` returns for the same generator state, plus the labels."""
+        raise self._no_labels()
+
+    def reference_labeled(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`reference` and its labels."""
+        raise self._no_labels()
+
+    def floor_reference_labeled(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`floor_reference` and its labels."""
+        raise self._no_labels()
 
 
     @abstractmethod

@@ -26,7 +26,7 @@ import torch
 
 from ..cache import cache_dir
 from ..errors import StraightflowError
-from .base import DataOptions, DataSource, seeded_subset
+from .base import DataOptions, DataSource, subset_index
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -38,42 +38,79 @@ class ImageSource(DataSource):
     ``sample_train`` draws indices (and flips, with ``hflip``) from the
     caller's generator on the generator's device, so a resumed run draws the
     same batches; the training tensor lives on the training device (``to``).
-    ``labels`` (training split, optional) lets the Fréchet-distance module
-    train a classifier feature net on the dataset itself.
+    ``labels`` / ``heldout_labels`` (optional, int64 class indices of the two
+    splits) let the Fréchet-distance module train a classifier feature net on
+    the dataset itself and make the source labelled (conditional training).
     """
 
     kind = "image"
 
-    def __init__(self, name: str, train: torch.Tensor, heldout: torch.Tensor, labels: torch.Tensor | None = None, hflip: bool = False, key: str | None = None):
+    def __init__(self, name: str, train: torch.Tensor, heldout: torch.Tensor, labels: torch.Tensor | None = None, hflip: bool = False,
+                 key: str | None = None, heldout_labels: torch.Tensor | None = None, class_names: tuple[str, ...] | None = None):
         if train.dim() != 4 or heldout.dim() != 4:
             raise ValueError("image tensors must be N x C x H x W")
         self.name = name
         self.shape = tuple(train.shape[1:])
         self.train = train.float().contiguous()
         self.heldout = heldout.float().contiguous()
-        self.labels = labels
+        self.labels = None if labels is None else labels.long()
+        self.heldout_labels = None if heldout_labels is None else heldout_labels.long()
+        if self.labels is not None and self.heldout_labels is not None:
+            k = int(max(self.labels.max(), self.heldout_labels.max())) + 1
+            self.class_names = tuple(class_names) if class_names else tuple(str(i) for i in range(k))
         self.hflip = hflip
         #: identifies the data and its split (cache key of trained feature nets)
         self.key = key or name
+
+    def class_probs(self) -> torch.Tensor:
+        counts = torch.bincount(self.labels.cpu(), minlength=self.num_classes).double()
+        return counts / counts.sum()
 
     def to(self, device):
         self.train = self.train.to(device)
         return self
 
-    def sample_train(self, n, generator):
+    def _draw(self, n, generator):
         dev = generator.device
         idx = torch.randint(0, self.train.shape[0], (n,), generator=generator, device=dev)
         x = self.train[idx.to(self.train.device)].to(dev)
         if self.hflip:
             flip = torch.rand(n, generator=generator, device=dev) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x
+        return x, idx
+
+    def sample_train(self, n, generator):
+        return self._draw(n, generator)[0]
+
+    def sample_train_labeled(self, n, generator):
+        if not self.class_names:
+            raise self._no_labels()
+        x, idx = self._draw(n, generator)
+        return x, self.labels.to(x.device)[idx.to(x.device)]
+
+    @staticmethod
+    def _subset(x, y, n, seed):
+        idx = subset_index(x.shape[0], n, seed)
+        if idx is None:
+            return x.cpu(), y
+        return x[idx.to(x.device)].cpu(), None if y is None else y[idx]
 
     def reference(self, n, seed=0):
-        return seeded_subset(self.heldout, n, seed)
+        return self._subset(self.heldout, None, n, seed)[0]
+
+    def reference_labeled(self, n, seed=0):
+        if not self.class_names:
+            raise self._no_labels()
+        return self._subset(self.heldout, self.heldout_labels, n, seed)
 
     def floor_reference(self, n, seed=0):
-        return seeded_subset(self.train, n, seed + 1).cpu()
+        return self._subset(self.train, None, n, seed + 1)[0]
+
+    def floor_reference_labeled(self, n, seed=0):
+        if not self.class_names:
+            raise self._no_labels()
+        x, y = self._subset(self.train, self.labels.to(self.train.device), n, seed + 1)
+        return x, y.cpu()
 
     def train_images(self) -> torch.Tensor:
         """All training images (CPU, [-1, 1])."""
@@ -111,7 +148,7 @@ def load_digits_source(options: DataOptions = DataOptions()) -> ImageSource:
     tr, ho = _split(len(x), heldout_fraction, split_seed, "digits")
     x = _resize(x, size)
     key = f"digits-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px"
-    return ImageSource("digits", x[tr], x[ho], labels=y[tr], hflip=hflip, key=key)
+    return ImageSource("digits", x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho])
 
 
 # ---------------------------------------------------------------- folders
@@ -126,17 +163,51 @@ def _read_image(path: Path):
         raise StraightflowError(f"could not read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def load_image_folder(path: Path, options: DataOptions = DataOptions()) -> ImageSource:
+def _folder_classes(path: Path, files: list[Path], require_labels: bool) -> tuple[str, ...]:
+    """The class names of a folder with one subfolder per class (``root/<class>/<image>``), else ().
+
+    With ``require_labels`` a folder of any other layout, or with a class folder
+    that holds no images, is a one-line error.
+    """
+    rel = [f.relative_to(path) for f in files]
+    why = ""
+    if any(len(r.parts) == 1 for r in rel):
+        first = next(r for r in rel if len(r.parts) == 1)
+        why = f"{first} lies directly in {path}"
+    elif any(len(r.parts) > 2 for r in rel):
+        first = next(r for r in rel if len(r.parts) > 2)
+        why = f"{first} is nested more than one folder deep"
+    names = tuple(sorted({r.parts[0] for r in rel}))
+    if not why and len(names) < 2:
+        why = f"only one class folder ({names[0]!r}) holds images; need at least 2"
+    if why:
+        if require_labels:
+            raise StraightflowError(f"images in {path} are not in one subfolder per class: {why}")
+        return ()
+    if require_labels:
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if sub.name not in names:
+                raise StraightflowError(f"class folder {sub.name} in {path} holds no images")
+    return names
+
+
+def load_image_folder(path: Path, options: DataOptions = DataOptions(), *, require_labels: bool = False) -> ImageSource:
     """Every PNG/JPEG/... under ``path`` (recursively, sorted by path).
 
     All grayscale -> 1 channel, otherwise RGB (alpha dropped). Sizes must
     agree unless ``--image-size N`` is given, which resizes every image to
     N x N (antialiased bilinear; aspect ratio not kept).
+
+    A folder with one subfolder per class (every image in ``path/<class>/``,
+    at least 2 such subfolders) is labelled: the class names are the sorted
+    subfolder names. ``require_labels`` makes any other layout, and a class
+    folder without images, an error.
     """
     heldout_fraction, split_seed, hflip, size = _opts(options)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} files found")
+    class_names = _folder_classes(path, files, require_labels)
     images = [_read_image(f) for f in files]
     gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
     mode = "L" if gray else "RGB"
@@ -156,7 +227,13 @@ def load_image_folder(path: Path, options: DataOptions = DataOptions()) -> Image
         arrays.append(_resize(a[None], size)[0] if size else a)
     x = torch.stack(arrays).clamp(-1, 1)
     tr, ho = _split(len(x), heldout_fraction, split_seed, f"image folder {path}")
-    return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
+    key = f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px"
+    if not class_names:
+        return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=key)
+    index = {name: i for i, name in enumerate(class_names)}
+    y = torch.tensor([index[f.relative_to(path).parts[0]] for f in files], dtype=torch.int64)
+    key += f"-classes-{'|'.join(class_names)}"  # a classifier feature net cached for this key knows these classes
+    return ImageSource(str(path), x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho], class_names=class_names)
 
 
 # ---------------------------------------------------------------- .npy arrays
@@ -196,10 +273,11 @@ def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageS
     return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
 
 
-def image_path_loader(path: Path, options: DataOptions) -> DataSource | None:
-    """Folders and 3-/4-d ``.npy`` arrays are images; None for anything else."""
+def image_path_loader(path: Path, options: DataOptions, *, require_labels: bool = False) -> DataSource | None:
+    """Folders and 3-/4-d ``.npy`` arrays are images; None for anything else
+    (``require_labels``: see :func:`load_image_folder`)."""
     if path.is_dir():
-        return load_image_folder(path, options)
+        return load_image_folder(path, options, require_labels=require_labels)
     if path.suffix.lower() == ".npy":
         try:
             ndim = np.load(path, mmap_mode="r", allow_pickle=False).ndim
@@ -236,7 +314,10 @@ def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
 
     x_train = tensor(train)
     labels = torch.as_tensor(np.asarray(train.targets), dtype=torch.int64)
-    return ImageSource(name, x_train, tensor(test), labels=labels, hflip=hflip, key=f"{name}-{x_train.shape[-1]}px")
+    test_labels = torch.as_tensor(np.asarray(test.targets), dtype=torch.int64)
+    names = tuple(getattr(train, "classes", ()) or ())
+    return ImageSource(name, x_train, tensor(test), labels=labels, hflip=hflip, key=f"{name}-{x_train.shape[-1]}px",
+                       heldout_labels=test_labels, class_names=names or None)
 
 
 def load_mnist(options: DataOptions = DataOptions()) -> ImageSource:

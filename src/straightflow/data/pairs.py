@@ -11,7 +11,8 @@ Folder layout::
     PAIRDIR/settings.json           what the pairs are (teacher, checkpoint, solver, NFE, seed, shape)
     PAIRDIR/shard-00000.z.npy       (count, *shape) float32 noise
     PAIRDIR/shard-00000.x.npy       (count, *shape) float32 teacher samples
-    PAIRDIR/shard-00000.json        start, count, sha256 of both arrays (written last)
+    PAIRDIR/shard-00000.y.npy       (count,) int64 class labels (pairs of a conditional teacher only)
+    PAIRDIR/shard-00000.json        start, count, sha256 of the arrays (written last)
     PAIRDIR/manifest.json           settings + n, held-out count, shard list (written at the end)
 
 Reproducibility: the noise of pair ``i`` depends only on ``(seed, i)`` (it is
@@ -82,9 +83,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _npy_bytes(arr: np.ndarray) -> bytes:
+def _npy_bytes(arr: np.ndarray, dtype=np.float32) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(arr, dtype=dtype), allow_pickle=False)
     return buf.getvalue()
 
 
@@ -93,8 +94,13 @@ def _shard_names(index: int) -> tuple[str, str, str]:
     return f"{stem}.z.npy", f"{stem}.x.npy", f"{stem}.json"
 
 
-def write_shard(out: Path, index: int, start: int, z: np.ndarray, x: np.ndarray, settings: dict, nfe_used: int) -> dict:
-    """Write one shard atomically; the sidecar (written last) marks it complete."""
+def _labels_name(index: int) -> str:
+    return f"shard-{index:05d}.y.npy"
+
+
+def write_shard(out: Path, index: int, start: int, z: np.ndarray, x: np.ndarray, settings: dict, nfe_used: int,
+                y: np.ndarray | None = None) -> dict:
+    """Write one shard atomically (``y``: int64 labels of a conditional teacher); the sidecar (written last) marks it complete."""
     z_name, x_name, side_name = _shard_names(index)
     zb, xb = _npy_bytes(z), _npy_bytes(x)
     atomic_write(out / z_name, zb)
@@ -103,6 +109,10 @@ def write_shard(out: Path, index: int, start: int, z: np.ndarray, x: np.ndarray,
         "index": index, "start": start, "count": int(z.shape[0]), "z": z_name, "x": x_name,
         "z_sha256": hashlib.sha256(zb).hexdigest(), "x_sha256": hashlib.sha256(xb).hexdigest(), "nfe": int(nfe_used),
     }
+    if y is not None:
+        yb = _npy_bytes(y, np.int64)
+        atomic_write(out / _labels_name(index), yb)
+        entry.update({"y": _labels_name(index), "y_sha256": hashlib.sha256(yb).hexdigest()})
     atomic_write(out / side_name, json.dumps({"settings": settings, **entry}, indent=1).encode())
     return entry
 
@@ -116,7 +126,10 @@ def complete_shard(out: Path, index: int, start: int, count: int, settings: dict
         return None
     if side.get("settings") != settings or side.get("start") != start or side.get("count") != count:
         return None
-    for key, name in (("z_sha256", z_name), ("x_sha256", x_name)):
+    files = [("z_sha256", z_name), ("x_sha256", x_name)]
+    if "classes" in settings:  # a conditional teacher's shard must hold its labels
+        files.append(("y_sha256", _labels_name(index)))
+    for key, name in files:
         if not (out / name).is_file() or _sha256_file(out / name) != side.get(key):
             return None
     return {k: v for k, v in side.items() if k != "settings"}
@@ -189,12 +202,17 @@ class PairData(DataSource):
     uniformly, with the caller's generator, from the training part (all but the
     last ``heldout`` pairs); shards are memory-mapped, so memory stays bounded.
     ``reference``, ``floor_reference``, (de)normalisation, shape and kind are
-    the base (teacher's) data source's, so evaluation is unchanged.
+    the base (teacher's) data source's, so evaluation is unchanged. Pairs of a
+    conditional teacher carry the class each x* was generated for
+    (``sample_train_labeled`` returns ``((x*, z), y)``).
     """
 
     def __init__(self, folder: Path, manifest: dict, base: DataSource):
         self.folder, self.manifest, self.base = Path(folder), manifest, base
         self.name, self.shape, self.kind = base.name, tuple(base.shape), base.kind
+        self.class_names = tuple(base.class_names)
+        #: the pairs record a class label per pair (made by a conditional teacher)
+        self.has_labels = "classes" in manifest
         shards = manifest["shards"]
         self.counts = np.array([int(s["count"]) for s in shards], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
@@ -205,12 +223,16 @@ class PairData(DataSource):
             raise StraightflowError(f"pairs folder {folder} has no training pairs ({self.n} pairs, {self.heldout} held out)")
         self.device = torch.device("cpu")
         self._arrays: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(shards)
+        self._label_arrays: list[np.ndarray | None] = [None] * len(shards)
         for i in range(len(shards)):  # fail early, on headers only, if a file is missing or of the wrong shape
             self._shard(i)
+            if self.has_labels:
+                self._labels(i)
 
     @classmethod
-    def open(cls, folder: str | Path, base: DataSource | None = None) -> "PairData":
-        """Open ``folder``; ``base`` defaults to the teacher's data source from the manifest."""
+    def open(cls, folder: str | Path, base: DataSource | None = None, labels: bool = False) -> "PairData":
+        """Open ``folder``; ``base`` defaults to the teacher's data source from the manifest;
+        ``labels=True`` (a conditional student) requires pairs with class labels."""
         manifest = read_manifest(folder)
         if base is None:
             from . import load_data
@@ -221,6 +243,10 @@ class PairData(DataSource):
             base = load_data(tcfg["data"], tcfg)
         if list(manifest["shape"]) != list(base.shape):
             raise StraightflowError(f"pairs in {folder} have shape {tuple(manifest['shape'])} but data {base.name} has shape {tuple(base.shape)}")
+        if labels and "classes" not in manifest:
+            raise StraightflowError(f"pairs in {folder} hold no class labels (an unconditional teacher made them): a conditional student needs pairs of a conditional teacher")
+        if "classes" in manifest and list(manifest["classes"]) != list(base.class_names):
+            raise StraightflowError(f"pairs in {folder} are labelled with classes {manifest['classes']} but data {base.name} has {list(base.class_names)}")
         return cls(Path(folder), manifest, base)
 
     def _shard(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,15 +278,54 @@ class PairData(DataSource):
             x[mask], z[mask] = xs[rows], zs[rows]
         return torch.from_numpy(x), torch.from_numpy(z)
 
+    def gather_labels(self, idx: np.ndarray) -> torch.Tensor:
+        """Class labels (int64, CPU) of the pairs at global indices ``idx``."""
+        if not self.has_labels:
+            raise StraightflowError(f"pairs in {self.folder} hold no class labels")
+        idx = np.asarray(idx, dtype=np.int64)
+        which = np.searchsorted(self.starts, idx, side="right") - 1
+        y = np.empty(idx.shape[0], dtype=np.int64)
+        for s in np.unique(which):
+            mask = which == s
+            y[mask] = self._labels(int(s))[idx[mask] - self.starts[s]]
+        return torch.from_numpy(y)
+
+    def _labels(self, i: int) -> np.ndarray:
+        if self._label_arrays[i] is None:
+            entry = self.manifest["shards"][i]
+            path = self.folder / str(entry.get("y", ""))
+            try:
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise StraightflowError(f"pairs labels {path} are missing or unreadable ({str(exc).splitlines()[0]})") from None
+            if arr.shape != (int(entry["count"]),) or arr.dtype != np.int64:
+                raise StraightflowError(f"pairs labels {path} have shape {arr.shape} {arr.dtype}; the manifest says ({entry['count']},) int64")
+            self._label_arrays[i] = arr
+        return self._label_arrays[i]
+
+    def _train_index(self, n: int, generator: torch.Generator) -> np.ndarray:
+        return torch.randint(0, self.n_train, (n,), generator=generator, device=generator.device).cpu().numpy()
+
     def sample_train(self, n: int, generator: torch.Generator):
-        idx = torch.randint(0, self.n_train, (n,), generator=generator, device=generator.device).cpu().numpy()
-        x, z = self.gather(idx)
+        x, z = self.gather(self._train_index(n, generator))
         return x.to(self.device), z.to(self.device)
+
+    def sample_train_labeled(self, n: int, generator: torch.Generator):
+        idx = self._train_index(n, generator)
+        x, z = self.gather(idx)
+        return (x.to(self.device), z.to(self.device)), self.gather_labels(idx).to(self.device)
 
     def heldout_pairs(self, max_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The held-out pairs (x*, z), CPU, model units (the first ``max_n`` of them)."""
+        return self.gather(self._heldout_index(max_n))
+
+    def heldout_labels(self, max_n: int | None = None) -> torch.Tensor:
+        """The class labels of :meth:`heldout_pairs`."""
+        return self.gather_labels(self._heldout_index(max_n))
+
+    def _heldout_index(self, max_n: int | None) -> np.ndarray:
         count = self.heldout if max_n is None else min(self.heldout, max_n)
-        return self.gather(np.arange(self.n_train, self.n_train + count))
+        return np.arange(self.n_train, self.n_train + count)
 
     def to(self, device) -> "PairData":
         self.device = torch.device(device)
@@ -273,6 +338,15 @@ class PairData(DataSource):
     def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
         return self.base.floor_reference(n, seed)
 
+    def reference_labeled(self, n: int, seed: int = 0):
+        return self.base.reference_labeled(n, seed)
+
+    def floor_reference_labeled(self, n: int, seed: int = 0):
+        return self.base.floor_reference_labeled(n, seed)
+
+    def class_probs(self) -> torch.Tensor:
+        return self.base.class_probs()
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.normalize(x)
 
@@ -282,4 +356,6 @@ class PairData(DataSource):
     def describe(self) -> str:
         m = self.manifest
         src = f"{m.get('solver') or 'given'}@{m.get('nfe')}" if m.get("solver") else "given pairs"
+        if self.has_labels:
+            src += f", labelled, guidance {m.get('guidance', 1.0):g}"
         return f"{self.n_train:,} teacher pairs ({src}, {self.heldout:,} held out) of {self.base.describe()}"

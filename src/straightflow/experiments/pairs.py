@@ -23,16 +23,26 @@ TEACHER_KINDS = ("velocity", "sampler")
 
 def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "euler", nfe: int = 128, seed: int = 0,
                    shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                   device: str = "auto", progress: bool = True) -> dict:
-    """Pairs of the teacher run's EMA velocity (model units) solved by ``solver`` at ``nfe``."""
+                   device: str = "auto", progress: bool = True, guidance: float | None = None) -> dict:
+    """Pairs of the teacher run's EMA velocity (model units) solved by ``solver`` at ``nfe``.
+
+    A conditional teacher labels every pair (classes drawn from the data's class frequencies)
+    and solves the guided velocity at ``guidance`` (default 1: the plain conditional model).
+    """
     ctx = init_distributed(device)
     try:
         run = Run.load(teacher, device=str(ctx.device))
+        conditional = run.module.conditional
+        if guidance is not None and not conditional:
+            raise StraightflowError(f"--guidance needs a conditional teacher; {teacher} was trained without --conditional")
         settings = {"teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name, "teacher_step": run.step}
         manifest = {"teacher_kind": "run", "teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(), "data": run.cfg.data}
-        return generate_pairs(VelocityTeacher(run.velocity, solver, nfe), n, out, tuple(run.data.shape), seed=seed, prior=run.prior,
+        velocity_teacher = VelocityTeacher(run.velocity, solver, nfe, 1.0 if guidance is None else guidance, run.module.null_label)
+        return generate_pairs(velocity_teacher, n, out, tuple(run.data.shape), seed=seed, prior=run.prior,
                               shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
-                              settings=settings, manifest=manifest, ctx=ctx)
+                              settings=settings, manifest=manifest, ctx=ctx,
+                              class_names=run.data.class_names if conditional else None,
+                              class_probs=run.data.class_probs() if conditional else None)
     finally:
         shutdown_distributed(ctx)
 

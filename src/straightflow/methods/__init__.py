@@ -34,10 +34,14 @@ def build_module(cfg, data, velocity_net: nn.Module | None = None, encoder: nn.M
     the config) and the method's coupling (the curvature method wraps ``encoder`` if given)."""
     method = get_method(cfg.method)
     method.validate(cfg)
+    if cfg.conditional and data.num_classes < 2:
+        why = "has no class labels" if not data.num_classes else "has a single class"
+        raise StraightflowError(f"--conditional needs labelled data with at least 2 classes; {data.name} {why} (see docs/conditional.md)")
     prior = make_prior(cfg.prior, data.shape)
     velocity = velocity_net if velocity_net is not None else build_model(cfg, data)
     coupling = method.build_coupling(cfg, data, prior, encoder)
-    return FlowTrainingModule(velocity, coupling), method, prior
+    num_classes = data.num_classes if cfg.conditional else 0
+    return FlowTrainingModule(velocity, coupling, num_classes=num_classes, cond_drop=cfg.cond_drop), method, prior
 
 
 __all__ = ["METHODS", "Method", "FlowTrainingModule", "get_method", "build_module"]

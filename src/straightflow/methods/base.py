@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..conditioning import drop_labels
 from ..couplings import Coupling, IndependentCoupling
 from ..objectives import VelocityObjective
 
@@ -50,8 +51,9 @@ class Method:
     def prepare(self, module: nn.Module, cfg, data) -> None:
         """Before training: e.g. copy a teacher's weights into the student."""
 
-    def evaluate_extra(self, run, reference: torch.Tensor, n: int, seed: int, nfes: list[int], solver: str, metric) -> dict:
-        """Extra ``eval`` keys of runs of this method."""
+    def evaluate_extra(self, run, reference: torch.Tensor, n: int, seed: int, nfes: list[int], solver: str, metric,
+                       labels: torch.Tensor | None = None) -> dict:
+        """Extra ``eval`` keys of runs of this method (``labels``: the reference's, for conditional runs)."""
         return {}
 
 
@@ -61,19 +63,37 @@ class FlowTrainingModule(nn.Module):
     Wrapping both in one module lets DDP synchronise every trained parameter
     (the learned coupling's included) and lets one EMA average them all.
     ``objective`` is set for training (``Method.build_objective``); a loaded run has none.
+    Class-conditional (``num_classes > 0``): ``forward(batch, generator, y)``; the coupling
+    sees the true labels, the objective labels replaced by the null class (index
+    ``num_classes``) at rate ``cond_drop`` (classifier-free guidance, ``docs/conditional.md``).
     """
 
-    def __init__(self, velocity: nn.Module, coupling: Coupling, objective=None):
+    def __init__(self, velocity: nn.Module, coupling: Coupling, objective=None, num_classes: int = 0, cond_drop: float = 0.0):
         super().__init__()
         self.velocity = velocity
         self.coupling = coupling
         self.objective = objective
+        self.num_classes, self.cond_drop = int(num_classes), float(cond_drop)
 
-    def forward(self, batch, generator: torch.Generator):
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def null_label(self) -> int | None:
+        """The null class of classifier-free guidance (None for an unconditional model)."""
+        return self.num_classes if self.conditional else None
+
+    def forward(self, batch, generator: torch.Generator, y: torch.Tensor | None = None):
         if self.objective is None:
             raise RuntimeError("FlowTrainingModule has no objective: set module.objective (e.g. from Method.build_objective)")
-        pair = self.coupling(batch, generator)
-        loss, stats = self.objective(self.velocity, pair.x, pair.z, generator)
+        if (y is not None) != self.conditional:
+            raise RuntimeError("a conditional module needs labels y and an unconditional one takes none")
+        pair = self.coupling(batch, generator, y)
+        if y is None:
+            loss, stats = self.objective(self.velocity, pair.x, pair.z, generator)
+        else:
+            loss, stats = self.objective(self.velocity, pair.x, pair.z, generator, y=drop_labels(pair.y, self.cond_drop, self.num_classes, generator))
         stats = dict(stats)
         stats.update(pair.stats)
         if pair.aux_loss is not None:

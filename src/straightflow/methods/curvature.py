@@ -48,10 +48,10 @@ class Curvature(Method):
         return LearnedGaussianCoupling(prior, None if math.isinf(cfg.beta) else encoder, cfg.beta)
 
     @torch.no_grad()
-    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric) -> dict:
+    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric, labels=None) -> dict:
         """kl, z norms and the reconstruction quality per NFE (Fig. 8)."""
         coupling = run.module.coupling
-        _, kl, z_norm = encode_sample(run, reference[:n], seed)
+        _, kl, z_norm = encode_sample(run, reference[:n], seed, labels=None if labels is None else labels[:n])
         prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)
         out: dict = {
             "kl": float(kl.mean()),
@@ -62,11 +62,15 @@ class Curvature(Method):
         # reconstruction: x -> z ~ q_phi(z|x) -> ODE (same solver and NFE) -> x_rec, on a second
         # sample of the data (independent of ``reference``), so a perfect encoder + ODE scores the
         # two-sample floor rather than 0
-        src = run.data.floor_reference(reference.shape[0], seed)[:n]
-        z, _, _ = encode_sample(run, src, seed + 1)
+        if run.conditional:
+            src, src_labels = run.data.floor_reference_labeled(reference.shape[0], seed)
+            src, src_labels = src[:n], src_labels[:n]
+        else:
+            src, src_labels = run.data.floor_reference(reference.shape[0], seed)[:n], None
+        z, _, _ = encode_sample(run, src, seed + 1, labels=src_labels)
         rows = []
         for k in nfes:
-            res = run.solve_from(z, k, solver)
+            res = run.solve_from(z, k, solver, labels=src_labels)
             row = {"nfe": res.nfe, "nfe_requested": k, "solver": solver}
             row.update({f"recon_{name}": v for name, v in metric.score(res.samples, reference).items()})
             row["recon_mse"] = float((res.samples - src).pow(2).mean())  # per element, data units
@@ -79,8 +83,8 @@ class Curvature(Method):
 
 
 @torch.no_grad()
-def encode_sample(run, x_data: torch.Tensor, seed: int, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z ~ q_phi(z|x) for data-unit ``x_data`` (model units, CPU), with the per-sample KL per dimension and ||z||.
+def encode_sample(run, x_data: torch.Tensor, seed: int, batch_size: int = 4096, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z ~ q_phi(z|x) (q_phi(z|x, y) given ``labels``) for data-unit ``x_data`` (model units, CPU), with the per-sample KL per dimension and ||z||.
 
     The noise is the ``"encode"`` stream of ``seed``, so the result does not depend on the device or batch size.
     """
@@ -89,7 +93,7 @@ def encode_sample(run, x_data: torch.Tensor, seed: int, batch_size: int = 4096) 
     zs, kls = [], []
     for s in range(0, x_data.shape[0], batch_size):
         x = run.data.normalize(x_data[s : s + batch_size].to(run.device))
-        mu, logvar = coupling.encode(x)
+        mu, logvar = coupling.encode(x, None if labels is None else labels[s : s + batch_size].to(run.device))
         eps = eps_all[s : s + batch_size].to(run.device, x.dtype)
         zs.append((mu + torch.exp(0.5 * logvar) * eps).cpu())
         kls.append(run.prior.kl_per_dim(mu, logvar).cpu())

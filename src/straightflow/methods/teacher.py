@@ -37,7 +37,7 @@ class PairMethod(Method):
             init_from_teacher(module, cfg, data)
 
     @torch.no_grad()
-    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric) -> dict:
+    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric, labels=None) -> dict:
         return evaluate_pairs(run, n, nfes, solver)
 
 
@@ -70,10 +70,11 @@ def evaluate_pairs(run, n: int, nfes: list[int], solver: str) -> dict:
         return {"pairs_note": "the pairs folder holds no held-out pairs"}
     x, z = pairs.heldout_pairs(max_n=max(n, 1))
     x, z = x.to(run.device), z.to(run.device)
-    out = {"heldout_pairs": int(x.shape[0]), "distill_error": float((one_step(run.velocity, z) - x).pow(2).mean())}
+    y = pairs.heldout_labels(max_n=max(n, 1)).to(run.device) if run.conditional else None  # the class each x* was made for
+    out = {"heldout_pairs": int(x.shape[0]), "distill_error": float((one_step(run.velocity, z, y) - x).pow(2).mean())}
     rows = []
     for k in nfes:
-        res = solve(run.velocity, z, solver, k)
+        res = solve(run.velocity_fn(y), z, solver, k)
         rows.append({"nfe": res.nfe, "solver": solver, "pair_mse": float((res.samples - x).pow(2).mean())})
     if rows:
         out["pair_results"] = rows

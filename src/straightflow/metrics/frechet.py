@@ -110,6 +110,17 @@ def classifier_features(data, seed: int = 0) -> tuple[FeatureCNN, str]:
     return net, name
 
 
+@torch.inference_mode()
+def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of ``images`` (in [-1, 1], clipped) that ``classifier`` assigns to their ``labels``."""
+    classifier = classifier.cpu().eval()
+    hits = 0
+    for s in range(0, images.shape[0], batch_size):
+        logits = classifier(images[s : s + batch_size].cpu().float().clamp(-1, 1))
+        hits += int((logits.argmax(dim=1) == labels[s : s + batch_size].cpu()).sum())
+    return hits / max(1, images.shape[0])
+
+
 def random_features(shape) -> tuple[FeatureCNN, str]:
     """The feature CNN with seeded He-normal weights (scale-preserving, so
     features respond to pixel shifts at every depth) and zero biases."""

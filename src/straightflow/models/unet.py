@@ -3,7 +3,9 @@
 Architecture (after Song et al. 2021's DDPM++ as configured in the curvature
 paper's Table 4, written fresh here):
 
-- sinusoidal time embedding of t (scaled by 1000) -> 2-layer MLP (4 x channels);
+- sinusoidal time embedding of t (scaled by 1000) -> 2-layer MLP (4 x channels),
+  plus a learned class embedding when ``num_classes > 0`` (``forward(x, t, y)``;
+  ``y`` None = the null class of classifier-free guidance);
 - a 3x3 input conv, then per resolution level ``num_res_blocks`` residual
   blocks (GroupNorm, SiLU, conv, + projected time embedding, GroupNorm, SiLU,
   dropout, conv; skip connections rescaled by 1/sqrt(2)), self-attention at
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StraightflowError
-from .embedding import SinusoidalTimeEmbedding
+from .embedding import LabelEmbedding, SinusoidalTimeEmbedding, conditioning
 
 #: Named UNet settings. ``mnist`` / ``cifar10``: the curvature paper's Table 4
 #: (GPU). ``digits-cpu``: the CPU default, used automatically for 8x8 data.
@@ -129,6 +131,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         amp: str = "none",
         compile: bool = False,
+        num_classes: int = 0,
     ):
         super().__init__()
         if channels < 1 or num_res_blocks < 1 or not channel_mult or min(channel_mult) < 1:
@@ -136,6 +139,7 @@ class UNet(nn.Module):
         self.amp, self.use_compile = amp, compile
         emb_dim = 4 * channels
         self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(channels + channels % 2), nn.Linear(channels + channels % 2, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         ch, res, skips = channels, resolution, [channels]
@@ -161,8 +165,8 @@ class UNet(nn.Module):
         self.out_norm = nn.GroupNorm(_groups(ch), ch)
         self.out = nn.Conv2d(ch, out_channels or in_channels, 3, padding=1)
 
-    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embed(t)
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = conditioning(self.time_embed(t), self.label_embed, y)
         h = self.conv_in(x)
         hs, sizes = [h], []
         for block in self.down:
@@ -178,7 +182,7 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(F.silu(self.out_norm(h)))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         fn = self._forward
         if self.use_compile and x.is_cuda:
             # compiled lazily per instance (the EMA copy gets its own, not this one's)
@@ -188,8 +192,8 @@ class UNet(nn.Module):
             fn = self.__dict__["_compiled"]
         if self.amp == "bf16" and x.is_cuda:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                return fn(x, t).float()
-        return fn(x, t)
+                return fn(x, t, y).float()
+        return fn(x, t, y)
 
     def __getstate__(self):  # compiled functions are not copied or pickled
         state = self.__dict__.copy()
@@ -229,7 +233,7 @@ def unet_settings(cfg, shape) -> dict:
     return out
 
 
-def build_unet(cfg, shape, out_mult: int = 1, size: str = "full") -> UNet:
+def build_unet(cfg, shape, out_mult: int = 1, size: str = "full", num_classes: int = 0) -> UNet:
     """Registry builder (``MODELS["unet"]``). ``size="small"`` (the curvature
     method's encoder): a quarter of the channels and half the blocks per level,
     about 20x fewer parameters (for ``cifar10`` this is the ``mnist``-sized
@@ -252,4 +256,5 @@ def build_unet(cfg, shape, out_mult: int = 1, size: str = "full") -> UNet:
         dropout=float(s["dropout"]),
         amp=amp,
         compile=bool(cfg.compile) and torch.cuda.is_available(),
+        num_classes=num_classes,
     )

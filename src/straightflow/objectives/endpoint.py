@@ -67,7 +67,8 @@ def load_lpips(path: str):
 
 @dataclass
 class LinesObjective:
-    """``loss, stats = LinesObjective(...)(net, x_star, z, generator)`` for any ``net(x_t, t)``.
+    """``loss, stats = LinesObjective(...)(net, x_star, z, generator)`` for any ``net(x_t, t)``
+    (``net(x_t, t, y)`` given labels ``y``; the critic stays unconditional).
 
     ``lpips``: a distance module, needed for ``recon="lpips"``; ``adversary``: an
     :class:`~straightflow.objectives.adversarial.AdversarialTerm`, weighted by ``adv_weight``.
@@ -102,9 +103,9 @@ class LinesObjective:
             return sampler_times(n, self.sampler_steps, generator, device)
         return sample_times(n, generator, self.t_min, device=device)
 
-    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         t = self.times(x.shape[0], generator, x.device)
-        x_hat = predict_data(net, interpolate(x, z, t), t)
+        x_hat = predict_data(net, interpolate(x, z, t), t, y)
         loss = self.recon_loss(x_hat, x)
         stats = {"recon_loss": loss.detach()}
         if self.adversary is not None and self.adv_weight > 0:

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
+from ..conditioning import call_velocity
 from ..paths import interpolate, sample_times, velocity_target
 
 
 @dataclass
 class VelocityObjective:
-    """``loss, stats = VelocityObjective()(net, x, z, generator)`` for any ``net(x_t, t)``."""
+    """``loss, stats = VelocityObjective()(net, x, z, generator)`` for any ``net(x_t, t)``
+    (``net(x_t, t, y)`` when labels ``y`` are given)."""
 
     t_min: float = 1e-5
 
-    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         t = sample_times(x.shape[0], generator, self.t_min, device=x.device)
-        loss = (net(interpolate(x, z, t), t) - velocity_target(x, z)).pow(2).mean()
+        loss = (call_velocity(net, interpolate(x, z, t), t, y) - velocity_target(x, z)).pow(2).mean()
         return loss, {"flow_loss": loss.detach()}

@@ -1,7 +1,8 @@
 """Figures of trained runs and sweeps (matplotlib's object API: no pyplot, no backend switch).
 
 :data:`PLOTS` is the static table behind ``straightflow plot --kind K``; every entry
-is ``fn(run, out, n=None, nfe=None, solver=None, seed=0)``.
+is ``fn(run, out, n=None, nfe=None, solver=None, seed=0, classes=None, guidance=None)``
+(the last two for class-conditional runs).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable
 from ..errors import StraightflowError
 from .curvature import plot_trajectories, plot_znorm
 from .figure import save, subplots
-from .images import plot_grid, plot_xhat, save_grid
+from .images import plot_grid, plot_xhat, save_class_grid, save_grid
 from .trajectories import draw_paths, plot_reverse_paths
 
 PLOTS: dict[str, Callable] = {
@@ -23,17 +24,20 @@ PLOTS: dict[str, Callable] = {
 }
 
 
-def save_samples_png(run, samples, out: Path) -> None:
-    """``sample --out FILE.png``: an image grid, or a scatter of 2D points."""
+def save_samples_png(run, samples, out: Path, labels=None) -> None:
+    """``sample --out FILE.png``: an image grid (one row per class when ``labels`` span several), or a scatter of 2D points."""
     if run.data.kind == "image":
-        save_grid(samples, Path(out))
+        if labels is not None and len(set(labels.tolist())) > 1:
+            save_class_grid(samples, labels, run.class_names, Path(out))
+        else:
+            save_grid(samples, Path(out))
         return
     if samples.shape[1] != 2:
         raise StraightflowError(f"--out .png needs 2D or image data; this run's samples have {samples.shape[1]} dimensions (use .npy)")
     fig, ax = subplots(figsize=(4, 4))
-    ax.scatter(samples[:, 0], samples[:, 1], s=2)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, c=None if labels is None else labels.numpy(), cmap="tab10" if labels is not None else None)
     ax.set_aspect("equal", adjustable="datalim")
     save(fig, out)
 
 
-__all__ = ["PLOTS", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths"]
+__all__ = ["PLOTS", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid"]

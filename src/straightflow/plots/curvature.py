@@ -34,9 +34,9 @@ from .trajectories import draw_paths, plot_reverse_paths, require_2d
 @torch.no_grad()
 def forward_pairs(run, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, z) training pairs of the run's own coupling on held-out x, both in data units."""
-    x = run.data.reference(n, seed)
+    x, y = run.heldout(n, seed)
     g = torch.Generator(device=run.device).manual_seed(stream_seed("forward", seed))
-    pair = run.module.coupling(run.data.normalize(x.to(run.device)), g)
+    pair = run.module.coupling(run.data.normalize(x.to(run.device)), g, None if y is None else y.to(run.device))
     return x, run.data.denormalize(pair.z).cpu()
 
 
@@ -56,12 +56,13 @@ def _beta_text(run) -> str:
     return "beta = inf" if math.isinf(run.cfg.beta) else f"beta = {run.cfg.beta:g}"
 
 
-def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
+        classes=None, guidance: float | None = None) -> None:
     """Forward (x -> z ~ q_phi(z|x)) and reverse (z ~ N(0, I) -> x) trajectories side by side."""
     require_2d(run)
     n = n or 300
     x, z = forward_pairs(run, n, seed)
-    res = run.sample(n, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True)
+    res = run.sample(n, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes, guidance=guidance)
     data = run.data.reference(2000, seed)
     fig, axes = subplots(1, 2, figsize=(9, 4.6))
     draw_forward(axes[0], x, z, f"forward: x -> z ~ q_phi(z|x) ({_beta_text(run)})")
@@ -77,19 +78,21 @@ def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None =
     _save(fig, out)
 
 
-def plot_trajectories(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+def plot_trajectories(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
+        classes=None, guidance: float | None = None) -> None:
     """``plot --kind trajectories``: forward + reverse paths for a run with a learned coupling, else reverse paths."""
     if hasattr(run.module.coupling, "encode"):
-        return plot_forward_reverse(run, out, n, nfe, solver, seed)
-    return plot_reverse_paths(run, out, n, nfe, solver, seed)
+        return plot_forward_reverse(run, out, n, nfe, solver, seed, classes, guidance)
+    return plot_reverse_paths(run, out, n, nfe, solver, seed, classes, guidance)
 
 
-def plot_znorm(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+def plot_znorm(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
+        classes=None, guidance: float | None = None) -> None:
     """Histogram of ||z|| with z ~ q_phi(z|x), x held out, against z ~ p(z) (Fig. 8b)."""
     if not hasattr(run.module.coupling, "encode"):
         raise StraightflowError(f"--kind znorm needs a run with a learned coupling (--method curvature); {run.dir} is {run.cfg.method}")
-    x = run.data.reference(n or 2000, seed)
-    _, _, z_norm = encode_sample(run, x, seed)
+    x, y = run.heldout(n or 2000, seed)
+    _, _, z_norm = encode_sample(run, x, seed, labels=y)
     prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)
     fig, ax = subplots(figsize=(5, 3.6))
     hi = float(torch.quantile(torch.cat([z_norm, prior_norm]), 0.995))

@@ -26,10 +26,11 @@ def require_2d(run) -> None:
         raise StraightflowError(f"trajectory plots need 2D data; {run.cfg.data} has shape {tuple(run.data.shape)} (use --kind grid for images)")
 
 
-def plot_reverse_paths(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0) -> None:
+def plot_reverse_paths(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
+        classes=None, guidance: float | None = None) -> None:
     """Reverse (generative) paths of ``n`` (300) samples at ``nfe`` (100) steps over held-out data."""
     require_2d(run)
-    res = run.sample(n or 300, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True)
+    res = run.sample(n or 300, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes, guidance=guidance)
     fig, ax = subplots(figsize=(5, 5))
     draw_paths(ax, res.trajectory, run.data.reference(2000, seed), f"{run.cfg.method} on {run.cfg.data}: reverse paths ({res.solver}, NFE {res.nfe})")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)

@@ -43,6 +43,7 @@ def rank_seed(seed: int, rank: int) -> int:
 INHERITED_FIELDS = (
     "data", "prior", "model", "width", "depth", "time_embed_dim", "heldout_fraction", "split_seed",
     "image_size", "data_root", "preset", "channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout",
+    "label_column", "conditional",
 )
 
 
@@ -158,9 +159,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         raise StraightflowError(f"encoder_net= is the curvature method's learned coupling; --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
-    data = load_data(cfg.data, cfg)
+    data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
     if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
-        data = PairData.open(cfg.pairs, base=data)
+        data = PairData.open(cfg.pairs, base=data, labels=cfg.conditional)
     data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     module, method, _ = build_module(cfg, data, velocity_net, encoder_net)
@@ -203,6 +204,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         "shape": list(data.shape),
         "velocity_parameters": count_parameters(module.velocity),
     }
+    if module.conditional:
+        meta["classes"] = list(data.class_names)
     n_params = meta["velocity_parameters"]
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -212,6 +215,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         print(
             f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
             f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
+            + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if module.conditional else "")
             + f" | device {device} x{ctx.world_size} | run dir {out}"
         )
     ctx.barrier()
@@ -249,8 +253,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
             lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = data.sample_train(local_batch, generator)
-            loss, stats = train_module(batch, generator)
+            if module.conditional:
+                batch, labels = data.sample_train_labeled(local_batch, generator)
+                loss, stats = train_module(batch, generator, labels)
+            else:
+                loss, stats = train_module(data.sample_train(local_batch, generator), generator)
             if not torch.isfinite(loss):  # stop at once: nothing non-finite reaches the weights or a checkpoint
                 raise diverged(step + 1, f"the loss is {float(loss.detach())}")
             optimizer.zero_grad(set_to_none=True)
