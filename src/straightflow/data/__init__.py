@@ -39,6 +39,8 @@ def load_data(spec: str, options=None, require_labels: bool = False) -> DataSour
     """
     options = DataOptions.of(options)
     source = _resolve(spec, options, require_labels)
+    if options.label_column and not isinstance(source, PointCloud):
+        raise StraightflowError(f"label_column applies to point-cloud files (.csv/.npy); {spec} is {source.kind} data with its own labels, if any")
     if require_labels and not source.num_classes:
         if isinstance(source, PointCloud):
             raise StraightflowError(f"{source.name} has no class labels: name the column that holds them with label_column (a 0-based index or a CSV header name)")
