@@ -15,6 +15,7 @@ network evaluations that took.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,10 +120,11 @@ class Run:
             raise self._not_conditional()
         if isinstance(name, str) and name in names:
             return names.index(name)
-        try:
+        index = -1
+        if isinstance(name, str) and name.strip().lstrip("-").isdigit():
             index = int(name)
-        except (TypeError, ValueError):
-            index = -1
+        elif isinstance(name, numbers.Integral) and not isinstance(name, bool):
+            index = int(name)
         if not 0 <= index < len(names):
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise StraightflowError(f"unknown class {name!r}: this run's classes are {shown} (or indices 0..{len(names) - 1}, or all)")
@@ -150,6 +152,8 @@ class Run:
             if labels is not None or guidance is not None:
                 raise self._not_conditional()
             return self.velocity
+        if labels is None:
+            raise StraightflowError(f"{self.dir} is class-conditional: its velocity needs labels (e.g. run.labels(n, 'all'))")
         return GuidedVelocity(self.velocity, labels.to(self.device), 1.0 if guidance is None else float(guidance), self.module.null_label)
 
     @torch.inference_mode()
