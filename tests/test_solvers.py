@@ -67,6 +67,22 @@ def test_rk45_is_accurate_and_counts_calls():
     torch.testing.assert_close(res.samples, z1 * math.exp(1e-3 - 1), rtol=1e-4, atol=1e-4)
 
 
+def test_rk45_to_zero_ends_at_t0_with_one_more_counted_call():
+    # dz/dt = z: z(t) = z1 exp(t - 1). Plain RK45 stops at t = 1e-3, off from z(0) by the
+    # factor exp(1e-3); to_zero adds x_hat = z - 1e-3 v(z, 1e-3), which lands on z(0) up to
+    # O(1e-6) (docs/api.md "Solvers").
+    z1 = torch.randn(3, 2, dtype=torch.float64)
+    at_zero = z1 * math.exp(-1)
+    plain = rk45(linear_field, z1)
+    finished = rk45(linear_field, z1, to_zero=True)
+    assert finished.nfe == plain.nfe + 1
+    torch.testing.assert_close(finished.samples, at_zero, rtol=2e-5, atol=2e-5)
+    assert (plain.samples - at_zero).abs().max() > 5e-4 * at_zero.abs().max()  # the old 1e-3 offset
+    traj = rk45(linear_field, z1, to_zero=True, return_trajectory=True)
+    assert traj.times[-1] == 0.0 and traj.times[-2] == pytest.approx(1e-3)
+    torch.testing.assert_close(traj.trajectory[-1], traj.samples)
+
+
 def test_trajectory_shapes_and_times():
     z1 = torch.randn(4, 2)
     res = solve(linear_field, z1, "euler", 8, return_trajectory=True)

@@ -237,7 +237,7 @@ def _add_pairs(p) -> None:
     p.add_argument("--data", default=None, help="with --teacher-callable: the data the teacher models (its shape, units and held-out set)")
     p.add_argument("-n", type=int, required=True, help="number of pairs")
     p.add_argument("--out", required=True, help="pairs folder (created; rerun the same command to resume)")
-    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler)")
+    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler; rk45 pairs end at t = 0: x* = x_hat at t = 1e-3)")
     p.add_argument("--nfe", type=int, default=128, help="teacher NFE per pair (default 128; ignored by rk45; a sampler's stated cost)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default: ~32 MiB per array, at most 100,000)")

@@ -18,7 +18,7 @@ VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class SolveResult:
-    samples: torch.Tensor  #: the state at the final time (t = 0, or 1e-3 for RK45)
+    samples: torch.Tensor  #: the state at the final time (t = 0, or 1e-3 for RK45 without ``to_zero``)
     nfe: int  #: network evaluations used
     trajectory: torch.Tensor | None = None  #: (S + 1, B, ...) states, t = 1 first
     times: torch.Tensor | None = None  #: (S + 1,) times of the trajectory states
