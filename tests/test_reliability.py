@@ -162,3 +162,27 @@ def test_bad_values_are_one_line_errors_not_internal_errors(argv, message, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("straightflow: error:") and message in err[0], err
     assert not (tmp_path / "new").exists() and not (tmp_path / "p.txt").exists()
+
+
+# ------------------------------------------------------------------ issue "Reliability": eval
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("tiny") / "r"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    return run
+
+
+def test_eval_with_a_reference_has_a_floor_and_says_where_it_came_from(tiny_run):
+    from straightflow.evaluate import evaluate, format_table
+    from straightflow.metrics import energy_distance, wasserstein2
+
+    run = Run.load(tiny_run)
+    ref = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    report = evaluate(run, [1], n=100, reference=ref)
+    assert report["floor_source"] == "run data vs --reference" and report["n_floor"] == 100
+    own = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
+    assert report["w2_floor"] == pytest.approx(wasserstein2(own, ref), rel=1e-12)
+    assert report["energy_floor"] == pytest.approx(energy_distance(own, ref), rel=1e-12)
+    assert "two-sample floor (run data vs --reference): w2 " in format_table(report)
+    plain = evaluate(run, [1], n=100)
+    assert plain["floor_source"].startswith("run data: held-out") and "w2_floor" in plain

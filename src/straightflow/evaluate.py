@@ -3,7 +3,11 @@
 Quality metrics are chosen by the data kind (:data:`QUALITY_METRICS`, a static
 table): W2 and the unbiased energy distance for vectors, a Fréchet distance in
 a named feature space for images. Every report carries the metric's two-sample
-floor. Each random draw has its own named stream (:mod:`straightflow.noise`),
+floor and says where its two sets came from (``floor_source``): the held-out
+reference against a second sample of the run's data, or, with ``--reference``,
+the user's reference against ``n`` points of the run's own data (its
+``floor_reference`` draw, the size of the generated set), so the floor is
+what a perfect model of the run's data would score against that reference. Each random draw has its own named stream (:mod:`straightflow.noise`),
 so evaluation noise never shares a seed with reference data.
 
 Class-conditional runs (``docs/conditional.md``) are scored overall (samples
@@ -50,6 +54,10 @@ class VectorQuality:
     def score(self, samples, reference):
         return {"w2": wasserstein2(samples, reference), "energy": energy_distance(samples, reference)}
 
+
+#: what ``floor_source`` says in an ``eval`` report: where the two-sample floor's two sets came from
+FLOOR_FROM_DATA = "run data: held-out reference vs a second sample"
+FLOOR_FROM_REFERENCE = "run data vs --reference"
 
 #: data kind -> factory(run) -> QualityMetric
 QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": frechet_metric}
@@ -160,8 +168,11 @@ def evaluate(
         floor_ref, floor_labels = run.data.floor_reference_labeled(ref.shape[0], seed)
     else:
         ref = reference if reference is not None else run.data.reference(n, seed)
-        floor_ref = run.data.floor_reference(ref.shape[0], seed)
     n_eval = min(n, ref.shape[0]) if reference is None else n
+    if not run.conditional:
+        # --reference: the run's own data (its floor draw) at the sample count, scored against
+        # the user's reference exactly as the samples are; otherwise held-out vs a second sample
+        floor_ref = run.data.floor_reference(ref.shape[0] if reference is None else n_eval, seed)
     report: dict = {
         "method": run.cfg.method,
         "data": run.cfg.data,
@@ -171,7 +182,9 @@ def evaluate(
         "n": n_eval,
         "n_reference": int(ref.shape[0]),
     }
-    report.update(metric.floor(ref, floor_ref) if reference is None else {})
+    report.update(metric.floor(ref, floor_ref))
+    report["floor_source"] = FLOOR_FROM_DATA if reference is None else FLOOR_FROM_REFERENCE
+    report["n_floor"] = int(floor_ref.shape[0])
     z = seeded_noise(curvature_n or min(n_eval, 2000), tuple(run.data.shape), seed, "curvature", run.prior)
     probs = run.data.class_probs() if run.conditional else None
     velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
@@ -213,7 +226,8 @@ def format_table(report: dict) -> str:
     lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, held-out flow loss {report['flow_loss_heldout']:.4g}"]
     floors = {k: v for k, v in report.items() if k.endswith("_floor") and isinstance(v, float)}
     if floors:
-        lines.append("two-sample floor: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
+        source = f" ({report['floor_source']})" if report.get("floor_source") == FLOOR_FROM_REFERENCE else ""
+        lines.append(f"two-sample floor{source}: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
     for r in report["results"]:
         lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys))

@@ -130,7 +130,7 @@ def _add_eval(p):
     p.add_argument("rundir")
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8])
     p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
-    p.add_argument("--reference", help="held-out samples (.npy) to compare against")
+    p.add_argument("--reference", help="held-out samples (.npy) to compare against; the floor is then n points of the run's data against it")
     p.add_argument("-n", type=int, default=2000, help="number of generated samples per NFE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
