@@ -186,3 +186,58 @@ def test_eval_with_a_reference_has_a_floor_and_says_where_it_came_from(tiny_run)
     assert "two-sample floor (run data vs --reference): w2 " in format_table(report)
     plain = evaluate(run, [1], n=100)
     assert plain["floor_source"].startswith("run data: held-out") and "w2_floor" in plain
+
+
+def _expected_flow_loss(run, x, z, y=None, seed=0):
+    from straightflow.noise import stream_seed
+    from straightflow.objectives import VelocityObjective
+
+    g = torch.Generator().manual_seed(stream_seed("heldout-loss", seed))
+    objective = VelocityObjective(run.cfg.t_min)
+    loss, _ = objective(run.velocity, x, z, g) if y is None else objective(run.velocity, x, z, g, y=y)
+    return float(loss)
+
+
+def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path):
+    import shutil
+
+    from straightflow.data.pairs import write_pair_folder
+    from straightflow.evaluate import evaluate, format_table, heldout_flow_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(600, 2, generator=g)
+    x = z @ torch.tensor([[1.2, 0.5], [-0.3, 0.7]]).T + torch.tensor([0.4, -0.6])  # a known map, not moons
+    folder = write_pair_folder(tmp_path / "p", z, x, teacher_config={"data": "moons"}, heldout=100)
+    run_dir = train(method="reflow", pairs=str(folder), steps=4, width=16, depth=1, out=str(tmp_path / "r"), log_every=2, ckpt_every=4, progress=False)
+    run = Run.load(run_dir)
+    report = evaluate(run, [1], n=80)
+    assert report["flow_loss_source"] == "held-out teacher pairs" and "flow_loss_note" not in report
+    # the loss the run trains on (pairs (x*, z), never independent noise), on the first 80 held-out pairs
+    assert report["flow_loss_heldout"] == pytest.approx(_expected_flow_loss(run, x[500:580], z[500:580]), rel=1e-6)
+    assert "(on held-out teacher pairs)" in format_table(report)
+    shutil.rmtree(folder)  # pairs gone: held-out data with independent noise, said so
+    report = evaluate(run, [1], n=80)
+    assert "held-out pairs unavailable" in report["flow_loss_note"]
+    assert report["flow_loss_heldout"] == pytest.approx(heldout_flow_loss(run, run.data.reference(80, 0)), rel=1e-12)
+    assert "note: held-out pairs unavailable" in format_table(report)
+
+
+def test_conditional_pair_runs_use_the_labels_of_their_heldout_pairs(tmp_path):
+    from straightflow.data import load_data
+    from straightflow.data.pairs import PairData
+    from straightflow.evaluate import evaluate
+    from straightflow.teachers import SamplerTeacher, generate_pairs
+
+    data = load_data("moons")
+    folder = tmp_path / "p"
+    generate_pairs(SamplerTeacher(lambda z, y: z + 3.0 * y[:, None].float()), 400, folder, (2,), heldout=60, progress=False,
+                   manifest={"teacher_config": {"data": "moons"}}, class_names=data.class_names)
+    run_dir = train(method="reflow", pairs=str(folder), conditional=True, steps=4, width=16, depth=1, out=str(tmp_path / "r"),
+                    log_every=2, ckpt_every=4, progress=False)
+    run = Run.load(run_dir)
+    report = evaluate(run, [1], n=50)
+    pairs = PairData.open(folder)
+    hx, hz = pairs.heldout_pairs(max_n=50)
+    expected = _expected_flow_loss(run, hx, hz, pairs.heldout_labels(max_n=50))
+    assert report["flow_loss_source"] == "held-out teacher pairs"
+    assert report["flow_loss_heldout"] == pytest.approx(expected, rel=1e-6)

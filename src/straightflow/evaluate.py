@@ -27,6 +27,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from .data.pairs import PairData
 from .errors import StraightflowError
 from .metrics import curvature, energy_distance, nearest_neighbour_accuracy, prediction_drift, wasserstein2
 from .metrics.frechet import classifier_accuracy, classifier_features, frechet_metric
@@ -79,20 +80,54 @@ def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024, labels: torch.Tensor | None = None) -> float:
-    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if given)."""
+def _flow_loss(run: Run, x_all: torch.Tensor, z_all: torch.Tensor | None, labels: torch.Tensor | None, seed: int, batch_size: int) -> float:
+    """The velocity loss (curvature paper Eq. 1) of ``x_all`` (model units) under the run's coupling;
+    ``z_all``: the noise paired with each row (teacher pairs pass through the pair coupling as they are)."""
     g = torch.Generator(device=run.device).manual_seed(stream_seed("heldout-loss", seed))
     objective = VelocityObjective(run.cfg.t_min)
     total, count = 0.0, 0
-    x_all = run.data.normalize(reference.to(run.device))
     for s in range(0, x_all.shape[0], batch_size):
-        x = x_all[s : s + batch_size]
+        x = x_all[s : s + batch_size].to(run.device)
+        batch = x if z_all is None else (x, z_all[s : s + batch_size].to(run.device))
         y = None if labels is None else labels[s : s + batch_size].to(run.device)
-        pair = run.module.coupling(x, g, y)
+        pair = run.module.coupling(batch, g, y)
         loss, _ = objective(run.velocity, pair.x, pair.z, g) if y is None else objective(run.velocity, pair.x, pair.z, g, y=y)
         total += float(loss) * x.shape[0]
         count += x.shape[0]
     return total / max(count, 1)
+
+
+def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024, labels: torch.Tensor | None = None) -> float:
+    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if given)."""
+    return _flow_loss(run, run.data.normalize(reference.to(run.device)), None, labels, seed, batch_size)
+
+
+def heldout_pair_flow_loss(run: Run, n: int, seed: int = 0, batch_size: int = 1024) -> float:
+    """The flow loss of a run trained on teacher pairs on its own held-out pairs (x*, z) (the first ``n``;
+    with their class labels for a conditional run): the loss it trained on, never on pairs it saw.
+    Raises StraightflowError when the pairs folder is gone or holds no held-out pairs."""
+    pairs = PairData.open(run.cfg.pairs, base=run.data, labels=run.conditional)
+    if pairs.heldout == 0:
+        raise StraightflowError(f"the pairs folder {run.cfg.pairs} holds no held-out pairs")
+    x, z = pairs.heldout_pairs(max_n=n)
+    labels = pairs.heldout_labels(max_n=n) if run.conditional else None
+    return _flow_loss(run, x, z, labels, seed, batch_size)
+
+
+#: ``flow_loss_source`` of a pair method's report (``flow_loss_note`` says why when it is not this)
+FLOW_LOSS_FROM_PAIRS = "held-out teacher pairs"
+
+
+def _flow_loss_report(run: Run, reference: torch.Tensor, n: int, seed: int, labels: torch.Tensor | None) -> dict:
+    """``flow_loss_heldout``: on held-out data with the run's coupling, or for a run trained on teacher pairs
+    on its held-out pairs (falling back to held-out data with independent noise, with a note, without them)."""
+    if not run.method.trains_on_pairs:
+        return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels)}
+    try:
+        return {"flow_loss_heldout": heldout_pair_flow_loss(run, n, seed), "flow_loss_source": FLOW_LOSS_FROM_PAIRS}
+    except StraightflowError as exc:
+        return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels), "flow_loss_source": "held-out data, independent noise",
+                "flow_loss_note": f"held-out pairs unavailable ({exc}): flow loss on held-out data with independent noise instead"}
 
 
 def stratified_labels(n: int, probs: torch.Tensor) -> torch.Tensor:
@@ -146,7 +181,8 @@ def evaluate(
     guidance: float | None = None,
 ) -> dict:
     """Quality per NFE (with its floor), curvature (Eq. 5), prediction drift, held-out flow loss
-    (Eq. 8 bound) and the method's own extras; ``solver`` defaults to the method's own.
+    (Eq. 8 bound; on the run's own held-out teacher pairs for a pair method) and the method's own
+    extras; ``solver`` defaults to the method's own.
     A conditional run is also scored per class, with the class accuracy of its samples, at ``guidance``."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
@@ -190,7 +226,7 @@ def evaluate(
     velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
     report["curvature"] = curvature(velocity, z.to(run.device))
     report["prediction_drift"] = prediction_drift(velocity, z.to(run.device))  # temporal consistency of x_hat
-    report["flow_loss_heldout"] = heldout_flow_loss(run, ref, seed, labels=ref_labels)
+    report.update(_flow_loss_report(run, ref, n_eval, seed, ref_labels))
     accuracy = None
     if run.conditional:
         accuracy = ClassAccuracy(run, seed)
@@ -223,7 +259,9 @@ def evaluate(
 def format_table(report: dict) -> str:
     """A plain-text quality-vs-NFE table (and, for a conditional run, one per class)."""
     keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class")]
-    lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, held-out flow loss {report['flow_loss_heldout']:.4g}"]
+    on_pairs = " (on held-out teacher pairs)" if report.get("flow_loss_source") == FLOW_LOSS_FROM_PAIRS else ""
+    lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, "
+             f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
     floors = {k: v for k, v in report.items() if k.endswith("_floor") and isinstance(v, float)}
     if floors:
         source = f" ({report['floor_source']})" if report.get("floor_source") == FLOOR_FROM_REFERENCE else ""
@@ -238,6 +276,7 @@ def format_table(report: dict) -> str:
     extra = {k: v for k, v in report.items() if isinstance(v, float) and k not in shown and not k.endswith("_floor")}
     if extra:
         lines.append("method extras: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))
+    lines.extend(f"note: {v}" for k, v in report.items() if k.endswith("_note") and isinstance(v, str))
     return "\n".join(lines)
 
 
