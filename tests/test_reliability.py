@@ -241,3 +241,22 @@ def test_conditional_pair_runs_use_the_labels_of_their_heldout_pairs(tmp_path):
     expected = _expected_flow_loss(run, hx, hz, pairs.heldout_labels(max_n=50))
     assert report["flow_loss_source"] == "held-out teacher pairs"
     assert report["flow_loss_heldout"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_heun_rows_at_even_nfe_are_labelled_in_every_table(tiny_run):
+    from straightflow.evaluate import evaluate, format_table
+    from straightflow.experiments.sweep import format_sweep_table
+    from straightflow.solvers import HEUN_EVEN_NOTE
+
+    run = Run.load(tiny_run)
+    assert run.sample(10, nfe=4, solver="heun").note == HEUN_EVEN_NOTE and run.sample(10, nfe=3, solver="heun").note is None
+    report = evaluate(run, [1, 2, 4, 8], solver="heun", n=50)  # eval's default NFE list keeps working
+    assert [r.get("note") for r in report["results"]] == [None, HEUN_EVEN_NOTE, HEUN_EVEN_NOTE, HEUN_EVEN_NOTE]
+    table = format_table(report).splitlines()
+    rows = [line for line in table if line.strip().startswith("heun")]
+    assert [line.endswith("*") for line in rows] == [False, True, True, True]
+    assert f"* {HEUN_EVEN_NOTE}" in table
+    sweep = {"quality_metric": "w2", "nfe": [1, 2, 4, 8], "data": "moons", "steps": 4, "batch_size": 64, "solver": "heun", "n": 50,
+             "runs": [{"beta": 1.0, "method": "curvature", "report": report}]}
+    md = format_sweep_table(sweep)
+    assert "| w2 NFE 1 | w2 NFE 2 * |" in md and md.endswith(f"* {HEUN_EVEN_NOTE}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from straightflow.errors import StraightflowError
-from straightflow.solvers import euler, heun, rk45, solve
+from straightflow.solvers import HEUN_EVEN_NOTE, euler, heun, lines, rk45, solve
 
 
 def linear_field(z, t):
@@ -42,6 +42,24 @@ def test_heun_even_nfe_converges_at_second_order():
     errs = [abs(heun(linear_field, z1, n).samples.item() - exact) for n in (8, 16, 32)]
     for coarse, fine in zip(errs[:-1], errs[1:]):
         assert 3.5 < coarse / fine < 4.5  # halving the step quarters the error
+
+
+@pytest.mark.parametrize("nfe", [1, 2, 3, 4, 7, 8])
+def test_heun_at_even_nfe_evaluates_t0_and_says_so(nfe):
+    times = []
+
+    def field(z, t):
+        times.append(float(t[0]))
+        return z
+
+    res = heun(field, torch.randn(2, 2, dtype=torch.float64), nfe)
+    evaluates_t0 = 0.0 in times
+    assert evaluates_t0 == (nfe % 2 == 0)
+    assert res.note == (HEUN_EVEN_NOTE if evaluates_t0 else None)
+    assert heun(field, torch.randn(2, 2), nfe, return_trajectory=True).note == res.note
+    for other in (euler, lines):
+        times.clear()
+        assert other(field, torch.randn(2, 2), nfe).note is None and 0.0 not in times
 
 
 def test_heun_odd_variant_ends_with_euler_step():

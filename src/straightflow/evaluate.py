@@ -243,6 +243,8 @@ def evaluate(
         if not bool(torch.isfinite(out.samples).all()):
             raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
         row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
+        if out.note:  # e.g. Heun at even NFE evaluates the network at t = 0 (docs/api.md "Solvers")
+            row["note"] = out.note
         if run.conditional:
             row[accuracy.name] = accuracy(out.samples, out.labels)
             row["network_evals"] = out.network_evals
@@ -258,7 +260,7 @@ def evaluate(
 
 def format_table(report: dict) -> str:
     """A plain-text quality-vs-NFE table (and, for a conditional run, one per class)."""
-    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class")]
+    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "note")]
     on_pairs = " (on held-out teacher pairs)" if report.get("flow_loss_source") == FLOW_LOSS_FROM_PAIRS else ""
     lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, "
              f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
@@ -267,8 +269,11 @@ def format_table(report: dict) -> str:
         source = f" ({report['floor_source']})" if report.get("floor_source") == FLOOR_FROM_REFERENCE else ""
         lines.append(f"two-sample floor{source}: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
+    notes = row_notes(report["results"])
     for r in report["results"]:
-        lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys))
+        lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys)
+                     + (f"  {notes[r['note']]}" if r.get("note") else ""))
+    lines.extend(f"{mark} {note}" for note, mark in notes.items())
     if "per_class" in report["results"][0]:
         lines.extend(_class_table(report))
     # scalar keys added by the method's evaluate_extra (e.g. kl, recon_w2)
@@ -278,6 +283,15 @@ def format_table(report: dict) -> str:
         lines.append("method extras: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))
     lines.extend(f"note: {v}" for k, v in report.items() if k.endswith("_note") and isinstance(v, str))
     return "\n".join(lines)
+
+
+def row_notes(rows: list[dict]) -> dict[str, str]:
+    """The distinct ``note`` of result rows, each with the marker ("*", "**", ...) its rows carry in a table."""
+    notes: dict[str, str] = {}
+    for r in rows:
+        if r.get("note") and r["note"] not in notes:
+            notes[r["note"]] = "*" * (len(notes) + 1)
+    return notes
 
 
 def _class_table(report: dict) -> list[str]:

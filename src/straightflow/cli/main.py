@@ -121,7 +121,8 @@ def _run_sample(args) -> int:
         if res.labels is not None:
             np.save(out.with_name(out.stem + ".labels.npy"), res.labels.numpy())
     labelled = f"; labels in {out.with_name(out.stem + '.labels.npy')}" if res.labels is not None and out.suffix.lower() == ".npy" else ""
-    print(f"straightflow: {args.n} samples ({res.solver}, {_nfe_text(res)}) written to {out}{labelled}")
+    note = f" (note: {res.note})" if res.note else ""
+    print(f"straightflow: {args.n} samples ({res.solver}, {_nfe_text(res)}) written to {out}{labelled}{note}")
     return 0
 
 

@@ -22,6 +22,7 @@ class SolveResult:
     nfe: int  #: network evaluations used
     trajectory: torch.Tensor | None = None  #: (S + 1, B, ...) states, t = 1 first
     times: torch.Tensor | None = None  #: (S + 1,) times of the trajectory states
+    note: str | None = None  #: a caveat every table of these samples prints (e.g. Heun at even NFE evaluates t = 0)
 
 
 class CountingVelocity:
