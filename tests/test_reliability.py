@@ -260,3 +260,16 @@ def test_heun_rows_at_even_nfe_are_labelled_in_every_table(tiny_run):
              "runs": [{"beta": 1.0, "method": "curvature", "report": report}]}
     md = format_sweep_table(sweep)
     assert "| w2 NFE 1 | w2 NFE 2 * |" in md and md.endswith(f"* {HEUN_EVEN_NOTE}")
+
+
+def test_eval_reports_w2_notes_in_its_rows_and_tables(tiny_run, monkeypatch):
+    from straightflow.evaluate import evaluate, format_table
+    from straightflow.metrics import distances
+
+    monkeypatch.setattr(distances, "W2_MAX_ENTRIES", 30 * 30)
+    report = evaluate(Run.load(tiny_run), [1, 2], n=60)
+    note = "w2 on a seeded subsample of 30 of 60 x 30 of 60 points (exact W2 is limited to 900 cost entries)"
+    assert [r["w2_note"] for r in report["results"]] == [note, note] and report["w2_floor_note"] == note
+    table = format_table(report)
+    assert "w2_note" not in table.splitlines()[2]  # a footnote, not a column
+    assert all(line.endswith("*") for line in table.splitlines()[3:5]) and f"* {note}" in table and f"note: {note}" in table

@@ -45,15 +45,24 @@ class QualityMetric(Protocol):
 
 
 class VectorQuality:
-    """Exact W2 (POT) and the unbiased energy distance."""
+    """Exact W2 (POT) and the unbiased energy distance; W2's notes (a subsample above
+    ``W2_MAX_ENTRIES``, POT's iteration limit) go into ``w2_floor_note`` / ``w2_note``."""
 
     name = "w2"
 
+    @staticmethod
+    def _w2(key: str, a, b) -> dict:
+        notes: list[str] = []
+        out = {key: wasserstein2(a, b, notes)}
+        if notes:
+            out[f"{key}_note"] = "; ".join(notes)
+        return out
+
     def floor(self, reference, floor_reference):
-        return {"w2_floor": wasserstein2(floor_reference, reference), "energy_floor": energy_distance(floor_reference, reference)}
+        return {**self._w2("w2_floor", floor_reference, reference), "energy_floor": energy_distance(floor_reference, reference)}
 
     def score(self, samples, reference):
-        return {"w2": wasserstein2(samples, reference), "energy": energy_distance(samples, reference)}
+        return {**self._w2("w2", samples, reference), "energy": energy_distance(samples, reference)}
 
 
 #: what ``floor_source`` says in an ``eval`` report: where the two-sample floor's two sets came from
@@ -260,7 +269,7 @@ def evaluate(
 
 def format_table(report: dict) -> str:
     """A plain-text quality-vs-NFE table (and, for a conditional run, one per class)."""
-    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "note")]
+    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class") and not _is_note(k)]
     on_pairs = " (on held-out teacher pairs)" if report.get("flow_loss_source") == FLOW_LOSS_FROM_PAIRS else ""
     lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, "
              f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
@@ -271,8 +280,9 @@ def format_table(report: dict) -> str:
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
     notes = row_notes(report["results"])
     for r in report["results"]:
+        marks = " ".join(notes[v] for v in notes_of(r))
         lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys)
-                     + (f"  {notes[r['note']]}" if r.get("note") else ""))
+                     + (f"  {marks}" if marks else ""))
     lines.extend(f"{mark} {note}" for note, mark in notes.items())
     if "per_class" in report["results"][0]:
         lines.extend(_class_table(report))
@@ -285,12 +295,22 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_note(key: str) -> bool:
+    return key == "note" or key.endswith("_note")
+
+
+def notes_of(row: dict) -> list[str]:
+    """A result row's caveats: ``note`` (the solver's) and ``*_note`` (a metric's), in order."""
+    return [v for k, v in row.items() if _is_note(k) and isinstance(v, str) and v]
+
+
 def row_notes(rows: list[dict]) -> dict[str, str]:
-    """The distinct ``note`` of result rows, each with the marker ("*", "**", ...) its rows carry in a table."""
+    """The distinct notes of result rows, each with the marker ("*", "**", ...) its rows carry in a table."""
     notes: dict[str, str] = {}
     for r in rows:
-        if r.get("note") and r["note"] not in notes:
-            notes[r["note"]] = "*" * (len(notes) + 1)
+        for note in notes_of(r):
+            if note not in notes:
+                notes[note] = "*" * (len(notes) + 1)
     return notes
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..checkpoint import latest_checkpoint, read_meta
 from ..config import TrainConfig
 from ..errors import StraightflowError
-from ..evaluate import evaluate, row_notes
+from ..evaluate import evaluate, notes_of, row_notes
 from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
 from ..run import Run
 from ..training import train
@@ -205,8 +205,8 @@ def format_sweep_table(sweep: dict) -> str:
     top = max(nfes)
     base = next((r for r in sweep["runs"] if r["beta"] == "inf"), None)
     notes = row_notes([r for run in sweep["runs"] for r in run["report"]["results"]])
-    marks = {k: next((notes[r["note"]] for run in sweep["runs"] for r in run["report"]["results"]
-                      if r["nfe_requested"] == k and r.get("note")), "") for k in nfes}
+    marks = {k: " ".join(dict.fromkeys(notes[v] for run in sweep["runs"] for r in run["report"]["results"]
+                                       if r["nfe_requested"] == k for v in notes_of(r))) for k in nfes}
     head = ["beta", "method", "curvature"] + [f"{key} NFE {k}" + (f" {marks[k]}" if marks[k] else "") for k in nfes]
     head += ["KL (held-out)", f"recon {key} NFE {top}", "flow loss (held-out)"]
     if base is not None:
