@@ -7,8 +7,12 @@ floor and says where its two sets came from (``floor_source``): the held-out
 reference against a second sample of the run's data, or, with ``--reference``,
 the user's reference against ``n`` points of the run's own data (its
 ``floor_reference`` draw, the size of the generated set), so the floor is
-what a perfect model of the run's data would score against that reference. Each random draw has its own named stream (:mod:`straightflow.noise`),
-so evaluation noise never shares a seed with reference data.
+what a perfect model of the run's data would score against that reference.
+Each random draw has its own named stream (:mod:`straightflow.noise`), so
+evaluation noise never shares a seed with reference data. Caveats travel with
+the numbers: a result row's ``note`` (the solver's, e.g. Heun at even NFE) and
+``*_note`` keys (a metric's, e.g. W2 on a subsample) are marked in
+:func:`format_table`.
 
 Class-conditional runs (``docs/conditional.md``) are scored overall (samples
 with the data's class mix, each of its requested class) and per class (the
