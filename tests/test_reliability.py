@@ -162,3 +162,114 @@ def test_bad_values_are_one_line_errors_not_internal_errors(argv, message, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("straightflow: error:") and message in err[0], err
     assert not (tmp_path / "new").exists() and not (tmp_path / "p.txt").exists()
+
+
+# ------------------------------------------------------------------ issue "Reliability": eval
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("tiny") / "r"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    return run
+
+
+def test_eval_with_a_reference_has_a_floor_and_says_where_it_came_from(tiny_run):
+    from straightflow.evaluate import evaluate, format_table
+    from straightflow.metrics import energy_distance, wasserstein2
+
+    run = Run.load(tiny_run)
+    ref = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    report = evaluate(run, [1], n=100, reference=ref)
+    assert report["floor_source"] == "run data vs --reference" and report["n_floor"] == 100
+    own = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
+    assert report["w2_floor"] == pytest.approx(wasserstein2(own, ref), rel=1e-12)
+    assert report["energy_floor"] == pytest.approx(energy_distance(own, ref), rel=1e-12)
+    assert "two-sample floor (run data vs --reference): w2 " in format_table(report)
+    plain = evaluate(run, [1], n=100)
+    assert plain["floor_source"].startswith("run data: held-out") and "w2_floor" in plain
+
+
+def _expected_flow_loss(run, x, z, y=None, seed=0):
+    from straightflow.noise import stream_seed
+    from straightflow.objectives import VelocityObjective
+
+    g = torch.Generator().manual_seed(stream_seed("heldout-loss", seed))
+    objective = VelocityObjective(run.cfg.t_min)
+    loss, _ = objective(run.velocity, x, z, g) if y is None else objective(run.velocity, x, z, g, y=y)
+    return float(loss)
+
+
+def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path):
+    import shutil
+
+    from straightflow.data.pairs import write_pair_folder
+    from straightflow.evaluate import evaluate, format_table, heldout_flow_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(600, 2, generator=g)
+    x = z @ torch.tensor([[1.2, 0.5], [-0.3, 0.7]]).T + torch.tensor([0.4, -0.6])  # a known map, not moons
+    folder = write_pair_folder(tmp_path / "p", z, x, teacher_config={"data": "moons"}, heldout=100)
+    run_dir = train(method="reflow", pairs=str(folder), steps=4, width=16, depth=1, out=str(tmp_path / "r"), log_every=2, ckpt_every=4, progress=False)
+    run = Run.load(run_dir)
+    report = evaluate(run, [1], n=80)
+    assert report["flow_loss_source"] == "held-out teacher pairs" and "flow_loss_note" not in report
+    # the loss the run trains on (pairs (x*, z), never independent noise), on the first 80 held-out pairs
+    assert report["flow_loss_heldout"] == pytest.approx(_expected_flow_loss(run, x[500:580], z[500:580]), rel=1e-6)
+    assert "(on held-out teacher pairs)" in format_table(report)
+    shutil.rmtree(folder)  # pairs gone: held-out data with independent noise, said so
+    report = evaluate(run, [1], n=80)
+    assert "held-out pairs unavailable" in report["flow_loss_note"]
+    assert report["flow_loss_heldout"] == pytest.approx(heldout_flow_loss(run, run.data.reference(80, 0)), rel=1e-12)
+    assert "note: held-out pairs unavailable" in format_table(report)
+
+
+def test_conditional_pair_runs_use_the_labels_of_their_heldout_pairs(tmp_path):
+    from straightflow.data import load_data
+    from straightflow.data.pairs import PairData
+    from straightflow.evaluate import evaluate
+    from straightflow.teachers import SamplerTeacher, generate_pairs
+
+    data = load_data("moons")
+    folder = tmp_path / "p"
+    generate_pairs(SamplerTeacher(lambda z, y: z + 3.0 * y[:, None].float()), 400, folder, (2,), heldout=60, progress=False,
+                   manifest={"teacher_config": {"data": "moons"}}, class_names=data.class_names)
+    run_dir = train(method="reflow", pairs=str(folder), conditional=True, steps=4, width=16, depth=1, out=str(tmp_path / "r"),
+                    log_every=2, ckpt_every=4, progress=False)
+    run = Run.load(run_dir)
+    report = evaluate(run, [1], n=50)
+    pairs = PairData.open(folder)
+    hx, hz = pairs.heldout_pairs(max_n=50)
+    expected = _expected_flow_loss(run, hx, hz, pairs.heldout_labels(max_n=50))
+    assert report["flow_loss_source"] == "held-out teacher pairs"
+    assert report["flow_loss_heldout"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_heun_rows_at_even_nfe_are_labelled_in_every_table(tiny_run):
+    from straightflow.evaluate import evaluate, format_table
+    from straightflow.experiments.sweep import format_sweep_table
+    from straightflow.solvers import HEUN_EVEN_NOTE
+
+    run = Run.load(tiny_run)
+    assert run.sample(10, nfe=4, solver="heun").note == HEUN_EVEN_NOTE and run.sample(10, nfe=3, solver="heun").note is None
+    report = evaluate(run, [1, 2, 4, 8], solver="heun", n=50)  # eval's default NFE list keeps working
+    assert [r.get("note") for r in report["results"]] == [None, HEUN_EVEN_NOTE, HEUN_EVEN_NOTE, HEUN_EVEN_NOTE]
+    table = format_table(report).splitlines()
+    rows = [line for line in table if line.strip().startswith("heun")]
+    assert [line.endswith("*") for line in rows] == [False, True, True, True]
+    assert f"* {HEUN_EVEN_NOTE}" in table
+    sweep = {"quality_metric": "w2", "nfe": [1, 2, 4, 8], "data": "moons", "steps": 4, "batch_size": 64, "solver": "heun", "n": 50,
+             "runs": [{"beta": 1.0, "method": "curvature", "report": report}]}
+    md = format_sweep_table(sweep)
+    assert "| w2 NFE 1 | w2 NFE 2 * |" in md and md.endswith(f"* {HEUN_EVEN_NOTE}")
+
+
+def test_eval_reports_w2_notes_in_its_rows_and_tables(tiny_run, monkeypatch):
+    from straightflow.evaluate import evaluate, format_table
+    from straightflow.metrics import distances
+
+    monkeypatch.setattr(distances, "W2_MAX_ENTRIES", 30 * 30)
+    report = evaluate(Run.load(tiny_run), [1, 2], n=60)
+    note = "w2 on a seeded subsample of 30 of 60 x 30 of 60 points (exact W2 is limited to 900 cost entries)"
+    assert [r["w2_note"] for r in report["results"]] == [note, note] and report["w2_floor_note"] == note
+    table = format_table(report)
+    assert "w2_note" not in table.splitlines()[2]  # a footnote, not a column
+    assert all(line.endswith("*") for line in table.splitlines()[3:5]) and f"* {note}" in table and f"note: {note}" in table

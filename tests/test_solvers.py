@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from straightflow.errors import StraightflowError
-from straightflow.solvers import euler, heun, rk45, solve
+from straightflow.solvers import HEUN_EVEN_NOTE, euler, heun, lines, rk45, solve
 
 
 def linear_field(z, t):
@@ -44,6 +44,24 @@ def test_heun_even_nfe_converges_at_second_order():
         assert 3.5 < coarse / fine < 4.5  # halving the step quarters the error
 
 
+@pytest.mark.parametrize("nfe", [1, 2, 3, 4, 7, 8])
+def test_heun_at_even_nfe_evaluates_t0_and_says_so(nfe):
+    times = []
+
+    def field(z, t):
+        times.append(float(t[0]))
+        return z
+
+    res = heun(field, torch.randn(2, 2, dtype=torch.float64), nfe)
+    evaluates_t0 = 0.0 in times
+    assert evaluates_t0 == (nfe % 2 == 0)
+    assert res.note == (HEUN_EVEN_NOTE if evaluates_t0 else None)
+    assert heun(field, torch.randn(2, 2), nfe, return_trajectory=True).note == res.note
+    for other in (euler, lines):
+        times.clear()
+        assert other(field, torch.randn(2, 2), nfe).note is None and 0.0 not in times
+
+
 def test_heun_odd_variant_ends_with_euler_step():
     # NFE 3: two steps of size 1/2: one Heun step then one Euler step
     z1 = torch.ones(1, 1, dtype=torch.float64)
@@ -65,6 +83,22 @@ def test_rk45_is_accurate_and_counts_calls():
     assert res.nfe == len(calls) > 6
     # integrates to t = 1e-3: z = z1 * exp(1e-3 - 1)
     torch.testing.assert_close(res.samples, z1 * math.exp(1e-3 - 1), rtol=1e-4, atol=1e-4)
+
+
+def test_rk45_to_zero_ends_at_t0_with_one_more_counted_call():
+    # dz/dt = z: z(t) = z1 exp(t - 1). Plain RK45 stops at t = 1e-3, off from z(0) by the
+    # factor exp(1e-3); to_zero adds x_hat = z - 1e-3 v(z, 1e-3), which lands on z(0) up to
+    # O(1e-6) (docs/api.md "Solvers").
+    z1 = torch.randn(3, 2, dtype=torch.float64)
+    at_zero = z1 * math.exp(-1)
+    plain = rk45(linear_field, z1)
+    finished = rk45(linear_field, z1, to_zero=True)
+    assert finished.nfe == plain.nfe + 1
+    torch.testing.assert_close(finished.samples, at_zero, rtol=2e-5, atol=2e-5)
+    assert (plain.samples - at_zero).abs().max() > 5e-4 * at_zero.abs().max()  # the old 1e-3 offset
+    traj = rk45(linear_field, z1, to_zero=True, return_trajectory=True)
+    assert traj.times[-1] == 0.0 and traj.times[-2] == pytest.approx(1e-3)
+    torch.testing.assert_close(traj.trajectory[-1], traj.samples)
 
 
 def test_trajectory_shapes_and_times():

@@ -50,6 +50,21 @@ def test_velocity_teacher_constant_field(solver, nfe):
     torch.testing.assert_close(res.samples, z - c, rtol=0, atol=1e-6)
 
 
+def test_rk45_teacher_pairs_end_at_t0():
+    # x* of a velocity teacher is the state at t = 0, not at RK45's t_end = 1e-3. Constant field:
+    # x* = z - c exactly (the old x* was z - 0.999 c); linear field dz/dt = z: x* = z exp(-1).
+    c = torch.tensor([0.5, -1.25], dtype=torch.float64)
+    z = _z(64).double()
+    res = VelocityTeacher(lambda x, t: c.expand_as(x), "rk45", 1)(z)
+    torch.testing.assert_close(res.samples, z - c, rtol=0, atol=1e-9)
+    calls = []
+    teacher = VelocityTeacher(lambda x, t: calls.append(1) or x, "rk45")
+    res = teacher(z)
+    assert res.nfe == len(calls)  # the final x_hat call is counted
+    torch.testing.assert_close(res.samples, z * torch.exp(torch.tensor(-1.0, dtype=torch.float64)), rtol=2e-5, atol=2e-5)
+    assert teacher.settings()["rk45_end"].startswith("t = 0")  # old rk45 pair folders are not resumed into
+
+
 def test_velocity_teacher_rejects_bad_settings():
     with pytest.raises(StraightflowError, match="unknown solver"):
         VelocityTeacher(lambda x, t: x, "midpoint", 4)
@@ -169,6 +184,16 @@ def test_cli_velocity_pairs_closed_form(velocity_pairs, teacher_file):
     hx, hz = pairs.heldout_pairs()
     torch.testing.assert_close(hz, z[270:], rtol=0, atol=0)
     torch.testing.assert_close(hx, hz - 0.5, rtol=0, atol=1e-6)
+
+
+def test_cli_rk45_pairs_end_at_t0(teacher_file, tmp_path):
+    # `pairs --solver rk45` stores x* at t = 0 (x* = z - 0.5 for the constant field), not at t = 1e-3 (z - 0.4995)
+    out = tmp_path / "p"
+    assert _pairs_cli(f"{teacher_file}:velocity", out, "--solver", "rk45", n=40) == 0
+    pairs = PairData.open(out)
+    assert pairs.manifest["solver"] == "rk45" and pairs.manifest["rk45_end"].startswith("t = 0")
+    x, z = pairs.gather(np.arange(40))
+    torch.testing.assert_close(x, z - 0.5, rtol=0, atol=1e-6)
 
 
 def test_cli_sampler_pairs_closed_form(teacher_file, tmp_path):

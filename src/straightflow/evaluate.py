@@ -3,8 +3,16 @@
 Quality metrics are chosen by the data kind (:data:`QUALITY_METRICS`, a static
 table): W2 and the unbiased energy distance for vectors, a Fréchet distance in
 a named feature space for images. Every report carries the metric's two-sample
-floor. Each random draw has its own named stream (:mod:`straightflow.noise`),
-so evaluation noise never shares a seed with reference data.
+floor and says where its two sets came from (``floor_source``): the held-out
+reference against a second sample of the run's data, or, with ``--reference``,
+the user's reference against ``n`` points of the run's own data (its
+``floor_reference`` draw, the size of the generated set), so the floor is
+what a perfect model of the run's data would score against that reference.
+Each random draw has its own named stream (:mod:`straightflow.noise`), so
+evaluation noise never shares a seed with reference data. Caveats travel with
+the numbers: a result row's ``note`` (the solver's, e.g. Heun at even NFE) and
+``*_note`` keys (a metric's, e.g. W2 on a subsample) are marked in
+:func:`format_table`.
 
 Class-conditional runs (``docs/conditional.md``) are scored overall (samples
 with the data's class mix, each of its requested class) and per class (the
@@ -23,6 +31,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from .data.pairs import PairData
 from .errors import StraightflowError
 from .metrics import curvature, energy_distance, nearest_neighbour_accuracy, prediction_drift, wasserstein2
 from .metrics.frechet import classifier_accuracy, classifier_features, frechet_metric
@@ -40,16 +49,29 @@ class QualityMetric(Protocol):
 
 
 class VectorQuality:
-    """Exact W2 (POT) and the unbiased energy distance."""
+    """Exact W2 (POT) and the unbiased energy distance; W2's notes (a subsample above
+    ``W2_MAX_ENTRIES``, POT's iteration limit) go into ``w2_floor_note`` / ``w2_note``."""
 
     name = "w2"
 
+    @staticmethod
+    def _w2(key: str, a, b) -> dict:
+        notes: list[str] = []
+        out = {key: wasserstein2(a, b, notes)}
+        if notes:
+            out[f"{key}_note"] = "; ".join(notes)
+        return out
+
     def floor(self, reference, floor_reference):
-        return {"w2_floor": wasserstein2(floor_reference, reference), "energy_floor": energy_distance(floor_reference, reference)}
+        return {**self._w2("w2_floor", floor_reference, reference), "energy_floor": energy_distance(floor_reference, reference)}
 
     def score(self, samples, reference):
-        return {"w2": wasserstein2(samples, reference), "energy": energy_distance(samples, reference)}
+        return {**self._w2("w2", samples, reference), "energy": energy_distance(samples, reference)}
 
+
+#: what ``floor_source`` says in an ``eval`` report: where the two-sample floor's two sets came from
+FLOOR_FROM_DATA = "run data: held-out reference vs a second sample"
+FLOOR_FROM_REFERENCE = "run data vs --reference"
 
 #: data kind -> factory(run) -> QualityMetric
 QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": frechet_metric}
@@ -71,20 +93,54 @@ def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024, labels: torch.Tensor | None = None) -> float:
-    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if given)."""
+def _flow_loss(run: Run, x_all: torch.Tensor, z_all: torch.Tensor | None, labels: torch.Tensor | None, seed: int, batch_size: int) -> float:
+    """The velocity loss (curvature paper Eq. 1) of ``x_all`` (model units) under the run's coupling;
+    ``z_all``: the noise paired with each row (teacher pairs pass through the pair coupling as they are)."""
     g = torch.Generator(device=run.device).manual_seed(stream_seed("heldout-loss", seed))
     objective = VelocityObjective(run.cfg.t_min)
     total, count = 0.0, 0
-    x_all = run.data.normalize(reference.to(run.device))
     for s in range(0, x_all.shape[0], batch_size):
-        x = x_all[s : s + batch_size]
+        x = x_all[s : s + batch_size].to(run.device)
+        batch = x if z_all is None else (x, z_all[s : s + batch_size].to(run.device))
         y = None if labels is None else labels[s : s + batch_size].to(run.device)
-        pair = run.module.coupling(x, g, y)
+        pair = run.module.coupling(batch, g, y)
         loss, _ = objective(run.velocity, pair.x, pair.z, g) if y is None else objective(run.velocity, pair.x, pair.z, g, y=y)
         total += float(loss) * x.shape[0]
         count += x.shape[0]
     return total / max(count, 1)
+
+
+def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024, labels: torch.Tensor | None = None) -> float:
+    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if given)."""
+    return _flow_loss(run, run.data.normalize(reference.to(run.device)), None, labels, seed, batch_size)
+
+
+def heldout_pair_flow_loss(run: Run, n: int, seed: int = 0, batch_size: int = 1024) -> float:
+    """The flow loss of a run trained on teacher pairs on its own held-out pairs (x*, z) (the first ``n``;
+    with their class labels for a conditional run): the loss it trained on, never on pairs it saw.
+    Raises StraightflowError when the pairs folder is gone or holds no held-out pairs."""
+    pairs = PairData.open(run.cfg.pairs, base=run.data, labels=run.conditional)
+    if pairs.heldout == 0:
+        raise StraightflowError(f"the pairs folder {run.cfg.pairs} holds no held-out pairs")
+    x, z = pairs.heldout_pairs(max_n=n)
+    labels = pairs.heldout_labels(max_n=n) if run.conditional else None
+    return _flow_loss(run, x, z, labels, seed, batch_size)
+
+
+#: ``flow_loss_source`` of a pair method's report (``flow_loss_note`` says why when it is not this)
+FLOW_LOSS_FROM_PAIRS = "held-out teacher pairs"
+
+
+def _flow_loss_report(run: Run, reference: torch.Tensor, n: int, seed: int, labels: torch.Tensor | None) -> dict:
+    """``flow_loss_heldout``: on held-out data with the run's coupling, or for a run trained on teacher pairs
+    on its held-out pairs (falling back to held-out data with independent noise, with a note, without them)."""
+    if not run.method.trains_on_pairs:
+        return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels)}
+    try:
+        return {"flow_loss_heldout": heldout_pair_flow_loss(run, n, seed), "flow_loss_source": FLOW_LOSS_FROM_PAIRS}
+    except StraightflowError as exc:
+        return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels), "flow_loss_source": "held-out data, independent noise",
+                "flow_loss_note": f"held-out pairs unavailable ({exc}): flow loss on held-out data with independent noise instead"}
 
 
 def stratified_labels(n: int, probs: torch.Tensor) -> torch.Tensor:
@@ -138,7 +194,8 @@ def evaluate(
     guidance: float | None = None,
 ) -> dict:
     """Quality per NFE (with its floor), curvature (Eq. 5), prediction drift, held-out flow loss
-    (Eq. 8 bound) and the method's own extras; ``solver`` defaults to the method's own.
+    (Eq. 8 bound; on the run's own held-out teacher pairs for a pair method) and the method's own
+    extras; ``solver`` defaults to the method's own.
     A conditional run is also scored per class, with the class accuracy of its samples, at ``guidance``."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
@@ -160,8 +217,11 @@ def evaluate(
         floor_ref, floor_labels = run.data.floor_reference_labeled(ref.shape[0], seed)
     else:
         ref = reference if reference is not None else run.data.reference(n, seed)
-        floor_ref = run.data.floor_reference(ref.shape[0], seed)
     n_eval = min(n, ref.shape[0]) if reference is None else n
+    if not run.conditional:
+        # --reference: the run's own data (its floor draw) at the sample count, scored against
+        # the user's reference exactly as the samples are; otherwise held-out vs a second sample
+        floor_ref = run.data.floor_reference(ref.shape[0] if reference is None else n_eval, seed)
     report: dict = {
         "method": run.cfg.method,
         "data": run.cfg.data,
@@ -171,13 +231,15 @@ def evaluate(
         "n": n_eval,
         "n_reference": int(ref.shape[0]),
     }
-    report.update(metric.floor(ref, floor_ref) if reference is None else {})
+    report.update(metric.floor(ref, floor_ref))
+    report["floor_source"] = FLOOR_FROM_DATA if reference is None else FLOOR_FROM_REFERENCE
+    report["n_floor"] = int(floor_ref.shape[0])
     z = seeded_noise(curvature_n or min(n_eval, 2000), tuple(run.data.shape), seed, "curvature", run.prior)
     probs = run.data.class_probs() if run.conditional else None
     velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
     report["curvature"] = curvature(velocity, z.to(run.device))
     report["prediction_drift"] = prediction_drift(velocity, z.to(run.device))  # temporal consistency of x_hat
-    report["flow_loss_heldout"] = heldout_flow_loss(run, ref, seed, labels=ref_labels)
+    report.update(_flow_loss_report(run, ref, n_eval, seed, ref_labels))
     accuracy = None
     if run.conditional:
         accuracy = ClassAccuracy(run, seed)
@@ -194,6 +256,8 @@ def evaluate(
         if not bool(torch.isfinite(out.samples).all()):
             raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
         row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
+        if out.note:  # e.g. Heun at even NFE evaluates the network at t = 0 (docs/api.md "Solvers")
+            row["note"] = out.note
         if run.conditional:
             row[accuracy.name] = accuracy(out.samples, out.labels)
             row["network_evals"] = out.network_evals
@@ -209,14 +273,21 @@ def evaluate(
 
 def format_table(report: dict) -> str:
     """A plain-text quality-vs-NFE table (and, for a conditional run, one per class)."""
-    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class")]
-    lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, held-out flow loss {report['flow_loss_heldout']:.4g}"]
+    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class") and not _is_note(k)]
+    on_pairs = " (on held-out teacher pairs)" if report.get("flow_loss_source") == FLOW_LOSS_FROM_PAIRS else ""
+    lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, "
+             f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
     floors = {k: v for k, v in report.items() if k.endswith("_floor") and isinstance(v, float)}
     if floors:
-        lines.append("two-sample floor: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
+        source = f" ({report['floor_source']})" if report.get("floor_source") == FLOOR_FROM_REFERENCE else ""
+        lines.append(f"two-sample floor{source}: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
     lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
+    notes = row_notes(report["results"])
     for r in report["results"]:
-        lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys))
+        marks = " ".join(notes[v] for v in notes_of(r))
+        lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys)
+                     + (f"  {marks}" if marks else ""))
+    lines.extend(f"{mark} {note}" for note, mark in notes.items())
     if "per_class" in report["results"][0]:
         lines.extend(_class_table(report))
     # scalar keys added by the method's evaluate_extra (e.g. kl, recon_w2)
@@ -224,7 +295,27 @@ def format_table(report: dict) -> str:
     extra = {k: v for k, v in report.items() if isinstance(v, float) and k not in shown and not k.endswith("_floor")}
     if extra:
         lines.append("method extras: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))
+    lines.extend(f"note: {v}" for k, v in report.items() if k.endswith("_note") and isinstance(v, str))
     return "\n".join(lines)
+
+
+def _is_note(key: str) -> bool:
+    return key == "note" or key.endswith("_note")
+
+
+def notes_of(row: dict) -> list[str]:
+    """A result row's caveats: ``note`` (the solver's) and ``*_note`` (a metric's), in order."""
+    return [v for k, v in row.items() if _is_note(k) and isinstance(v, str) and v]
+
+
+def row_notes(rows: list[dict]) -> dict[str, str]:
+    """The distinct notes of result rows, each with the marker ("*", "**", ...) its rows carry in a table."""
+    notes: dict[str, str] = {}
+    for r in rows:
+        for note in notes_of(r):
+            if note not in notes:
+                notes[note] = "*" * (len(notes) + 1)
+    return notes
 
 
 def _class_table(report: dict) -> list[str]:

@@ -32,6 +32,7 @@ PURPOSES = (
     "reference",  # held-out draws of the built-in 2D sets
     "floor",  # the second, independent draw for two-sample floors
     "labels",  # the class labels of teacher pairs (conditional runs)
+    "w2-subsample",  # the rows exact W2 keeps when n x m is above its cap (metrics.distances)
 )
 
 

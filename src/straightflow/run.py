@@ -47,6 +47,7 @@ class SampleOutput:
     network_evals: int = 0  #: network evaluations per sample: nfe, or 2 x nfe when guided (conditional + null)
     network_calls: int = 0  #: network forward calls per sampling batch (a guided step is one call on 2 x the rows)
     call_rows: int = 0  #: rows of the largest network call (2 x the batch when guided)
+    note: str | None = None  #: the solver's caveat (``SolveResult.note``), e.g. Heun at even NFE evaluates t = 0
 
 
 class Run:
@@ -168,13 +169,14 @@ class Run:
             labels = self.labels(z.shape[0])
         if guidance is not None and not math.isfinite(guidance):
             raise StraightflowError(f"--guidance must be a finite number, got {guidance}")
-        outs, trajs, nfe_used, times = [], [], 0, None
+        outs, trajs, nfe_used, times, note = [], [], 0, None, None
         calls = rows = evals = 0
         starts = range(0, z.shape[0], batch_size)
         for s in tqdm(starts, disable=not progress, desc=f"sample {solver}@{nfe}", leave=False):
             velocity = self.velocity_fn(None if labels is None else labels[s : s + batch_size], guidance)
             res: SolveResult = solve(velocity, z[s : s + batch_size].to(self.device), solver, nfe, return_trajectory)
             nfe_used = max(nfe_used, res.nfe)
+            note = note or res.note
             if isinstance(velocity, GuidedVelocity):
                 calls, rows, evals = max(calls, velocity.calls), max(rows, velocity.rows), max(evals, res.nfe * velocity.branches)
             else:
@@ -185,7 +187,7 @@ class Run:
                 times = res.times
         traj = torch.cat(trajs, dim=1) if return_trajectory and solver != "rk45" else (trajs[0] if trajs else None)
         w = (1.0 if guidance is None else float(guidance)) if self.conditional else None
-        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, labels, w, evals, calls, rows)
+        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, labels, w, evals, calls, rows, note)
 
     def sample(self, n: int, nfe: int = 1, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
                return_trajectory: bool = False, progress: bool = False, classes=None, guidance: float | None = None) -> SampleOutput:

@@ -4,7 +4,8 @@ A teacher maps noise z to its deterministic sample x*. Two kinds:
 
 * :class:`VelocityTeacher` - a velocity ``v(x, t)`` in straightflow's convention
   (t = 0 data, t = 1 noise), integrated from t = 1 to 0 by one of our solvers
-  (Euler / Heun / RK45) with an honest NFE;
+  (Euler / Heun / RK45) with an honest NFE (RK45 stops at t = 1e-3 and x* is its
+  data prediction there, so pairs end at t = 0);
 * :class:`SamplerTeacher` - a deterministic sampler ``z -> x*`` of someone
   else's model (a DDIM, EDM-Heun or dopri5 sampler of a pretrained diffusion /
   flow model): we only record its pairs.
@@ -48,7 +49,10 @@ from .distributed import DistContext
 from .errors import StraightflowError
 from .locks import FolderLock
 from .noise import seeded_labels, seeded_noise
-from .solvers import SOLVERS, SolveResult, VelocityFn, solve
+from .solvers import SOLVERS, SolveResult, VelocityFn, rk45, solve
+
+#: how a ``VelocityTeacher`` with ``solver="rk45"`` ends (recorded in the pairs' settings)
+RK45_TEACHER_END = "t = 0: x_hat(z, t) at t = 1e-3"
 
 
 class Teacher(Protocol):
@@ -62,6 +66,10 @@ class Teacher(Protocol):
 @dataclass
 class VelocityTeacher:
     """A velocity field in our convention, solved from t = 1 to 0 by ``solver`` at ``nfe``.
+
+    ``solver="rk45"`` ignores ``nfe`` and ends at t = 0 too: Dormand-Prince to t = 1e-3, then
+    x* = x_hat(z, 1e-3) = z - 1e-3 v(z, 1e-3), one more network call counted in the NFE
+    (:func:`straightflow.solvers.rk45` with ``to_zero=True``).
 
     Conditional (``null_label`` set: the velocity is ``v(x, t, y)`` of a net trained with
     label dropout): called with labels, it solves the guided velocity
@@ -85,12 +93,15 @@ class VelocityTeacher:
 
     @torch.inference_mode()
     def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> SolveResult:
-        if y is None:
-            return solve(self.velocity, z, self.solver, self.nfe)
-        return solve(GuidedVelocity(self.velocity, y, self.guidance, self.null_label), z, self.solver, self.nfe)
+        velocity = self.velocity if y is None else GuidedVelocity(self.velocity, y, self.guidance, self.null_label)
+        if self.solver == "rk45":  # x* at t = 0: RK45 to t = 1e-3, then x_hat there (one more call; docs/api.md "Solvers")
+            return rk45(velocity, z, to_zero=True)
+        return solve(velocity, z, self.solver, self.nfe)
 
     def settings(self) -> dict:
         out = {"solver": self.solver, "nfe": self.nfe}
+        if self.solver == "rk45":  # pairs made before x* ended at t = 0 are not resumed into
+            out["rk45_end"] = RK45_TEACHER_END
         if self.null_label is not None:
             out["guidance"] = self.guidance
         return out

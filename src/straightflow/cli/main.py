@@ -121,7 +121,8 @@ def _run_sample(args) -> int:
         if res.labels is not None:
             np.save(out.with_name(out.stem + ".labels.npy"), res.labels.numpy())
     labelled = f"; labels in {out.with_name(out.stem + '.labels.npy')}" if res.labels is not None and out.suffix.lower() == ".npy" else ""
-    print(f"straightflow: {args.n} samples ({res.solver}, {_nfe_text(res)}) written to {out}{labelled}")
+    note = f" (note: {res.note})" if res.note else ""
+    print(f"straightflow: {args.n} samples ({res.solver}, {_nfe_text(res)}) written to {out}{labelled}{note}")
     return 0
 
 
@@ -130,7 +131,7 @@ def _add_eval(p):
     p.add_argument("rundir")
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8])
     p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
-    p.add_argument("--reference", help="held-out samples (.npy) to compare against")
+    p.add_argument("--reference", help="held-out samples (.npy) to compare against; the floor is then n points of the run's data against it")
     p.add_argument("-n", type=int, default=2000, help="number of generated samples per NFE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -237,7 +238,7 @@ def _add_pairs(p) -> None:
     p.add_argument("--data", default=None, help="with --teacher-callable: the data the teacher models (its shape, units and held-out set)")
     p.add_argument("-n", type=int, required=True, help="number of pairs")
     p.add_argument("--out", required=True, help="pairs folder (created; rerun the same command to resume)")
-    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler)")
+    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler; rk45 pairs end at t = 0: x* = x_hat at t = 1e-3)")
     p.add_argument("--nfe", type=int, default=128, help="teacher NFE per pair (default 128; ignored by rk45; a sampler's stated cost)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default: ~32 MiB per array, at most 100,000)")

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..checkpoint import latest_checkpoint, read_meta
 from ..config import TrainConfig
 from ..errors import StraightflowError
-from ..evaluate import evaluate
+from ..evaluate import evaluate, notes_of, row_notes
 from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
 from ..run import Run
 from ..training import train
@@ -204,7 +204,10 @@ def format_sweep_table(sweep: dict) -> str:
     key, nfes = sweep["quality_metric"], sweep["nfe"]
     top = max(nfes)
     base = next((r for r in sweep["runs"] if r["beta"] == "inf"), None)
-    head = ["beta", "method", "curvature"] + [f"{key} NFE {k}" for k in nfes]
+    notes = row_notes([r for run in sweep["runs"] for r in run["report"]["results"]])
+    marks = {k: " ".join(dict.fromkeys(notes[v] for run in sweep["runs"] for r in run["report"]["results"]
+                                       if r["nfe_requested"] == k for v in notes_of(r))) for k in nfes}
+    head = ["beta", "method", "curvature"] + [f"{key} NFE {k}" + (f" {marks[k]}" if marks[k] else "") for k in nfes]
     head += ["KL (held-out)", f"recon {key} NFE {top}", "flow loss (held-out)"]
     if base is not None:
         head += ["curvature / baseline", f"{key} NFE {min(nfes)} / baseline"]
@@ -226,6 +229,8 @@ def format_sweep_table(sweep: dict) -> str:
             q, qb = _quality_at(rep, key, min(nfes)), _quality_at(b, key, min(nfes))
             cells += [_fmt(rep["curvature"] / b["curvature"]) if b["curvature"] else "-", _fmt(q / qb) if q is not None and qb else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines += [""] + [f"{mark} {note}" for note, mark in notes.items()]
     return "\n".join(lines)
 
 

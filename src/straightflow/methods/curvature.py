@@ -71,13 +71,15 @@ class Curvature(Method):
         rows = []
         for k in nfes:
             res = run.solve_from(z, k, solver, labels=src_labels)
-            row = {"nfe": res.nfe, "nfe_requested": k, "solver": solver}
+            row = {"nfe": res.nfe, "nfe_requested": k, "solver": solver, **({"note": res.note} if res.note else {})}
             row.update({f"recon_{name}": v for name, v in metric.score(res.samples, reference).items()})
             row["recon_mse"] = float((res.samples - src).pow(2).mean())  # per element, data units
             rows.append(row)
         out["recon_results"] = rows
         top = max(rows, key=lambda r: r["nfe_requested"])
         out["recon_nfe"] = top["nfe"]
+        if top.get("note"):
+            out["recon_note"] = top["note"]
         out.update({k: v for k, v in top.items() if k.startswith("recon_")})
         return out
 

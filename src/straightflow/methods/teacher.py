@@ -75,7 +75,7 @@ def evaluate_pairs(run, n: int, nfes: list[int], solver: str) -> dict:
     rows = []
     for k in nfes:
         res = solve(run.velocity_fn(y), z, solver, k)
-        rows.append({"nfe": res.nfe, "solver": solver, "pair_mse": float((res.samples - x).pow(2).mean())})
+        rows.append({"nfe": res.nfe, "solver": solver, "pair_mse": float((res.samples - x).pow(2).mean()), **({"note": res.note} if res.note else {})})
     if rows:
         out["pair_results"] = rows
     return out

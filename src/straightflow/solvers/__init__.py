@@ -12,7 +12,7 @@ import torch
 
 from ..errors import StraightflowError
 from .base import CountingVelocity, SolveResult, VelocityFn, uniform_grid
-from .fixed_step import euler, heun
+from .fixed_step import HEUN_EVEN_NOTE, euler, heun
 from .lines import lines
 from .rk45 import rk45
 
@@ -32,4 +32,4 @@ def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int
     return SOLVERS[solver](velocity, z, nfe, return_trajectory=return_trajectory)
 
 
-__all__ = ["SOLVERS", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun", "rk45", "lines", "uniform_grid"]
+__all__ = ["SOLVERS", "HEUN_EVEN_NOTE", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun", "rk45", "lines", "uniform_grid"]

@@ -18,10 +18,11 @@ VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class SolveResult:
-    samples: torch.Tensor  #: the state at the final time (t = 0, or 1e-3 for RK45)
+    samples: torch.Tensor  #: the state at the final time (t = 0, or 1e-3 for RK45 without ``to_zero``)
     nfe: int  #: network evaluations used
     trajectory: torch.Tensor | None = None  #: (S + 1, B, ...) states, t = 1 first
     times: torch.Tensor | None = None  #: (S + 1,) times of the trajectory states
+    note: str | None = None  #: a caveat every table of these samples prints (e.g. Heun at even NFE evaluates t = 0)
 
 
 class CountingVelocity:

@@ -7,11 +7,14 @@ import torch
 from ..errors import StraightflowError
 from .base import CountingVelocity, SolveResult, VelocityFn, uniform_grid
 
+#: ``SolveResult.note`` of Heun at even NFE (``docs/api.md`` "Solvers")
+HEUN_EVEN_NOTE = "heun at even NFE evaluates the network at t = 0, a time training never draws (t in (t_min, 1]); odd NFE does not"
 
-def _finish(z, v: CountingVelocity, traj, grid, keep) -> SolveResult:
+
+def _finish(z, v: CountingVelocity, traj, grid, keep, note: str | None = None) -> SolveResult:
     if keep:
-        return SolveResult(z, v.calls, torch.stack(traj), torch.tensor(grid[: len(traj)]))
-    return SolveResult(z, v.calls)
+        return SolveResult(z, v.calls, torch.stack(traj), torch.tensor(grid[: len(traj)]), note)
+    return SolveResult(z, v.calls, note=note)
 
 
 def euler(velocity: VelocityFn, z: torch.Tensor, nfe: int, return_trajectory: bool = False) -> SolveResult:
@@ -33,7 +36,9 @@ def heun(velocity: VelocityFn, z: torch.Tensor, nfe: int, return_trajectory: boo
 
     Odd N (the curvature paper's variant): (N + 1) / 2 uniform steps, each a
     Heun step except the last, which is plain Euler (no evaluation at t = 0).
-    Even N: N / 2 uniform Heun steps. NFE = N either way.
+    Even N: N / 2 uniform Heun steps, whose last corrector evaluates the network
+    at t = 0, outside the times training draws; the result carries
+    :data:`HEUN_EVEN_NOTE` in ``note`` so every table of it says so. NFE = N either way.
     """
     if nfe < 1:
         raise StraightflowError(f"heun needs nfe >= 1, got {nfe}")
@@ -52,4 +57,4 @@ def heun(velocity: VelocityFn, z: torch.Tensor, nfe: int, return_trajectory: boo
             z = z + 0.5 * h * (d + v(z_pred, t_next))
         if return_trajectory:
             traj.append(z)
-    return _finish(z, v, traj, grid, return_trajectory)
+    return _finish(z, v, traj, grid, return_trajectory, None if last_euler else HEUN_EVEN_NOTE)
