@@ -162,3 +162,68 @@ def test_bad_values_are_one_line_errors_not_internal_errors(argv, message, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("straightflow: error:") and message in err[0], err
     assert not (tmp_path / "new").exists() and not (tmp_path / "p.txt").exists()
+
+
+def _tiny_state(value: float):
+    w = {"w": torch.full((3,), value)}
+    return w, {"w": torch.full((3,), -value)}, {"step": 10, "value": torch.tensor(value)}
+
+
+def _loadable_step(run):
+    """The latest checkpoint, loaded completely: (step, value) or None."""
+    from straightflow.checkpoint import load_checkpoint_weights, load_train_state, read_meta
+
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
+        return None
+    model, ema = load_checkpoint_weights(ckpt, "model.safetensors"), load_checkpoint_weights(ckpt, "ema.safetensors")
+    state = load_train_state(ckpt)
+    value = float(model["w"][0])
+    assert float(ema["w"][0]) == -value and float(state["value"]) == value
+    return read_meta(ckpt)["step"], value
+
+
+def test_resaving_a_step_keeps_a_complete_checkpoint_of_it_whatever_call_crashes(tmp_path, monkeypatch):
+    """Crash at each rename / delete of a re-save at an existing step: that step stays loadable, old or new."""
+    import shutil
+
+    from straightflow.checkpoint import save_checkpoint
+
+    real = {"rename": os.rename, "replace": os.replace, "rmtree": shutil.rmtree}
+    k = 0
+    while True:
+        k += 1
+        run = tmp_path / f"r{k}"
+        save_checkpoint(run, 5, *_tiny_state(5.0), {}, keep=2)
+        save_checkpoint(run, 10, *_tiny_state(1.0), {}, keep=2)
+        calls = []
+
+        def crashing(kind):
+            def call(*args, **kwargs):
+                calls.append(kind)
+                if len(calls) == k:
+                    raise OSError(f"simulated crash at call {k} ({kind})")
+                return real[kind](*args, **kwargs)
+            return call
+
+        monkeypatch.setattr(os, "rename", crashing("rename"))
+        monkeypatch.setattr(os, "replace", crashing("replace"))
+        monkeypatch.setattr(shutil, "rmtree", crashing("rmtree"))
+        try:
+            save_checkpoint(run, 10, *_tiny_state(2.0), {}, keep=1)
+            crashed = False
+        except OSError:
+            crashed = True
+        finally:
+            monkeypatch.setattr(os, "rename", real["rename"])
+            monkeypatch.setattr(os, "replace", real["replace"])
+            monkeypatch.setattr(shutil, "rmtree", real["rmtree"])
+        step, value = _loadable_step(run)
+        assert step == 10 and value in (1.0, 2.0), (k, calls)
+        if crashed:  # the next save recovers: the step under its final name, nothing half done
+            save_checkpoint(run, 10, *_tiny_state(3.0), {}, keep=1)
+            assert _loadable_step(run) == (10, 3.0)
+        assert [p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith(".")] == ["step-000010"], k
+        if not crashed:
+            assert value == 2.0 and k > 3
+            break
