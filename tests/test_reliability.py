@@ -129,6 +129,9 @@ def test_non_finite_weights_or_samples_are_errors_not_scores(tmp_path):
     key = next(iter(state))
     state[key] = torch.full_like(state[key], float("inf"))
     save_file(state, str(path))
+    meta = json.loads((path.parent / "meta.json").read_text())
+    del meta["sha256"]  # as written before checksums were recorded, when diverged weights could be checkpointed
+    (path.parent / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(StraightflowError, match="non-finite weights"):
         Run.load(run)
     ok = tmp_path / "ok"
@@ -227,3 +230,37 @@ def test_resaving_a_step_keeps_a_complete_checkpoint_of_it_whatever_call_crashes
         if not crashed:
             assert value == 2.0 and k > 3
             break
+
+
+def _overwrite_tail(path, tail: bytes) -> None:
+    """Same-size corruption: the last bytes (tensor data) replaced, the header intact."""
+    data = path.read_bytes()
+    path.write_bytes(data[: -len(tail)] + tail)
+    assert len(path.read_bytes()) == len(data)
+
+
+def test_weights_overwritten_with_the_same_size_are_a_one_line_error_not_nan_samples(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    ckpt = latest_checkpoint(run)
+    assert set(json.loads((ckpt / "meta.json").read_text())["sha256"]) == {"model.safetensors", "ema.safetensors"}
+    pristine = {name: (ckpt / name).read_bytes() for name in ("model.safetensors", "ema.safetensors")}
+    _overwrite_tail(ckpt / "ema.safetensors", b"\xff\xff\xc0\x7f" * 2)  # two float32 NaNs
+    with pytest.raises(StraightflowError, match=r"ema.safetensors is corrupt: its sha256 differs"):
+        Run.load(run)
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "s.npy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ema.safetensors is corrupt" in err[0], err
+    assert not (tmp_path / "s.npy").exists()
+    (ckpt / "ema.safetensors").write_bytes(pristine["ema.safetensors"])
+    _overwrite_tail(ckpt / "model.safetensors", b"\x00\x00\x80\x3f")  # a plausible 1.0
+    with pytest.raises(StraightflowError, match=r"model.safetensors is corrupt: its sha256 differs"):
+        train(out=str(run), steps=8, resume=True)
+    (ckpt / "model.safetensors").write_bytes(pristine["model.safetensors"])
+    meta = json.loads((ckpt / "meta.json").read_text())
+    del meta["sha256"]  # a checkpoint from before checksums were recorded still loads
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    assert torch.isfinite(Run.load(run).sample(20, nfe=1).samples).all()
+    train(out=str(run), steps=8, resume=True)
+    assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["step"] == 8

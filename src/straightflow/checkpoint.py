@@ -94,7 +94,7 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict
     away, and ``.new`` takes the final name; ``list_checkpoints`` lists the
     final name, or ``.new`` where a crash left only that. Older checkpoints
     beyond ``keep`` are deleted last. ``meta.json`` records the sha256 of both
-    weight files, which :func:`load_weights` checks.
+    weight files, which :func:`load_checkpoint_weights` checks.
     """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)

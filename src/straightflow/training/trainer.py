@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from ..checkpoint import latest_checkpoint, load_into, load_train_state, load_weights, save_checkpoint
+from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, load_train_state, save_checkpoint
 from ..config import TrainConfig, apply_overrides, coerce, load_run_config, load_yaml, resolve_config, save_config, validate
 from ..data import load_data
 from ..data.pairs import PairData, read_manifest
@@ -183,8 +183,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     if resume and ckpt is None:
         raise StraightflowError(f"--resume: {out} has no checkpoint to resume from")
     if ckpt is not None:
-        load_into(module, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
-        load_into(ema.shadow, load_weights(ckpt / "ema.safetensors"), ckpt / "ema.safetensors")
+        load_into(module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
+        load_into(ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
         state = load_train_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         if aux is not None and "aux" in state:
