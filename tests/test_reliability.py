@@ -264,3 +264,54 @@ def test_weights_overwritten_with_the_same_size_are_a_one_line_error_not_nan_sam
     assert torch.isfinite(Run.load(run).sample(20, nfe=1).samples).all()
     train(out=str(run), steps=8, resume=True)
     assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["step"] == 8
+
+
+def _labelled_pairs(folder, n=300, shard_size=128):
+    """A pairs folder of 3 shards with x, z and y files, as a conditional teacher writes them."""
+    import numpy as np
+
+    from straightflow.data import pairs as pairs_mod
+
+    rng = np.random.default_rng(0)
+    z, x = rng.normal(size=(n, 2)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32)
+    y = rng.integers(0, 2, size=n)
+    settings = {"format": pairs_mod.FORMAT_VERSION, "teacher": "", "solver": "", "nfe": 0, "seed": 0, "shape": [2],
+                "classes": ["upper", "lower"]}
+    folder.mkdir()
+    shards = [pairs_mod.write_shard(folder, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, 0, y[s : s + shard_size])
+              for i, s in enumerate(range(0, n, shard_size))]
+    pairs_mod.atomic_write(folder / pairs_mod.SETTINGS, json.dumps(settings).encode())
+    pairs_mod.write_manifest(folder, settings, shards, 20, shard_size, {"teacher_config": {"data": "moons"}})
+    return folder
+
+
+@pytest.mark.parametrize("victim", ["shard-00001.x.npy", "shard-00002.z.npy", "shard-00000.y.npy"])
+def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training(victim, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from straightflow.data import pairs as pairs_mod
+    from straightflow.data.pairs import PairData
+
+    folder = _labelled_pairs(tmp_path / "p")
+    hashed = []
+    real_sha = pairs_mod._sha256_file
+    monkeypatch.setattr(pairs_mod, "_sha256_file", lambda p: hashed.append(p.name) or real_sha(p))
+    data = PairData.open(folder, labels=True)
+    for _ in range(3):
+        data.sample_train_labeled(64, torch.Generator().manual_seed(0))
+    assert sorted(hashed) == sorted(p.name for p in folder.glob("shard-*.npy"))  # each file once, when first opened
+    path = folder / victim
+    arr = np.load(path)
+    arr.flat[-1] = arr.flat[-1] + 1 if arr.dtype == np.int64 else arr.flat[-1] * 0.5  # a plausible value, same size
+    size = path.stat().st_size
+    np.save(path, arr)
+    assert path.stat().st_size == size
+    with pytest.raises(StraightflowError, match=rf"pairs shard {path} is corrupt .*rerun the same `straightflow pairs` command"):
+        PairData.open(folder, labels=True)
+    capsys.readouterr()
+    run = tmp_path / "student"
+    assert main(["train", "--method", "reflow", "--pairs", str(folder), "--conditional", "true", "--steps", "5", "--width", "16",
+                 "--depth", "1", "--out", str(run), "--progress", "false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and victim in err[0] and "rerun the same `straightflow pairs` command" in err[0], err
+    assert latest_checkpoint(run) is None
