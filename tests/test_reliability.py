@@ -315,3 +315,27 @@ def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and victim in err[0] and "rerun the same `straightflow pairs` command" in err[0], err
     assert latest_checkpoint(run) is None
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path, capsys):
+    full, run = tmp_path / "full", tmp_path / "r"
+    kw = dict(data="moons", width=16, depth=1, steps=20, log_every=10, ckpt_every=20, progress=False)
+    train(out=str(full), **kw)
+    train(out=str(run), **kw)
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")  # as if stopped after logging step 10, before the first checkpoint
+    stats = (run / "stats.jsonl").read_text().splitlines()
+    (run / "stats.jsonl").write_text(stats[0] + "\n")
+    with pytest.raises(StraightflowError, match="already holds a run; pass --resume"):
+        train(out=str(run), **kw)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{run} has no checkpoint yet; training it from step 0 with its saved config" in err, err
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert (latest_checkpoint(run) / name).read_bytes() == (latest_checkpoint(full) / name).read_bytes()
+    assert [json.loads(r)["step"] for r in (run / "stats.jsonl").read_text().splitlines()] == [10, 20]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StraightflowError, match="holds no run"):
+        train(out=str(tmp_path / "empty"), resume=True)

@@ -60,7 +60,7 @@ def _config_values(args) -> dict:
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint (from step 0 with its saved config if it has none yet)")
     add_config_flags(p)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -112,7 +113,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
 
     ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
     an error. With ``resume=True`` the run in ``out`` continues from its latest
-    checkpoint (only ``steps`` and bookkeeping fields may change).
+    checkpoint (only ``steps`` and bookkeeping fields may change), or from step 0
+    with its saved config when it stopped before its first checkpoint.
     ``velocity_net``: your own ``nn.Module`` with ``forward(x_t, t)`` instead of a
     built-in model (recorded as ``model: custom``; pass it again to ``Run.load`` and
     to resume); ``encoder_net``: your own encoder module for ``method="curvature"`` (output:
@@ -180,8 +182,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         cleanup.enter_context(FolderLock(out, "run directory"))
     start_step = 0
     ckpt = latest_checkpoint(out) if resume else None
-    if resume and ckpt is None:
-        raise StraightflowError(f"--resume: {out} has no checkpoint to resume from")
+    if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
+        print(f"straightflow: note: {out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
     if ckpt is not None:
         load_into(module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
         load_into(ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
