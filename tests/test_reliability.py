@@ -339,3 +339,40 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path,
     (tmp_path / "empty").mkdir()
     with pytest.raises(StraightflowError, match="holds no run"):
         train(out=str(tmp_path / "empty"), resume=True)
+
+
+class _Ranks:
+    """A DistContext stand-in: rank ``rank`` of ``world`` on ``device``; a gather takes the other ranks' objects from ``others``."""
+
+    def __init__(self, device, rank=0, world=1, others=()):
+        self.device, self.rank, self.world_size, self.others = torch.device(device), rank, world, iter(others)
+
+    def gather_objects(self, obj):
+        return [obj if i == self.rank else next(self.others) for i in range(self.world_size)]
+
+
+def test_checkpoints_hold_and_restore_each_ranks_cuda_rng_state(tmp_path, monkeypatch):
+    """No GPU here: torch.cuda's RNG functions are stand-ins; the trainer's save/restore logic is real."""
+    from straightflow.training.trainer import restore_rng_states, rng_states
+
+    device_states = {0: torch.arange(16, dtype=torch.uint8), 1: torch.arange(16, 32, dtype=torch.uint8)}
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": device_states[torch.device(device).index].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((torch.device(device), state.clone())))
+    gen = torch.Generator().manual_seed(5)
+    # rank 1 of 2 on cuda:1; rank 0's generator, CPU and CUDA states arrive through the gathers
+    ctx = _Ranks("cuda:1", rank=1, world=2, others=[gen.get_state(), torch.get_rng_state(), device_states[0]])
+    states = rng_states(ctx, gen)
+    assert [torch.equal(s, device_states[i]) for i, s in enumerate(states["cuda_rng"])] == [True, True]
+    torch.save({"step": 3, **states}, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)  # plain tensors and lists only
+    assert restore_rng_states(loaded, ctx, torch.Generator()) is None
+    assert len(restored) == 1 and restored[0][0] == torch.device("cuda:1") and torch.equal(restored[0][1], device_states[1])
+    # a checkpoint without CUDA state (written on the CPU, or by an older version) resumes with a warning
+    del loaded["cuda_rng"]
+    assert "no CUDA random state" in restore_rng_states(loaded, ctx, torch.Generator())
+    # on the CPU nothing of CUDA is touched
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda *a, **k: pytest.fail("CUDA RNG read on the CPU"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda *a, **k: pytest.fail("CUDA RNG set on the CPU"))
+    cpu = rng_states(_Ranks("cpu"), gen)
+    assert "cuda_rng" not in cpu and restore_rng_states(cpu, _Ranks("cpu"), torch.Generator()) is None

@@ -1,9 +1,10 @@
 """The training loop: one function for every method, one process or many (DDP).
 
 Determinism: every random draw of a rank (data batch, noise, t, OT tie-breaks)
-comes from that rank's own ``torch.Generator``; its state, the optimizer's,
-the EMA's and the step are checkpointed, so ``--resume`` continues exactly as
-if the run had never stopped.
+comes from that rank's own ``torch.Generator``; its state, the global CPU and
+(on CUDA) device RNG states that dropout draws from, the optimizer's, the EMA's
+and the step are checkpointed, so ``--resume`` continues exactly as if the run
+had never stopped.
 """
 
 from __future__ import annotations
@@ -137,6 +138,32 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup)
 
 
+def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
+    """Every rank's random state, for a checkpoint: its batch generator, the CPU RNG and, when
+    the rank trains on CUDA, its device's RNG (dropout and other global CUDA draws); one list
+    entry per rank, all tensors, so ``torch.load(weights_only=True)`` reads them."""
+    states = {"generators": ctx.gather_objects(generator.get_state()), "torch_rng": ctx.gather_objects(torch.get_rng_state())}
+    if ctx.device.type == "cuda":
+        states["cuda_rng"] = ctx.gather_objects(torch.cuda.get_rng_state(ctx.device))
+    return states
+
+
+def restore_rng_states(state: dict, ctx: DistContext, generator: torch.Generator) -> str | None:
+    """Set this rank's random state from a checkpoint's (see :func:`rng_states`); returns a
+    warning when some stream cannot be restored and starts afresh instead."""
+    gens = state.get("generators", [])
+    if len(gens) != ctx.world_size:
+        return f"warning: checkpoint was written by {len(gens)} ranks, resuming on {ctx.world_size}: random streams restart"
+    generator.set_state(gens[ctx.rank])
+    torch.set_rng_state(state["torch_rng"][ctx.rank])
+    if ctx.device.type == "cuda":
+        cuda = state.get("cuda_rng")
+        if cuda is None or len(cuda) != ctx.world_size:
+            return "warning: the checkpoint holds no CUDA random state (written on the CPU or by an older version): the CUDA stream (dropout) restarts"
+        torch.cuda.set_rng_state(cuda[ctx.rank], ctx.device)
+    return None
+
+
 def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     """Where ``--amp bf16`` / ``--compile`` cannot apply, say so (the UNet applies both
     itself on CUDA, to training and sampling alike; weights stay float32)."""
@@ -192,12 +219,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         if aux is not None and "aux" in state:
             aux.load_state_dict(state["aux"])
         start_step = int(state["step"])
-        rng = state.get("generators", [])
-        if len(rng) == ctx.world_size:
-            generator.set_state(rng[ctx.rank])
-            torch.set_rng_state(state["torch_rng"][ctx.rank])
-        elif ctx.is_main:
-            print(f"warning: checkpoint was written by {len(rng)} ranks, resuming on {ctx.world_size}: random streams restart")
+        warning = restore_rng_states(state, ctx, generator)
+        if warning and ctx.is_main:
+            print(warning)
 
     meta = {
         "method": cfg.method,
@@ -236,10 +260,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     def checkpoint(step: int) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in (*module.parameters(), *ema.shadow.parameters())):
             raise diverged(step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
-        gens = ctx.gather_objects(generator.get_state())
-        rngs = ctx.gather_objects(torch.get_rng_state())
+        rngs = rng_states(ctx, generator)
         if ctx.is_main:
-            state = {"optimizer": optimizer.state_dict(), "step": step, "generators": gens, "torch_rng": rngs}
+            state = {"optimizer": optimizer.state_dict(), "step": step, **rngs}
             if aux is not None:
                 state["aux"] = aux.state_dict()
             save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
