@@ -376,3 +376,93 @@ def test_checkpoints_hold_and_restore_each_ranks_cuda_rng_state(tmp_path, monkey
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda *a, **k: pytest.fail("CUDA RNG set on the CPU"))
     cpu = rng_states(_Ranks("cpu"), gen)
     assert "cuda_rng" not in cpu and restore_rng_states(cpu, _Ranks("cpu"), torch.Generator()) is None
+
+
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_checkpoints_the_step_reached_and_resume_continues_exactly(sig, status, tmp_path):
+    import re
+    import signal
+
+    from safetensors.torch import load_file
+
+    from straightflow.checkpoint import list_checkpoints, load_train_state
+
+    run = tmp_path / "R"
+    tiny = ["--data", "moons", "--width", "16", "--depth", "1", "--log-every", "10", "--progress", "false"]
+    proc = _cli("train", *tiny, "--steps", "100000", "--ckpt-every", "100000", "--out", run)
+    try:
+        deadline = time.time() + 120
+        while not (run / "stats.jsonl").exists() or "\n" not in (run / "stats.jsonl").read_text():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no stats line within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and latest_checkpoint(run) is not None, err
+    line = err.strip().splitlines()[-1]
+    match = re.fullmatch(r"straightflow: interrupted at step (\d+); checkpoint (step-\d{6}) written; continue with: straightflow train --out (\S+) --resume", line)
+    assert match and match.group(3) == str(run), line
+    n = int(match.group(1))
+    assert match.group(2) == f"step-{n:06d}" and [p.name for p in list_checkpoints(run)] == [match.group(2)]
+    assert load_train_state(latest_checkpoint(run))["step"] == n
+    resumed = subprocess.run([sys.executable, "-m", "straightflow", "train", "--out", str(run), "--resume", "--steps", str(n + 20),
+                              "--progress", "false"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [p.name for p in list_checkpoints(run)] == [f"step-{n:06d}", f"step-{n + 20:06d}"]
+    steps = [json.loads(row)["step"] for row in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == n + 20 and [s for s in steps if s > n][0] <= n + 10
+    full = tmp_path / "full"  # the same run, never interrupted: bit-identical weights
+    train(data="moons", width=16, depth=1, log_every=10, steps=n + 20, ckpt_every=100000, out=str(full), progress=False)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_file(str(latest_checkpoint(full) / name)), load_file(str(latest_checkpoint(run) / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+class _SignalAt(torch.nn.Module):
+    """A velocity net that sends this process ``sig`` during its ``n``-th training forward."""
+
+    def __init__(self, n: int, sig: int):
+        super().__init__()
+        self.lin, self.n, self.sig, self.calls = torch.nn.Linear(3, 2), n, sig, 0
+
+    def forward(self, x, t):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.n:
+                os.kill(os.getpid(), self.sig)
+        return self.lin(torch.cat([x, t[:, None]], dim=1))
+
+
+def test_train_raises_training_interrupted_and_restores_the_signal_handlers(tmp_path):
+    import signal
+    import threading
+
+    from straightflow import TrainingInterrupted
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    run = tmp_path / "r"
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data="moons", steps=50, out=str(run), velocity_net=_SignalAt(7, signal.SIGTERM), batch_size=16, ckpt_every=20, progress=False)
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.exit_status == 143 and info.value.step == 7
+    assert info.value.checkpoint == latest_checkpoint(run) and latest_checkpoint(run).name == "step-000007"
+    assert {s: signal.getsignal(s) for s in before} == before
+    # outside the main thread no handler is installed (Python allows none there), and training still works
+    errors = []
+    worker = threading.Thread(target=lambda: _catch(errors, lambda: train(data="moons", steps=4, out=str(tmp_path / "t"), width=16, depth=1,
+                                                                          ckpt_every=4, log_every=2, progress=False)))
+    worker.start()
+    worker.join()
+    assert errors == [] and latest_checkpoint(tmp_path / "t").name == "step-000004"
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def _catch(errors, fn):
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - reported by the test
+        errors.append(exc)

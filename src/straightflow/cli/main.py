@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..errors import StraightflowError
+from ..errors import StraightflowError, TrainingInterrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     except StraightflowError as exc:
         print(f"straightflow: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:  # SIGINT / SIGTERM in train: a checkpoint of the step it reached is written
+        if os.environ.get("RANK", "0") == "0":
+            print(f"straightflow: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("straightflow: interrupted; the last checkpoint is intact (use --resume)", file=sys.stderr)
         return 130

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,7 +29,7 @@ from ..config import TrainConfig, apply_overrides, coerce, load_run_config, load
 from ..data import load_data
 from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
-from ..errors import StraightflowError
+from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
 from ..methods import build_module, get_method
 from ..models import count_parameters, resolve_model_name
@@ -164,6 +167,34 @@ def restore_rng_states(state: dict, ctx: DistContext, generator: torch.Generator
     return None
 
 
+class _StopSignals:
+    """``with _StopSignals(out) as stop:`` SIGINT and SIGTERM only set ``stop.signum``; the training
+    loop finishes its step, checkpoints it and raises :class:`TrainingInterrupted`. A second signal
+    stops at once (the last checkpoint stays intact). Handlers are installed only in the main
+    thread (Python allows no other) and the previous ones are restored on exit."""
+
+    def __init__(self, out: Path):
+        self.out, self.signum = out, None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(f"interrupted again before the checkpoint was written; the last checkpoint is intact; "
+                                      f"continue with: straightflow train --out {shlex.quote(str(self.out))} --resume", signum)
+        self.signum = signum
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+
+
 def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     """Where ``--amp bf16`` / ``--compile`` cannot apply, say so (the UNet applies both
     itself on CUDA, to training and sampling alike; weights stay float32)."""
@@ -268,11 +299,18 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
             save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
         ctx.barrier()
 
+    def stop_signal(stop: _StopSignals) -> int:
+        """The signal that asked to stop (0: none); under DDP, any rank's, so all ranks stop at the same step."""
+        if not ctx.enabled:
+            return stop.signum or 0
+        return int(ctx.all_max(torch.tensor([float(stop.signum or 0)], device=device)).item())
+
     sums: dict[str, torch.Tensor] = {}
     count = 0
     t_last = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
     stats_file = open(out / "stats.jsonl", "a") if ctx.is_main else None
+    stop = cleanup.enter_context(_StopSignals(out))
     try:
         for step in range(start_step, cfg.steps):
             lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
@@ -310,8 +348,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
                     stats_file.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 sums, count, t_last = {}, 0, now
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            saved = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if saved:
                 checkpoint(done)
+            signum = stop_signal(stop)
+            if signum and done < cfg.steps:  # SIGINT / SIGTERM: keep the finished step, then stop
+                if not saved:
+                    checkpoint(done)
+                raise TrainingInterrupted(f"interrupted at step {done}; checkpoint step-{done:06d} written; "
+                                          f"continue with: straightflow train --out {shlex.quote(str(out))} --resume",
+                                          signum, step=done, checkpoint=out / "checkpoints" / f"step-{done:06d}")
     finally:
         bar.close()
         if stats_file:
