@@ -93,6 +93,7 @@ def test_checkpoint_from_another_model(trained, tmp_path):
     ckpt = sorted((victim / "checkpoints").iterdir())[-1]
     shutil.copy(sorted((other / "checkpoints").iterdir())[-1] / "ema.safetensors", ckpt / "ema.safetensors")
     shutil.copy(sorted((other / "checkpoints").iterdir())[-1] / "model.safetensors", ckpt / "model.safetensors")
+    shutil.copy(sorted((other / "checkpoints").iterdir())[-1] / "meta.json", ckpt / "meta.json")  # with its checksums
     before = tree_digest(victim)
     assert_one_line_error(cli("sample", victim, "-n", "5", "--out", tmp_path / "x.npy"), "does not match this run's model")
     assert_one_line_error(cli("train", "--out", victim, "--steps", "60", "--resume"), "does not match this run's model")

@@ -129,6 +129,9 @@ def test_non_finite_weights_or_samples_are_errors_not_scores(tmp_path):
     key = next(iter(state))
     state[key] = torch.full_like(state[key], float("inf"))
     save_file(state, str(path))
+    meta = json.loads((path.parent / "meta.json").read_text())
+    del meta["sha256"]  # as written before checksums were recorded, when diverged weights could be checkpointed
+    (path.parent / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(StraightflowError, match="non-finite weights"):
         Run.load(run)
     ok = tmp_path / "ok"
@@ -273,3 +276,304 @@ def test_eval_reports_w2_notes_in_its_rows_and_tables(tiny_run, monkeypatch):
     table = format_table(report)
     assert "w2_note" not in table.splitlines()[2]  # a footnote, not a column
     assert all(line.endswith("*") for line in table.splitlines()[3:5]) and f"* {note}" in table and f"note: {note}" in table
+
+
+def _tiny_state(value: float):
+    w = {"w": torch.full((3,), value)}
+    return w, {"w": torch.full((3,), -value)}, {"step": 10, "value": torch.tensor(value)}
+
+
+def _loadable_step(run):
+    """The latest checkpoint, loaded completely: (step, value) or None."""
+    from straightflow.checkpoint import load_checkpoint_weights, load_train_state, read_meta
+
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
+        return None
+    model, ema = load_checkpoint_weights(ckpt, "model.safetensors"), load_checkpoint_weights(ckpt, "ema.safetensors")
+    state = load_train_state(ckpt)
+    value = float(model["w"][0])
+    assert float(ema["w"][0]) == -value and float(state["value"]) == value
+    return read_meta(ckpt)["step"], value
+
+
+def test_resaving_a_step_keeps_a_complete_checkpoint_of_it_whatever_call_crashes(tmp_path, monkeypatch):
+    """Crash at each rename / delete of a re-save at an existing step: that step stays loadable, old or new."""
+    import shutil
+
+    from straightflow.checkpoint import save_checkpoint
+
+    real = {"rename": os.rename, "replace": os.replace, "rmtree": shutil.rmtree}
+    k = 0
+    while True:
+        k += 1
+        run = tmp_path / f"r{k}"
+        save_checkpoint(run, 5, *_tiny_state(5.0), {}, keep=2)
+        save_checkpoint(run, 10, *_tiny_state(1.0), {}, keep=2)
+        calls = []
+
+        def crashing(kind):
+            def call(*args, **kwargs):
+                calls.append(kind)
+                if len(calls) == k:
+                    raise OSError(f"simulated crash at call {k} ({kind})")
+                return real[kind](*args, **kwargs)
+            return call
+
+        monkeypatch.setattr(os, "rename", crashing("rename"))
+        monkeypatch.setattr(os, "replace", crashing("replace"))
+        monkeypatch.setattr(shutil, "rmtree", crashing("rmtree"))
+        try:
+            save_checkpoint(run, 10, *_tiny_state(2.0), {}, keep=1)
+            crashed = False
+        except OSError:
+            crashed = True
+        finally:
+            monkeypatch.setattr(os, "rename", real["rename"])
+            monkeypatch.setattr(os, "replace", real["replace"])
+            monkeypatch.setattr(shutil, "rmtree", real["rmtree"])
+        step, value = _loadable_step(run)
+        assert step == 10 and value in (1.0, 2.0), (k, calls)
+        if crashed:  # the next save recovers: the step under its final name, nothing half done
+            save_checkpoint(run, 10, *_tiny_state(3.0), {}, keep=1)
+            assert _loadable_step(run) == (10, 3.0)
+        assert [p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith(".")] == ["step-000010"], k
+        if not crashed:
+            assert value == 2.0 and k > 3
+            break
+
+
+def _overwrite_tail(path, tail: bytes) -> None:
+    """Same-size corruption: the last bytes (tensor data) replaced, the header intact."""
+    data = path.read_bytes()
+    path.write_bytes(data[: -len(tail)] + tail)
+    assert len(path.read_bytes()) == len(data)
+
+
+def test_weights_overwritten_with_the_same_size_are_a_one_line_error_not_nan_samples(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
+    ckpt = latest_checkpoint(run)
+    assert set(json.loads((ckpt / "meta.json").read_text())["sha256"]) == {"model.safetensors", "ema.safetensors"}
+    pristine = {name: (ckpt / name).read_bytes() for name in ("model.safetensors", "ema.safetensors")}
+    _overwrite_tail(ckpt / "ema.safetensors", b"\xff\xff\xc0\x7f" * 2)  # two float32 NaNs
+    with pytest.raises(StraightflowError, match=r"ema.safetensors is corrupt: its sha256 differs"):
+        Run.load(run)
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "s.npy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ema.safetensors is corrupt" in err[0], err
+    assert not (tmp_path / "s.npy").exists()
+    (ckpt / "ema.safetensors").write_bytes(pristine["ema.safetensors"])
+    _overwrite_tail(ckpt / "model.safetensors", b"\x00\x00\x80\x3f")  # a plausible 1.0
+    with pytest.raises(StraightflowError, match=r"model.safetensors is corrupt: its sha256 differs"):
+        train(out=str(run), steps=8, resume=True)
+    (ckpt / "model.safetensors").write_bytes(pristine["model.safetensors"])
+    meta = json.loads((ckpt / "meta.json").read_text())
+    del meta["sha256"]  # a checkpoint from before checksums were recorded still loads
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    assert torch.isfinite(Run.load(run).sample(20, nfe=1).samples).all()
+    train(out=str(run), steps=8, resume=True)
+    assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["step"] == 8
+
+
+def _labelled_pairs(folder, n=300, shard_size=128):
+    """A pairs folder of 3 shards with x, z and y files, as a conditional teacher writes them."""
+    import numpy as np
+
+    from straightflow.data import pairs as pairs_mod
+
+    rng = np.random.default_rng(0)
+    z, x = rng.normal(size=(n, 2)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32)
+    y = rng.integers(0, 2, size=n)
+    settings = {"format": pairs_mod.FORMAT_VERSION, "teacher": "", "solver": "", "nfe": 0, "seed": 0, "shape": [2],
+                "classes": ["upper", "lower"]}
+    folder.mkdir()
+    shards = [pairs_mod.write_shard(folder, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, 0, y[s : s + shard_size])
+              for i, s in enumerate(range(0, n, shard_size))]
+    pairs_mod.atomic_write(folder / pairs_mod.SETTINGS, json.dumps(settings).encode())
+    pairs_mod.write_manifest(folder, settings, shards, 20, shard_size, {"teacher_config": {"data": "moons"}})
+    return folder
+
+
+@pytest.mark.parametrize("victim", ["shard-00001.x.npy", "shard-00002.z.npy", "shard-00000.y.npy"])
+def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training(victim, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from straightflow.data import pairs as pairs_mod
+    from straightflow.data.pairs import PairData
+
+    folder = _labelled_pairs(tmp_path / "p")
+    hashed = []
+    real_sha = pairs_mod._sha256_file
+    monkeypatch.setattr(pairs_mod, "_sha256_file", lambda p: hashed.append(p.name) or real_sha(p))
+    data = PairData.open(folder, labels=True)
+    for _ in range(3):
+        data.sample_train_labeled(64, torch.Generator().manual_seed(0))
+    assert sorted(hashed) == sorted(p.name for p in folder.glob("shard-*.npy"))  # each file once, when first opened
+    path = folder / victim
+    arr = np.load(path)
+    arr.flat[-1] = arr.flat[-1] + 1 if arr.dtype == np.int64 else arr.flat[-1] * 0.5  # a plausible value, same size
+    size = path.stat().st_size
+    np.save(path, arr)
+    assert path.stat().st_size == size
+    with pytest.raises(StraightflowError, match=rf"pairs shard {path} is corrupt .*rerun the same `straightflow pairs` command"):
+        PairData.open(folder, labels=True)
+    capsys.readouterr()
+    run = tmp_path / "student"
+    assert main(["train", "--method", "reflow", "--pairs", str(folder), "--conditional", "true", "--steps", "5", "--width", "16",
+                 "--depth", "1", "--out", str(run), "--progress", "false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and victim in err[0] and "rerun the same `straightflow pairs` command" in err[0], err
+    assert latest_checkpoint(run) is None
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path, capsys):
+    full, run = tmp_path / "full", tmp_path / "r"
+    kw = dict(data="moons", width=16, depth=1, steps=20, log_every=10, ckpt_every=20, progress=False)
+    train(out=str(full), **kw)
+    train(out=str(run), **kw)
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")  # as if stopped after logging step 10, before the first checkpoint
+    stats = (run / "stats.jsonl").read_text().splitlines()
+    (run / "stats.jsonl").write_text(stats[0] + "\n")
+    with pytest.raises(StraightflowError, match="already holds a run; pass --resume"):
+        train(out=str(run), **kw)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{run} has no checkpoint yet; training it from step 0 with its saved config" in err, err
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert (latest_checkpoint(run) / name).read_bytes() == (latest_checkpoint(full) / name).read_bytes()
+    assert [json.loads(r)["step"] for r in (run / "stats.jsonl").read_text().splitlines()] == [10, 20]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StraightflowError, match="holds no run"):
+        train(out=str(tmp_path / "empty"), resume=True)
+
+
+class _Ranks:
+    """A DistContext stand-in: rank ``rank`` of ``world`` on ``device``; a gather takes the other ranks' objects from ``others``."""
+
+    def __init__(self, device, rank=0, world=1, others=()):
+        self.device, self.rank, self.world_size, self.others = torch.device(device), rank, world, iter(others)
+
+    def gather_objects(self, obj):
+        return [obj if i == self.rank else next(self.others) for i in range(self.world_size)]
+
+
+def test_checkpoints_hold_and_restore_each_ranks_cuda_rng_state(tmp_path, monkeypatch):
+    """No GPU here: torch.cuda's RNG functions are stand-ins; the trainer's save/restore logic is real."""
+    from straightflow.training.trainer import restore_rng_states, rng_states
+
+    device_states = {0: torch.arange(16, dtype=torch.uint8), 1: torch.arange(16, 32, dtype=torch.uint8)}
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": device_states[torch.device(device).index].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((torch.device(device), state.clone())))
+    gen = torch.Generator().manual_seed(5)
+    # rank 1 of 2 on cuda:1; rank 0's generator, CPU and CUDA states arrive through the gathers
+    ctx = _Ranks("cuda:1", rank=1, world=2, others=[gen.get_state(), torch.get_rng_state(), device_states[0]])
+    states = rng_states(ctx, gen)
+    assert [torch.equal(s, device_states[i]) for i, s in enumerate(states["cuda_rng"])] == [True, True]
+    torch.save({"step": 3, **states}, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)  # plain tensors and lists only
+    assert restore_rng_states(loaded, ctx, torch.Generator()) is None
+    assert len(restored) == 1 and restored[0][0] == torch.device("cuda:1") and torch.equal(restored[0][1], device_states[1])
+    # a checkpoint without CUDA state (written on the CPU, or by an older version) resumes with a warning
+    del loaded["cuda_rng"]
+    assert "no CUDA random state" in restore_rng_states(loaded, ctx, torch.Generator())
+    # on the CPU nothing of CUDA is touched
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda *a, **k: pytest.fail("CUDA RNG read on the CPU"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda *a, **k: pytest.fail("CUDA RNG set on the CPU"))
+    cpu = rng_states(_Ranks("cpu"), gen)
+    assert "cuda_rng" not in cpu and restore_rng_states(cpu, _Ranks("cpu"), torch.Generator()) is None
+
+
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_checkpoints_the_step_reached_and_resume_continues_exactly(sig, status, tmp_path):
+    import re
+    import signal
+
+    from safetensors.torch import load_file
+
+    from straightflow.checkpoint import list_checkpoints, load_train_state
+
+    run = tmp_path / "R"
+    tiny = ["--data", "moons", "--width", "16", "--depth", "1", "--log-every", "10", "--progress", "false"]
+    proc = _cli("train", *tiny, "--steps", "100000", "--ckpt-every", "100000", "--out", run)
+    try:
+        deadline = time.time() + 120
+        while not (run / "stats.jsonl").exists() or "\n" not in (run / "stats.jsonl").read_text():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no stats line within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and latest_checkpoint(run) is not None, err
+    line = err.strip().splitlines()[-1]
+    match = re.fullmatch(r"straightflow: interrupted at step (\d+); checkpoint (step-\d{6}) written; continue with: straightflow train --out (\S+) --resume", line)
+    assert match and match.group(3) == str(run), line
+    n = int(match.group(1))
+    assert match.group(2) == f"step-{n:06d}" and [p.name for p in list_checkpoints(run)] == [match.group(2)]
+    assert load_train_state(latest_checkpoint(run))["step"] == n
+    resumed = subprocess.run([sys.executable, "-m", "straightflow", "train", "--out", str(run), "--resume", "--steps", str(n + 20),
+                              "--progress", "false"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [p.name for p in list_checkpoints(run)] == [f"step-{n:06d}", f"step-{n + 20:06d}"]
+    steps = [json.loads(row)["step"] for row in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == n + 20 and [s for s in steps if s > n][0] <= n + 10
+    full = tmp_path / "full"  # the same run, never interrupted: bit-identical weights
+    train(data="moons", width=16, depth=1, log_every=10, steps=n + 20, ckpt_every=100000, out=str(full), progress=False)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_file(str(latest_checkpoint(full) / name)), load_file(str(latest_checkpoint(run) / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+class _SignalAt(torch.nn.Module):
+    """A velocity net that sends this process ``sig`` during its ``n``-th training forward."""
+
+    def __init__(self, n: int, sig: int):
+        super().__init__()
+        self.lin, self.n, self.sig, self.calls = torch.nn.Linear(3, 2), n, sig, 0
+
+    def forward(self, x, t):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.n:
+                os.kill(os.getpid(), self.sig)
+        return self.lin(torch.cat([x, t[:, None]], dim=1))
+
+
+def test_train_raises_training_interrupted_and_restores_the_signal_handlers(tmp_path):
+    import signal
+    import threading
+
+    from straightflow import TrainingInterrupted
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    run = tmp_path / "r"
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data="moons", steps=50, out=str(run), velocity_net=_SignalAt(7, signal.SIGTERM), batch_size=16, ckpt_every=20, progress=False)
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.exit_status == 143 and info.value.step == 7
+    assert info.value.checkpoint == latest_checkpoint(run) and latest_checkpoint(run).name == "step-000007"
+    assert {s: signal.getsignal(s) for s in before} == before
+    # outside the main thread no handler is installed (Python allows none there), and training still works
+    errors = []
+    worker = threading.Thread(target=lambda: _catch(errors, lambda: train(data="moons", steps=4, out=str(tmp_path / "t"), width=16, depth=1,
+                                                                          ckpt_every=4, log_every=2, progress=False)))
+    worker.start()
+    worker.join()
+    assert errors == [] and latest_checkpoint(tmp_path / "t").name == "step-000004"
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def _catch(errors, fn):
+    try:
+        fn()
+    except BaseException as exc:  # reported by the test, not lost in the thread
+        errors.append(exc)

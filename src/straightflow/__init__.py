@@ -18,7 +18,7 @@ neither matplotlib nor the command line.
 
 from .config import TrainConfig
 from .couplings import IndependentCoupling, LearnedGaussianCoupling, MinibatchOTCoupling, TeacherPairCoupling
-from .errors import StraightflowError
+from .errors import StraightflowError, TrainingInterrupted
 from .evaluate import evaluate, format_table
 from .objectives import AdversarialTerm, DistillObjective, LinesObjective, VelocityObjective
 from .run import Run
@@ -29,7 +29,7 @@ from .training import train
 __version__ = "0.2.0"
 
 __all__ = [
-    "train", "Run", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError",
+    "train", "Run", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "TrainingInterrupted",
     "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling", "TeacherPairCoupling",
     "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
     "VelocityTeacher", "SamplerTeacher", "from_peer_velocity", "generate_pairs", "__version__",

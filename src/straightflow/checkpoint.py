@@ -6,13 +6,17 @@ Layout of a run directory::
     RUNDIR/stats.jsonl            one JSON object per logged step
     RUNDIR/checkpoints/step-000100/{model,ema}.safetensors, state.pt, meta.json
 
-Each checkpoint is written to a temporary folder and renamed into place in one
-``os.replace``, so a crash mid-write never leaves a half checkpoint under a
-final name and never touches the last good one.
+Each checkpoint is written (and fsynced) in a temporary folder and renamed
+into place, so a crash mid-write never leaves a half checkpoint under a final
+name and never touches the last good one; re-saving an existing step keeps a
+complete checkpoint of that step at every instant (see :func:`save_checkpoint`).
+``meta.json`` records the sha256 of both weight files; loading checks them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -22,51 +26,120 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import StraightflowError
 
 FORMAT_VERSION = 1
-_STEP_DIR = re.compile(r"^step-(\d{6,})$")
+_STEP_DIR = re.compile(r"^step-(\d{6,})(\.new)?$")
+#: suffix of a checkpoint that replaces one of the same step (see save_checkpoint)
+PENDING = ".new"
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames inside ``path`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _hidden(root: Path, kind: str, name: str) -> Path:
+    """A free hidden name in ``root`` (``list_checkpoints`` never lists hidden folders)."""
+    path = root / f".{kind}-{name}-{os.getpid()}"
+    if path.exists():  # left by an earlier crash of a process with our pid
+        shutil.rmtree(path)
+    return path
+
+
+def _discard(path: Path) -> None:
+    """Delete a checkpoint folder: renamed to a hidden name first, so it is never seen half deleted."""
+    trash = _hidden(path.parent, "trash", path.name)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _step_folders(root: Path) -> dict[int, list[Path]]:
+    found: dict[int, list[Path]] = {}
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.is_dir() and (m := _STEP_DIR.match(p.name)):
+                found.setdefault(int(m.group(1)), []).append(p)
+    return found
+
+
 def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict, train_state: dict, meta: dict, keep: int) -> Path:
-    ckpt_root = Path(run_dir) / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    final = ckpt_root / f"step-{step:06d}"
-    tmp = ckpt_root / f".tmp-step-{step:06d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    """Write ``checkpoints/step-NNNNNN`` complete (fsynced) under a temporary name, then rename it into place.
+
+    Re-saving a step that exists never leaves that step without a complete
+    checkpoint (docs/architecture.md, "Run directories"): the new folder is
+    renamed to ``step-NNNNNN.new`` beside the old one, the old one is renamed
+    away, and ``.new`` takes the final name; ``list_checkpoints`` lists the
+    final name, or ``.new`` where a crash left only that. Older checkpoints
+    beyond ``keep`` are deleted last. ``meta.json`` records the sha256 of both
+    weight files, which :func:`load_checkpoint_weights` checks.
+    """
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:06d}"
+    final, pending = root / name, root / (name + PENDING)
+    tmp = _hidden(root, "tmp", name)
     tmp.mkdir()
-    save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
-    save_file(_contiguous(ema_state), str(tmp / "ema.safetensors"))
-    torch.save(train_state, tmp / "state.pt")
-    (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "format": FORMAT_VERSION}, indent=1))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():  # re-saving the same step (e.g. after resume): swap atomically-ish
-        old = ckpt_root / f".old-step-{step:06d}-{os.getpid()}"
+    sums = {}
+    for fname, state in (("model.safetensors", model_state), ("ema.safetensors", ema_state)):
+        data = save(_contiguous(state))
+        sums[fname] = hashlib.sha256(data).hexdigest()
+        _write(tmp / fname, data)
+    buf = io.BytesIO()
+    torch.save(train_state, buf)
+    _write(tmp / "state.pt", buf.getvalue())
+    _write(tmp / "meta.json", json.dumps({**meta, "step": step, "format": FORMAT_VERSION, "sha256": sums}, indent=1).encode())
+    _fsync_dir(tmp)
+    if not final.exists() and not pending.exists():
+        os.replace(tmp, final)
+    else:  # at every instant below, `final` or `pending` is a complete checkpoint of this step
+        if pending.exists():
+            if final.exists():
+                _discard(pending)  # a replacement a crash left beside a complete `final`
+            else:
+                os.replace(pending, final)  # a crash left only the replacement: it becomes `final`
+        os.replace(tmp, pending)
+        _fsync_dir(root)
+        old = _hidden(root, "old", name)
         os.replace(final, old)
-        os.replace(tmp, final)
+        os.replace(pending, final)
+        _fsync_dir(root)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    for stale in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(stale, ignore_errors=True)
+    _fsync_dir(root)
+    folders = _step_folders(root)
+    for stale in sorted(folders)[:-keep] if keep > 0 else []:
+        for path in folders[stale]:
+            _discard(path)
     return final
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
-    return [p for _, p in sorted(found)]
+    """One complete checkpoint folder per saved step, oldest first."""
+    folders = _step_folders(Path(run_dir) / "checkpoints")
+    # the final name wins over a `.new` replacement; both are complete (see save_checkpoint)
+    return [min(folders[step], key=lambda p: p.name.endswith(PENDING)) for step in sorted(folders)]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -81,14 +154,33 @@ def read_meta(ckpt: Path) -> dict:
         raise StraightflowError(f"checkpoint {ckpt} is corrupt or incomplete (meta.json: {exc})") from None
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file with a one-line error for missing/truncated files."""
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file with a one-line error for missing/truncated files, and
+    for contents whose sha256 is not ``sha256`` (when given)."""
     if not path.exists():
         raise StraightflowError(f"checkpoint file {path} is missing")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+    if sha256 is not None and _sha256_file(path) != sha256:
+        raise StraightflowError(f"checkpoint file {path} is corrupt: its sha256 differs from the one recorded in meta.json when it was saved")
+    return state
+
+
+def load_checkpoint_weights(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
+    """``ckpt/name`` (``model.safetensors`` or ``ema.safetensors``), checked against the sha256 in
+    the checkpoint's meta.json; checkpoints saved before checksums were recorded load unchecked."""
+    recorded = read_meta(ckpt).get("sha256")
+    return load_weights(ckpt / name, recorded.get(name) if isinstance(recorded, dict) else None)
 
 
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, strict: bool = True) -> None:

@@ -40,6 +40,12 @@ class DistContext:
             values /= self.world_size
         return values
 
+    def all_max(self, values: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            values = values.clone()
+            dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return values
+
     def gather_objects(self, obj) -> list:
         if not self.enabled:
             return [obj]

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import latest_checkpoint, load_into, load_weights, read_meta
+from .checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, read_meta
 from .conditioning import GuidedVelocity
 from .config import TrainConfig, load_run_config
 from .data import DataSource, load_data
@@ -74,7 +74,7 @@ class Run:
         if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
             raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")
         weights = ckpt / "ema.safetensors"
-        state = load_weights(weights)
+        state = load_checkpoint_weights(ckpt, weights.name)  # checked against meta.json's sha256
         broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
         if broken is not None:
             raise StraightflowError(f"checkpoint {weights} holds non-finite weights ({broken}): the run diverged; nothing to sample from it")

@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..errors import StraightflowError
+from ..errors import StraightflowError, TrainingInterrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +60,7 @@ def _config_values(args) -> dict:
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint (from step 0 with its saved config if it has none yet)")
     add_config_flags(p)
 
 
@@ -302,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     except StraightflowError as exc:
         print(f"straightflow: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:  # SIGINT / SIGTERM in train: a checkpoint of the step it reached is written
+        if os.environ.get("RANK", "0") == "0":
+            print(f"straightflow: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("straightflow: interrupted; the last checkpoint is intact (use --resume)", file=sys.stderr)
         return 130

@@ -29,7 +29,8 @@ their checksums is skipped, anything else is regenerated. Under ``torchrun``
 shard ``i`` goes to rank ``i % world``; rank 0 writes the manifest after a barrier.
 
 Training reads the shards memory-mapped (:class:`PairData`), so neither
-generation nor training holds all pairs in memory. The last ``heldout`` pairs
+generation nor training holds all pairs in memory; each shard file is checked
+against the sha256 in the manifest once, when :class:`PairData` opens it. The last ``heldout`` pairs
 are never used for training; they measure the distillation error.
 """
 
@@ -224,7 +225,7 @@ class PairData(DataSource):
         self.device = torch.device("cpu")
         self._arrays: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(shards)
         self._label_arrays: list[np.ndarray | None] = [None] * len(shards)
-        for i in range(len(shards)):  # fail early, on headers only, if a file is missing or of the wrong shape
+        for i in range(len(shards)):  # fail early if a file is missing, corrupt or of the wrong shape
             self._shard(i)
             if self.has_labels:
                 self._labels(i)
@@ -259,11 +260,19 @@ class PairData(DataSource):
                     arr = np.load(path, mmap_mode="r", allow_pickle=False)
                 except (OSError, ValueError) as exc:
                     raise StraightflowError(f"pairs shard {path} is missing or unreadable ({str(exc).splitlines()[0]})") from None
+                self._check_sha256(path, entry.get(f"{key}_sha256"))
                 if arr.shape != (int(entry["count"]), *self.shape) or arr.dtype != np.float32:
                     raise StraightflowError(f"pairs shard {path} has shape {arr.shape} {arr.dtype}; the manifest says ({entry['count']}, {', '.join(map(str, self.shape))}) float32")
                 arrays.append(arr)
             self._arrays[i] = (arrays[0], arrays[1])
         return self._arrays[i]
+
+    def _check_sha256(self, path: Path, expected: str | None) -> None:
+        """A shard file's bytes against the sha256 the manifest recorded for it (once, when the shard is first
+        opened); an overwritten file of the same size is caught here, not trained on."""
+        if expected is not None and _sha256_file(path) != expected:
+            raise StraightflowError(f"pairs shard {path} is corrupt (its sha256 differs from the one in {self.folder / MANIFEST}); "
+                                    "regenerate it: rerun the same `straightflow pairs` command")
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs at global indices ``idx`` as CPU float32 tensors (x*, z)."""
@@ -298,6 +307,7 @@ class PairData(DataSource):
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise StraightflowError(f"pairs labels {path} are missing or unreadable ({str(exc).splitlines()[0]})") from None
+            self._check_sha256(path, entry.get("y_sha256"))
             if arr.shape != (int(entry["count"]),) or arr.dtype != np.int64:
                 raise StraightflowError(f"pairs labels {path} have shape {arr.shape} {arr.dtype}; the manifest says ({entry['count']},) int64")
             self._label_arrays[i] = arr

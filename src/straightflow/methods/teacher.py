@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import latest_checkpoint, load_into, load_weights
+from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into
 from ..couplings import TeacherPairCoupling
 from ..data.pairs import PairData
 from ..errors import StraightflowError
@@ -54,7 +54,7 @@ def init_from_teacher(module, cfg, data) -> None:
         ckpt = latest_checkpoint(teacher)
     if ckpt is None:
         raise StraightflowError(f"teacher {teacher} has no checkpoint")
-    state = load_weights(ckpt / "ema.safetensors")
+    state = load_checkpoint_weights(ckpt, "ema.safetensors")
     velocity = {k[len("velocity."):]: v for k, v in state.items() if k.startswith("velocity.")}
     load_into(module.velocity, velocity, ckpt / "ema.safetensors")
 

@@ -1,15 +1,20 @@
 """The training loop: one function for every method, one process or many (DDP).
 
 Determinism: every random draw of a rank (data batch, noise, t, OT tie-breaks)
-comes from that rank's own ``torch.Generator``; its state, the optimizer's,
-the EMA's and the step are checkpointed, so ``--resume`` continues exactly as
-if the run had never stopped.
+comes from that rank's own ``torch.Generator``; its state, the global CPU and
+(on CUDA) device RNG states that dropout draws from, the optimizer's, the EMA's
+and the step are checkpointed, so ``--resume`` continues exactly as if the run
+had never stopped.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shlex
+import signal
+import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,12 +24,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from ..checkpoint import latest_checkpoint, load_into, load_train_state, load_weights, save_checkpoint
+from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, load_train_state, save_checkpoint
 from ..config import TrainConfig, apply_overrides, coerce, load_run_config, load_yaml, resolve_config, save_config, validate
 from ..data import load_data
 from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
-from ..errors import StraightflowError
+from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
 from ..methods import build_module, get_method
 from ..models import count_parameters, resolve_model_name
@@ -112,7 +117,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
 
     ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
     an error. With ``resume=True`` the run in ``out`` continues from its latest
-    checkpoint (only ``steps`` and bookkeeping fields may change).
+    checkpoint (only ``steps`` and bookkeeping fields may change), or from step 0
+    with its saved config when it stopped before its first checkpoint.
     ``velocity_net``: your own ``nn.Module`` with ``forward(x_t, t)`` instead of a
     built-in model (recorded as ``model: custom``; pass it again to ``Run.load`` and
     to resume); ``encoder_net``: your own encoder module for ``method="curvature"`` (output:
@@ -133,6 +139,60 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         ctx = init_distributed(cfg.device)
         cleanup.callback(shutdown_distributed, ctx)
         return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup)
+
+
+def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
+    """Every rank's random state, for a checkpoint: its batch generator, the CPU RNG and, when
+    the rank trains on CUDA, its device's RNG (dropout and other global CUDA draws); one list
+    entry per rank, all tensors, so ``torch.load(weights_only=True)`` reads them."""
+    states = {"generators": ctx.gather_objects(generator.get_state()), "torch_rng": ctx.gather_objects(torch.get_rng_state())}
+    if ctx.device.type == "cuda":
+        states["cuda_rng"] = ctx.gather_objects(torch.cuda.get_rng_state(ctx.device))
+    return states
+
+
+def restore_rng_states(state: dict, ctx: DistContext, generator: torch.Generator) -> str | None:
+    """Set this rank's random state from a checkpoint's (see :func:`rng_states`); returns a
+    warning when some stream cannot be restored and starts afresh instead."""
+    gens = state.get("generators", [])
+    if len(gens) != ctx.world_size:
+        return f"warning: checkpoint was written by {len(gens)} ranks, resuming on {ctx.world_size}: random streams restart"
+    generator.set_state(gens[ctx.rank])
+    torch.set_rng_state(state["torch_rng"][ctx.rank])
+    if ctx.device.type == "cuda":
+        cuda = state.get("cuda_rng")
+        if cuda is None or len(cuda) != ctx.world_size:
+            return "warning: the checkpoint holds no CUDA random state (written on the CPU or by an older version): the CUDA stream (dropout) restarts"
+        torch.cuda.set_rng_state(cuda[ctx.rank], ctx.device)
+    return None
+
+
+class _StopSignals:
+    """``with _StopSignals(out) as stop:`` SIGINT and SIGTERM only set ``stop.signum``; the training
+    loop finishes its step, checkpoints it and raises :class:`TrainingInterrupted`. A second signal
+    stops at once (the last checkpoint stays intact). Handlers are installed only in the main
+    thread (Python allows no other) and the previous ones are restored on exit."""
+
+    def __init__(self, out: Path):
+        self.out, self.signum = out, None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(f"interrupted again before the checkpoint was written; the last checkpoint is intact; "
+                                      f"continue with: straightflow train --out {shlex.quote(str(self.out))} --resume", signum)
+        self.signum = signum
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
 
 def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
@@ -180,22 +240,19 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         cleanup.enter_context(FolderLock(out, "run directory"))
     start_step = 0
     ckpt = latest_checkpoint(out) if resume else None
-    if resume and ckpt is None:
-        raise StraightflowError(f"--resume: {out} has no checkpoint to resume from")
+    if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
+        print(f"straightflow: note: {out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
     if ckpt is not None:
-        load_into(module, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
-        load_into(ema.shadow, load_weights(ckpt / "ema.safetensors"), ckpt / "ema.safetensors")
+        load_into(module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
+        load_into(ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
         state = load_train_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         if aux is not None and "aux" in state:
             aux.load_state_dict(state["aux"])
         start_step = int(state["step"])
-        rng = state.get("generators", [])
-        if len(rng) == ctx.world_size:
-            generator.set_state(rng[ctx.rank])
-            torch.set_rng_state(state["torch_rng"][ctx.rank])
-        elif ctx.is_main:
-            print(f"warning: checkpoint was written by {len(rng)} ranks, resuming on {ctx.world_size}: random streams restart")
+        warning = restore_rng_states(state, ctx, generator)
+        if warning and ctx.is_main:
+            print(warning)
 
     meta = {
         "method": cfg.method,
@@ -234,20 +291,26 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     def checkpoint(step: int) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in (*module.parameters(), *ema.shadow.parameters())):
             raise diverged(step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
-        gens = ctx.gather_objects(generator.get_state())
-        rngs = ctx.gather_objects(torch.get_rng_state())
+        rngs = rng_states(ctx, generator)
         if ctx.is_main:
-            state = {"optimizer": optimizer.state_dict(), "step": step, "generators": gens, "torch_rng": rngs}
+            state = {"optimizer": optimizer.state_dict(), "step": step, **rngs}
             if aux is not None:
                 state["aux"] = aux.state_dict()
             save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
         ctx.barrier()
+
+    def stop_signal(stop: _StopSignals) -> int:
+        """The signal that asked to stop (0: none); under DDP, any rank's, so all ranks stop at the same step."""
+        if not ctx.enabled:
+            return stop.signum or 0
+        return int(ctx.all_max(torch.tensor([float(stop.signum or 0)], device=device)).item())
 
     sums: dict[str, torch.Tensor] = {}
     count = 0
     t_last = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
     stats_file = open(out / "stats.jsonl", "a") if ctx.is_main else None
+    stop = cleanup.enter_context(_StopSignals(out))
     try:
         for step in range(start_step, cfg.steps):
             lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
@@ -285,8 +348,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
                     stats_file.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 sums, count, t_last = {}, 0, now
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            saved = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if saved:
                 checkpoint(done)
+            signum = stop_signal(stop)
+            if signum and done < cfg.steps:  # SIGINT / SIGTERM: keep the finished step, then stop
+                if not saved:
+                    checkpoint(done)
+                raise TrainingInterrupted(f"interrupted at step {done}; checkpoint step-{done:06d} written; "
+                                          f"continue with: straightflow train --out {shlex.quote(str(out))} --resume",
+                                          signum, step=done, checkpoint=out / "checkpoints" / f"step-{done:06d}")
     finally:
         bar.close()
         if stats_file:
