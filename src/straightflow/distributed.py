@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from .device import resolve_device
+from .errors import StraightflowError
 
 
 @dataclass
@@ -52,6 +53,58 @@ class DistContext:
         out = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+
+def process_group_size() -> int:
+    """The world size of the initialised default process group, else 1 (no torch.distributed, or not initialised).
+
+    For code that is handed no :class:`DistContext` (e.g. a coupling inside the DDP forward)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def process_group_rank() -> int:
+    """This process's rank in the initialised default process group, else 0."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def all_gather_rows(*tensors: torch.Tensor, what: str = "the local batch") -> list[torch.Tensor]:
+    """Each tensor's rows from every rank, concatenated in rank order (rank 0's rows first); every rank gets the same.
+
+    A collective: every rank must call it, in the same order, with as many tensors of the same dtypes.
+    All ranks must hold equally many rows (and elements) in each tensor, else every rank raises
+    ``StraightflowError`` (naming ``what``). ``all_gather`` carries no gradient: the result is detached.
+    With one process it returns the tensors (detached) as they are."""
+    if process_group_size() <= 1:
+        return [t.detach() for t in tensors]
+    world = dist.get_world_size()
+    # first the shapes, so unequal batches are an error on every rank instead of a hang or garbage
+    sizes = torch.tensor([v for t in tensors for v in (t.shape[0], t.numel())], dtype=torch.int64, device=tensors[0].device)
+    all_sizes = [torch.empty_like(sizes) for _ in range(world)]
+    dist.all_gather(all_sizes, sizes)
+    table = torch.stack(all_sizes).cpu()
+    if not bool((table == table[0]).all()):
+        rows = table[:, 0].tolist()
+        if len(set(rows)) > 1:
+            raise StraightflowError(f"{what} must be the same size on every rank to gather it, but ranks 0..{world - 1} "
+                                    f"hold {rows} rows: give every rank an equal share of the batch")
+        raise StraightflowError(f"{what} must have the same shape on every rank to gather it; the ranks' "
+                                f"(rows, elements) per tensor differ: {table.tolist()}")
+    out = []
+    for t in tensors:
+        t = t.detach().contiguous()
+        parts = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(parts, t)
+        out.append(torch.cat(parts))
+    return out
+
+
+def broadcast_from_main(t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``t`` on every rank (in place; ``t`` must have the same shape and dtype on every rank).
+
+    A collective: every rank must call it. With one process it returns ``t`` unchanged."""
+    if process_group_size() > 1:
+        dist.broadcast(t, src=0)
+    return t
 
 
 
