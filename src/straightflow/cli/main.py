@@ -293,17 +293,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what an interrupted (Ctrl-C) command leaves behind, said on exit 130
+INTERRUPTED = {
+    "train": "the last checkpoint is intact (use --resume)",
+    "pairs": "finished shards are kept; rerun the same command to resume",
+    "sweep": "finished runs are kept; rerun the same command to continue",
+    "eval": "nothing was written",
+    "sample": "nothing was written",
+    "plot": "nothing was written",
+    "demo": "rerun the demo to start it again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    command = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        return COMMANDS[args.command][2](args) or 0
+        command = args.command
+        return COMMANDS[command][2](args) or 0
     except StraightflowError as exc:
         print(f"straightflow: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("straightflow: interrupted; the last checkpoint is intact (use --resume)", file=sys.stderr)
+        print("straightflow: interrupted" + (f"; {INTERRUPTED[command]}" if command in INTERRUPTED else ""), file=sys.stderr)
         return 130
     except Exception as exc:  # unexpected: one line unless STRAIGHTFLOW_DEBUG=1
         if os.environ.get("STRAIGHTFLOW_DEBUG"):
