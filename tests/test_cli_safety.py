@@ -1,6 +1,8 @@
 """The command line is safe with the user's files: Ctrl-C says what is left, --out is checked before
 any work, the demo removes only its own run, and runs remember where their data is."""
 
+import os
+
 import pytest
 
 from straightflow.cli import main as cli_main
@@ -40,3 +42,106 @@ def test_ctrl_c_says_what_each_command_leaves_behind(command, monkeypatch, capsy
     assert err == [f"straightflow: interrupted; {CTRL_C[command]}"]
     if command != "train":
         assert "--resume" not in err[0]  # only train has --resume
+
+
+# ---------------------------------------------------------------- --out is checked before any work
+#: the first piece of work of each command: reaching it fails the test (main() then returns 1)
+WORK = {
+    "train": ("straightflow.training", "train"),
+    "sample": ("straightflow.run.Run", "load"),
+    "plot": ("straightflow.run.Run", "load"),
+    "sweep": ("straightflow.experiments.sweep", "run_sweep"),
+    "pairs": ("straightflow.experiments.pairs", "pairs_from_run"),
+    "demo": ("straightflow.experiments.demo", "run_demo"),
+}
+FILE_OUT = {"sample": "s.npy", "plot": "p.png"}
+
+
+def _argv_with_out(command: str, out) -> list[str]:
+    argv = list(ARGV[command])
+    argv[argv.index("--out") + 1] = str(out)
+    return argv
+
+
+def _no_work(monkeypatch, command):
+    import importlib
+
+    module, name = WORK[command]
+    if module.endswith(".Run"):
+        target = importlib.import_module(module.rsplit(".", 1)[0]).Run
+    else:
+        target = importlib.import_module(module)
+
+    def work(*args, **kwargs):
+        raise AssertionError(f"{command} started working before checking --out")
+
+    monkeypatch.setattr(target, name, work)
+
+
+def _bad_outs(command: str, tmp_path):
+    """(out, expected message) pairs that every command must refuse, root or not."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("user data\n")
+    if command in FILE_OUT:
+        folder = tmp_path / FILE_OUT[command]
+        folder.mkdir()
+        return [(folder, "is a folder; give a file name"),
+                (a_file / FILE_OUT[command], f"cannot be created: {a_file} is a file"),
+                (a_file / "deeper" / FILE_OUT[command], f"cannot be created: {a_file} is a file")]
+    return [(a_file, "is a file; give a folder"),
+            (a_file / "run", f"cannot be created: {a_file} is a file"),
+            (a_file / "deeper" / "run", f"cannot be created: {a_file} is a file")]
+
+
+@pytest.mark.parametrize("command", sorted(WORK))
+def test_a_bad_out_is_a_one_line_error_before_any_work(command, tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, command)
+    for out, message in _bad_outs(command, tmp_path):
+        assert main(_argv_with_out(command, out)) == 2, capsys.readouterr().err
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
+
+
+def _permissions_apply() -> bool:
+    """False for root (it ignores permissions; a root without CAP_DAC_OVERRIDE does not)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o500)
+        try:
+            return not os.access(d, os.W_OK)
+        finally:
+            os.chmod(d, 0o700)
+
+
+@pytest.mark.skipif(not _permissions_apply(), reason="root ignores permissions (the 'below a file' cases above still run)")
+@pytest.mark.parametrize("command", sorted(WORK))
+def test_an_out_in_a_read_only_folder_is_a_one_line_error_before_any_work(command, tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, command)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    name = FILE_OUT.get(command, "run")
+    (ro / f"old-{name}").write_text("")
+    if command not in FILE_OUT:
+        (ro / "existing").mkdir()
+    ro.chmod(0o500)
+    try:
+        cases = [(ro / name, f"cannot write in {ro} (permission denied)"), (ro / "new" / name, f"cannot write in {ro} (permission denied)")]
+        if command in FILE_OUT:
+            (ro / f"old-{name}").chmod(0o400)
+            cases.append((ro / f"old-{name}", "the file is not writable"))
+        for out, message in cases:
+            assert main(_argv_with_out(command, out)) == 2, capsys.readouterr().err
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_train_checks_an_out_given_in_its_config_file(tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, "train")
+    (tmp_path / "a_file").write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"out: {tmp_path / 'a_file'}\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "train --out" in capsys.readouterr().err

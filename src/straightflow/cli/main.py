@@ -57,6 +57,33 @@ def _config_values(args) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def check_out(path: str | Path, want: str, command: str) -> Path:
+    """Refuse an ``--out`` that cannot be written, before any work is done.
+
+    ``want`` is ``"file"`` (sample, plot) or ``"folder"`` (train, pairs, sweep, demo):
+    an existing path of the other kind, a path below a file, or one whose folder
+    (or nearest existing ancestor, for a path still to be created) is not writable
+    is a one-line error.
+    """
+    out = Path(path)
+    where = f"{command} --out {out}"
+    if want == "file" and out.is_dir():
+        raise StraightflowError(f"{where}: is a folder; give a file name")
+    if want == "folder" and out.exists() and not out.is_dir():
+        raise StraightflowError(f"{where}: is a file; give a folder (a new or an existing one)")
+    existing = out
+    while not existing.exists():  # the nearest part of the path that exists ('.' and '/' always do)
+        existing = existing.parent
+    if existing != out and not existing.is_dir():
+        raise StraightflowError(f"{where}: cannot be created: {existing} is a file")
+    if existing == out and want == "file":  # overwriting a file needs only the file to be writable
+        if not os.access(out, os.W_OK):
+            raise StraightflowError(f"{where}: the file is not writable; choose another --out")
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise StraightflowError(f"{where}: cannot write in {existing} (permission denied); choose another --out")
+    return out
+
+
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
@@ -65,9 +92,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args) -> int:
+    from ..config import load_yaml
     from ..training import train
 
-    out = train(config_file=args.config, resume=args.resume, **_config_values(args))
+    values = _config_values(args)
+    out_value = values.get("out") or (load_yaml(args.config).get("out") if args.config else None)
+    if out_value:  # none: train() says so
+        check_out(str(out_value), "folder", "train")
+    out = train(config_file=args.config, resume=args.resume, **values)
     if os.environ.get("RANK", "0") == "0":
         print(f"straightflow: run written to {out}")
     return 0
@@ -108,6 +140,7 @@ def _run_sample(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".npy", ".png"):
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
+    check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
     res = run.sample(args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
                      classes=args.classes, guidance=args.guidance)
@@ -180,6 +213,7 @@ def _run_plot(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise StraightflowError(f"plot --out {out}: use a .png file name")
+    check_out(out, "file", "plot")
     run = Run.load(args.rundir, device=args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, classes=args.classes, guidance=args.guidance)
@@ -197,6 +231,7 @@ def _add_demo(p):
 def _run_demo(args) -> int:
     from ..experiments.demo import run_demo
 
+    check_out(args.out, "folder", "demo")
     run_demo(Path(args.out), data=args.data, steps=args.steps)
     return 0
 
@@ -223,6 +258,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
 def _run_sweep(args) -> int:
     from ..experiments.sweep import SWEEP_FIELDS, run_sweep
 
+    check_out(args.out, "folder", "sweep")
     passthrough = {k: v for k, v in _config_values(args).items() if k not in SWEEP_FIELDS}
     run_sweep(args.out, args.data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
               solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs, **passthrough)
@@ -253,6 +289,7 @@ def _add_pairs(p) -> None:
 def _run_pairs(args) -> int:
     from ..experiments.pairs import pairs_from_callable, pairs_from_run
 
+    check_out(args.out, "folder", "pairs")
     common = dict(solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size, heldout=args.heldout,
                   batch_size=args.batch_size, device=args.device, progress=not args.quiet)
     if args.teacher_callable:
