@@ -145,3 +145,51 @@ def test_train_checks_an_out_given_in_its_config_file(tmp_path, monkeypatch, cap
     cfg.write_text(f"out: {tmp_path / 'a_file'}\n")
     assert main(["train", "--config", str(cfg)]) == 2
     assert "train --out" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the demo removes only its own run
+@pytest.fixture
+def quick_demo(monkeypatch):
+    """run_demo with real (short) training; the slow evaluation and plot are stubbed."""
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "evaluate", lambda run, *a, **k: {"run": str(run.dir)})
+    monkeypatch.setattr(demo, "format_table", lambda report: "table")
+    monkeypatch.setattr(demo, "plot_trajectories", lambda run, path, **k: path.write_bytes(b"png"))
+    return lambda out: demo.run_demo(out, steps=5)
+
+
+def test_the_demo_reruns_over_its_own_run_but_never_removes_a_users_files(quick_demo, tmp_path, capsys):
+    from straightflow.experiments.demo import DEMO_MARKER
+
+    out = tmp_path / "D"
+    quick_demo(out)
+    assert (out / "run" / DEMO_MARKER).exists() and (out / "run" / "config.yaml").exists()
+    quick_demo(out)  # rerunning over its own output (make demo twice) is fine
+    (out / "run" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--steps", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out / 'run'} holds files the demo did not make; choose another --out or remove" in err[0], err
+    assert (out / "run" / "notes.txt").read_text() == "mine"
+    (out / "run" / "notes.txt").unlink()
+    (out / "run" / DEMO_MARKER).unlink()  # a run left by an older demo, from before the marker
+    quick_demo(out)
+    assert (out / "run" / DEMO_MARKER).exists()
+
+
+def test_the_demo_refuses_a_run_folder_it_did_not_make(tmp_path, monkeypatch, capsys):
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
+    mine = tmp_path / "D" / "run"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "config.yaml").write_text("method: ot\nbatch_size: 512\nsteps: 100\nckpt_every: 50\nout: D/run\n")  # the user's own run
+    (tmp_path / "E").mkdir()
+    (tmp_path / "E" / "run").write_text("a file")
+    before = {p: p.read_bytes() for p in [mine / "config.yaml", tmp_path / "E" / "run"]}
+    for out in [tmp_path / "D", tmp_path / "E"]:
+        assert main(["demo", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'run'} ") and "choose another --out" in err[0], err
+    assert {p: p.read_bytes() for p in before} == before and (mine / "checkpoints").is_dir()
