@@ -193,3 +193,66 @@ def test_the_demo_refuses_a_run_folder_it_did_not_make(tmp_path, monkeypatch, ca
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'run'} ") and "choose another --out" in err[0], err
     assert {p: p.read_bytes() for p in before} == before and (mine / "checkpoints").is_dir()
+
+
+# ---------------------------------------------------------------- runs remember where their data is
+QUICK = ["--width", "16", "--depth", "1", "--batch-size", "32", "--progress", "false", "--log-every", "5"]
+
+
+def test_a_run_trained_on_a_relative_path_loads_from_any_directory(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    import yaml
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    (here / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    np.save(here / "sub" / "pts.npy", np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32))
+    monkeypatch.chdir(here)
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "10", "--out", "runs/r", *QUICK]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", str(here / "runs" / "r"), "--nfe", "1", "-n", "50", "--json"]) == 0, capsys.readouterr().err
+    assert main(["sample", str(here / "runs" / "r"), "-n", "5", "--out", "s.npy"]) == 0, capsys.readouterr().err
+    assert np.load(elsewhere / "s.npy").shape == (5, 3)
+    saved = here / "runs" / "r" / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["data"] == str(here / "sub" / "pts.npy")
+    # the original command line, repeated with --resume, still resumes (also a run recorded with the relative path)
+    monkeypatch.chdir(here)
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "15", "--out", "runs/r", "--resume", *QUICK]) == 0, capsys.readouterr().err
+    saved.write_text(saved.read_text().replace(str(here / "sub" / "pts.npy"), "sub/pts.npy"))
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "20", "--out", "runs/r", "--resume", *QUICK]) == 0, capsys.readouterr().err
+    assert yaml.safe_load(saved.read_text())["data"] == "sub/pts.npy"
+
+
+def test_path_fields_are_made_absolute_but_names_stay_names(tmp_path, monkeypatch):
+    from straightflow.cli.main import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "moons").mkdir()  # a folder named like a built-in set: --data moons is still the set
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "c.yaml").write_text("data: imgs\npairs: p\n")
+    assert absolute_paths({"data": "moons"}) == {"data": "moons"}
+    assert absolute_paths({"data": "missing.npy"}) == {"data": "missing.npy"}  # train's own error names it as given
+    assert absolute_paths({"data": "imgs", "data_root": "roots", "lr": 0.1}) == {"data": str(tmp_path / "imgs"), "data_root": str(tmp_path / "roots"), "lr": 0.1}
+    assert absolute_paths({}, "c.yaml") == {"data": str(tmp_path / "imgs"), "pairs": str(tmp_path / "p")}  # from --config too
+
+
+@pytest.mark.parametrize("command", ["sweep", "pairs", "demo"])
+def test_sweep_pairs_and_demo_pass_on_an_absolute_data_path(command, tmp_path, monkeypatch):
+    import numpy as np
+
+    from straightflow.experiments import demo, pairs, sweep
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "pts.npy", np.zeros((10, 2), np.float32))
+    seen = {}
+    if command == "sweep":
+        monkeypatch.setattr(sweep, "run_sweep", lambda out, data, *a, **k: seen.update(data=data))
+        argv = ["sweep", "--data", "pts.npy", "--steps", "5", "--out", "S"]
+    elif command == "pairs":
+        monkeypatch.setattr(pairs, "pairs_from_callable", lambda spec, data, *a, **k: seen.update(data=data) or {"generated_pairs": 0, "generated_shards": 0, "reused_shards": 0})
+        argv = ["pairs", "--teacher-callable", "t.py:f", "--data", "pts.npy", "-n", "10", "--out", "P", "--quiet"]
+    else:
+        monkeypatch.setattr(demo, "run_demo", lambda out, data, steps: seen.update(data=data))
+        argv = ["demo", "--data", "pts.npy", "--out", "D"]
+    assert main(argv) == 0
+    assert seen["data"] == str(tmp_path / "pts.npy")

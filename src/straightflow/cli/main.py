@@ -57,6 +57,45 @@ def _config_values(args) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+#: config fields that name files or folders; the command line records them as absolute paths
+PATH_FIELDS = ("data", "pairs", "teacher", "data_root", "lpips_weights")
+
+
+def absolute_paths(values: dict, config_file: str | None = None, run_dir: str | Path | None = None) -> dict:
+    """``values`` with its path fields (given, or else set in ``config_file``) made absolute.
+
+    A run records its config, and ``Run.load`` / eval / sample read the data from it:
+    with absolute paths they work from any directory. ``data`` is changed only when it
+    names an existing file or folder and is not a built-in dataset name; the other
+    fields whenever set. Where ``run_dir`` already holds a run (``--resume``), a path
+    naming the same place as the run's saved one is passed as saved, so the original
+    command line resumes a run recorded with a relative path.
+    """
+    from ..config import load_yaml
+    from ..data import builtin_names
+
+    from_file = load_yaml(config_file) if config_file else {}
+    saved_file = Path(run_dir) / "config.yaml" if run_dir else None
+    saved = load_yaml(saved_file) if saved_file is not None and saved_file.is_file() else {}
+    resolved = dict(values)
+    for name in PATH_FIELDS:
+        value = values.get(name, from_file.get(name))
+        if not isinstance(value, str) or not value:
+            continue
+        if name == "data":
+            if value in builtin_names() or not Path(value).exists():
+                continue
+            absolute = os.path.abspath(value)
+        else:
+            absolute = os.path.abspath(os.path.expanduser(value))
+        before = saved.get(name)
+        if isinstance(before, str) and before and os.path.abspath(os.path.expanduser(before)) == absolute:
+            absolute = before
+        if absolute != value or name in values:
+            resolved[name] = absolute
+    return resolved
+
+
 def check_out(path: str | Path, want: str, command: str) -> Path:
     """Refuse an ``--out`` that cannot be written, before any work is done.
 
@@ -99,6 +138,7 @@ def _run_train(args) -> int:
     out_value = values.get("out") or (load_yaml(args.config).get("out") if args.config else None)
     if out_value:  # none: train() says so
         check_out(str(out_value), "folder", "train")
+    values = absolute_paths(values, args.config, str(out_value) if out_value else None)
     out = train(config_file=args.config, resume=args.resume, **values)
     if os.environ.get("RANK", "0") == "0":
         print(f"straightflow: run written to {out}")
@@ -232,7 +272,7 @@ def _run_demo(args) -> int:
     from ..experiments.demo import run_demo
 
     check_out(args.out, "folder", "demo")
-    run_demo(Path(args.out), data=args.data, steps=args.steps)
+    run_demo(Path(args.out), data=absolute_paths({"data": args.data})["data"], steps=args.steps)
     return 0
 
 
@@ -260,7 +300,9 @@ def _run_sweep(args) -> int:
 
     check_out(args.out, "folder", "sweep")
     passthrough = {k: v for k, v in _config_values(args).items() if k not in SWEEP_FIELDS}
-    run_sweep(args.out, args.data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
+    passthrough = absolute_paths({"data": args.data, **passthrough}, args.config)
+    data = passthrough.pop("data")
+    run_sweep(args.out, data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
               solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs, **passthrough)
     return 0
 
@@ -297,7 +339,8 @@ def _run_pairs(args) -> int:
             raise StraightflowError("pairs: give a teacher run directory or --teacher-callable, not both")
         if args.guidance is not None:
             raise StraightflowError("pairs: --guidance applies to a conditional teacher run; a teacher callable guides itself")
-        s = pairs_from_callable(args.teacher_callable, args.data, args.n, args.out, kind=args.teacher_kind, **common)
+        data = absolute_paths({"data": args.data})["data"] if args.data else args.data
+        s = pairs_from_callable(args.teacher_callable, data, args.n, args.out, kind=args.teacher_kind, **common)
     elif args.teacher:
         if args.data:
             raise StraightflowError("pairs: --data goes with --teacher-callable; a teacher run brings its own data")
