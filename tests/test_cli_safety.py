@@ -256,3 +256,21 @@ def test_sweep_pairs_and_demo_pass_on_an_absolute_data_path(command, tmp_path, m
         argv = ["demo", "--data", "pts.npy", "--out", "D"]
     assert main(argv) == 0
     assert seen["data"] == str(tmp_path / "pts.npy")
+
+
+# ---------------------------------------------------------------- the Makefile's torch is the CPU build unless told otherwise
+@pytest.mark.skipif(__import__("shutil").which("make") is None, reason="needs make")
+def test_the_makefile_installs_the_cpu_torch_by_default(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def torch_line(*variables):
+        proc = subprocess.run(["make", "-n", "-C", str(root), "install", f"VENV={tmp_path / 'venv'}", *variables], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return next(line for line in proc.stdout.splitlines() if "torch==" in line)
+
+    assert '--extra-index-url "https://download.pytorch.org/whl/cpu"' in torch_line()
+    assert '--extra-index-url "https://download.pytorch.org/whl/cu126"' in torch_line("TORCH_INDEX=https://download.pytorch.org/whl/cu126")
+    assert "index-url" not in torch_line("TORCH_INDEX=")
