@@ -3,6 +3,9 @@
 The top layer: it parses arguments and calls the library; the library never
 imports it. User errors print one line, ``straightflow: error: ...``, and exit
 with 2; no traceback. Every TrainConfig field is also a ``train`` flag.
+Each command checks its ``--out`` before any work (:func:`check_out`) and records
+path fields absolute (:func:`absolute_paths`); Ctrl-C exits with 130 and says what
+the command leaves behind (:data:`INTERRUPTED`).
 """
 
 from __future__ import annotations
@@ -263,7 +266,7 @@ def _run_plot(args) -> int:
 
 # ---------------------------------------------------------------- demo
 def _add_demo(p):
-    p.add_argument("--out", default="demo_out", help="folder for the demo's run, plot and table")
+    p.add_argument("--out", default="demo_out", help="folder for the demo's plot and table; its run goes in OUT/run, recreated on every rerun (an OUT/run the demo did not make is an error)")
     p.add_argument("--data", default="moons")
     p.add_argument("--steps", type=int, default=3000)
 
