@@ -3,15 +3,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU build of torch; override e.g. TORCH="torch" on a CUDA machine.
+# torch 2.13.0, CPU build: PyPI's Linux wheel is the CUDA one, so pip also looks in PyTorch's
+# CPU index, whose 2.13.0+cpu outranks it. CUDA: TORCH_INDEX=https://download.pytorch.org/whl/cu126
+# (that CUDA version), or TORCH_INDEX= (PyPI's default build). Extra, not the only index: pip's
+# own configuration (indexes, --find-links) still applies. --no-deps: torch's dependencies come
+# from the usual indexes with the package's, on the next line.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install demo test bench bench-lines bench-teacher clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q --no-deps $(if $(TORCH_INDEX),--extra-index-url "$(TORCH_INDEX)") "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 

@@ -3,6 +3,9 @@
 The top layer: it parses arguments and calls the library; the library never
 imports it. User errors print one line, ``straightflow: error: ...``, and exit
 with 2; no traceback. Every TrainConfig field is also a ``train`` flag.
+Each command checks its ``--out`` before any work (:func:`check_out`) and records
+path fields absolute (:func:`absolute_paths`); Ctrl-C exits with 130 and says what
+the command leaves behind (:data:`INTERRUPTED`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,72 @@ def _config_values(args) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+#: config fields that name files or folders; the command line records them as absolute paths
+PATH_FIELDS = ("data", "pairs", "teacher", "data_root", "lpips_weights")
+
+
+def absolute_paths(values: dict, config_file: str | None = None, run_dir: str | Path | None = None) -> dict:
+    """``values`` with its path fields (given, or else set in ``config_file``) made absolute.
+
+    A run records its config, and ``Run.load`` / eval / sample read the data from it:
+    with absolute paths they work from any directory. ``data`` is changed only when it
+    names an existing file or folder and is not a built-in dataset name; the other
+    fields whenever set. Where ``run_dir`` already holds a run (``--resume``), a path
+    naming the same place as the run's saved one is passed as saved, so the original
+    command line resumes a run recorded with a relative path.
+    """
+    from ..config import load_yaml
+    from ..data import builtin_names
+
+    from_file = load_yaml(config_file) if config_file else {}
+    saved_file = Path(run_dir) / "config.yaml" if run_dir else None
+    saved = load_yaml(saved_file) if saved_file is not None and saved_file.is_file() else {}
+    resolved = dict(values)
+    for name in PATH_FIELDS:
+        value = values.get(name, from_file.get(name))
+        if not isinstance(value, str) or not value:
+            continue
+        if name == "data":
+            if value in builtin_names() or not Path(value).exists():
+                continue
+            absolute = os.path.abspath(value)
+        else:
+            absolute = os.path.abspath(os.path.expanduser(value))
+        before = saved.get(name)
+        if isinstance(before, str) and before and os.path.abspath(os.path.expanduser(before)) == absolute:
+            absolute = before
+        if absolute != value or name in values:
+            resolved[name] = absolute
+    return resolved
+
+
+def check_out(path: str | Path, want: str, command: str) -> Path:
+    """Refuse an ``--out`` that cannot be written, before any work is done.
+
+    ``want`` is ``"file"`` (sample, plot) or ``"folder"`` (train, pairs, sweep, demo):
+    an existing path of the other kind, a path below a file, or one whose folder
+    (or nearest existing ancestor, for a path still to be created) is not writable
+    is a one-line error.
+    """
+    out = Path(path)
+    where = f"{command} --out {out}"
+    if want == "file" and out.is_dir():
+        raise StraightflowError(f"{where}: is a folder; give a file name")
+    if want == "folder" and out.exists() and not out.is_dir():
+        raise StraightflowError(f"{where}: is a file; give a folder (a new or an existing one)")
+    existing = out
+    while not existing.exists():  # the nearest part of the path that exists ('.' and '/' always do)
+        existing = existing.parent
+    if existing != out and not existing.is_dir():
+        raise StraightflowError(f"{where}: cannot be created: {existing} is a file")
+    if existing == out and want == "file":  # overwriting a file needs only the file to be writable
+        if not os.access(out, os.W_OK):
+            raise StraightflowError(f"{where}: the file is not writable; choose another --out")
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise StraightflowError(f"{where}: cannot write in {existing} (permission denied); choose another --out")
+    return out
+
+
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
@@ -65,9 +134,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args) -> int:
+    from ..config import load_yaml
     from ..training import train
 
-    out = train(config_file=args.config, resume=args.resume, **_config_values(args))
+    values = _config_values(args)
+    out_value = values.get("out") or (load_yaml(args.config).get("out") if args.config else None)
+    if out_value:  # none: train() says so
+        check_out(str(out_value), "folder", "train")
+    values = absolute_paths(values, args.config, str(out_value) if out_value else None)
+    out = train(config_file=args.config, resume=args.resume, **values)
     if os.environ.get("RANK", "0") == "0":
         print(f"straightflow: run written to {out}")
     return 0
@@ -108,6 +183,7 @@ def _run_sample(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".npy", ".png"):
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
+    check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
     res = run.sample(args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
                      classes=args.classes, guidance=args.guidance)
@@ -180,6 +256,7 @@ def _run_plot(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise StraightflowError(f"plot --out {out}: use a .png file name")
+    check_out(out, "file", "plot")
     run = Run.load(args.rundir, device=args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, classes=args.classes, guidance=args.guidance)
@@ -189,7 +266,7 @@ def _run_plot(args) -> int:
 
 # ---------------------------------------------------------------- demo
 def _add_demo(p):
-    p.add_argument("--out", default="demo_out", help="folder for the demo's run, plot and table")
+    p.add_argument("--out", default="demo_out", help="folder for the demo's plot and table; its run goes in OUT/run, recreated on every rerun (an OUT/run the demo did not make is an error)")
     p.add_argument("--data", default="moons")
     p.add_argument("--steps", type=int, default=3000)
 
@@ -197,7 +274,8 @@ def _add_demo(p):
 def _run_demo(args) -> int:
     from ..experiments.demo import run_demo
 
-    run_demo(Path(args.out), data=args.data, steps=args.steps)
+    check_out(args.out, "folder", "demo")
+    run_demo(Path(args.out), data=absolute_paths({"data": args.data})["data"], steps=args.steps)
     return 0
 
 
@@ -223,8 +301,11 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
 def _run_sweep(args) -> int:
     from ..experiments.sweep import SWEEP_FIELDS, run_sweep
 
+    check_out(args.out, "folder", "sweep")
     passthrough = {k: v for k, v in _config_values(args).items() if k not in SWEEP_FIELDS}
-    run_sweep(args.out, args.data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
+    passthrough = absolute_paths({"data": args.data, **passthrough}, args.config)
+    data = passthrough.pop("data")
+    run_sweep(args.out, data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
               solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs, **passthrough)
     return 0
 
@@ -253,6 +334,7 @@ def _add_pairs(p) -> None:
 def _run_pairs(args) -> int:
     from ..experiments.pairs import pairs_from_callable, pairs_from_run
 
+    check_out(args.out, "folder", "pairs")
     common = dict(solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size, heldout=args.heldout,
                   batch_size=args.batch_size, device=args.device, progress=not args.quiet)
     if args.teacher_callable:
@@ -260,7 +342,8 @@ def _run_pairs(args) -> int:
             raise StraightflowError("pairs: give a teacher run directory or --teacher-callable, not both")
         if args.guidance is not None:
             raise StraightflowError("pairs: --guidance applies to a conditional teacher run; a teacher callable guides itself")
-        s = pairs_from_callable(args.teacher_callable, args.data, args.n, args.out, kind=args.teacher_kind, **common)
+        data = absolute_paths({"data": args.data})["data"] if args.data else args.data
+        s = pairs_from_callable(args.teacher_callable, data, args.n, args.out, kind=args.teacher_kind, **common)
     elif args.teacher:
         if args.data:
             raise StraightflowError("pairs: --data goes with --teacher-callable; a teacher run brings its own data")
@@ -293,12 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what an interrupted (Ctrl-C) command leaves behind, said on exit 130
+INTERRUPTED = {
+    "train": "the last checkpoint is intact (use --resume)",
+    "pairs": "finished shards are kept; rerun the same command to resume",
+    "sweep": "finished runs are kept; rerun the same command to continue",
+    "eval": "nothing was written",
+    "sample": "nothing was written",
+    "plot": "nothing was written",
+    "demo": "rerun the demo to start it again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    command = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        return COMMANDS[args.command][2](args) or 0
+        command = args.command
+        return COMMANDS[command][2](args) or 0
     except StraightflowError as exc:
         print(f"straightflow: error: {exc}", file=sys.stderr)
         return 2
@@ -307,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"straightflow: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("straightflow: interrupted; the last checkpoint is intact (use --resume)", file=sys.stderr)
+        print("straightflow: interrupted" + (f"; {INTERRUPTED[command]}" if command in INTERRUPTED else ""), file=sys.stderr)
         return 130
     except Exception as exc:  # unexpected: one line unless STRAIGHTFLOW_DEBUG=1
         if os.environ.get("STRAIGHTFLOW_DEBUG"):

@@ -1,0 +1,276 @@
+"""The command line is safe with the user's files: Ctrl-C says what is left, --out is checked before
+any work, the demo removes only its own run, and runs remember where their data is."""
+
+import os
+
+import pytest
+
+from straightflow.cli import main as cli_main
+from straightflow.cli.main import main
+
+#: argv that parses for each command (the command itself is replaced in these tests)
+ARGV = {
+    "train": ["train", "--data", "moons", "--out", "R"],
+    "sample": ["sample", "R", "--out", "s.npy"],
+    "eval": ["eval", "R"],
+    "plot": ["plot", "R", "--out", "p.png"],
+    "sweep": ["sweep", "--data", "moons", "--steps", "5", "--out", "S"],
+    "pairs": ["pairs", "R", "-n", "10", "--out", "P"],
+    "demo": ["demo", "--out", "D"],
+}
+
+CTRL_C = {
+    "train": "the last checkpoint is intact (use --resume)",
+    "pairs": "finished shards are kept; rerun the same command to resume",
+    "sweep": "finished runs are kept; rerun the same command to continue",
+    "eval": "nothing was written",
+    "sample": "nothing was written",
+    "plot": "nothing was written",
+    "demo": "rerun the demo to start it again",
+}
+
+
+@pytest.mark.parametrize("command", sorted(ARGV))
+def test_ctrl_c_says_what_each_command_leaves_behind(command, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    help_text, add, _ = cli_main.COMMANDS[command]
+    monkeypatch.setitem(cli_main.COMMANDS, command, (help_text, add, interrupted))
+    assert main(ARGV[command]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"straightflow: interrupted; {CTRL_C[command]}"]
+    if command != "train":
+        assert "--resume" not in err[0]  # only train has --resume
+
+
+# ---------------------------------------------------------------- --out is checked before any work
+#: the first piece of work of each command: reaching it fails the test (main() then returns 1)
+WORK = {
+    "train": ("straightflow.training", "train"),
+    "sample": ("straightflow.run.Run", "load"),
+    "plot": ("straightflow.run.Run", "load"),
+    "sweep": ("straightflow.experiments.sweep", "run_sweep"),
+    "pairs": ("straightflow.experiments.pairs", "pairs_from_run"),
+    "demo": ("straightflow.experiments.demo", "run_demo"),
+}
+FILE_OUT = {"sample": "s.npy", "plot": "p.png"}
+
+
+def _argv_with_out(command: str, out) -> list[str]:
+    argv = list(ARGV[command])
+    argv[argv.index("--out") + 1] = str(out)
+    return argv
+
+
+def _no_work(monkeypatch, command):
+    import importlib
+
+    module, name = WORK[command]
+    if module.endswith(".Run"):
+        target = importlib.import_module(module.rsplit(".", 1)[0]).Run
+    else:
+        target = importlib.import_module(module)
+
+    def work(*args, **kwargs):
+        raise AssertionError(f"{command} started working before checking --out")
+
+    monkeypatch.setattr(target, name, work)
+
+
+def _bad_outs(command: str, tmp_path):
+    """(out, expected message) pairs that every command must refuse, root or not."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("user data\n")
+    if command in FILE_OUT:
+        folder = tmp_path / FILE_OUT[command]
+        folder.mkdir()
+        return [(folder, "is a folder; give a file name"),
+                (a_file / FILE_OUT[command], f"cannot be created: {a_file} is a file"),
+                (a_file / "deeper" / FILE_OUT[command], f"cannot be created: {a_file} is a file")]
+    return [(a_file, "is a file; give a folder"),
+            (a_file / "run", f"cannot be created: {a_file} is a file"),
+            (a_file / "deeper" / "run", f"cannot be created: {a_file} is a file")]
+
+
+@pytest.mark.parametrize("command", sorted(WORK))
+def test_a_bad_out_is_a_one_line_error_before_any_work(command, tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, command)
+    for out, message in _bad_outs(command, tmp_path):
+        assert main(_argv_with_out(command, out)) == 2, capsys.readouterr().err
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
+
+
+def _permissions_apply() -> bool:
+    """False for root (it ignores permissions; a root without CAP_DAC_OVERRIDE does not)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o500)
+        try:
+            return not os.access(d, os.W_OK)
+        finally:
+            os.chmod(d, 0o700)
+
+
+@pytest.mark.skipif(not _permissions_apply(), reason="root ignores permissions (the 'below a file' cases above still run)")
+@pytest.mark.parametrize("command", sorted(WORK))
+def test_an_out_in_a_read_only_folder_is_a_one_line_error_before_any_work(command, tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, command)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    name = FILE_OUT.get(command, "run")
+    (ro / f"old-{name}").write_text("")
+    if command not in FILE_OUT:
+        (ro / "existing").mkdir()
+    ro.chmod(0o500)
+    try:
+        cases = [(ro / name, f"cannot write in {ro} (permission denied)"), (ro / "new" / name, f"cannot write in {ro} (permission denied)")]
+        if command in FILE_OUT:
+            (ro / f"old-{name}").chmod(0o400)
+            cases.append((ro / f"old-{name}", "the file is not writable"))
+        for out, message in cases:
+            assert main(_argv_with_out(command, out)) == 2, capsys.readouterr().err
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_train_checks_an_out_given_in_its_config_file(tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, "train")
+    (tmp_path / "a_file").write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"out: {tmp_path / 'a_file'}\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "train --out" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the demo removes only its own run
+@pytest.fixture
+def quick_demo(monkeypatch):
+    """run_demo with real (short) training; the slow evaluation and plot are stubbed."""
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "evaluate", lambda run, *a, **k: {"run": str(run.dir)})
+    monkeypatch.setattr(demo, "format_table", lambda report: "table")
+    monkeypatch.setattr(demo, "plot_trajectories", lambda run, path, **k: path.write_bytes(b"png"))
+    return lambda out: demo.run_demo(out, steps=5)
+
+
+def test_the_demo_reruns_over_its_own_run_but_never_removes_a_users_files(quick_demo, tmp_path, capsys):
+    from straightflow.experiments.demo import DEMO_MARKER
+
+    out = tmp_path / "D"
+    quick_demo(out)
+    assert (out / "run" / DEMO_MARKER).exists() and (out / "run" / "config.yaml").exists()
+    quick_demo(out)  # rerunning over its own output (make demo twice) is fine
+    (out / "run" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--steps", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out / 'run'} holds files the demo did not make; choose another --out or remove" in err[0], err
+    assert (out / "run" / "notes.txt").read_text() == "mine"
+    (out / "run" / "notes.txt").unlink()
+    (out / "run" / DEMO_MARKER).unlink()  # a run left by an older demo, from before the marker
+    quick_demo(out)
+    assert (out / "run" / DEMO_MARKER).exists()
+
+
+def test_the_demo_refuses_a_run_folder_it_did_not_make(tmp_path, monkeypatch, capsys):
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
+    mine = tmp_path / "D" / "run"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "config.yaml").write_text("method: ot\nbatch_size: 512\nsteps: 100\nckpt_every: 50\nout: D/run\n")  # the user's own run
+    (tmp_path / "E").mkdir()
+    (tmp_path / "E" / "run").write_text("a file")
+    before = {p: p.read_bytes() for p in [mine / "config.yaml", tmp_path / "E" / "run"]}
+    for out in [tmp_path / "D", tmp_path / "E"]:
+        assert main(["demo", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'run'} ") and "choose another --out" in err[0], err
+    assert {p: p.read_bytes() for p in before} == before and (mine / "checkpoints").is_dir()
+
+
+# ---------------------------------------------------------------- runs remember where their data is
+QUICK = ["--width", "16", "--depth", "1", "--batch-size", "32", "--progress", "false", "--log-every", "5"]
+
+
+def test_a_run_trained_on_a_relative_path_loads_from_any_directory(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    import yaml
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    (here / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    np.save(here / "sub" / "pts.npy", np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32))
+    monkeypatch.chdir(here)
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "10", "--out", "runs/r", *QUICK]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", str(here / "runs" / "r"), "--nfe", "1", "-n", "50", "--json"]) == 0, capsys.readouterr().err
+    assert main(["sample", str(here / "runs" / "r"), "-n", "5", "--out", "s.npy"]) == 0, capsys.readouterr().err
+    assert np.load(elsewhere / "s.npy").shape == (5, 3)
+    saved = here / "runs" / "r" / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["data"] == str(here / "sub" / "pts.npy")
+    # the original command line, repeated with --resume, still resumes (also a run recorded with the relative path)
+    monkeypatch.chdir(here)
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "15", "--out", "runs/r", "--resume", *QUICK]) == 0, capsys.readouterr().err
+    saved.write_text(saved.read_text().replace(str(here / "sub" / "pts.npy"), "sub/pts.npy"))
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "20", "--out", "runs/r", "--resume", *QUICK]) == 0, capsys.readouterr().err
+    assert yaml.safe_load(saved.read_text())["data"] == "sub/pts.npy"
+
+
+def test_path_fields_are_made_absolute_but_names_stay_names(tmp_path, monkeypatch):
+    from straightflow.cli.main import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "moons").mkdir()  # a folder named like a built-in set: --data moons is still the set
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "c.yaml").write_text("data: imgs\npairs: p\n")
+    assert absolute_paths({"data": "moons"}) == {"data": "moons"}
+    assert absolute_paths({"data": "missing.npy"}) == {"data": "missing.npy"}  # train's own error names it as given
+    assert absolute_paths({"data": "imgs", "data_root": "roots", "lr": 0.1}) == {"data": str(tmp_path / "imgs"), "data_root": str(tmp_path / "roots"), "lr": 0.1}
+    assert absolute_paths({}, "c.yaml") == {"data": str(tmp_path / "imgs"), "pairs": str(tmp_path / "p")}  # from --config too
+
+
+@pytest.mark.parametrize("command", ["sweep", "pairs", "demo"])
+def test_sweep_pairs_and_demo_pass_on_an_absolute_data_path(command, tmp_path, monkeypatch):
+    import numpy as np
+
+    from straightflow.experiments import demo, pairs, sweep
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "pts.npy", np.zeros((10, 2), np.float32))
+    seen = {}
+    if command == "sweep":
+        monkeypatch.setattr(sweep, "run_sweep", lambda out, data, *a, **k: seen.update(data=data))
+        argv = ["sweep", "--data", "pts.npy", "--steps", "5", "--out", "S"]
+    elif command == "pairs":
+        monkeypatch.setattr(pairs, "pairs_from_callable", lambda spec, data, *a, **k: seen.update(data=data) or {"generated_pairs": 0, "generated_shards": 0, "reused_shards": 0})
+        argv = ["pairs", "--teacher-callable", "t.py:f", "--data", "pts.npy", "-n", "10", "--out", "P", "--quiet"]
+    else:
+        monkeypatch.setattr(demo, "run_demo", lambda out, data, steps: seen.update(data=data))
+        argv = ["demo", "--data", "pts.npy", "--out", "D"]
+    assert main(argv) == 0
+    assert seen["data"] == str(tmp_path / "pts.npy")
+
+
+# ---------------------------------------------------------------- the Makefile's torch is the CPU build unless told otherwise
+@pytest.mark.skipif(__import__("shutil").which("make") is None, reason="needs make")
+def test_the_makefile_installs_the_cpu_torch_by_default(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def torch_line(*variables):
+        proc = subprocess.run(["make", "-n", "-C", str(root), "install", f"VENV={tmp_path / 'venv'}", *variables], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return next(line for line in proc.stdout.splitlines() if "torch==" in line)
+
+    assert '--extra-index-url "https://download.pytorch.org/whl/cpu"' in torch_line()
+    assert '--extra-index-url "https://download.pytorch.org/whl/cu126"' in torch_line("TORCH_INDEX=https://download.pytorch.org/whl/cu126")
+    assert "index-url" not in torch_line("TORCH_INDEX=")
