@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .errors import StraightflowError
+from .files import sha256_file
 
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d{6,})(\.new)?$")
@@ -154,14 +155,6 @@ def read_meta(ckpt: Path) -> dict:
         raise StraightflowError(f"checkpoint {ckpt} is corrupt or incomplete (meta.json: {exc})") from None
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Load a safetensors file with a one-line error for missing/truncated files, and
     for contents whose sha256 is not ``sha256`` (when given)."""
@@ -171,7 +164,7 @@ def load_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tenso
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
-    if sha256 is not None and _sha256_file(path) != sha256:
+    if sha256 is not None and sha256_file(path) != sha256:
         raise StraightflowError(f"checkpoint file {path} is corrupt: its sha256 differs from the one recorded in meta.json when it was saved")
     return state
 

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ..errors import StraightflowError
+from ..files import sha256_file
 from ..noise import NOISE_CHUNK
 from .base import DataSource
 
@@ -66,14 +67,6 @@ def default_heldout(n: int) -> int:
 
 
 # ------------------------------------------------------------------ files
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, then rename into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -131,7 +124,7 @@ def complete_shard(out: Path, index: int, start: int, count: int, settings: dict
     if "classes" in settings:  # a conditional teacher's shard must hold its labels
         files.append(("y_sha256", _labels_name(index)))
     for key, name in files:
-        if not (out / name).is_file() or _sha256_file(out / name) != side.get(key):
+        if not (out / name).is_file() or sha256_file(out / name) != side.get(key):
             return None
     return {k: v for k, v in side.items() if k != "settings"}
 
@@ -270,7 +263,7 @@ class PairData(DataSource):
     def _check_sha256(self, path: Path, expected: str | None) -> None:
         """A shard file's bytes against the sha256 the manifest recorded for it (once, when the shard is first
         opened); an overwritten file of the same size is caught here, not trained on."""
-        if expected is not None and _sha256_file(path) != expected:
+        if expected is not None and sha256_file(path) != expected:
             raise StraightflowError(f"pairs shard {path} is corrupt (its sha256 differs from the one in {self.folder / MANIFEST}); "
                                     "regenerate it: rerun the same `straightflow pairs` command")
 

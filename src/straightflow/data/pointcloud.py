@@ -149,13 +149,7 @@ def load_labelled(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            arr = load_array(path)
-            if arr.size == 0:
-                raise StraightflowError(f"{path} is empty")
-            if arr.ndim == 1:
-                arr = arr[:, None]
-            if arr.ndim != 2:
-                raise StraightflowError(f"{path} has shape {arr.shape}; a point cloud must be N x D")
+            arr = as_matrix(load_array(path), path)
             col = _column_index(path, label_column, arr.shape[1], None)
             values, first_row = [float(v) for v in arr[:, col]], 0  # .npy rows count from 0, as in validate_points
         elif suffix in (".csv", ".txt"):
@@ -170,13 +164,19 @@ def load_labelled(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray
     return np.delete(arr, col, axis=1), labels, names
 
 
-def validate_points(arr: np.ndarray, path: Path) -> np.ndarray:
+def as_matrix(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``arr`` as N x D (a 1-d array is N x 1), or a one-line error for an empty or higher-rank array."""
     if arr.size == 0:
         raise StraightflowError(f"{path} is empty")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise StraightflowError(f"{path} has shape {arr.shape}; a point cloud must be N x D")
+    return arr
+
+
+def validate_points(arr: np.ndarray, path: Path) -> np.ndarray:
+    arr = as_matrix(arr, path)
     bad = ~np.isfinite(arr)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
