@@ -643,6 +643,15 @@ def fuzz(ws: dict, n_argv: int, n_yaml: int, seed: int = 0) -> dict:
 
 
 # ------------------------------------------------------------------ the summary
+def _scenarios(base: Path, args) -> tuple:
+    kt = kill_train(base / "kill-train", args.kills, args.seed)
+    kp = kill_pairs(base / "kill-pairs", args.kills, args.seed)
+    dmg = damaged_files(base / "damaged")
+    disks = [full_disk_checkpoint(base / "disk"), full_disk_pairs(base / "disk")]
+    fz = fuzz(fuzz_workspace(base / "fuzz"), args.argv, args.yaml, args.seed)
+    return kt, kp, dmg, disks, fz
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=10, help="kill -9 runs of train and of pairs each (default 10)")
@@ -653,12 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sf-faults-"))
     t0 = time.perf_counter()
-    try:
-        kt = kill_train(base / "kill-train", args.kills, args.seed)
-        kp = kill_pairs(base / "kill-pairs", args.kills, args.seed)
-        dmg = damaged_files(base / "damaged")
-        disks = [full_disk_checkpoint(base / "disk"), full_disk_pairs(base / "disk")]
-        fz = fuzz(fuzz_workspace(base / "fuzz"), args.argv, args.yaml, args.seed)
+    try:  # the runs' own progress lines go to stderr; stdout is the summary block
+        with contextlib.redirect_stdout(sys.stderr):
+            kt, kp, dmg, disks, fz = _scenarios(base, args)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
