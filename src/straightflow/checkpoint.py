@@ -102,17 +102,23 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict
     name = f"step-{step:06d}"
     final, pending = root / name, root / (name + PENDING)
     tmp = _hidden(root, "tmp", name)
-    tmp.mkdir()
-    sums = {}
-    for fname, state in (("model.safetensors", model_state), ("ema.safetensors", ema_state)):
-        data = save(_contiguous(state))
-        sums[fname] = hashlib.sha256(data).hexdigest()
-        _write(tmp / fname, data)
-    buf = io.BytesIO()
-    torch.save(train_state, buf)
-    _write(tmp / "state.pt", buf.getvalue())
-    _write(tmp / "meta.json", json.dumps({**meta, "step": step, "format": FORMAT_VERSION, "sha256": sums}, indent=1).encode())
-    _fsync_dir(tmp)
+    try:  # a full disk (or any write error) leaves the checkpoints as they were, and no half folder
+        tmp.mkdir()
+        sums = {}
+        for fname, state in (("model.safetensors", model_state), ("ema.safetensors", ema_state)):
+            data = save(_contiguous(state))
+            sums[fname] = hashlib.sha256(data).hexdigest()
+            _write(tmp / fname, data)
+        buf = io.BytesIO()
+        torch.save(train_state, buf)
+        _write(tmp / "state.pt", buf.getvalue())
+        _write(tmp / "meta.json", json.dumps({**meta, "step": step, "format": FORMAT_VERSION, "sha256": sums}, indent=1).encode())
+        _fsync_dir(tmp)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = latest_checkpoint(run_dir)
+        kept = f"the last checkpoint ({last.name}) is intact" if last is not None else "no checkpoint was written"
+        raise StraightflowError(f"could not write checkpoint {name} in {root}: {exc.strerror or exc} (is the disk full?); {kept}") from None
     if not final.exists() and not pending.exists():
         os.replace(tmp, final)
     else:  # at every instant below, `final` or `pending` is a complete checkpoint of this step
@@ -149,10 +155,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def read_meta(ckpt: Path) -> dict:
+    """``ckpt/meta.json``; a missing, corrupt or newer-format one (written by a later straightflow) is a one-line error."""
     try:
-        return json.loads((ckpt / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        meta = json.loads((ckpt / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StraightflowError(f"checkpoint {ckpt} is corrupt or incomplete (meta.json: {exc})") from None
+    if not isinstance(meta, dict):
+        raise StraightflowError(f"checkpoint {ckpt} is corrupt (meta.json is not a JSON object)")
+    version = meta.get("format", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise StraightflowError(f"checkpoint {ckpt} has format {version!r}; this straightflow reads format {FORMAT_VERSION} and older: upgrade straightflow to load it")
+    return meta
 
 
 def load_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:

@@ -150,6 +150,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise StraightflowError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise StraightflowError(f"config file {path} must hold a mapping of keys to values")
+    key = next((k for k in data if not isinstance(k, str)), None)
+    if key is not None or None in data:
+        raise StraightflowError(f"config file {path}: key {key!r} is not a config field name")
     return data
 
 

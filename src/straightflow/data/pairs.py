@@ -70,10 +70,15 @@ def default_heldout(n: int) -> int:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, then rename into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:  # e.g. a full disk: `path` keeps what it held, and no partial temporary file is left
+        tmp.unlink(missing_ok=True)
+        raise StraightflowError(f"could not write {path}: {exc.strerror or exc} (is the disk full?); "
+                                "finished shards are kept: rerun the same command to resume") from None
     os.replace(tmp, path)
 
 
@@ -148,7 +153,10 @@ def read_manifest(folder: str | Path) -> dict:
     if not (folder / MANIFEST).exists() and (folder / SETTINGS).exists():
         raise StraightflowError(f"pairs folder {folder} is incomplete (no manifest.json): rerun the same `straightflow pairs` command to finish it")
     manifest = read_json(folder / MANIFEST, "pairs manifest")
-    if manifest.get("format") != FORMAT_VERSION or not isinstance(manifest.get("shards"), list) or "shape" not in manifest:
+    version = manifest.get("format")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise StraightflowError(f"pairs manifest {folder / MANIFEST} has format {version}; this straightflow reads format {FORMAT_VERSION}: upgrade straightflow to use it")
+    if version != FORMAT_VERSION or not isinstance(manifest.get("shards"), list) or "shape" not in manifest:
         raise StraightflowError(f"pairs manifest {folder / MANIFEST} is not a straightflow pairs manifest (format {FORMAT_VERSION})")
     return manifest
 
@@ -251,7 +259,7 @@ class PairData(DataSource):
                 path = self.folder / str(entry.get(key, ""))
                 try:
                     arr = np.load(path, mmap_mode="r", allow_pickle=False)
-                except (OSError, ValueError) as exc:
+                except (OSError, ValueError, EOFError) as exc:  # EOFError: a zero-byte file
                     raise StraightflowError(f"pairs shard {path} is missing or unreadable ({str(exc).splitlines()[0]})") from None
                 self._check_sha256(path, entry.get(f"{key}_sha256"))
                 if arr.shape != (int(entry["count"]), *self.shape) or arr.dtype != np.float32:
@@ -298,7 +306,7 @@ class PairData(DataSource):
             path = self.folder / str(entry.get("y", ""))
             try:
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, EOFError) as exc:
                 raise StraightflowError(f"pairs labels {path} are missing or unreadable ({str(exc).splitlines()[0]})") from None
             self._check_sha256(path, entry.get("y_sha256"))
             if arr.shape != (int(entry["count"]),) or arr.dtype != np.int64:

@@ -131,6 +131,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     out_value = overrides.get("out")
     if not out_value and config_file:
         out_value = load_yaml(config_file).get("out")
+        if out_value is not None and not isinstance(out_value, str):
+            raise StraightflowError(f"config key 'out' in {config_file} expects a folder name, got {out_value!r}")
     if not out_value:
         raise StraightflowError("no run directory given: pass --out RUNDIR")
     out = Path(out_value)
