@@ -405,8 +405,8 @@ def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training
 
     folder = _labelled_pairs(tmp_path / "p")
     hashed = []
-    real_sha = pairs_mod._sha256_file
-    monkeypatch.setattr(pairs_mod, "_sha256_file", lambda p: hashed.append(p.name) or real_sha(p))
+    real_sha = pairs_mod.sha256_file
+    monkeypatch.setattr(pairs_mod, "sha256_file", lambda p: hashed.append(p.name) or real_sha(p))
     data = PairData.open(folder, labels=True)
     for _ in range(3):
         data.sample_train_labeled(64, torch.Generator().manual_seed(0))
