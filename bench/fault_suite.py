@@ -131,6 +131,11 @@ def kill_train(base: Path, kills: int, seed: int = 0, workers: int = 2) -> dict:
         _finish(_cli("train", "--out", run, "--resume", "--progress", "false"), f"the resume after a kill at {where}")
         return killed, _final_weights(run), where
 
+    return _compare_chains(reference, chain, kills, workers)
+
+
+def _compare_chains(reference, chain, kills: int, workers: int) -> dict:
+    """Run the uninterrupted ``reference()`` beside ``kills`` killed-and-resumed ``chain(i)``s; count the bit-identical ones."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         ref = pool.submit(reference)
         chains = [pool.submit(chain, i) for i in range(kills)]
@@ -183,13 +188,7 @@ def kill_pairs(base: Path, kills: int, seed: int = 0, workers: int = 2) -> dict:
         _finish(_cli(*_pair_args(teacher, out)), f"the rerun after a kill at {where}")
         return killed, pair_arrays(out), where
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        ref = pool.submit(reference)
-        chains = [pool.submit(chain, i) for i in range(kills)]
-        expected = ref.result()
-        results = [c.result() for c in chains]
-    mismatched = [where for _, got, where in results if got != expected]
-    return {"kills": sum(k for k, _, _ in results), "runs": kills, "identical": kills - len(mismatched), "mismatched": mismatched}
+    return _compare_chains(reference, chain, kills, workers)
 
 
 # ------------------------------------------------------------------ helpers for in-process commands
