@@ -121,3 +121,20 @@ class DataSource(ABC):
 
     def describe(self) -> str:
         return f"{self.name} ({self.kind}, shape {tuple(self.shape)})"
+
+    def normalization_state(self) -> dict | None:
+        """The affine map between data units and model units as JSON-able lists:
+        ``{"shift": [...], "scale": [...]}`` with ``model = (data - shift) / scale``, one
+        entry per feature (vectors) or per channel (images, latents); None = identity."""
+        return None
+
+    def sampling_state(self) -> dict:
+        """Everything sampling needs without the data (saved with every run, ``docs/portable.md``):
+        name, kind, shape, class names and the normalisation (JSON-able)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "class_names": list(self.class_names),
+            "normalization": self.normalization_state(),
+        }

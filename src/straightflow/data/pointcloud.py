@@ -237,6 +237,9 @@ class PointCloud(DataSource):
     def denormalize(self, x):
         return x * self.std.to(x.device) + self.mean.to(x.device)
 
+    def normalization_state(self):
+        return {"shift": self.mean.tolist(), "scale": self.std.tolist()}
+
     def _index(self, n, generator):
         return torch.randint(0, self.train.shape[0], (n,), generator=generator, device=generator.device)
 
