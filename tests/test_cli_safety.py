@@ -17,6 +17,8 @@ ARGV = {
     "sweep": ["sweep", "--data", "moons", "--steps", "5", "--out", "S"],
     "pairs": ["pairs", "R", "-n", "10", "--out", "P"],
     "demo": ["demo", "--out", "D"],
+    "export": ["export", "R", "--out", "E"],
+    "push": ["push", "E", "me/model"],
 }
 
 CTRL_C = {
@@ -27,6 +29,8 @@ CTRL_C = {
     "sample": "nothing was written",
     "plot": "nothing was written",
     "demo": "rerun the demo to start it again",
+    "export": "rerun the export; files already in --out are whole (each is written under a temporary name first)",
+    "push": "nothing is committed until the upload finishes; rerun the push",
 }
 
 
@@ -53,6 +57,7 @@ WORK = {
     "sweep": ("straightflow.experiments.sweep", "run_sweep"),
     "pairs": ("straightflow.experiments.pairs", "pairs_from_run"),
     "demo": ("straightflow.experiments.demo", "run_demo"),
+    "export": ("straightflow.export", "export"),
 }
 FILE_OUT = {"sample": "s.npy", "plot": "p.png"}
 

@@ -7,29 +7,31 @@ Quick start::
 
     import straightflow as sf
     run_dir = sf.train(data="moons", steps=3000, out="runs/moons")
-    run = sf.Run.load(run_dir)
+    run = sf.load(run_dir)                              # a run directory or an exported model folder
     out = run.sample(1000, nfe=4)                       # out.samples, out.nfe
     report = sf.evaluate(run, nfes=[1, 2, 4, 8])        # W2, energy, curvature
+    sf.export(run_dir, "models/moons")                  # weights, config.json, model card (docs/portable.md)
 
 The components (couplings, objectives, solvers, teachers, metrics) work on their
 own in any training loop; see ``docs/api.md``. Importing straightflow imports
 neither matplotlib nor the command line.
 """
 
+from . import hub
 from .config import TrainConfig
 from .couplings import IndependentCoupling, LearnedGaussianCoupling, MinibatchOTCoupling, TeacherPairCoupling
 from .errors import StraightflowError, TrainingInterrupted
 from .evaluate import evaluate, format_table
+from .export import export
 from .objectives import AdversarialTerm, DistillObjective, LinesObjective, VelocityObjective
-from .run import Run
+from .run import Run, load
 from .solvers import SolveResult, solve
 from .teachers import SamplerTeacher, VelocityTeacher, from_peer_velocity, generate_pairs
 from .training import train
-
-__version__ = "0.2.0"
+from .version import __version__
 
 __all__ = [
-    "train", "Run", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "TrainingInterrupted",
+    "train", "Run", "load", "export", "hub", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "TrainingInterrupted",
     "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling", "TeacherPairCoupling",
     "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
     "VelocityTeacher", "SamplerTeacher", "from_peer_velocity", "generate_pairs", "__version__",

@@ -32,6 +32,12 @@ from .errors import StraightflowError
 from .files import sha256_file
 
 FORMAT_VERSION = 1
+#: an exported model folder (docs/portable.md): ``config.json`` says ``"format": EXPORT_FORMAT``
+EXPORT_FORMAT = "straightflow-export"
+#: the newest export ``format_version`` this straightflow writes and reads
+EXPORT_VERSION = 1
+EXPORT_CONFIG = "config.json"
+EXPORT_WEIGHTS = "model.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d{6,})(\.new)?$")
 #: suffix of a checkpoint that replaces one of the same step (see save_checkpoint)
 PENDING = ".new"
@@ -168,17 +174,17 @@ def read_meta(ckpt: Path) -> dict:
     return meta
 
 
-def load_weights(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+def load_weights(path: Path, sha256: str | None = None, what: str = "checkpoint file", recorded_in: str = "meta.json") -> dict[str, torch.Tensor]:
     """Load a safetensors file with a one-line error for missing/truncated files, and
-    for contents whose sha256 is not ``sha256`` (when given)."""
+    for contents whose sha256 is not ``sha256`` (when given; ``recorded_in`` names where it was recorded)."""
     if not path.exists():
-        raise StraightflowError(f"checkpoint file {path} is missing")
+        raise StraightflowError(f"{what} {path} is missing")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+        raise StraightflowError(f"{what} {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
     if sha256 is not None and sha256_file(path) != sha256:
-        raise StraightflowError(f"checkpoint file {path} is corrupt: its sha256 differs from the one recorded in meta.json when it was saved")
+        raise StraightflowError(f"{what} {path} is corrupt: its sha256 differs from the one recorded in {recorded_in} when it was saved")
     return state
 
 
@@ -220,3 +226,51 @@ def load_train_state(ckpt: Path) -> dict:
         raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # torch raises several types on truncated zips
         raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+
+
+# ---------------------------------------------------------------- exported models
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` looks like an exported model (a ``config.json``, no run's ``config.yaml``)."""
+    folder = Path(folder)
+    return (folder / EXPORT_CONFIG).is_file() and not (folder / "config.yaml").exists()
+
+
+def check_export_config(config, folder: Path) -> dict:
+    """``config`` (an export's parsed ``config.json``) checked for the keys loading needs; a one-line error otherwise."""
+    where = f"{Path(folder) / EXPORT_CONFIG}"
+    if not isinstance(config, dict):
+        raise StraightflowError(f"{where} is not a JSON object")
+    if config.get("format") != EXPORT_FORMAT:
+        raise StraightflowError(f"{where} is not a straightflow export (its format is {config.get('format')!r}, not {EXPORT_FORMAT!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise StraightflowError(f"{where} has format_version {version!r}; expected a positive integer")
+    if version > EXPORT_VERSION:
+        raise StraightflowError(f"{where} has format_version {version}; this straightflow reads {EXPORT_VERSION} and older: upgrade straightflow to load it")
+    for key in ("train_config", "sampling", "weights"):
+        if not isinstance(config.get(key), dict):
+            raise StraightflowError(f"{where} has no {key!r} mapping")
+    weights = config["weights"]
+    if weights.get("file") != EXPORT_WEIGHTS or not isinstance(weights.get("sha256"), str):
+        raise StraightflowError(f"{where}: 'weights' must name {EXPORT_WEIGHTS} and its sha256")
+    step = config.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise StraightflowError(f"{where} has step {step!r}; expected a non-negative integer")
+    return config
+
+
+def read_export_config(folder: Path) -> dict:
+    """An exported model's ``config.json``, parsed and checked (:func:`check_export_config`)."""
+    path = Path(folder) / EXPORT_CONFIG
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StraightflowError(f"{folder} is not an exported model: {EXPORT_CONFIG} is missing") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StraightflowError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from None
+    return check_export_config(config, folder)
+
+
+def load_export_weights(folder: Path, config: dict) -> dict[str, torch.Tensor]:
+    """The weights of an exported model, checked against the sha256 in its ``config.json``."""
+    return load_weights(Path(folder) / EXPORT_WEIGHTS, config["weights"]["sha256"], what="exported weights file", recorded_in=EXPORT_CONFIG)

@@ -1,8 +1,14 @@
 """A trained run, loaded for sampling and evaluation.
 
-``Run.load(RUNDIR)`` rebuilds the data source and the networks from the run's
-saved config, loads the EMA weights of the latest (or a chosen) checkpoint
-and puts them in eval mode. Samples are returned in the data's own units;
+``Run.load(DIR)`` (``sf.load``) takes a run directory or an exported model
+folder (``docs/portable.md``). It rebuilds the networks from the saved config,
+loads the EMA weights (of the latest or a chosen checkpoint of a run) and puts
+them in eval mode. The data comes from the saved sampling state (shape, class
+names, normalisation; a :class:`~straightflow.data.StoredSource`), so sampling
+never needs the training data; the data itself is loaded on first use (held-out
+references in ``eval``), with a one-line error where it is gone. Runs saved
+before the sampling state was recorded load their data at once, as before.
+Samples are returned in the data's own units;
 the noise of sample ``i`` is row ``i`` of the ``"sample"`` stream of the seed
 (:mod:`straightflow.noise`), whatever the batch size.
 
@@ -17,21 +23,42 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, read_meta
+from .checkpoint import (
+    check_export_config,
+    is_export,
+    latest_checkpoint,
+    load_checkpoint_weights,
+    load_export_weights,
+    load_into,
+    read_export_config,
+    read_meta,
+)
 from .conditioning import GuidedVelocity
-from .config import TrainConfig, load_run_config
-from .data import DataSource, load_data
+from .config import TrainConfig, apply_overrides, load_run_config, validate
+from .data import DataSource, StoredSource, load_data
 from .device import resolve_device
 from .errors import StraightflowError
 from .methods import FlowTrainingModule, Method, build_module
 from .noise import seeded_noise
 from .solvers import SolveResult, solve
+
+
+def _data_loader(cfg: TrainConfig):
+    """The call that loads a run's data from its config (run lazily by :class:`StoredSource`)."""
+    return partial(load_data, cfg.data, cfg, require_labels=cfg.conditional)
+
+
+def load(path: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
+         velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None) -> "Run":
+    """``sf.load(DIR)``: a run directory or an exported model folder, ready to sample (:meth:`Run.load`)."""
+    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net)
 
 
 @dataclass
@@ -51,30 +78,67 @@ class SampleOutput:
 
 
 class Run:
-    def __init__(self, run_dir: Path, cfg: TrainConfig, module: FlowTrainingModule, method: Method, data: DataSource, prior, device, checkpoint: Path):
+    def __init__(self, run_dir: Path, cfg: TrainConfig, module: FlowTrainingModule, method: Method, data: DataSource, prior, device, checkpoint: Path,
+                 meta: dict | None = None):
         self.dir, self.cfg, self.module, self.method, self.data, self.prior, self.device = run_dir, cfg, module, method, data, prior, device
-        self.checkpoint = checkpoint
-        self.meta = read_meta(checkpoint)
+        self.checkpoint = checkpoint  #: the checkpoint folder (a run) or the export folder
+        self.meta = read_meta(checkpoint) if meta is None else meta
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
              velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None) -> "Run":
-        """Load a run; ``velocity_net`` / ``encoder_net``: the user's own modules a run was trained with."""
+        """Load a run directory or an exported model folder (``docs/portable.md``);
+        ``velocity_net`` / ``encoder_net``: the user's own modules a run was trained with."""
         run_dir = Path(run_dir)
+        if is_export(run_dir):
+            if checkpoint is not None:
+                raise StraightflowError(f"{run_dir} is an exported model: it holds one set of weights, so no checkpoint can be chosen")
+            if velocity_net is not None or encoder_net is not None:
+                raise StraightflowError(f"{run_dir} is an exported model of built-in networks: it takes no velocity_net / encoder_net")
+            return cls.load_export(run_dir, device=device)
         if not (run_dir / "config.yaml").exists():
-            raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml)")
+            raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml) nor an exported model (no config.json)")
         cfg = load_run_config(run_dir / "config.yaml")
         ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
         if ckpt is None:
             raise StraightflowError(f"{run_dir} has no checkpoint yet")
-        dev = resolve_device(device)
-        data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
-        module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
-        saved_classes = read_meta(ckpt).get("classes")
-        if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
-            raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")
+        meta = read_meta(ckpt)
+        if isinstance(meta.get("sampling"), dict):  # the data as sampling needs it; the data itself on first use
+            data: DataSource = StoredSource(meta["sampling"], loader=_data_loader(cfg), origin=str(run_dir))
+        else:  # saved before the sampling state was recorded: the data itself, now
+            data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
+            saved_classes = meta.get("classes")
+            if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
+                raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")
         weights = ckpt / "ema.safetensors"
         state = load_checkpoint_weights(ckpt, weights.name)  # checked against meta.json's sha256
+        return cls._assemble(run_dir, cfg, data, state, weights, device, ckpt, meta, velocity_net, encoder_net)
+
+    @classmethod
+    def load_export(cls, folder: str | Path, device: str = "auto", config: dict | None = None) -> "Run":
+        """Load an exported model folder (``straightflow export``); ``config``: its ``config.json``
+        already parsed (e.g. by ``huggingface_hub``), checked the same way."""
+        folder = Path(folder)
+        config = read_export_config(folder) if config is None else check_export_config(config, folder)
+        cfg = TrainConfig()
+        apply_overrides(cfg, config["train_config"], source=f"{folder / 'config.json'} (train_config)")
+        validate(cfg)
+        if cfg.model == "custom" or (cfg.encoder == "custom" and cfg.method == "curvature" and not math.isinf(cfg.beta)):
+            raise StraightflowError(f"{folder / 'config.json'} names a user's own module (custom): an export holds built-in networks only")
+        data = StoredSource(config["sampling"], loader=_data_loader(cfg), origin=str(folder))
+        state = load_export_weights(folder, config)
+        meta = {k: config[k] for k in ("step", "method", "model", "velocity_parameters", "recommended", "straightflow_version") if k in config}
+        meta["export"] = True
+        if cfg.conditional:
+            meta["classes"] = list(data.class_names)
+        return cls._assemble(folder, cfg, data, state, folder / "model.safetensors", device, folder, meta, None, None)
+
+    @classmethod
+    def _assemble(cls, run_dir: Path, cfg: TrainConfig, data: DataSource, state: dict, weights: Path, device: str, checkpoint: Path, meta: dict,
+                  velocity_net: nn.Module | None, encoder_net: nn.Module | None) -> "Run":
+        """Build the networks for ``cfg`` and ``data``, load ``state`` into them, eval mode, no gradients."""
+        dev = resolve_device(device)
+        module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
         broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
         if broken is not None:
             raise StraightflowError(f"checkpoint {weights} holds non-finite weights ({broken}): the run diverged; nothing to sample from it")
@@ -82,7 +146,27 @@ class Run:
         module.to(dev).eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        return cls(run_dir, cfg, module, method, data, prior, dev, ckpt)
+        return cls(run_dir, cfg, module, method, data, prior, dev, checkpoint, meta)
+
+    @property
+    def exported(self) -> bool:
+        """Whether this was loaded from an exported model folder (not a run directory)."""
+        return bool(self.meta.get("export"))
+
+    @property
+    def recommended(self) -> dict | None:
+        """An export's sampling recommendation ``{"solver", "nfe", "source"}``; None for a run directory."""
+        rec = self.meta.get("recommended")
+        return rec if isinstance(rec, dict) else None
+
+    @property
+    def data_available(self) -> bool:
+        """Whether the training data itself can be read (sampling never needs it; ``eval`` does)."""
+        return self.data.available() if isinstance(self.data, StoredSource) else True
+
+    def sampling_state(self) -> dict:
+        """What sampling needs without the data (``DataSource.sampling_state`` plus the prior's name)."""
+        return {**self.data.sampling_state(), "prior": self.cfg.prior}
 
     @property
     def velocity(self) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""``straightflow`` command line: train, sample, eval, plot, sweep, pairs, demo.
+"""``straightflow`` command line: train, sample, eval, plot, export, push, sweep, pairs, demo.
 
 The top layer: it parses arguments and calls the library; the library never
 imports it. User errors print one line, ``straightflow: error: ...``, and exit
@@ -149,9 +149,12 @@ def _run_train(args) -> int:
 
 
 # ---------------------------------------------------------------- sample
+_MODEL_DIR_HELP = "a run directory or an exported model folder (straightflow export)"
+
+
 def _add_sample(p):
-    p.add_argument("rundir")
-    p.add_argument("--nfe", type=int, default=1)
+    p.add_argument("rundir", help=_MODEL_DIR_HELP)
+    p.add_argument("--nfe", type=int, default=None, help="network evaluations (default: an export's recommended NFE; 1 for a run directory)")
     p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
     p.add_argument("-n", type=int, default=1000, help="number of samples")
     p.add_argument("--out", required=True, help="FILE.npy (arrays) or FILE.png (image grid)")
@@ -185,7 +188,8 @@ def _run_sample(args) -> int:
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
     check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
-    res = run.sample(args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
+    nfe = args.nfe if args.nfe is not None else int((run.recommended or {}).get("nfe", 1))
+    res = run.sample(args.n, nfe=nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
                      classes=args.classes, guidance=args.guidance)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
@@ -204,7 +208,7 @@ def _run_sample(args) -> int:
 
 # ---------------------------------------------------------------- eval
 def _add_eval(p):
-    p.add_argument("rundir")
+    p.add_argument("rundir", help=_MODEL_DIR_HELP + "; eval also needs the training data")
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8])
     p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
     p.add_argument("--reference", help="held-out samples (.npy) to compare against; the floor is then n points of the run's data against it")
@@ -236,7 +240,7 @@ def _run_eval(args) -> int:
 
 # ---------------------------------------------------------------- plot
 def _add_plot(p):
-    p.add_argument("rundir")
+    p.add_argument("rundir", help=_MODEL_DIR_HELP)
     p.add_argument("--kind", default="trajectories", help="trajectories | grid | xhat | znorm (what the data supports)")
     p.add_argument("--out", required=True, help="FILE.png")
     p.add_argument("--nfe", type=int, default=None, help="steps of the plotted solve (default: 100 for trajectories)")
@@ -261,6 +265,40 @@ def _run_plot(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, classes=args.classes, guidance=args.guidance)
     print(f"straightflow: {args.kind} plot written to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------- export, push
+def _add_export(p):
+    p.add_argument("rundir", help="the run directory to export")
+    p.add_argument("--out", required=True, help="the export folder (new, or an earlier export to replace)")
+    p.add_argument("--checkpoint", default=None, metavar="STEP|NAME|PATH", help="the checkpoint to export (default: the latest)")
+    p.add_argument("--nfe", type=int, default=None, help="the NFE to recommend (default: measured from RUN/eval.json, else the method's)")
+
+
+def _run_export(args) -> int:
+    from ..export import export
+
+    check_out(args.out, "folder", "export")
+    res = export(args.rundir, args.out, checkpoint=args.checkpoint, nfe=args.nfe)
+    table = "with the quality table of eval.json" if res.quality_table else "without a quality table (no eval.json in the run)"
+    print(f"straightflow: step {res.step} exported to {res.folder} ({', '.join(res.files)}; {table}); "
+          f"recommended: {res.recommended['solver']} at NFE {res.recommended['nfe']}")
+    return 0
+
+
+def _add_push(p):
+    p.add_argument("export_dir", help="an exported model folder (straightflow export)")
+    p.add_argument("repo_id", help="the Hugging Face Hub repo, owner/name (created if missing; log in with `hf auth login` or set HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", default="Upload straightflow model", help="commit message")
+
+
+def _run_push(args) -> int:
+    from ..hub import push_to_hub
+
+    url = push_to_hub(args.export_dir, args.repo_id, private=True if args.private else None, commit_message=args.message)
+    print(f"straightflow: {args.export_dir} pushed to {args.repo_id} ({url})")
     return 0
 
 
@@ -362,6 +400,8 @@ COMMANDS: dict[str, tuple] = {
     "sample": ("draw samples from a trained run", _add_sample, _run_sample),
     "eval": ("quality per NFE, curvature and flow loss of a run", _add_eval, _run_eval),
     "plot": ("plots of a trained run", _add_plot, _run_plot),
+    "export": ("write a run as a self-contained model folder (weights, config.json, model card)", _add_export, _run_export),
+    "push": ("upload an exported model folder to the Hugging Face Hub (straightflow[hub])", _add_push, _run_push),
     "sweep": ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep),
     "pairs": ("generate (noise, teacher sample) pairs for reflow, distill and lines", _add_pairs, _run_pairs),
     "demo": ("train the baseline on a 2D set and write a plot and a table", _add_demo, _run_demo),
@@ -384,6 +424,8 @@ INTERRUPTED = {
     "eval": "nothing was written",
     "sample": "nothing was written",
     "plot": "nothing was written",
+    "export": "rerun the export; files already in --out are whole (each is written under a temporary name first)",
+    "push": "nothing is committed until the upload finishes; rerun the push",
     "demo": "rerun the demo to start it again",
 }
 

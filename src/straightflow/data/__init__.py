@@ -15,6 +15,7 @@ from ..errors import StraightflowError
 from .base import DataOptions, DataSource, seeded_subset
 from .images import ImageSource, image_path_loader, load_cifar10, load_digits_source, load_mnist
 from .pointcloud import PointCloud
+from .stored import StoredSource
 from .toy2d import BUILTIN_2D, Toy2D
 
 #: named datasets beyond the 2D sets: name -> loader(DataOptions)
@@ -64,4 +65,4 @@ def _resolve(spec: str, options: DataOptions, require_labels: bool) -> DataSourc
     raise StraightflowError(f"unknown data {spec!r}: use one of {', '.join(builtin_names())}, or a .npy/.csv file or an image folder")
 
 
-__all__ = ["DataOptions", "DataSource", "ImageSource", "PointCloud", "Toy2D", "BUILTIN_2D", "NAMED_SOURCES", "load_data", "builtin_names", "seeded_subset"]
+__all__ = ["DataOptions", "DataSource", "ImageSource", "PointCloud", "StoredSource", "Toy2D", "BUILTIN_2D", "NAMED_SOURCES", "load_data", "builtin_names", "seeded_subset"]

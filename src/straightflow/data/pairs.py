@@ -364,6 +364,9 @@ class PairData(DataSource):
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.denormalize(x)
 
+    def normalization_state(self) -> dict | None:
+        return self.base.normalization_state()
+
     def describe(self) -> str:
         m = self.manifest
         src = f"{m.get('solver') or 'given'}@{m.get('nfe')}" if m.get("solver") else "given pairs"

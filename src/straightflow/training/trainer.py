@@ -262,6 +262,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         "data": cfg.data,
         "shape": list(data.shape),
         "velocity_parameters": count_parameters(module.velocity),
+        # what sampling needs without the data (Run.load, export; docs/portable.md)
+        "sampling": {**data.sampling_state(), "prior": cfg.prior},
     }
     if module.conditional:
         meta["classes"] = list(data.class_names)
