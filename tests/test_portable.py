@@ -56,6 +56,17 @@ def test_every_checkpoint_records_the_sampling_state(points_run):
     assert meta["sampling"]["normalization"]["shift"] == data.mean.tolist()
 
 
+def test_a_student_on_teacher_pairs_records_its_base_datas_normalisation(points_run, tmp_path):
+    from straightflow.data.pairs import PairData, write_pair_folder
+
+    root, _ = points_run
+    z = np.random.default_rng(1).normal(size=(40, 3))
+    write_pair_folder(tmp_path / "pairs", z, z * 0.5, teacher_config={"data": str(root / "points.npy")}, heldout=4)
+    base = PointCloud(root / "points.npy")
+    pairs = PairData.open(tmp_path / "pairs", base=base)
+    assert pairs.sampling_state() == base.sampling_state() and pairs.sampling_state()["normalization"] is not None
+
+
 def test_stored_source_broadcasts_per_channel_and_per_feature():
     per_channel = StoredSource({"name": "lat", "kind": "image", "shape": [2, 3, 3], "normalization": {"shift": [1.0, -2.0], "scale": [2.0, 0.5]}})
     x = torch.randn(4, 2, 3, 3)

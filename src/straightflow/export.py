@@ -11,6 +11,7 @@ layout is one the Hub takes as is (``straightflow.hub.push_to_hub``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -19,10 +20,9 @@ from pathlib import Path
 
 from safetensors.torch import save as save_safetensors
 
-from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS, is_export, latest_checkpoint, list_checkpoints, read_meta
+from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS, is_export, latest_checkpoint, list_checkpoints
 from .config import load_run_config
 from .errors import StraightflowError
-from .files import sha256_file
 from .models import count_parameters
 from .priors import make_prior
 from .run import Run
@@ -180,7 +180,6 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     _check_out(out, run_dir)
     run = Run.load(run_dir, device="cpu", checkpoint=ckpt)  # checks the weights (sha256, finite, shapes)
-    meta = read_meta(ckpt)
     report, eval_note = read_eval_report(run_dir)
     rec = recommend(run, report, nfe)
     weights = save_safetensors({k: v.detach().contiguous().cpu() for k, v in run.module.state_dict().items()}, metadata={"format": "pt"})
@@ -190,21 +189,23 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
         "library_name": "straightflow",
         "straightflow_version": __version__,
         "method": cfg.method,
-        "model": meta.get("model", cfg.model),
+        "model": run.meta.get("model", cfg.model),
         "default_solver": run.method.default_solver,
         "recommended": rec,
         "step": run.step,
         "conditional": run.conditional,
         "velocity_parameters": count_parameters(run.velocity),
         "parameters": count_parameters(run.module),
-        "weights": {"file": EXPORT_WEIGHTS, "sha256": "", "contents": "EMA weights: velocity.* (the velocity net), coupling.* (a learned coupling, if any)"},
+        "weights": {"file": EXPORT_WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest(), "contents": "EMA weights: velocity.* (the velocity net), coupling.* (a learned coupling, if any)"},
         "sampling": run.sampling_state(),
         "train_config": cfg.to_dict(),
     }
     card = model_card(run, config, report, eval_note)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StraightflowError(f"export --out {out}: cannot be created ({exc.strerror or exc})") from None
     _write_atomic(out / EXPORT_WEIGHTS, weights)
-    config["weights"]["sha256"] = sha256_file(out / EXPORT_WEIGHTS)
     _write_atomic(out / "README.md", card.encode())
     _write_atomic(out / EXPORT_CONFIG, (json.dumps(_jsonable(config), indent=1, allow_nan=False) + "\n").encode())  # last: marks a complete export
     return ExportResult(out, run.step, rec, report is not None)
