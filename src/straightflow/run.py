@@ -58,8 +58,8 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
-             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None) -> "Run":
-        """Load a run; ``velocity_net`` / ``encoder_net``: the user's own modules a run was trained with."""
+             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None) -> "Run":
+        """Load a run; ``velocity_net`` / ``encoder_net`` / ``dataset``: the user's own modules and Dataset a run was trained with."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml)")
@@ -68,7 +68,7 @@ class Run:
         if ckpt is None:
             raise StraightflowError(f"{run_dir} has no checkpoint yet")
         dev = resolve_device(device)
-        data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
+        data = load_data(cfg.data, cfg, require_labels=cfg.conditional, dataset=dataset)
         module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
         saved_classes = read_meta(ckpt).get("classes")
         if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
