@@ -61,18 +61,26 @@ def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int
     return net, steps / elapsed
 
 
-def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
+def images_row(steps: int, batch: int, seed: int, work: Path, loaders: list[str]) -> dict:
     """Image row: straightflow's trainer on ``digits`` (default CPU preset UNet) against
-    torchcfm's I-CFM loop on the same UNet and batch, plus sampling images/s at NFE 1."""
+    torchcfm's I-CFM loop on the same UNet and batch, plus sampling images/s at NFE 1.
+    ``loaders``: our trainer once per ``--loader`` (``stream``: through the DataLoader,
+    default workers), before and after torchcfm's loop alternately."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
 
     from straightflow.methods import build_module
     from straightflow.models import count_parameters
 
-    t0 = time.perf_counter()
-    run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed, out=str(work / "digits"),
-                    progress=False, ckpt_every=steps, log_every=max(10, steps // 5))
-    ours = steps * batch / (time.perf_counter() - t0)
+    ours: dict[str, float] = {}
+
+    def ours_run(loader: str) -> Path:
+        t0 = time.perf_counter()
+        run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed, out=str(work / f"digits-{loader}"),
+                        progress=False, ckpt_every=steps, log_every=max(10, steps // 5), loader=loader)
+        ours[loader] = steps * batch / (time.perf_counter() - t0)
+        return run_dir
+
+    run_dir = ours_run(loaders[0])
     run = Run.load(run_dir, device="cpu")
 
     torch.manual_seed(seed)
@@ -89,6 +97,8 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
         torch.mean((net(xt, t) - ut) ** 2).backward()
         opt.step()
     theirs = steps * batch / (time.perf_counter() - t0)
+    for loader in loaders[1:]:
+        ours_run(loader)
 
     z = seeded_noise(1000, tuple(data.shape), 1, "sample", run.prior)
     with torch.inference_mode():
@@ -97,7 +107,8 @@ def images_row(steps: int, batch: int, seed: int, work: Path) -> dict:
         for _ in range(5):
             euler(run.velocity, z, 1)
         sample = 5 * 1000 / (time.perf_counter() - t0)
-    return {"params": count_parameters(net), "ours_train_img_s": ours, "torchcfm_train_img_s": theirs, "sample_img_s_nfe1": sample}
+    return {"params": count_parameters(net), "ours_train_img_s": ours[loaders[0]], "ours_train_img_s_by_loader": ours,
+            "torchcfm_train_img_s": theirs, "sample_img_s_nfe1": sample}
 
 
 @torch.inference_mode()
@@ -119,6 +130,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images-steps", type=int, default=100, help="steps of the digits image row (0 skips it)")
     ap.add_argument("--image-batch", type=int, default=128)
+    ap.add_argument("--image-loaders", default="memory,stream",
+                    help="our image row once per --loader, comma-separated (stream: through the DataLoader, docs/data.md)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -140,7 +153,8 @@ def main() -> None:
         floor = wasserstein2(run.data.floor_reference(args.n, seed=0), reference)
         ours = w2_per_nfe(run.velocity, reference, args.n, seed=1)
         theirs = w2_per_nfe(lambda x, t: -net(x, 1.0 - t), reference, args.n, seed=1)
-        images = images_row(args.images_steps, args.image_batch, args.seed, workdir) if args.images_steps > 0 else None
+        loaders = [v.strip() for v in args.image_loaders.split(",") if v.strip()]
+        images = images_row(args.images_steps, args.image_batch, args.seed, workdir, loaders) if args.images_steps > 0 else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -152,9 +166,10 @@ def main() -> None:
     print(f"{'torchcfm I-CFM':28}{theirs_sps:9.1f} " + " ".join(f"{theirs[k]:9.4f}" for k in NFES))
     print(f"speed ratio straightflow / torchcfm: {ours_sps / theirs_sps:.2f}x; W2@100 ratio: {ours[100] / theirs[100]:.3f}")
     if images is not None:
+        theirs_img = images["torchcfm_train_img_s"]
+        ours_txt = ", ".join(f"straightflow --loader {k} {v:.0f} img/s (ratio {v / theirs_img:.2f}x)" for k, v in images["ours_train_img_s_by_loader"].items())
         print(f"images: digits 8x8, UNet digits-cpu ({images['params']:,} params), batch {args.image_batch}, {args.images_steps} steps: "
-              f"straightflow {images['ours_train_img_s']:.0f} img/s, torchcfm I-CFM {images['torchcfm_train_img_s']:.0f} img/s "
-              f"(ratio {images['ours_train_img_s'] / images['torchcfm_train_img_s']:.2f}x); sampling at NFE 1: {images['sample_img_s_nfe1']:.0f} img/s")
+              f"{ours_txt}, torchcfm I-CFM {theirs_img:.0f} img/s; sampling at NFE 1: {images['sample_img_s_nfe1']:.0f} img/s")
     if args.json:
         Path(args.json).write_text(json.dumps({"ours_steps_per_sec": ours_sps, "torchcfm_steps_per_sec": theirs_sps, "floor": floor,
                                                "ours_w2": ours, "torchcfm_w2": theirs, "images": images, "args": vars(args),

@@ -52,6 +52,9 @@ class TrainConfig:
     heldout_fraction: float = _opt(0.2, "fraction of a user file held out for evaluation")
     split_seed: int = _opt(0, "seed of the train/held-out split of a user file")
     label_column: str = _opt("", "point-cloud files: the column of class labels (0-based index or CSV header name)")
+    data_kind: str = _opt("auto", "how a file / folder / Dataset is read: auto | image | vector | latent (any float range, standardised per channel)")
+    loader: str = _opt("auto", "how training reads the data: auto (stream above 128 MiB as float32) | memory | stream (DataLoader)")
+    workers: int = _opt(-1, "DataLoader worker processes per rank when streaming (-1 = min(4, CPUs per rank - 1))")
     # class-conditional generation (docs/conditional.md)
     conditional: bool = _opt(False, "train a class-conditional model on the data's labels")
     cond_drop: float = _opt(0.1, "rate at which labels are replaced by the null class (classifier-free guidance)")
@@ -174,6 +177,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.log_every >= 1 and cfg.ckpt_every >= 1, "log_every and ckpt_every must be >= 1"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (cfg.amp in ("none", "bf16"), f"unknown amp {cfg.amp!r}: use none or bf16"),
+        (cfg.loader in ("auto", "memory", "stream"), f"unknown loader {cfg.loader!r}: use auto, memory or stream"),
+        (cfg.data_kind in ("auto", "image", "vector", "latent"), f"unknown data_kind {cfg.data_kind!r}: use auto, image, vector or latent"),
+        (cfg.workers >= -1, f"workers must be >= 0 (or -1 = auto), got {cfg.workers}"),
+        (not (cfg.pairs and cfg.loader == "stream"), "--loader stream does not apply to --pairs: teacher pairs are read from their memory-mapped shards"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -69,12 +69,23 @@ class VectorQuality:
         return {**self._w2("w2", samples, reference), "energy": energy_distance(samples, reference)}
 
 
+class LatentQuality(VectorQuality):
+    """W2 and energy distance of latents, each sample flattened to one vector (data units)."""
+
+    def floor(self, reference, floor_reference):
+        return super().floor(reference.flatten(1), floor_reference.flatten(1))
+
+    def score(self, samples, reference):
+        return super().score(samples.flatten(1), reference.flatten(1))
+
+
 #: what ``floor_source`` says in an ``eval`` report: where the two-sample floor's two sets came from
 FLOOR_FROM_DATA = "run data: held-out reference vs a second sample"
 FLOOR_FROM_REFERENCE = "run data vs --reference"
 
 #: data kind -> factory(run) -> QualityMetric
-QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": frechet_metric}
+QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": frechet_metric,
+                                                               "latent": lambda run: LatentQuality()}
 
 
 def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:

@@ -33,6 +33,7 @@ PURPOSES = (
     "floor",  # the second, independent draw for two-sample floors
     "labels",  # the class labels of teacher pairs (conditional runs)
     "w2-subsample",  # the rows exact W2 keeps when n x m is above its cap (metrics.distances)
+    "epochs",  # the row order of each epoch of a streamed training set (data.stream.EpochSampler)
 )
 
 

@@ -50,15 +50,16 @@ from .noise import seeded_noise
 from .solvers import SolveResult, solve
 
 
-def _data_loader(cfg: TrainConfig):
-    """The call that loads a run's data from its config (run lazily by :class:`StoredSource`)."""
-    return partial(load_data, cfg.data, cfg, require_labels=cfg.conditional)
+def _data_loader(cfg: TrainConfig, dataset=None):
+    """The call that loads a run's data from its config (run lazily by :class:`StoredSource`);
+    ``dataset``: the user's own Dataset of a ``data: custom`` run."""
+    return partial(load_data, cfg.data, cfg, require_labels=cfg.conditional, dataset=dataset)
 
 
 def load(path: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
-         velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None) -> "Run":
+         velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None) -> "Run":
     """``sf.load(DIR)``: a run directory or an exported model folder, ready to sample (:meth:`Run.load`)."""
-    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net)
+    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
 
 
 @dataclass
@@ -86,9 +87,9 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
-             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None) -> "Run":
+             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None) -> "Run":
         """Load a run directory or an exported model folder (``docs/portable.md``);
-        ``velocity_net`` / ``encoder_net``: the user's own modules a run was trained with."""
+        ``velocity_net`` / ``encoder_net`` / ``dataset``: the user's own modules and Dataset a run was trained with."""
         run_dir = Path(run_dir)
         if is_export(run_dir):
             if checkpoint is not None:
@@ -104,9 +105,9 @@ class Run:
             raise StraightflowError(f"{run_dir} has no checkpoint yet")
         meta = read_meta(ckpt)
         if isinstance(meta.get("sampling"), dict):  # the data as sampling needs it; the data itself on first use
-            data: DataSource = StoredSource(meta["sampling"], loader=_data_loader(cfg), origin=str(run_dir))
+            data: DataSource = StoredSource(meta["sampling"], loader=_data_loader(cfg, dataset), origin=str(run_dir))
         else:  # saved before the sampling state was recorded: the data itself, now
-            data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
+            data = load_data(cfg.data, cfg, require_labels=cfg.conditional, dataset=dataset)
             saved_classes = meta.get("classes")
             if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
                 raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 
@@ -19,6 +20,18 @@ def subset_index(count: int, n: int, seed: int) -> torch.Tensor | None:
     if n >= count:
         return None
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def split_rows(n: int, heldout_fraction: float, split_seed: int, what: str, unit: str = "rows") -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, held-out rows) of ``n`` rows: a permutation by ``split_seed``, the first
+    ``heldout_fraction`` of it held out (at least 1, at most n - 1)."""
+    if n < 10:
+        from ..errors import StraightflowError
+
+        raise StraightflowError(f"{what} has only {n} {unit}; need at least 10 to split train/held-out")
+    perm = np.random.default_rng(split_seed).permutation(n)
+    n_held = min(n - 1, max(1, int(round(heldout_fraction * n))))
+    return perm[n_held:], perm[:n_held]
 
 
 def seeded_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -43,6 +56,8 @@ class DataOptions:
     download: bool = False  #: let torchvision download mnist / cifar10 into ``data_root``
     hflip: bool = False  #: random horizontal flips of training images
     label_column: str = ""  #: point clouds: the column holding class labels (0-based index or CSV header name)
+    loader: str = "auto"  #: auto | memory | stream: how training reads the data (``docs/data.md``)
+    data_kind: str = "auto"  #: auto | image | vector | latent: how a file or folder is read (``docs/data.md``)
 
     @classmethod
     def of(cls, source=None) -> "DataOptions":
@@ -69,6 +84,9 @@ class DataSource(ABC):
     kind: str = "vector"
     #: names of the classes, index = label; empty for unlabelled data
     class_names: tuple[str, ...] = ()
+    #: how the trainer reads it (``docs/data.md``): "memory" (:meth:`sample_train` each step) or
+    #: "stream" (a DataLoader over :meth:`train_dataset`)
+    loader: str = "memory"
 
     @property
     def num_classes(self) -> int:
@@ -108,6 +126,17 @@ class DataSource(ABC):
     def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
         """A second sample of the data, independent of :meth:`reference`, for the
         two-sample floor of a metric (data units)."""
+
+    def train_dataset(self, labels: bool = False):
+        """The training rows in model units as a map-style ``torch.utils.data.Dataset`` whose
+        ``__getitems__`` returns a batch ``(x, y)`` (``y`` None unless ``labels``), for ``--loader stream``."""
+        from ..errors import StraightflowError
+
+        raise StraightflowError(f"data {self.name} cannot be streamed: use --loader memory")
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random augmentation of a streamed batch (model units), drawn with the rank's ``generator``."""
+        return x
 
     def to(self, device) -> "DataSource":
         """Move in-memory training data to ``device`` (no-op for generated data)."""

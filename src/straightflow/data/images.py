@@ -26,7 +26,8 @@ import torch
 
 from ..cache import cache_dir
 from ..errors import StraightflowError
-from .base import DataOptions, DataSource, subset_index
+from .base import DataOptions, DataSource, split_rows, subset_index
+from .stream import ConcatRows, ItemSource, TensorRows, TrainItems, resolve_loader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -46,7 +47,8 @@ class ImageSource(DataSource):
     kind = "image"
 
     def __init__(self, name: str, train: torch.Tensor, heldout: torch.Tensor, labels: torch.Tensor | None = None, hflip: bool = False,
-                 key: str | None = None, heldout_labels: torch.Tensor | None = None, class_names: tuple[str, ...] | None = None):
+                 key: str | None = None, heldout_labels: torch.Tensor | None = None, class_names: tuple[str, ...] | None = None,
+                 loader: str = "memory"):
         if train.dim() != 4 or heldout.dim() != 4:
             raise ValueError("image tensors must be N x C x H x W")
         self.name = name
@@ -59,6 +61,7 @@ class ImageSource(DataSource):
             k = int(max(self.labels.max(), self.heldout_labels.max())) + 1
             self.class_names = tuple(class_names) if class_names else tuple(str(i) for i in range(k))
         self.hflip = hflip
+        self.loader = loader  # "stream": the trainer reads train_dataset() through a DataLoader
         #: identifies the data and its split (cache key of trained feature nets)
         self.key = key or name
 
@@ -70,14 +73,22 @@ class ImageSource(DataSource):
         self.train = self.train.to(device)
         return self
 
+    def augment(self, x, generator):
+        if self.hflip:
+            flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def train_dataset(self, labels=False):
+        if labels and not self.class_names:
+            raise self._no_labels()
+        return TrainItems(TensorRows(self.train.cpu(), self.labels), np.arange(self.train.shape[0]), labels=labels)
+
     def _draw(self, n, generator):
         dev = generator.device
         idx = torch.randint(0, self.train.shape[0], (n,), generator=generator, device=dev)
         x = self.train[idx.to(self.train.device)].to(dev)
-        if self.hflip:
-            flip = torch.rand(n, generator=generator, device=dev) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x, idx
+        return self.augment(x, generator), idx
 
     def sample_train(self, n, generator):
         return self._draw(n, generator)[0]
@@ -118,11 +129,7 @@ class ImageSource(DataSource):
 
 
 def _split(n: int, heldout_fraction: float, split_seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    if n < 10:
-        raise StraightflowError(f"{what} has only {n} images; need at least 10 to split train/held-out")
-    perm = np.random.default_rng(split_seed).permutation(n)
-    n_held = min(n - 1, max(1, int(round(heldout_fraction * n))))
-    return perm[n_held:], perm[:n_held]
+    return split_rows(n, heldout_fraction, split_seed, what, unit="images")
 
 
 def _opts(options: DataOptions) -> tuple[float, int, bool, int]:
@@ -148,7 +155,8 @@ def load_digits_source(options: DataOptions = DataOptions()) -> ImageSource:
     tr, ho = _split(len(x), heldout_fraction, split_seed, "digits")
     x = _resize(x, size)
     key = f"digits-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px"
-    return ImageSource("digits", x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho])
+    loader = resolve_loader(options.loader, x[tr].numel() * 4, "digits")  # "stream": a DataLoader over the tensor
+    return ImageSource("digits", x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho], loader=loader)
 
 
 # ---------------------------------------------------------------- folders
@@ -191,6 +199,115 @@ def _folder_classes(path: Path, files: list[Path], require_labels: bool) -> tupl
     return names
 
 
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _image_tensor(im, mode: str) -> torch.Tensor:
+    """One PIL image as float32 C x H x W in [-1, 1], converted to ``mode`` ("L" or "RGB")."""
+    if im.mode in ("I", "I;16", "F"):  # 16-bit or float grey (Pillow's convert would clip)
+        a = np.asarray(im, dtype=np.float64)
+        a = a / (65535.0 if im.mode != "F" else max(float(a.max()), 1.0)) * 255.0
+    else:
+        a = np.asarray(im.convert(mode), dtype=np.float64)
+    return torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32) / 127.5 - 1.0)
+
+
+def _size_error(path: Path, f, got, first_file, first) -> StraightflowError:
+    return StraightflowError(
+        f"images in {path} differ in size: {f} is {got[0]}x{got[1]} but {first_file} is {first[0]}x{first[1]}; pass --image-size N to resize them"
+    )
+
+
+def _image_files(path: Path) -> list[Path]:
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} files found")
+    return files
+
+
+def _image_header(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) of an image file, reading only its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise StraightflowError(f"could not read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+class ImageFiles:
+    """Rows of an image folder, decoded when read (by the DataLoader's workers when streamed).
+
+    The channel count and, without ``size``, the image size are the first file's: a colour
+    image in a grayscale folder, an image of another size or a file that does not decode is
+    a one-line error naming it when its batch is read.
+    """
+
+    def __init__(self, root: Path, files: list[Path], channels: int, size: int, first_size: tuple[int, int], labels: np.ndarray | None):
+        self.root, self.files, self.channels, self.size, self.first_size = str(root), [str(f) for f in files], channels, size, first_size
+        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _decode(self, i: int) -> torch.Tensor:
+        f = Path(self.files[i])
+        im = _read_image(f)
+        if self.channels == 1 and im.mode not in GRAY_MODES:
+            raise StraightflowError(f"{f} is a colour image but the first image of {self.root} ({self.files[0]}) is grayscale: "
+                                    "a streamed folder takes its channels from its first image")
+        if not self.size and im.size != self.first_size:
+            raise _size_error(Path(self.root), f, im.size, self.files[0], self.first_size)
+        a = _image_tensor(im, "L" if self.channels == 1 else "RGB")
+        if a.shape[0] != self.channels:  # 16-bit / float grey in a colour folder
+            a = a.expand(self.channels, -1, -1)
+        return (_resize(a[None], self.size)[0] if self.size else a).clamp(-1, 1)
+
+    def read(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        x = torch.stack([self._decode(int(i)) for i in idx]) if idx.size else torch.empty(0)
+        return x, (None if self.labels is None else self.labels[torch.from_numpy(idx)])
+
+
+def stream_image_folder(path: Path, options: DataOptions, files: list[Path], class_names: tuple[str, ...]) -> ItemSource:
+    """An image folder read file by file (``--loader stream``): nothing is decoded up front."""
+    heldout_fraction, split_seed, hflip, size = _opts(options)
+    mode, first = _image_header(files[0])
+    channels = 1 if mode in GRAY_MODES else 3
+    labels = None
+    if class_names:
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([index[f.relative_to(path).parts[0]] for f in files], dtype=np.int64)
+    rows = ImageFiles(path, files, channels, size, first, labels)
+    tr, ho = _split(len(files), heldout_fraction, split_seed, f"image folder {path}")
+    w, h = (size, size) if size else first
+    key = f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{w}px" + (f"-classes-{'|'.join(class_names)}" if class_names else "")
+    return ItemSource(str(path), "image", (channels, h, w), rows, tr, ho, loader="stream", key=_classifier_key(key, len(tr)), hflip=hflip,
+                      class_names=class_names, train_labels=None if labels is None else labels[tr])
+
+
+def _classifier_key(key: str, n_train: int) -> str:
+    """A streamed source trains its classifier feature net on at most CLASSIFIER_MAX_IMAGES images: another cache entry then."""
+    from .stream import CLASSIFIER_MAX_IMAGES
+
+    return key if n_train <= CLASSIFIER_MAX_IMAGES else f"{key}-first{CLASSIFIER_MAX_IMAGES}"
+
+
+def _folder_loader(path: Path, options: DataOptions, require_labels: bool) -> DataSource:
+    """An image folder in memory (:func:`load_image_folder`) or streamed (:func:`stream_image_folder`), by ``options.loader``."""
+    files = _image_files(path)
+    class_names = _folder_classes(path, files, require_labels)
+    mode, first = _image_header(files[0])
+    size = int(options.image_size or 0)
+    w, h = (size, size) if size else first
+    n_train = len(files) - min(len(files) - 1, max(1, int(round(options.heldout_fraction * len(files)))))
+    nbytes = n_train * (1 if mode in GRAY_MODES else 3) * w * h * 4
+    if resolve_loader(options.loader, nbytes, str(path)) == "memory":
+        return load_image_folder(path, options, require_labels=require_labels)
+    return stream_image_folder(path, options, files, class_names)
+
+
 def load_image_folder(path: Path, options: DataOptions = DataOptions(), *, require_labels: bool = False) -> ImageSource:
     """Every PNG/JPEG/... under ``path`` (recursively, sorted by path).
 
@@ -204,26 +321,17 @@ def load_image_folder(path: Path, options: DataOptions = DataOptions(), *, requi
     folder without images, an error.
     """
     heldout_fraction, split_seed, hflip, size = _opts(options)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} files found")
+    files = _image_files(path)
     class_names = _folder_classes(path, files, require_labels)
     images = [_read_image(f) for f in files]
-    gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
+    gray = all(im.mode in GRAY_MODES for im in images)
     mode = "L" if gray else "RGB"
     first = images[0].size
     arrays = []
     for f, im in zip(files, images):
         if not size and im.size != first:
-            raise StraightflowError(
-                f"images in {path} differ in size: {f} is {im.size[0]}x{im.size[1]} but {files[0]} is {first[0]}x{first[1]}; pass --image-size N to resize them"
-            )
-        if im.mode in ("I", "I;16", "F"):  # 16-bit or float grey (Pillow's convert would clip)
-            a = np.asarray(im, dtype=np.float64)
-            a = a / (65535.0 if im.mode != "F" else max(float(a.max()), 1.0)) * 255.0
-        else:
-            a = np.asarray(im.convert(mode), dtype=np.float64)
-        a = torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32) / 127.5 - 1.0)
+            raise _size_error(path, f, im.size, files[0], first)
+        a = _image_tensor(im, mode)
         arrays.append(_resize(a[None], size)[0] if size else a)
     x = torch.stack(arrays).clamp(-1, 1)
     tr, ho = _split(len(x), heldout_fraction, split_seed, f"image folder {path}")
@@ -252,7 +360,7 @@ def _scale_array(arr: np.ndarray, path: Path) -> np.ndarray:
         return a * 2.0 - 1.0
     if lo >= 0 and hi <= 255.0:
         return a / 127.5 - 1.0
-    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, 1], [0, 1] or [0, 255]")
+    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, 1], [0, 1] or [0, 255] (--data-kind latent reads any range)")
 
 
 def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageSource:
@@ -267,7 +375,7 @@ def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageS
     elif arr.ndim == 4 and arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
         arr = arr.transpose(0, 3, 1, 2)
     if arr.ndim != 4 or arr.shape[1] not in (1, 3):
-        raise StraightflowError(f"{path} has shape {arr.shape}; image arrays must be N x H x W or N x C x H x W with C = 1 or 3")
+        raise StraightflowError(f"{path} has shape {arr.shape}; image arrays must be N x H x W or N x C x H x W with C = 1 or 3 (other arrays: --data-kind latent)")
     x = _resize(torch.from_numpy(np.ascontiguousarray(_scale_array(arr, path))), size)
     tr, ho = _split(len(x), heldout_fraction, split_seed, str(path))
     return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
@@ -277,14 +385,22 @@ def image_path_loader(path: Path, options: DataOptions, *, require_labels: bool 
     """Folders and 3-/4-d ``.npy`` arrays are images; None for anything else
     (``require_labels``: see :func:`load_image_folder`)."""
     if path.is_dir():
-        return load_image_folder(path, options, require_labels=require_labels)
+        return _folder_loader(path, options, require_labels)
     if path.suffix.lower() == ".npy":
         try:
-            ndim = np.load(path, mmap_mode="r", allow_pickle=False).ndim
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception:
             return None  # let the point-cloud loader report it
-        if ndim in (3, 4):
-            return load_image_array(path, options)
+        if arr.ndim in (3, 4):
+            from .arrays import image_array_layout, stream_image_array
+
+            layout = image_array_layout(tuple(arr.shape), path)
+            c = 1 if layout == "nhw" else (arr.shape[-1] if layout == "nhwc" else arr.shape[1])
+            pixels = int(options.image_size) ** 2 if options.image_size else int(np.prod(arr.shape[1:])) // c
+            nbytes = round(arr.shape[0] * (1 - options.heldout_fraction)) * c * pixels * 4
+            if resolve_loader(options.loader, nbytes, str(path)) == "memory":
+                return load_image_array(path, options)
+            return stream_image_array(path, options)
     return None
 
 
@@ -312,10 +428,24 @@ def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
         a = a[:, None] if a.ndim == 3 else a.transpose(0, 3, 1, 2)
         return _resize(torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0), size)
 
-    x_train = tensor(train)
     labels = torch.as_tensor(np.asarray(train.targets), dtype=torch.int64)
     test_labels = torch.as_tensor(np.asarray(test.targets), dtype=torch.int64)
     names = tuple(getattr(train, "classes", ()) or ())
+    stored = np.asarray(train.data)
+    side = size or stored.shape[1]
+    nbytes = stored.shape[0] * (1 if stored.ndim == 3 else stored.shape[-1]) * side * side * 4
+    if resolve_loader(options.loader, nbytes, name) == "stream":  # uint8 rows, converted batch by batch
+        from .arrays import ArrayRows
+
+        layout = "nhw" if stored.ndim == 3 else "nhwc"
+        rows = ConcatRows(ArrayRows(stored, layout, "uint8", size, labels.numpy()),
+                          ArrayRows(np.asarray(test.data), layout, "uint8", size, test_labels.numpy()))
+        n, m = stored.shape[0], len(test.data)
+        c = 1 if stored.ndim == 3 else stored.shape[-1]
+        return ItemSource(name, "image", (c, side, side), rows, np.arange(n), np.arange(n, n + m), loader="stream",
+                          key=_classifier_key(f"{name}-{side}px", n), hflip=hflip, class_names=names or tuple(str(i) for i in range(int(labels.max()) + 1)),
+                          train_labels=labels.numpy())
+    x_train = tensor(train)
     return ImageSource(name, x_train, tensor(test), labels=labels, hflip=hflip, key=f"{name}-{x_train.shape[-1]}px",
                        heldout_labels=test_labels, class_names=names or None)
 

@@ -20,6 +20,7 @@ import torch
 
 from ..errors import StraightflowError
 from .base import DataSource, seeded_subset, subset_index
+from .stream import TensorRows, TrainItems
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -224,6 +225,11 @@ class PointCloud(DataSource):
         if self.labels is not None:
             self.labels = self.labels.to(device)
         return self
+
+    def train_dataset(self, labels=False):
+        if labels and self.labels is None:
+            raise self._no_labels()
+        return TrainItems(TensorRows(self.train.cpu(), self.labels), np.arange(self.train.shape[0]), labels=labels)
 
     def class_probs(self) -> torch.Tensor:
         if self.labels is None:

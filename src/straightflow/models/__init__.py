@@ -35,7 +35,8 @@ MODELS: dict[str, ModelBuilder] = {"mlp": _build_mlp, "unet": build_unet}
 def resolve_model_name(cfg, data) -> str:
     if cfg.model != "auto":
         return cfg.model
-    return "unet" if data.kind == "image" else "mlp"
+    images = data.kind == "image" or (data.kind == "latent" and len(data.shape) == 3)  # C x H x W latents: a UNet too
+    return "unet" if images else "mlp"
 
 
 def model_classes(cfg, data) -> int:

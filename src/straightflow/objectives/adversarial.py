@@ -24,7 +24,7 @@ def _sn(layer: nn.Module) -> nn.Module:
 
 def build_discriminator(shape: tuple[int, ...], kind: str = "vector", width: int = 256) -> nn.Module:
     """A small spectrally normalised critic: an MLP for vectors, a conv net for images."""
-    if kind == "image" and len(shape) == 3:
+    if kind in ("image", "latent") and len(shape) == 3:
         c = shape[0]
         return nn.Sequential(
             _sn(nn.Conv2d(c, 32, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),

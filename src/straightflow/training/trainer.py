@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, load_train_state, save_checkpoint
 from ..config import TrainConfig, apply_overrides, coerce, load_run_config, load_yaml, resolve_config, save_config, validate
-from ..data import load_data
+from ..data import CUSTOM_DATA, BatchStream, DataOptions, EpochSampler, auto_workers, load_data
 from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError, TrainingInterrupted
@@ -36,7 +37,7 @@ from ..models import count_parameters, resolve_model_name
 from .ema import EMA
 
 #: config keys that may differ when a run is resumed (they do not change the result)
-RESUMABLE_KEYS = {"steps", "device", "progress", "log_every", "ckpt_every", "keep_checkpoints", "out"}
+RESUMABLE_KEYS = {"steps", "device", "progress", "log_every", "ckpt_every", "keep_checkpoints", "out", "workers"}
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -48,7 +49,7 @@ def rank_seed(seed: int, rank: int) -> int:
 INHERITED_FIELDS = (
     "data", "prior", "model", "width", "depth", "time_embed_dim", "heldout_fraction", "split_seed",
     "image_size", "data_root", "preset", "channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout",
-    "label_column", "conditional",
+    "label_column", "conditional", "data_kind",
 )
 
 
@@ -112,7 +113,7 @@ def _truncate_stats(path: Path, step: int) -> None:
 
 
 def train(config_file: str | None = None, resume: bool = False, velocity_net: nn.Module | None = None,
-          encoder_net: nn.Module | None = None, **overrides) -> Path:
+          encoder_net: nn.Module | None = None, dataset=None, **overrides) -> Path:
     """Train a run; returns its run directory.
 
     ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
@@ -123,9 +124,16 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     built-in model (recorded as ``model: custom``; pass it again to ``Run.load`` and
     to resume); ``encoder_net``: your own encoder module for ``method="curvature"`` (output:
     twice the channels of x). Run directories, EMA, resume and DDP work the same.
+    ``dataset``: your own map-style ``torch.utils.data.Dataset`` (items ``x`` or ``(x, y)``) as the
+    training data (recorded as ``data: custom``; pass it again to ``Run.load`` and to resume;
+    ``docs/data.md``).
     """
     if velocity_net is not None and not resume:
         overrides = {**overrides, "model": "custom"}
+    if dataset is not None and not resume:
+        if overrides.get("data", CUSTOM_DATA) != CUSTOM_DATA:
+            raise StraightflowError(f"both data={overrides['data']!r} and dataset= given: pass one of them")
+        overrides = {**overrides, "data": CUSTOM_DATA}
     if encoder_net is not None and not resume:
         overrides = {**overrides, "encoder": "custom"}
     out_value = overrides.get("out")
@@ -140,7 +148,7 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     with ExitStack() as cleanup:
         ctx = init_distributed(cfg.device)
         cleanup.callback(shutdown_distributed, ctx)
-        return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup)
+        return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset)
 
 
 def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
@@ -210,7 +218,7 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
-           cleanup: ExitStack) -> Path:
+           cleanup: ExitStack, dataset=None) -> Path:
     out = Path(cfg.out)
     device = ctx.device
     if cfg.batch_size % ctx.world_size:
@@ -221,10 +229,19 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         raise StraightflowError(f"encoder_net= is the curvature method's learned coupling; --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
-    data = load_data(cfg.data, cfg, require_labels=cfg.conditional)
+    ckpt = latest_checkpoint(out) if resume else None
+    state = load_train_state(ckpt) if ckpt is not None else None
+    options = DataOptions.of(cfg)
+    if cfg.loader == "auto" and state is not None:  # resume the way the run started, whatever auto would choose today
+        options = replace(options, loader="stream" if "sampler" in state else "memory")
+    if cfg.data == CUSTOM_DATA and dataset is None:
+        raise StraightflowError(f"{out} trains on a user's own Dataset (data: custom): pass dataset= to train(...) to resume it")
+    data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"), require_labels=cfg.conditional, dataset=dataset)
     if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
         data = PairData.open(cfg.pairs, base=data, labels=cfg.conditional)
-    data.to(device)
+    streaming = data.loader == "stream"
+    if not streaming:
+        data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     module, method, _ = build_module(cfg, data, velocity_net, encoder_net)
     method.prepare(module, cfg, data)
@@ -241,13 +258,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     if ctx.is_main:  # one writer per run directory, from here until train() returns
         cleanup.enter_context(FolderLock(out, "run directory"))
     start_step = 0
-    ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
         print(f"straightflow: note: {out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
     if ckpt is not None:
         load_into(module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
         load_into(ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
-        state = load_train_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         if aux is not None and "aux" in state:
             aux.load_state_dict(state["aux"])
@@ -255,6 +270,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         warning = restore_rng_states(state, ctx, generator)
         if warning and ctx.is_main:
             print(warning)
+    batches = None
+    if streaming:  # a DataLoader per rank over its share of each epoch (docs/data.md)
+        train_items = data.train_dataset(labels=module.conditional)
+        sampler = EpochSampler(len(train_items), local_batch, cfg.seed, ctx.rank, ctx.world_size)
+        if state is not None and "sampler" in state:
+            warning = sampler.load_state_dict(state["sampler"])
+            if warning and ctx.is_main:
+                print(warning)
+        workers = cfg.workers if cfg.workers >= 0 else auto_workers(ctx.world_size)
+        batches = BatchStream(train_items, sampler, workers, device)
+        cleanup.callback(batches.close)
 
     meta = {
         "method": cfg.method,
@@ -276,6 +302,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         print(
             f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
             f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
+            + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank" if batches is not None else "")
             + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if module.conditional else "")
             + f" | device {device} x{ctx.world_size} | run dir {out}"
         )
@@ -298,6 +325,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         rngs = rng_states(ctx, generator)
         if ctx.is_main:
             state = {"optimizer": optimizer.state_dict(), "step": step, **rngs}
+            if batches is not None:  # the epoch sampler: which rows the next batches are
+                state["sampler"] = batches.state_dict()
             if aux is not None:
                 state["aux"] = aux.state_dict()
             save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
@@ -320,7 +349,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
             lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            if module.conditional:
+            if batches is not None:
+                batch, labels = batches.next()
+                batch = data.augment(batch, generator)
+                loss, stats = train_module(batch, generator, labels) if module.conditional else train_module(batch, generator)
+            elif module.conditional:
                 batch, labels = data.sample_train_labeled(local_batch, generator)
                 loss, stats = train_module(batch, generator, labels)
             else:
