@@ -258,8 +258,10 @@ def test_a_users_dataset_trains_conditionally_resumes_and_loads(tmp_path):
     kw = dict(QUICK, steps=40, batch_size=32, lr=3e-3, conditional=True, ckpt_every=20, workers=1)
     run_dir = sf.train(dataset=ds, out=str(tmp_path / "r"), **kw)
     assert sf.Run.load(run_dir, dataset=ds).cfg.data == "custom"
+    bare = sf.Run.load(run_dir)  # portable: sampling needs no data (docs/portable.md) ...
+    assert bare.sample(4, nfe=2, classes="left").samples.shape == (4, 2)
     with pytest.raises(StraightflowError, match="pass it again as dataset="):
-        sf.Run.load(run_dir)
+        bare.heldout(10)  # ... but held-out data does
     with pytest.raises(StraightflowError, match="pass dataset= to train"):
         sf.train(out=str(tmp_path / "r"), resume=True, steps=60)
     sf.train(out=str(tmp_path / "r"), resume=True, steps=60, dataset=ds)
