@@ -224,6 +224,21 @@ def test_figure_blocks_render_in_both_formats(tmp_path):
     doc = Document("T", [Text("- one `a|b`\n- two **bold** [link](https://example.org)")],
                    [Section("s", "1. S & T", [Figure("figures/f.png", "cap"), Table(["x|y", "z"], [["1", "2"]])])])
     md, html = to_markdown(doc), to_html(doc, tmp_path)
-    assert "![cap](figures/f.png)" in md and "| x\\|y | z |" in md and "## 1. S & T" in md
+    assert "![f](figures/f.png)\n\n*cap*" in md and "| x\\|y | z |" in md and "## 1. S & T" in md
     assert "<li>one <code>a|b</code></li>" in html and "<strong>bold</strong>" in html and '<a href="https://example.org">link</a>' in html
     assert 'id="1-s--t"' in html and "data:image/png;base64," in html
+
+
+def test_results_are_read_from_captured_stdout_even_with_other_lines(tmp_path):
+    from straightflow.report.sections import Context, Missing
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "eval.json").write_text('straightflow: training the digits-classifier-v1 feature network (once)\n{"a": 1}\n')
+    (tmp_path / "runs" / "bad.json").write_text("no json here\n")
+    ctx = Context(tmp_path, SCALES["smoke"], {})
+    assert ctx.json("runs/eval.json") == {"a": 1}
+    with pytest.raises(Missing, match="bad.json"):
+        ctx.json("runs/bad.json")
+    with pytest.raises(Missing, match="gone.json"):
+        ctx.json("runs/gone.json")
+    assert ctx.figure("runs/none.png", "x") == []

@@ -197,7 +197,7 @@ def run_report(out: str | Path, scale: str | Scale = "quick", sections: str | No
     for spec in specs:
         section, info = _render_section(spec, scale, ctx, per_section[spec.name])
         rendered.append(section)
-        summary.append([f"[{spec.title}](#{section.anchor})", str(info["jobs"]), f"{info['wall'] / 60:.1f}", f"{info['cpu'] / 60:.1f}", info["state"]])
+        summary.append([f"[{spec.title.replace('`', '')}](#{section.anchor})", str(info["jobs"]), f"{info['wall'] / 60:.1f}", f"{info['cpu'] / 60:.1f}", info["state"]])
     command = command or shlex.join(["straightflow", "report", f"--{scale.name}", "--out", str(out)] + (["--sections", sections] if sections else []))
     ran = sum(1 for r in run.results.values() if r.status == "ran")
     reused = sum(1 for r in run.results.values() if r.status == "skipped")

@@ -93,7 +93,7 @@ def _md_block(block: Block) -> str:
         lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
         return "\n".join(lines)
     if isinstance(block, Figure):
-        return f"![{block.caption.replace(']', ')')}]({block.path})\n\n*{block.caption}*"
+        return f"![{Path(block.path).stem}]({block.path})\n\n*{block.caption}*"
     raise TypeError(f"not a report block: {block!r}")
 
 

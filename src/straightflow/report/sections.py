@@ -114,12 +114,17 @@ class Context:
     jobs_at_once: int = 1
 
     def json(self, rel: str):
-        path = self.out / rel
+        """The JSON in ``rel``; for a command's captured stdout, its last line that is a JSON object or list."""
+        text = self.text(rel)
         try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise Missing(rel) from None
+            return json.loads(text)
         except json.JSONDecodeError as exc:
+            for line in reversed(text.splitlines()):
+                if line.startswith(("{", "[")):
+                    try:
+                        return json.loads(line)
+                    except json.JSONDecodeError:
+                        break
             raise Missing(f"{rel} (unreadable: {exc})") from None
 
     def text(self, rel: str) -> str:
@@ -331,7 +336,7 @@ def sweep_table(sweep: dict) -> Table:
 
 def sweep_checks(sweep: dict) -> str:
     """The issue's targets: a beta with curvature >= 10x and quality at the lowest NFE >= 3x below the baseline's."""
-    runs = {str(r["beta"]): r["report"] for r in sweep["runs"]}
+    runs = {"inf" if r["beta"] == "inf" else f"{float(r['beta']):g}": r["report"] for r in sweep["runs"]}
     base = runs.get("inf")
     if base is None:
         return ""
@@ -426,7 +431,7 @@ def _curvature_jobs(scale: Scale) -> list[Job]:
 
 def _sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
     sweep = ctx.json(f"{folder}/sweep.json")
-    floor = ", ".join(f"{k[:-6]} {v:.4g}" for k, v in (sweep.get("floor") or {}).items())
+    floor = ", ".join(f"{k[:-6]} {v:.4g}" for k, v in (sweep.get("floor") or {}).items() if isinstance(v, float) and k != "n_floor")
     blocks: list[Block] = [Heading(data), Text(f"Two-sample floor: {floor}." if floor else ""), sweep_table(sweep), Text(sweep_checks(sweep))]
     cmd = f"`straightflow sweep --data {data} ...` ({folder})"
     captions = {"trajectories.png": f"Forward (x -> z ~ q_phi(z|x), top) and reverse (Euler 100, bottom) trajectories per beta (Fig. 4); {cmd}",
@@ -483,7 +488,7 @@ def _encoder_render(ctx: Context, scale: Scale) -> list[Block]:
 def _digits_curvature_render(ctx: Context, scale: Scale) -> list[Block]:
     blocks = _sweep_blocks(ctx, "digits", "runs/curvature/digits")
     sweep = ctx.json("runs/curvature/digits/sweep.json")
-    curv = {str(r["beta"]): r["report"]["curvature"] for r in sweep["runs"]}
+    curv = {"inf" if r["beta"] == "inf" else f"{float(r['beta']):g}": r["report"]["curvature"] for r in sweep["runs"]}
     order = sorted(curv, key=lambda b: math.inf if b == "inf" else float(b))
     mono = all(curv[x] < curv[y] for x, y in zip(order, order[1:]))
     blocks.append(Text(f"Curvature falls monotonically as beta falls, all below the baseline: **{'met' if mono else 'missed'}** "
