@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -127,7 +128,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 2),
+                    help="torch threads (default: $OMP_NUM_THREADS, else 2)")
     ap.add_argument("--images-steps", type=int, default=100, help="steps of the digits image row (0 skips it)")
     ap.add_argument("--image-batch", type=int, default=128)
     ap.add_argument("--image-loaders", default="memory,stream",

@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay ceiling of the teacher (0: the pairs use the raw weights)")
     ap.add_argument("-n", type=int, default=2000, help="held-out points for W2")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 2),
+                    help="torch threads (default: $OMP_NUM_THREADS, else 2)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

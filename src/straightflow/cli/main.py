@@ -1,4 +1,4 @@
-"""``straightflow`` command line: train, sample, eval, plot, export, push, sweep, pairs, demo.
+"""``straightflow`` command line: train, sample, eval, plot, export, push, sweep, pairs, demo, report.
 
 The top layer: it parses arguments and calls the library; the library never
 imports it. User errors print one line, ``straightflow: error: ...``, and exit
@@ -394,6 +394,37 @@ def _run_pairs(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- report
+def _add_report(p) -> None:
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", dest="scale", action="store_const", const="quick", help="reduced budgets: under 20 minutes on 2 CPU cores (the default)")
+    scale.add_argument("--full", dest="scale", action="store_const", const="full", help="the experiments page's budgets (hours on 2 CPU cores)")
+    scale.add_argument("--smoke", dest="scale", action="store_const", const="smoke", help="a tiny network for a few steps: checks that every command runs (numbers mean nothing)")
+    p.set_defaults(scale="quick")
+    p.add_argument("--out", required=True, help="report folder: report.md, report.html, figures/, runs/, logs/ (rerun the same command to resume)")
+    p.add_argument("--sections", default=None, help="comma-separated section names (default all; see docs/report.md)")
+    p.add_argument("--jobs", type=int, default=None, help="jobs run at once (default: one per CPU core, at most 8)")
+    p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each job (default: cores / jobs)")
+    p.add_argument("--docs", default=None, metavar="FILE.md", help="also write the Markdown to FILE.md and its figures to figures/ beside it (e.g. docs/experiments.md)")
+
+
+def _run_report(args) -> int:
+    import shlex
+
+    from ..report import run_report
+
+    check_out(args.out, "folder", "report")
+    if args.docs:
+        check_out(args.docs, "file", "report --docs")
+    command = ["straightflow", "report", f"--{args.scale}", "--out", args.out]
+    command += (["--sections", args.sections] if args.sections else []) + (["--docs", args.docs] if args.docs else [])
+    res = run_report(args.out, args.scale, sections=args.sections, n_jobs=args.jobs, threads=args.threads, docs=args.docs, command=shlex.join(command))
+    print(f"straightflow: report written to {res.html} and {res.markdown} ({len(res.jobs.executed)} jobs run, "
+          f"{sum(1 for r in res.jobs.results.values() if r.status == 'skipped')} reused, {res.jobs.wall_s / 60:.1f} min)"
+          + (f"; page written to {res.docs}" if res.docs else ""))
+    return 0
+
+
 #: name -> (help, add_arguments(parser), run(args) -> exit status)
 COMMANDS: dict[str, tuple] = {
     "train": ("train a model (any config field is a flag)", _add_train, _run_train),
@@ -405,6 +436,7 @@ COMMANDS: dict[str, tuple] = {
     "sweep": ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep),
     "pairs": ("generate (noise, teacher sample) pairs for reflow, distill and lines", _add_pairs, _run_pairs),
     "demo": ("train the baseline on a 2D set and write a plot and a table", _add_demo, _run_demo),
+    "report": ("rerun the papers' CPU-scale experiments; one HTML page and its Markdown twin", _add_report, _run_report),
 }
 
 
@@ -427,6 +459,7 @@ INTERRUPTED = {
     "export": "rerun the export; files already in --out are whole (each is written under a temporary name first)",
     "push": "nothing is committed until the upload finishes; rerun the push",
     "demo": "rerun the demo to start it again",
+    "report": "finished jobs are kept; rerun the same command to continue",
 }
 
 
