@@ -33,6 +33,7 @@ PURPOSES = (
     "floor",  # the second, independent draw for two-sample floors
     "labels",  # the class labels of teacher pairs (conditional runs)
     "w2-subsample",  # the rows exact W2 keeps when n x m is above its cap (metrics.distances)
+    "kid-subsets",  # the subsets the kernel distance averages over (metrics.kernel)
 )
 
 
