@@ -1,13 +1,20 @@
 """``straightflow eval``: quality per NFE, curvature and held-out flow loss.
 
 Quality metrics are chosen by the data kind (:data:`QUALITY_METRICS`, a static
-table): W2 and the unbiased energy distance for vectors, a Fréchet distance in
-a named feature space for images. Every report carries the metric's two-sample
-floor and says where its two sets came from (``floor_source``): the held-out
-reference against a second sample of the run's data, or, with ``--reference``,
-the user's reference against ``n`` points of the run's own data (its
-``floor_reference`` draw, the size of the generated set), so the floor is
-what a perfect model of the run's data would score against that reference.
+table): W2 and the unbiased energy distance for vectors; for images the Fréchet
+distance, the unbiased kernel distance (KID, with its sd over subsets) and k-NN
+precision/recall, all in one named feature space (``docs/evaluation.md``).
+Sizes (:func:`default_n`): vectors generate ``n`` (default 2000) samples against
+``n`` held-out ones; images generate ``n`` (default :data:`IMAGE_N`) against the
+*whole* held-out set. Every report carries each metric's two-sample floor at the
+same sizes and says where its two sets came from (``floor_source``): the held-out
+reference against a second sample of the run's data (training images for image
+data), or, with ``--reference``, the user's reference against ``n`` points of
+the run's own data (its ``floor_reference`` draw, the size of the generated
+set), so the floor is what a perfect model of the run's data would score
+against that reference. With ``seeds`` = K > 1 every NFE is sampled with the
+noise seeds ``seed .. seed + K - 1`` and each number is the mean over them,
+beside ``<key>_sd`` (their standard deviation) and ``<key>_seeds`` (the values).
 Each random draw has its own named stream (:mod:`straightflow.noise`), so
 evaluation noise never shares a seed with reference data. Caveats travel with
 the numbers: a result row's ``note`` (the solver's, e.g. Heun at even NFE) and
@@ -24,17 +31,21 @@ vectors.
 
 from __future__ import annotations
 
+import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .data.pairs import PairData
 from .errors import StraightflowError
 from .metrics import curvature, energy_distance, nearest_neighbour_accuracy, prediction_drift, wasserstein2
-from .metrics.frechet import classifier_accuracy, classifier_features, frechet_metric
+from .metrics.frechet import classifier_accuracy, classifier_features
+from .metrics.images import image_metric
 from .noise import seeded_noise, stream_seed
 from .objectives import VelocityObjective
 from .run import Run
@@ -84,8 +95,24 @@ FLOOR_FROM_DATA = "run data: held-out reference vs a second sample"
 FLOOR_FROM_REFERENCE = "run data vs --reference"
 
 #: data kind -> factory(run) -> QualityMetric
-QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": frechet_metric,
+QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": image_metric,
                                                                "latent": lambda run: LatentQuality()}
+
+#: generated samples per NFE by default: vectors (against as many held-out points)
+VECTOR_N = 2000
+#: generated images per NFE by default, scored against the whole held-out set: enough that one
+#: noise seed's FD means something (docs/evaluation.md, "Defaults")
+IMAGE_N = 5000
+#: images whose paths the curvature and prediction drift follow by default (vectors: min(n, 2000));
+#: a mean over pixels and 128 steps settles long before the quality metrics do, at a fraction of their cost
+IMAGE_CURVATURE_N = 512
+#: ``reference(ALL_HELDOUT)`` of an image source is its whole held-out set (it returns min(n, held-out size) images)
+ALL_HELDOUT = sys.maxsize
+
+
+def default_n(data) -> int:
+    """``eval -n``'s default for ``data``: :data:`IMAGE_N` for images, :data:`VECTOR_N` for vectors."""
+    return IMAGE_N if data.kind == "image" else VECTOR_N
 
 
 def load_reference(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
@@ -193,25 +220,56 @@ def _per_class(metric, samples, labels, ref, ref_labels, names) -> list[dict]:
     return rows
 
 
+def aggregate_seeds(rows: list[dict]) -> dict:
+    """One row from the rows of several noise seeds: each float the mean, beside ``<key>_sd`` (the sample
+    standard deviation over seeds; not for keys that are already ``*_sd``) and ``<key>_seeds`` (the values);
+    ``sample_seconds`` summed, ``per_class`` entries aggregated alike, anything else from the first seed."""
+    out: dict = {}
+    for key, first in rows[0].items():
+        values = [r.get(key) for r in rows]
+        if key == "per_class":
+            out[key] = [aggregate_seeds([r[key][i] for r in rows]) for i in range(len(first))]
+        elif key == "sample_seconds":
+            out[key] = float(sum(values))
+        elif isinstance(first, float) and all(isinstance(v, float) for v in values):
+            out[key] = statistics.fmean(values)
+            if not key.endswith("_sd"):
+                out[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                out[f"{key}_seeds"] = values
+        else:
+            out[key] = first
+    return out
+
+
 def evaluate(
     run: Run,
     nfes: list[int],
     solver: str | None = None,
-    n: int = 2000,
+    n: int | None = None,
     reference: torch.Tensor | None = None,
     seed: int = 0,
     curvature_n: int | None = None,
     progress: bool = False,
     guidance: float | None = None,
+    seeds: int = 1,
+    batch_size: int | None = None,
 ) -> dict:
     """Quality per NFE (with its floor), curvature (Eq. 5), prediction drift, held-out flow loss
     (Eq. 8 bound; on the run's own held-out teacher pairs for a pair method) and the method's own
-    extras; ``solver`` defaults to the method's own.
+    extras; ``solver`` defaults to the method's own, ``n`` to :func:`default_n`.
+    ``seeds`` > 1: quality at each NFE over the noise seeds ``seed .. seed + seeds - 1`` (mean, ``*_sd``, ``*_seeds``);
+    the rest at ``seed``. ``progress``: one bar counting the generated samples. ``batch_size``: samples solved
+    together (default 4096 on CUDA, 1024 elsewhere, so the bar moves).
     A conditional run is also scored per class, with the class accuracy of its samples, at ``guidance``."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
+    n = default_n(run.data) if n is None else n
     if n < 2:
         raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
+    if seeds < 1:
+        raise StraightflowError(f"--seeds must be >= 1, got {seeds}")
+    if batch_size is not None and batch_size < 1:
+        raise StraightflowError(f"--batch-size must be >= 1, got {batch_size}")
     if reference is not None and reference.shape[0] < 2:
         raise StraightflowError(f"the reference holds {reference.shape[0]} sample(s); it needs at least 2")
     if run.data.kind not in QUALITY_METRICS:
@@ -222,17 +280,22 @@ def evaluate(
         raise StraightflowError(f"{run.dir} is not class-conditional (trained without --conditional): --guidance does not apply")
     metric = QUALITY_METRICS[run.data.kind](run)
     solver = solver or run.method.default_solver
+    batch_size = batch_size or (4096 if torch.device(run.device).type == "cuda" else 1024)
+    images = run.data.kind == "image"
+    n_ref = ALL_HELDOUT if images else n  # images: always the whole held-out set
     ref_labels = floor_labels = None
     if run.conditional:
-        ref, ref_labels = run.data.reference_labeled(n, seed)
-        floor_ref, floor_labels = run.data.floor_reference_labeled(ref.shape[0], seed)
+        ref, ref_labels = run.data.reference_labeled(n_ref, seed)
     else:
-        ref = reference if reference is not None else run.data.reference(n, seed)
-    n_eval = min(n, ref.shape[0]) if reference is None else n
-    if not run.conditional:
-        # --reference: the run's own data (its floor draw) at the sample count, scored against
-        # the user's reference exactly as the samples are; otherwise held-out vs a second sample
-        floor_ref = run.data.floor_reference(ref.shape[0] if reference is None else n_eval, seed)
+        ref = reference if reference is not None else run.data.reference(n_ref, seed)
+    n_eval = n if images or reference is not None else min(n, ref.shape[0])
+    # the floor: held-out reference against a second sample of the run's data, as many points as are
+    # generated (images: training images; with --reference: the run's own data against the user's)
+    n_floor = n_eval if images or reference is not None else ref.shape[0]
+    if run.conditional:
+        floor_ref, floor_labels = run.data.floor_reference_labeled(n_floor, seed)
+    else:
+        floor_ref = run.data.floor_reference(n_floor, seed)
     report: dict = {
         "method": run.cfg.method,
         "data": run.cfg.data,
@@ -241,11 +304,16 @@ def evaluate(
         "quality_metric": metric.name,
         "n": n_eval,
         "n_reference": int(ref.shape[0]),
+        "seeds": list(range(seed, seed + seeds)),
     }
     report.update(metric.floor(ref, floor_ref))
     report["floor_source"] = FLOOR_FROM_DATA if reference is None else FLOOR_FROM_REFERENCE
     report["n_floor"] = int(floor_ref.shape[0])
-    z = seeded_noise(curvature_n or min(n_eval, 2000), tuple(run.data.shape), seed, "curvature", run.prior)
+    if floor_ref.shape[0] < n_eval:
+        report["floor_note"] = (f"the floor sample holds all {floor_ref.shape[0]} training points, fewer than the {n_eval} generated: "
+                                f"fd is biased by the set sizes, so a perfect model's fd at n={n_eval} is somewhat below fd_floor "
+                                "(kid, precision and recall do not depend on it; docs/evaluation.md)")
+    z = seeded_noise(curvature_n or min(n_eval, IMAGE_CURVATURE_N if images else VECTOR_N), tuple(run.data.shape), seed, "curvature", run.prior)
     probs = run.data.class_probs() if run.conditional else None
     velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
     report["curvature"] = curvature(velocity, z.to(run.device))
@@ -259,50 +327,97 @@ def evaluate(
         report["per_class_floor"] = _per_class(metric, floor_ref, floor_labels, ref, ref_labels, run.class_names)
         report[f"{accuracy.name}_floor"] = accuracy(ref, ref_labels)  # the held-out data's own score
     results = []
-    for k in nfes:
-        t0 = time.perf_counter()
-        classes = stratified_labels(n_eval, probs) if run.conditional else None
-        out = run.sample(n_eval, nfe=k, solver=solver, seed=seed, progress=progress, classes=classes, guidance=guidance)
-        seconds = time.perf_counter() - t0
-        if not bool(torch.isfinite(out.samples).all()):
-            raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
-        row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
-        if out.note:  # e.g. Heun at even NFE evaluates the network at t = 0 (docs/api.md "Solvers")
-            row["note"] = out.note
-        if run.conditional:
-            row[accuracy.name] = accuracy(out.samples, out.labels)
-            row["network_evals"] = out.network_evals
-            row["per_class"] = _per_class(metric, out.samples, out.labels, ref, ref_labels, run.class_names)
-            for entry in row["per_class"]:
-                mask = out.labels == run.class_names.index(entry["class"])
-                entry[accuracy.name] = accuracy(out.samples[mask], out.labels[mask]) if bool(mask.any()) else float("nan")
-        results.append(row)
+    bar = tqdm(total=len(nfes) * seeds * n_eval, disable=not progress, desc="eval", unit="sample", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+    try:
+        for k in nfes:
+            rows = []
+            for s in range(seed, seed + seeds):
+                bar.set_postfix_str(f"NFE {k}, seed {s}", refresh=False)
+                rows.append(_score_nfe(run, metric, k, solver, n_eval, s, ref, ref_labels, probs, guidance, accuracy, batch_size, bar))
+            results.append(rows[0] if seeds == 1 else aggregate_seeds(rows))
+    finally:
+        bar.close()
     report["results"] = results
     report.update(run.method.evaluate_extra(run, ref, n_eval, seed, list(nfes), solver, metric, labels=ref_labels))
     return report
 
 
+def _score_nfe(run, metric, k, solver, n_eval, seed, ref, ref_labels, probs, guidance, accuracy, batch_size, bar) -> dict:
+    """The result row of one NFE and one noise seed: quality (and, conditional, class accuracy and per-class quality)."""
+    t0 = time.perf_counter()
+    classes = stratified_labels(n_eval, probs) if run.conditional else None
+    out = run.sample(n_eval, nfe=k, solver=solver, seed=seed, batch_size=batch_size, progress=bar, classes=classes, guidance=guidance)
+    seconds = time.perf_counter() - t0
+    if not bool(torch.isfinite(out.samples).all()):
+        raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
+    row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **metric.score(out.samples, ref), "sample_seconds": seconds}
+    if out.note:  # e.g. Heun at even NFE evaluates the network at t = 0 (docs/api.md "Solvers")
+        row["note"] = out.note
+    if run.conditional:
+        row[accuracy.name] = accuracy(out.samples, out.labels)
+        row["network_evals"] = out.network_evals
+        row["per_class"] = _per_class(metric, out.samples, out.labels, ref, ref_labels, run.class_names)
+        for entry in row["per_class"]:
+            mask = out.labels == run.class_names.index(entry["class"])
+            entry[accuracy.name] = accuracy(out.samples[mask], out.labels[mask]) if bool(mask.any()) else float("nan")
+    return row
+
+
+def _spread_key(values: dict, key: str, suffix: str = "") -> str | None:
+    """The key of ``key``'s spread in ``values``: its sd over noise seeds, else (KID) its sd over subsets."""
+    for spread in (f"{key}_sd{suffix}", f"{key}_subset_sd{suffix}"):
+        if isinstance(values.get(spread), float):
+            return spread
+    return None
+
+
+def _value_text(values: dict, key: str, suffix: str = "") -> str:
+    """``values[key + suffix]`` to 4 digits, with `` ± spread`` where it has one (:func:`_spread_key`)."""
+    value = values[key + suffix]
+    if not isinstance(value, float):
+        return str(value)
+    spread = _spread_key(values, key, suffix)
+    return f"{value:.4g}" + (f" ± {values[spread]:.2g}" if spread else "")
+
+
+def _is_spread(key: str) -> bool:
+    return key.endswith(("_sd", "_seeds"))
+
+
 def format_table(report: dict) -> str:
-    """A plain-text quality-vs-NFE table (and, for a conditional run, one per class)."""
-    keys = [k for k in report["results"][0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class") and not _is_note(k)]
+    """A plain-text quality-vs-NFE table (and, for a conditional run, one per class). A value's `` ± x``
+    is its sd over the noise seeds (``--seeds``), or for kid on one seed its sd over subsets."""
+    results = report["results"]
+    keys = [k for k in results[0] if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "features")
+            and not _is_note(k) and not _is_spread(k)]
     on_pairs = " (on held-out teacher pairs)" if report.get("flow_loss_source") == FLOW_LOSS_FROM_PAIRS else ""
-    lines = [f"{report['method']} on {report['data']} (step {report['step']}, n={report['n']}): curvature {report['curvature']:.4g}, "
+    seeds = report.get("seeds") or [0]
+    about = [f"n={report['n']}"]
+    if report.get("n_reference", report["n"]) != report["n"]:
+        about[0] += f" vs {report['n_reference']} reference"
+    if report.get("features"):
+        about.append(f"{report['features']} features")
+    if len(seeds) > 1:
+        about.append(f"mean ± sd over seeds {seeds[0]}-{seeds[-1]}")
+    lines = [f"{report['method']} on {report['data']} (step {report['step']}, {', '.join(about)}): curvature {report['curvature']:.4g}, "
              f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
-    floors = {k: v for k, v in report.items() if k.endswith("_floor") and isinstance(v, float)}
+    floors = [k for k, v in report.items() if k.endswith("_floor") and isinstance(v, float) and not _is_spread(k[:-6])]
     if floors:
         source = f" ({report['floor_source']})" if report.get("floor_source") == FLOOR_FROM_REFERENCE else ""
-        lines.append(f"two-sample floor{source}: " + ", ".join(f"{k[:-6]} {v:.4g}" for k, v in floors.items()))
-    lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>10}" for k in keys))
-    notes = row_notes(report["results"])
-    for r in report["results"]:
+        size = f", n={report['n_floor']}" if "n_floor" in report and report["n_floor"] != report["n"] else ""
+        lines.append(f"two-sample floor{source}{size}: " + ", ".join(f"{k[:-6]} {_value_text(report, k[:-6], '_floor')}" for k in floors))
+    notes = row_notes(results)
+    cells = [[_value_text(r, k) for k in keys] for r in results]
+    widths = [max([10, len(k)] + [len(row[i]) for row in cells]) for i, k in enumerate(keys)]
+    lines.append(f"{'solver':>7} {'NFE':>5} " + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
+    for r, row in zip(results, cells):
         marks = " ".join(notes[v] for v in notes_of(r))
-        lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{r[k]:>10.4g}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for k in keys)
-                     + (f"  {marks}" if marks else ""))
+        lines.append(f"{r['solver']:>7} {r['nfe']:>5} " + " ".join(f"{c:>{w}}" for c, w in zip(row, widths)) + (f"  {marks}" if marks else ""))
     lines.extend(f"{mark} {note}" for note, mark in notes.items())
-    if "per_class" in report["results"][0]:
+    if "per_class" in results[0]:
         lines.extend(_class_table(report))
     # scalar keys added by the method's evaluate_extra (e.g. kl, recon_w2)
-    shown = {"curvature", "flow_loss_heldout", "guidance"}
+    shown = {"curvature", "flow_loss_heldout", "guidance", "kid_scale"}
     extra = {k: v for k, v in report.items() if isinstance(v, float) and k not in shown and not k.endswith("_floor")}
     if extra:
         lines.append("method extras: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))

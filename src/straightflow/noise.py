@@ -34,6 +34,7 @@ PURPOSES = (
     "labels",  # the class labels of teacher pairs (conditional runs)
     "w2-subsample",  # the rows exact W2 keeps when n x m is above its cap (metrics.distances)
     "epochs",  # the row order of each epoch of a streamed training set (data.stream.EpochSampler)
+    "kid-subsets",  # the subsets the kernel distance averages over (metrics.kernel)
 )
 
 

@@ -244,11 +244,12 @@ class Run:
 
     @torch.inference_mode()
     def solve_from(self, z: torch.Tensor, nfe: int, solver: str | None = None, batch_size: int = 4096,
-                   return_trajectory: bool = False, progress: bool = False, labels: torch.Tensor | None = None,
+                   return_trajectory: bool = False, progress=False, labels: torch.Tensor | None = None,
                    guidance: float | None = None) -> SampleOutput:
         """Integrate the generative ODE from given noise ``z`` (model units, t = 1); ``solver``
         defaults to the method's own (e.g. the line sampler for ``lines`` runs). A conditional
-        run needs ``labels`` (one per row of ``z``; default: class i mod K) and takes ``guidance``."""
+        run needs ``labels`` (one per row of ``z``; default: class i mod K) and takes ``guidance``.
+        ``progress``: True for a bar counting samples, or a tqdm bar of the caller's to advance by the samples."""
         solver = solver or self.method.default_solver
         if self.conditional and labels is None:
             labels = self.labels(z.shape[0])
@@ -256,8 +257,10 @@ class Run:
             raise StraightflowError(f"--guidance must be a finite number, got {guidance}")
         outs, trajs, nfe_used, times, note = [], [], 0, None, None
         calls = rows = evals = 0
-        starts = range(0, z.shape[0], batch_size)
-        for s in tqdm(starts, disable=not progress, desc=f"sample {solver}@{nfe}", leave=False):
+        # the bar counts samples; a caller's own bar (``progress`` a tqdm, e.g. eval's) is advanced instead
+        own_bar = not hasattr(progress, "update")
+        bar = tqdm(total=z.shape[0], disable=not progress, desc=f"sample {solver}@{nfe}", unit="sample", leave=False) if own_bar else progress
+        for s in range(0, z.shape[0], batch_size):
             velocity = self.velocity_fn(None if labels is None else labels[s : s + batch_size], guidance)
             res: SolveResult = solve(velocity, z[s : s + batch_size].to(self.device), solver, nfe, return_trajectory)
             nfe_used = max(nfe_used, res.nfe)
@@ -270,12 +273,15 @@ class Run:
             if return_trajectory:
                 trajs.append(self.data.denormalize(res.trajectory).cpu())
                 times = res.times
+            bar.update(res.samples.shape[0])
+        if own_bar:
+            bar.close()
         traj = torch.cat(trajs, dim=1) if return_trajectory and solver != "rk45" else (trajs[0] if trajs else None)
         w = (1.0 if guidance is None else float(guidance)) if self.conditional else None
         return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, labels, w, evals, calls, rows, note)
 
     def sample(self, n: int, nfe: int = 1, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
-               return_trajectory: bool = False, progress: bool = False, classes=None, guidance: float | None = None) -> SampleOutput:
+               return_trajectory: bool = False, progress=False, classes=None, guidance: float | None = None) -> SampleOutput:
         """Draw ``n`` samples with seeded noise (independent of ``batch_size``); ``solver`` defaults to the method's.
 
         Conditional runs: ``classes`` ("all" = class i mod K, a class index or name, or (n,) labels)

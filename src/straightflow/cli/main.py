@@ -212,8 +212,11 @@ def _add_eval(p):
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8])
     p.add_argument("--solver", default=None, help="euler | heun | rk45 | lines (default: the method's own)")
     p.add_argument("--reference", help="held-out samples (.npy) to compare against; the floor is then n points of the run's data against it")
-    p.add_argument("-n", type=int, default=2000, help="number of generated samples per NFE")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=int, default=None,
+                   help="generated samples per NFE (default 2000 for vectors, against as many held-out points; 5000 for images, against the whole held-out set)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (the first of --seeds)")
+    p.add_argument("--seeds", type=int, default=1, metavar="K", help="sample every NFE with K noise seeds (--seed .. --seed + K - 1): mean and sd of every number (default 1)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples solved together (default 4096 on CUDA, 1024 elsewhere)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--device", default="auto")
     p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
@@ -227,7 +230,8 @@ def _run_eval(args) -> int:
     run = Run.load(args.rundir, device=args.device)
     run.inception_weights = getattr(args, "inception_weights", None)  # read by the image Fréchet metric
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
-    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json, guidance=args.guidance)
+    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json, guidance=args.guidance,
+                      seeds=args.seeds, batch_size=args.batch_size)
     if args.json:
         try:
             print(json.dumps(report, allow_nan=False))  # strict JSON: NaN / inf are not numbers there
@@ -329,7 +333,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nfe", type=_int_list, default=[1, 2, 4, 8, 100], help="NFEs to evaluate (default 1,2,4,8,100)")
     p.add_argument("--seed", type=int, default=0, help="training and evaluation seed")
     p.add_argument("--solver", default=None, help="euler | heun | rk45 (default: the method's own, euler)")
-    p.add_argument("-n", type=int, default=2000, help="samples per evaluation")
+    p.add_argument("-n", type=int, default=None, help="samples per evaluation (default: eval's, 2000 for vectors, 5000 for images)")
     p.add_argument("--config", help="YAML file of train config fields for every run")
     p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
     p.add_argument("--jobs", type=int, default=None, help="betas trained at once, as separate processes (default: one per CUDA device when there are several, else 1)")

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..checkpoint import latest_checkpoint, read_meta
 from ..config import TrainConfig
 from ..errors import StraightflowError
-from ..evaluate import evaluate, notes_of, row_notes
+from ..evaluate import default_n, evaluate, notes_of, row_notes
 from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
 from ..run import Run
 from ..training import train
@@ -171,9 +171,10 @@ def _train_parallel(out: Path, betas: list[float], overrides: dict, config_file:
         raise StraightflowError(f"sweep: training beta={beta_label(b)} failed ({last}); see {p}")
 
 
-def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int, seed: int, device: str, log) -> dict:
+def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int | None, seed: int, device: str, log, progress: bool) -> dict:
     run = Run.load(run_dir, device=device)
     solver = solver or run.method.default_solver
+    n = default_n(run.data) if n is None else n
     key = {"step": run.step, "nfe": list(nfes), "solver": solver, "n": n, "seed": seed}
     cache = run_dir / "eval.json"
     if cache.exists():
@@ -184,7 +185,7 @@ def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int, se
                 return saved["report"]
         except (json.JSONDecodeError, KeyError):
             pass
-    report = evaluate(run, nfes, solver=solver, n=n, seed=seed)
+    report = evaluate(run, nfes, solver=solver, n=n, seed=seed, progress=progress)
     cache.write_text(json.dumps({"key": key, "report": report}, indent=1))
     return report
 
@@ -243,7 +244,7 @@ def run_sweep(
     nfes: list[int] = (1, 2, 4, 8, 100),
     seed: int = 0,
     solver: str | None = None,
-    n: int = 2000,
+    n: int | None = None,
     config_file: str | None = None,
     trajectories: bool = True,
     quiet: bool = False,
@@ -251,6 +252,8 @@ def run_sweep(
     **train_overrides,
 ) -> dict:
     """Train and evaluate one run per beta; write sweep.json, sweep.md and the plots. Returns the sweep dict.
+    ``n``: samples per evaluation (default: ``eval``'s, :func:`~straightflow.evaluate.default_n`); each
+    evaluation shows a progress bar counting its samples unless ``quiet``.
 
     ``jobs`` > 1 trains that many betas at once in separate processes (default: one per
     CUDA device when there are several, else sequentially in this process)."""
@@ -286,8 +289,9 @@ def run_sweep(
         if jobs == 1:
             log(f"sweep: beta={beta_label(beta)} -> {run_dir}")
             _train_one(run_dir, beta, overrides, config_file, log)
-        report = _evaluate_one(run_dir, nfes, solver, n, seed, device, log)
+        report = _evaluate_one(run_dir, nfes, solver, n, seed, device, log, progress=not quiet)
         sweep["quality_metric"] = report["quality_metric"]
+        sweep["n"] = report["n"]
         sweep["solver"] = report["results"][0]["solver"]
         sweep["floor"] = {k: v for k, v in report.items() if k.endswith("_floor")}
         sweep["runs"].append({"beta": "inf" if math.isinf(beta) else beta, "method": report["method"], "run": str(run_dir), "report": report})

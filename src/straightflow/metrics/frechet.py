@@ -1,15 +1,20 @@
 """Fréchet distance between image sets in a *named* feature space.
 
 FD = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians
-fitted to the features of two image sets (Heusel et al. 2017), computed
-with torchmetrics' maintained ``_compute_fid`` in float64.
+fitted to the features of two image sets (Heusel et al. 2017), in float64;
+Tr (S_a S_b)^(1/2) from the eigenvalues of the symmetric PSD matrix
+S_a^(1/2) S_b S_a^(1/2), which has those of S_a S_b (:func:`trace_sqrt_product`).
+The FD of finite samples is biased upwards (more so the smaller the sets): report
+it beside its floor at the same sizes, and beside the unbiased kernel distance
+(:mod:`.kernel`). The other image metrics are in :mod:`.images`.
 
 Feature spaces (the name goes into every report, so nobody mistakes one for
 another):
 
 - ``inception``: the standard FID Inception-v3 pool features, only when the
   user supplies the weights file (``eval --inception-weights PATH`` or
-  ``$STRAIGHTFLOW_INCEPTION_WEIGHTS``); needs ``torch-fidelity``. Never
+  ``$STRAIGHTFLOW_INCEPTION_WEIGHTS``); needs ``torch-fidelity`` (the
+  ``fidelity`` extra: ``pip install 'straightflow[fidelity]'``). Never
   downloads anything.
 - ``<dataset>-classifier-v1``: for labelled sets (``digits``, ``mnist``,
   ``cifar10``) a small CNN classifier trained by straightflow, seeded and on
@@ -34,6 +39,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..cache import cache_dir
 from ..errors import StraightflowError
@@ -65,22 +71,25 @@ def _seeded_cnn(shape, n_classes: int, seed: int) -> FeatureCNN:
         return FeatureCNN(shape[0], max(shape[1], shape[2]), n_classes)
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 600, batch_size: int = 64, seed: int = 0) -> FeatureCNN:
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 600, batch_size: int = 64, seed: int = 0,
+                     progress: bool = False) -> FeatureCNN:
     """Train the feature CNN as a classifier, deterministically on the CPU
-    (Adam, cosine-decayed learning rate, seeded batches)."""
+    (Adam, cosine-decayed learning rate, seeded batches); ``progress``: a bar counting the images seen."""
     images, labels = images.cpu().float(), labels.cpu().long()
     net = _seeded_cnn(tuple(images.shape[1:]), int(labels.max()) + 1, seed)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(seed)
     net.train()
-    for _ in range(steps):
-        idx = torch.randint(0, images.shape[0], (batch_size,), generator=g)
-        loss = F.cross_entropy(net(images[idx]), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with tqdm(total=steps * batch_size, disable=not progress, desc="feature net", unit="img", mininterval=0.5, file=sys.stderr) as bar:
+        for _ in range(steps):
+            idx = torch.randint(0, images.shape[0], (batch_size,), generator=g)
+            loss = F.cross_entropy(net(images[idx]), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(batch_size)
     return net.eval()
 
 
@@ -102,7 +111,7 @@ def classifier_features(data, seed: int = 0) -> tuple[FeatureCNN, str]:
         except Exception:
             pass  # stale or corrupt cache entry: retrain and overwrite
     print(f"straightflow: training the {name} feature network (once; cached in {path.parent})", file=sys.stderr)
-    net = train_classifier(images, labels, steps=600 if images.shape[0] < 10_000 else 3000, seed=seed)
+    net = train_classifier(images, labels, steps=600 if images.shape[0] < 10_000 else 3000, seed=seed, progress=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"features": name, "key": key})
@@ -134,19 +143,23 @@ def random_features(shape) -> tuple[FeatureCNN, str]:
     return net.eval(), f"random-conv-{FEATURE_VERSION}"
 
 
+#: what to install for Inception features (the ``fidelity`` extra in pyproject.toml)
+FIDELITY_EXTRA = "pip install 'straightflow[fidelity]'"
+
+
 class InceptionFeatures(nn.Module):
-    """torchmetrics' FID Inception-v3 (2048-d pool features) from a local weights file."""
+    """torch-fidelity's FID Inception-v3 (2048-d pool features) from a local weights file."""
 
     def __init__(self, weights_path: str):
         super().__init__()
         if not os.path.exists(weights_path):
             raise StraightflowError(f"Inception weights file {weights_path} does not exist")
         try:
-            from torchmetrics.image.fid import NoTrainInceptionV3
-
-            self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path)
-        except ModuleNotFoundError as exc:
-            raise StraightflowError(f"Inception features need torch-fidelity: pip install torch-fidelity ({exc})") from None
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError as exc:
+            raise StraightflowError(f"Inception features need torch-fidelity, in the 'fidelity' extra: {FIDELITY_EXTRA} ({exc})") from None
+        try:
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights_path)
         except Exception as exc:
             raise StraightflowError(f"could not load Inception weights from {weights_path}: {exc}") from None
 
@@ -154,24 +167,48 @@ class InceptionFeatures(nn.Module):
         u8 = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         if u8.shape[1] == 1:
             u8 = u8.expand(-1, 3, -1, -1)
-        return self.net(u8).reshape(x.shape[0], -1)
+        out = self.net(u8)
+        return (out[0] if isinstance(out, (tuple, list)) else out).reshape(x.shape[0], -1)
 
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased, n - 1) covariance of ``features`` (n x d), in float64."""
     f = features.double()
     if f.shape[0] < 2:
         raise StraightflowError("the Fréchet distance needs at least 2 images per set")
-    return f.mean(0), torch.cov(f.T)
+    return f.mean(0), torch.atleast_2d(torch.cov(f.T))
 
 
-def frechet_from_stats(a, b) -> float:
-    from torchmetrics.image.fid import _compute_fid
+def _psd_sqrt(s: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a symmetric PSD matrix (eigenvalues below 0, rounding, set to 0)."""
+    w, v = torch.linalg.eigh((s + s.T) / 2)
+    return (v * w.clamp(min=0).sqrt()) @ v.T
 
-    return float(_compute_fid(a[0], a[1], b[0], b[1]))
+
+def trace_sqrt_product(s_a: torch.Tensor, s_b: torch.Tensor) -> float:
+    """Tr (S_a S_b)^(1/2) for symmetric PSD S_a, S_b: the sum of the square roots of the eigenvalues
+    of S_a^(1/2) S_b S_a^(1/2) (symmetric PSD, with the eigenvalues of S_a S_b), in float64.
+    Singular covariances (fewer images than feature dimensions) are fine."""
+    a = _psd_sqrt(s_a.double())
+    m = a @ s_b.double() @ a
+    return float(torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum())
+
+
+def frechet_distance(mu_a, s_a, mu_b, s_b) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)): the Fréchet (W2^2) distance of two Gaussians."""
+    mu_a, mu_b, s_a, s_b = (torch.as_tensor(t).double() for t in (mu_a, mu_b, s_a, s_b))
+    value = float((mu_a - mu_b).pow(2).sum() + torch.trace(s_a) + torch.trace(s_b)) - 2 * trace_sqrt_product(s_a, s_b)
+    return max(value, 0.0)  # a rounding error below 0 for identical statistics
+
+
+def frechet_from_stats(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """:func:`frechet_distance` of two ``(mean, covariance)`` pairs (:func:`gaussian_stats`)."""
+    return frechet_distance(a[0], a[1], b[0], b[1])
 
 
 class FrechetDistance:
-    """Quality metric for image data (``evaluate.QUALITY_METRICS["image"]``).
+    """The Fréchet distance alone as a quality metric (``eval`` uses :class:`~straightflow.metrics.images.ImageQuality`,
+    which adds the kernel distance and precision/recall in the same features).
 
     ``extractor`` maps a batch of images in [-1, 1] to feature vectors;
     ``features`` is its name, reported beside every number.
@@ -219,12 +256,3 @@ def feature_extractor(data, inception_weights: str | None = None) -> tuple[Calla
     if getattr(data, "labels", None) is not None:
         return classifier_features(data)
     return random_features(data.shape)
-
-
-def frechet_metric(run) -> FrechetDistance:
-    """``QUALITY_METRICS["image"]`` factory; ``run.inception_weights`` (set by
-    ``eval --inception-weights``) or ``$STRAIGHTFLOW_INCEPTION_WEIGHTS``
-    selects Inception features."""
-    weights = getattr(run, "inception_weights", None) or os.environ.get("STRAIGHTFLOW_INCEPTION_WEIGHTS")
-    extractor, name = feature_extractor(run.data, weights)
-    return FrechetDistance(extractor, name, device=run.device)
