@@ -15,7 +15,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow", "train",
            "--data", "moons", "--steps", "300", "--batch-size", "128", "--width", "64", "--depth", "2", "--device", "cpu",
-           "--out", str(out), "--progress", "false", "--log-every", "50", "--ckpt-every", "150"]
+           "--out", str(out), "--progress", "false", "--log-every", "50", "--ckpt-every", "150",
+           "--tensorboard", "true", "--eval-every", "150", "--eval-nfe", "1,8", "--eval-n", "64"]  # monitoring: rank 0 alone checks
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run written to") == 1  # only rank 0 reports and writes
@@ -26,6 +27,9 @@ def test_torchrun_two_cpu_processes(tmp_path):
     stats = [json.loads(row) for row in (out / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [50, 100, 150, 200, 250, 300]
     assert stats[-1]["loss"] < stats[0]["loss"]
+    assert [json.loads(r)["step"] for r in (out / "quality.jsonl").read_text().splitlines()] == [150, 300]
+    assert len(list((out / "tensorboard").iterdir())) == 1  # one writer: rank 0
+    assert proc.stdout.count("step 300 quality") == 1
     report = evaluate(Run.load(out), [8], n=500)
     assert report["results"][0]["w2"] < 1.0  # it learned something
 
@@ -34,6 +38,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     proc = subprocess.run(more, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_train_state(latest_checkpoint(out))["step"] == 400
+    assert [json.loads(r)["step"] for r in (out / "quality.jsonl").read_text().splitlines()] == [150, 300, 400]
 
 
 # ------------------------------------------------------------------ minibatch OT over the global batch

@@ -4,6 +4,8 @@ Layout of a run directory::
 
     RUNDIR/config.yaml            resolved config
     RUNDIR/stats.jsonl            one JSON object per logged step
+    RUNDIR/quality.jsonl          one per in-training quality check (--eval-every; training/monitor.py)
+    RUNDIR/tensorboard/           TensorBoard event files (--tensorboard)
     RUNDIR/checkpoints/step-000100/{model,ema}.safetensors, state.pt, meta.json
 
 Each checkpoint is written (and fsynced) in a temporary folder and renamed

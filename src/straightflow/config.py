@@ -90,6 +90,11 @@ class TrainConfig:
     ckpt_every: int = _opt(1000, "steps between checkpoints (a final one is always written)")
     keep_checkpoints: int = _opt(2, "how many recent checkpoints to keep")
     progress: bool = _opt(True, "show a progress bar")
+    # monitoring (docs/monitoring.md)
+    tensorboard: bool = _opt(False, "write TensorBoard event files to RUNDIR/tensorboard (the tensorboard extra)")
+    eval_every: int = _opt(0, "steps between quality checks of the EMA weights during training (0 = off): RUNDIR/quality.jsonl, and samples in TensorBoard")
+    eval_nfe: str = _opt("1,2,100", "NFEs of the in-training quality checks, comma-separated")
+    eval_n: int = _opt(256, "samples per in-training quality check")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,6 +164,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def int_list(name: str, text: str) -> list[int]:
+    """``"1,2,100"`` -> ``[1, 2, 100]`` for config field ``name`` (positive integers, at least one)."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise StraightflowError(f"{name} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Range checks that would otherwise fail deep inside training."""
     checks = [
@@ -181,10 +197,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.data_kind in ("auto", "image", "vector", "latent"), f"unknown data_kind {cfg.data_kind!r}: use auto, image, vector or latent"),
         (cfg.workers >= -1, f"workers must be >= 0 (or -1 = auto), got {cfg.workers}"),
         (not (cfg.pairs and cfg.loader == "stream"), "--loader stream does not apply to --pairs: teacher pairs are read from their memory-mapped shards"),
+        (cfg.eval_every >= 0, f"eval_every must be >= 0 (0 = off), got {cfg.eval_every}"),
+        (cfg.eval_n >= 2, f"eval_n must be >= 2 (quality compares two sets of samples), got {cfg.eval_n}"),
     ]
     for ok, msg in checks:
         if not ok:
             raise StraightflowError(msg)
+    int_list("eval_nfe", cfg.eval_nfe)
     return cfg
 
 

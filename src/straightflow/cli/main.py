@@ -245,7 +245,7 @@ def _run_eval(args) -> int:
 # ---------------------------------------------------------------- plot
 def _add_plot(p):
     p.add_argument("rundir", help=_MODEL_DIR_HELP)
-    p.add_argument("--kind", default="trajectories", help="trajectories | grid | xhat | znorm (what the data supports)")
+    p.add_argument("--kind", default="trajectories", help="trajectories | grid | xhat | znorm (what the data supports) | loss (any run: the logged stats)")
     p.add_argument("--out", required=True, help="FILE.png")
     p.add_argument("--nfe", type=int, default=None, help="steps of the plotted solve (default: 100 for trajectories)")
     p.add_argument("--solver", default=None)
@@ -256,7 +256,7 @@ def _add_plot(p):
 
 
 def _run_plot(args) -> int:
-    from ..plots import PLOTS
+    from ..plots import PLOTS, RUN_DIR_PLOTS
     from ..run import Run
 
     if args.kind not in PLOTS:
@@ -265,7 +265,7 @@ def _run_plot(args) -> int:
     if out.suffix.lower() != ".png":
         raise StraightflowError(f"plot --out {out}: use a .png file name")
     check_out(out, "file", "plot")
-    run = Run.load(args.rundir, device=args.device)
+    run = Path(args.rundir) if args.kind in RUN_DIR_PLOTS else Run.load(args.rundir, device=args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     PLOTS[args.kind](run, out, n=args.n, nfe=args.nfe, solver=args.solver, seed=args.seed, classes=args.classes, guidance=args.guidance)
     print(f"straightflow: {args.kind} plot written to {out}")

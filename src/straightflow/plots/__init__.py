@@ -2,7 +2,8 @@
 
 :data:`PLOTS` is the static table behind ``straightflow plot --kind K``; every entry
 is ``fn(run, out, n=None, nfe=None, solver=None, seed=0, classes=None, guidance=None)``
-(the last two for class-conditional runs).
+(the last two for class-conditional runs). The kinds in :data:`RUN_DIR_PLOTS` draw what a
+run directory logged and take the directory itself as ``run`` (a loaded run works too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..errors import StraightflowError
 from .curvature import plot_trajectories, plot_znorm
 from .figure import save, subplots
 from .images import plot_grid, plot_xhat, save_class_grid, save_grid
+from .loss import LossPlot, plot_loss
 from .trajectories import draw_paths, plot_reverse_paths
 
 PLOTS: dict[str, Callable] = {
@@ -21,7 +23,11 @@ PLOTS: dict[str, Callable] = {
     "znorm": plot_znorm,  # ||z|| under q_phi vs the prior (curvature method)
     "grid": plot_grid,  # images: a sample grid
     "xhat": plot_xhat,  # images: x_hat(z_t, t) along sampling paths
+    "loss": plot_loss,  # any run: stats.jsonl (and quality.jsonl) against the step; no checkpoint needed
 }
+
+#: kinds that read the run directory's logs only: ``run`` may be the directory (nothing is loaded)
+RUN_DIR_PLOTS = frozenset({"loss"})
 
 
 def save_samples_png(run, samples, out: Path, labels=None) -> None:
@@ -40,4 +46,4 @@ def save_samples_png(run, samples, out: Path, labels=None) -> None:
     save(fig, out)
 
 
-__all__ = ["PLOTS", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid"]
+__all__ = ["PLOTS", "RUN_DIR_PLOTS", "plot_loss", "LossPlot", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid"]

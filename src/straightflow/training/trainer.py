@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, load_train_state, save_checkpoint
-from ..config import TrainConfig, apply_overrides, coerce, load_run_config, load_yaml, resolve_config, save_config, validate
+from ..config import TrainConfig, apply_overrides, coerce, int_list, load_run_config, load_yaml, resolve_config, save_config, validate
 from ..data import CUSTOM_DATA, BatchStream, DataOptions, EpochSampler, auto_workers, load_data
 from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
@@ -35,9 +35,11 @@ from ..locks import FolderLock
 from ..methods import build_module, get_method
 from ..models import count_parameters, resolve_model_name
 from .ema import EMA
+from .monitor import QUALITY_FILE, TENSORBOARD_DIR, QualityProbe, TrainingMonitor, summary_line, summary_writer_class
 
 #: config keys that may differ when a run is resumed (they do not change the result)
-RESUMABLE_KEYS = {"steps", "device", "progress", "log_every", "ckpt_every", "keep_checkpoints", "out", "workers"}
+RESUMABLE_KEYS = {"steps", "device", "progress", "log_every", "ckpt_every", "keep_checkpoints", "out", "workers",
+                  "tensorboard", "eval_every", "eval_nfe", "eval_n"}
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -217,6 +219,17 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     return None
 
 
+def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method, start_step: int, device: torch.device) -> TrainingMonitor:
+    """Rank 0's :class:`TrainingMonitor` for ``--tensorboard`` / ``--eval-every`` (docs/monitoring.md)."""
+    probe = None
+    if cfg.eval_every:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
+            probe = QualityProbe(data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=method.default_solver, prior=prior,
+                                 num_classes=module.num_classes, device=device)
+    return TrainingMonitor(out / TENSORBOARD_DIR if cfg.tensorboard else None, out / QUALITY_FILE if cfg.eval_every else None,
+                           probe, start_step)
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
            cleanup: ExitStack, dataset=None) -> Path:
     out = Path(cfg.out)
@@ -229,6 +242,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         raise StraightflowError(f"encoder_net= is the curvature method's learned coupling; --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
+    if cfg.tensorboard:
+        summary_writer_class()  # a missing package is an error on every rank, before any work
     ckpt = latest_checkpoint(out) if resume else None
     state = load_train_state(ckpt) if ckpt is not None else None
     options = DataOptions.of(cfg)
@@ -243,7 +258,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     if not streaming:
         data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    module, method, _ = build_module(cfg, data, velocity_net, encoder_net)
+    module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
     method.prepare(module, cfg, data)
     module.to(device)
     module.objective, aux = method.build_objective(cfg, data, device)
@@ -294,10 +309,15 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     if module.conditional:
         meta["classes"] = list(data.class_names)
     n_params = meta["velocity_parameters"]
+    monitor = None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         _truncate_stats(out / "stats.jsonl", start_step)
+        _truncate_stats(out / QUALITY_FILE, start_step)
+        if cfg.tensorboard or cfg.eval_every:
+            monitor = _build_monitor(cfg, out, data, prior, module, method, start_step, device)
+            cleanup.callback(monitor.close)
         extra = count_parameters(module) - n_params
         print(
             f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
@@ -383,11 +403,18 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
                 if stats_file:
                     stats_file.write(json.dumps(record) + "\n")
                     stats_file.flush()
+                if monitor is not None:
+                    monitor.log_stats(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 sums, count, t_last = {}, 0, now
             saved = done % cfg.ckpt_every == 0 or done == cfg.steps
             if saved:
                 checkpoint(done)
+            if monitor is not None and monitor.probe is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+                t_check = time.perf_counter()
+                result = monitor.check(done, ema.shadow.velocity)  # rank 0 only; no collective, the other ranks wait at the next one
+                bar.write(summary_line(done, result, monitor.probe.nfes))
+                t_last += time.perf_counter() - t_check  # steps/s counts training only
             signum = stop_signal(stop)
             if signum and done < cfg.steps:  # SIGINT / SIGTERM: keep the finished step, then stop
                 if not saved:
