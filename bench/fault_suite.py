@@ -398,7 +398,7 @@ def _weights(run: Path, step: int) -> dict[str, bytes]:
 
 def full_disk_pairs(base: Path) -> dict:
     """The disk fills while shard 2 is written: a one-line error, shards 0-1 kept, the rerun equals an uninterrupted folder."""
-    import straightflow.data.pairs as pairs_mod
+    import straightflow.files as files_mod  # pair shards are written by files.atomic_write
     from straightflow.data.pairs import complete_shard
     from straightflow.experiments.pairs import pairs_from_run
 
@@ -408,7 +408,7 @@ def full_disk_pairs(base: Path) -> dict:
     pairs_from_run(str(teacher), 300, str(ref), **kw)
     error = None
     try:
-        with full_disk(pairs_mod, lambda p: "shard-00002.x.npy" in p.name):
+        with full_disk(files_mod, lambda p: "shard-00002.x.npy" in p.name):
             pairs_from_run(str(teacher), 300, str(out), **kw)
     except StraightflowError as exc:
         error = str(exc)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from safetensors.torch import save as save_safetensors
 from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS, is_export, latest_checkpoint, list_checkpoints
 from .config import load_run_config
 from .errors import StraightflowError
+from .files import atomic_write
 from .models import count_parameters
 from .priors import make_prior
 from .run import Run
@@ -133,16 +133,7 @@ def _jsonable(value):
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StraightflowError(f"could not write {path}: {exc.strerror or exc}") from None
+    atomic_write(path, data, "files already in the export folder are whole: rerun the export")
 
 
 def _check_out(out: Path, run_dir: Path) -> None:

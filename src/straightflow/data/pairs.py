@@ -39,13 +39,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import StraightflowError
+from ..files import atomic_write as write_atomically
 from ..files import sha256_file
 from ..noise import NOISE_CHUNK
 from .base import DataSource
@@ -68,18 +68,8 @@ def default_heldout(n: int) -> int:
 
 # ------------------------------------------------------------------ files
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:  # e.g. a full disk: `path` keeps what it held, and no partial temporary file is left
-        tmp.unlink(missing_ok=True)
-        raise StraightflowError(f"could not write {path}: {exc.strerror or exc} (is the disk full?); "
-                                "finished shards are kept: rerun the same command to resume") from None
-    os.replace(tmp, path)
+    """:func:`straightflow.files.atomic_write` for a pair folder: finished shards are kept."""
+    write_atomically(path, data, "finished shards are kept: rerun the same command to resume")
 
 
 def _npy_bytes(arr: np.ndarray, dtype=np.float32) -> bytes:
