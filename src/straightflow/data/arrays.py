@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import StraightflowError
-from .base import DataOptions, split_rows
+from .base import DataOptions, resize_images, split_rows
 from .stream import ItemSource, resolve_loader
 
 #: rows per chunk of a pass over an array
@@ -65,7 +65,6 @@ class ArrayRows:
         return out
 
     def read(self, indices):
-        from .images import _resize
 
         a = self.raw(indices)
         if self.layout == "nhw":
@@ -79,7 +78,7 @@ class ArrayRows:
             x = x * 2.0 - 1.0
         x = torch.from_numpy(np.ascontiguousarray(x))
         if self.size:
-            x = _resize(x, self.size)
+            x = resize_images(x, self.size)
         y = None if self.labels is None else self.labels[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
         return x, y
 

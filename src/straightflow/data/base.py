@@ -40,6 +40,13 @@ def seeded_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return x if idx is None else x[idx.to(x.device)]
 
 
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize N x C x H x W images in [-1, 1] to size x size (antialiased bilinear); size <= 0 keeps them."""
+    if size <= 0 or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """How a data spec is turned into a source: split, image size, torchvision options.

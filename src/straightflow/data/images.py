@@ -26,7 +26,7 @@ import torch
 
 from ..cache import cache_dir
 from ..errors import StraightflowError
-from .base import DataOptions, DataSource, split_rows, subset_index
+from .base import DataOptions, DataSource, resize_images, split_rows, subset_index
 from .stream import ConcatRows, ItemSource, TensorRows, TrainItems, resolve_loader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -136,11 +136,7 @@ def _opts(options: DataOptions) -> tuple[float, int, bool, int]:
     return options.heldout_fraction, options.split_seed, bool(options.hflip), int(options.image_size or 0)
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize N x C x H x W to size x size (antialiased bilinear)."""
-    if size <= 0 or tuple(x.shape[-2:]) == (size, size):
-        return x
-    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+
 
 
 # ---------------------------------------------------------------- digits
@@ -153,7 +149,7 @@ def load_digits_source(options: DataOptions = DataOptions()) -> ImageSource:
     x = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1.0)[:, None]
     y = torch.from_numpy(d.target.astype(np.int64))
     tr, ho = _split(len(x), heldout_fraction, split_seed, "digits")
-    x = _resize(x, size)
+    x = resize_images(x, size)
     key = f"digits-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px"
     loader = resolve_loader(options.loader, x[tr].numel() * 4, "digits")  # "stream": a DataLoader over the tensor
     return ImageSource("digits", x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho], loader=loader)
@@ -262,7 +258,7 @@ class ImageFiles:
         a = _image_tensor(im, "L" if self.channels == 1 else "RGB")
         if a.shape[0] != self.channels:  # 16-bit / float grey in a colour folder
             a = a.expand(self.channels, -1, -1)
-        return (_resize(a[None], self.size)[0] if self.size else a).clamp(-1, 1)
+        return (resize_images(a[None], self.size)[0] if self.size else a).clamp(-1, 1)
 
     def read(self, indices):
         idx = np.asarray(indices, dtype=np.int64)
@@ -332,7 +328,7 @@ def load_image_folder(path: Path, options: DataOptions = DataOptions(), *, requi
         if not size and im.size != first:
             raise _size_error(path, f, im.size, files[0], first)
         a = _image_tensor(im, mode)
-        arrays.append(_resize(a[None], size)[0] if size else a)
+        arrays.append(resize_images(a[None], size)[0] if size else a)
     x = torch.stack(arrays).clamp(-1, 1)
     tr, ho = _split(len(x), heldout_fraction, split_seed, f"image folder {path}")
     key = f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px"
@@ -376,7 +372,7 @@ def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageS
         arr = arr.transpose(0, 3, 1, 2)
     if arr.ndim != 4 or arr.shape[1] not in (1, 3):
         raise StraightflowError(f"{path} has shape {arr.shape}; image arrays must be N x H x W or N x C x H x W with C = 1 or 3 (other arrays: --data-kind latent)")
-    x = _resize(torch.from_numpy(np.ascontiguousarray(_scale_array(arr, path))), size)
+    x = resize_images(torch.from_numpy(np.ascontiguousarray(_scale_array(arr, path))), size)
     tr, ho = _split(len(x), heldout_fraction, split_seed, str(path))
     return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
 
@@ -426,7 +422,7 @@ def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
     def tensor(ds):
         a = np.asarray(ds.data)
         a = a[:, None] if a.ndim == 3 else a.transpose(0, 3, 1, 2)
-        return _resize(torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0), size)
+        return resize_images(torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0), size)
 
     labels = torch.as_tensor(np.asarray(train.targets), dtype=torch.int64)
     test_labels = torch.as_tensor(np.asarray(test.targets), dtype=torch.int64)
