@@ -216,16 +216,30 @@ def test_eval_cli_seeds(folder_run, capsys):
     assert capsys.readouterr().err.strip() == "straightflow: error: --seeds must be >= 1, got 0"
 
 
-def test_progress_bars_count_samples_not_batches(folder_run, capsys):
-    from straightflow.evaluate import evaluate
-    from straightflow.metrics.frechet import train_classifier
+def test_progress_bars_count_samples_not_batches(folder_run, monkeypatch):
+    import importlib
 
+    from tqdm.auto import tqdm
+
+    # the modules themselves (the package's `evaluate` attribute is the function)
+    evaluate_mod, frechet_mod, run_mod = (importlib.import_module(f"straightflow.{m}") for m in ("evaluate", "metrics.frechet", "run"))
+
+    bars = []
+
+    class Recorded(tqdm):  # what each bar counted, whenever (if ever) it was redrawn
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    for mod in (run_mod, evaluate_mod, frechet_mod):
+        monkeypatch.setattr(mod, "tqdm", Recorded)
+    counted = lambda: [(b.n, b.total, b.unit) for b in bars]
     folder_run.sample(10, nfe=1, batch_size=4, progress=True)
-    assert "10/10" in capsys.readouterr().err  # 10 samples in 3 batches
-    evaluate(folder_run, [1, 2], n=12, seeds=2, curvature_n=8, progress=True, batch_size=5)
-    err = capsys.readouterr().err
-    assert "48/48" in err and "sample" in err  # 2 NFEs x 2 seeds x 12 samples
+    assert counted() == [(10, 10, "sample")]  # 10 samples in 3 batches
+    bars.clear()
+    evaluate_mod.evaluate(folder_run, [1, 2], n=12, seeds=2, curvature_n=8, progress=True, batch_size=5)
+    assert (48, 48, "sample") in counted()  # 2 NFEs x 2 seeds x 12 samples
+    bars.clear()
     images, labels = torch.rand(20, 1, 8, 8) * 2 - 1, torch.arange(20) % 2
-    train_classifier(images, labels, steps=3, batch_size=8, progress=True)
-    err = capsys.readouterr().err
-    assert "24/24" in err and "img" in err  # 3 steps of 8 images
+    frechet_mod.train_classifier(images, labels, steps=3, batch_size=8, progress=True)
+    assert counted() == [(24, 24, "img")]  # 3 steps of 8 images
