@@ -223,6 +223,17 @@ def test_the_demo_removes_an_older_demos_run_and_leaves_a_users(quick_demo, tmp_
     assert not old.exists() and (user / "config.yaml").read_text().startswith("method: ot") and (user / "checkpoints").is_dir()
 
 
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--student-steps", "-1"), ("--n-pairs", "3"), ("--beta", "-1")])
+def test_the_demo_checks_its_budget_before_any_work(flag, value, tmp_path, monkeypatch, capsys):
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
+    assert main(["demo", "--out", str(tmp_path / "D"), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo {flag} must be >= "), err
+    assert not (tmp_path / "D" / "runs").exists()
+
+
 def test_the_demo_needs_2d_data_and_says_so_before_training(tmp_path, monkeypatch, capsys):
     import numpy as np
 

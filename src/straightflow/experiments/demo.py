@@ -150,6 +150,12 @@ def run_demo(out: Path, data: str = "moons", steps: int = 3000, student_steps: i
 
 def _run_demo(out: Path, data: str, steps: int, student_steps: int, n_pairs: int, teacher_nfe: int, beta: float,
               n: int, progress: bool) -> dict:
+    for flag, value, least in (("--steps", steps, 1), ("--student-steps", student_steps, 1), ("--n-pairs", n_pairs, 10),
+                               ("teacher_nfe", teacher_nfe, 1), ("n", n, 2)):
+        if value < least:  # before any work, in the demo's own words
+            raise StraightflowError(f"demo {flag} must be >= {least}, got {value}")
+    if not beta >= 0:
+        raise StraightflowError(f"demo --beta must be >= 0 (or inf), got {beta}")
     shape = tuple(load_data(data).shape)
     if shape != (2,):
         raise StraightflowError(f"demo needs 2D data (it draws trajectories); {data} has shape {shape}")
