@@ -1,5 +1,5 @@
 """The command line is safe with the user's files: Ctrl-C says what is left, --out is checked before
-any work, the demo removes only its own run, and runs remember where their data is."""
+any work, the demo removes only its own runs, and runs remember where their data is."""
 
 import os
 
@@ -152,52 +152,99 @@ def test_train_checks_an_out_given_in_its_config_file(tmp_path, monkeypatch, cap
     assert "train --out" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- the demo removes only its own run
+# ---------------------------------------------------------------- the demo removes only its own runs
 @pytest.fixture
 def quick_demo(monkeypatch):
-    """run_demo with real (short) training; the slow evaluation and plot are stubbed."""
+    """run_demo with real (short) training and pairs; the slow evaluation and plots are stubbed."""
     from straightflow.experiments import demo
 
-    monkeypatch.setattr(demo, "evaluate", lambda run, *a, **k: {"run": str(run.dir)})
+    monkeypatch.setattr(demo, "evaluate", lambda run, nfes, **k: {"run": str(run.dir), "w2_floor": 0.1, "n": 10, "n_reference": 10,
+                                                                  "results": [{"nfe": k, "solver": "euler", "w2": 1.0} for k in nfes]})
     monkeypatch.setattr(demo, "format_table", lambda report: "table")
     monkeypatch.setattr(demo, "plot_trajectories", lambda run, path, **k: path.write_bytes(b"png"))
-    return lambda out: demo.run_demo(out, steps=5)
+    monkeypatch.setattr(demo, "plot_story", lambda panels, data, floor, path, **k: path.write_bytes(b"png"))
+    return lambda out: demo.run_demo(out, steps=5, student_steps=2, n_pairs=40, n=10, progress=False)
 
 
-def test_the_demo_reruns_over_its_own_run_but_never_removes_a_users_files(quick_demo, tmp_path, capsys):
+DEMO_ARGV = ["--steps", "5", "--student-steps", "2", "--n-pairs", "40"]
+
+
+def test_the_demo_reruns_over_its_own_runs_but_never_removes_a_users_files(quick_demo, tmp_path, capsys):
     from straightflow.experiments.demo import DEMO_MARKER
 
     out = tmp_path / "D"
+    runs = out / "runs"
     quick_demo(out)
-    assert (out / "run" / DEMO_MARKER).exists() and (out / "run" / "config.yaml").exists()
+    assert (runs / DEMO_MARKER).exists() and all((runs / name / "config.yaml").exists() for name in ("baseline", "curvature", "lines"))
+    assert (runs / "pairs" / "manifest.json").exists()
     quick_demo(out)  # rerunning over its own output (make demo twice) is fine
-    (out / "run" / "notes.txt").write_text("mine")
-    capsys.readouterr()
-    assert main(["demo", "--out", str(out), "--steps", "5"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{out / 'run'} holds files the demo did not make; choose another --out or remove" in err[0], err
-    assert (out / "run" / "notes.txt").read_text() == "mine"
-    (out / "run" / "notes.txt").unlink()
-    (out / "run" / DEMO_MARKER).unlink()  # a run left by an older demo, from before the marker
+    for mine in [runs / "notes.txt", runs / "baseline" / "loss.png", runs / "pairs" / "notes.txt"]:
+        mine.write_text("mine")
+        capsys.readouterr()
+        assert main(["demo", "--out", str(out), *DEMO_ARGV]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{runs} holds files the demo did not make ({mine}); choose another --out or remove {runs}" in err[0], err
+        assert mine.read_text() == "mine" and (runs / "lines" / "config.yaml").exists()
+        mine.unlink()
     quick_demo(out)
-    assert (out / "run" / DEMO_MARKER).exists()
+    assert (runs / DEMO_MARKER).exists()
 
 
-def test_the_demo_refuses_a_run_folder_it_did_not_make(tmp_path, monkeypatch, capsys):
+def test_the_demo_refuses_a_runs_folder_it_did_not_make(tmp_path, monkeypatch, capsys):
     from straightflow.experiments import demo
 
     monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
-    mine = tmp_path / "D" / "run"
-    (mine / "checkpoints").mkdir(parents=True)
-    (mine / "config.yaml").write_text("method: ot\nbatch_size: 512\nsteps: 100\nckpt_every: 50\nout: D/run\n")  # the user's own run
+    mine = tmp_path / "D" / "runs"
+    (mine / "baseline" / "checkpoints").mkdir(parents=True)
+    (mine / "baseline" / "config.yaml").write_text("method: rectified\n")  # the user's own runs, shaped like the demo's, unmarked
     (tmp_path / "E").mkdir()
-    (tmp_path / "E" / "run").write_text("a file")
-    before = {p: p.read_bytes() for p in [mine / "config.yaml", tmp_path / "E" / "run"]}
-    for out in [tmp_path / "D", tmp_path / "E"]:
+    (tmp_path / "E" / "runs").write_text("a file")
+    (tmp_path / "F").mkdir()
+    (tmp_path / "F" / "runs").symlink_to(mine)
+    before = {p: p.read_bytes() for p in [mine / "baseline" / "config.yaml", tmp_path / "E" / "runs"]}
+    for out in [tmp_path / "D", tmp_path / "E", tmp_path / "F"]:
         assert main(["demo", "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'run'} ") and "choose another --out" in err[0], err
-    assert {p: p.read_bytes() for p in before} == before and (mine / "checkpoints").is_dir()
+        assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'runs'} ") and "choose another --out" in err[0], err
+    assert {p: p.read_bytes() for p in before} == before and (mine / "baseline" / "checkpoints").is_dir()
+
+
+def test_the_demo_removes_an_older_demos_run_and_leaves_a_users(quick_demo, tmp_path):
+    from straightflow.experiments.demo import DEMO_MARKER
+
+    old, user = tmp_path / "D" / "run", tmp_path / "E" / "run"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "config.yaml").write_text("method: rectified\n")
+    (old / DEMO_MARKER).write_text("made by `straightflow demo`\n")
+    (user / "checkpoints").mkdir(parents=True)
+    (user / "config.yaml").write_text("method: ot\nbatch_size: 512\nsteps: 100\nckpt_every: 50\nout: E/run\n")
+    quick_demo(tmp_path / "D")
+    quick_demo(tmp_path / "E")
+    assert not old.exists() and (user / "config.yaml").read_text().startswith("method: ot") and (user / "checkpoints").is_dir()
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--student-steps", "-1"), ("--n-pairs", "3"), ("--beta", "-1")])
+def test_the_demo_checks_its_budget_before_any_work(flag, value, tmp_path, monkeypatch, capsys):
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
+    assert main(["demo", "--out", str(tmp_path / "D"), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo {flag} must be >= "), err
+    assert not (tmp_path / "D" / "runs").exists()
+
+
+def test_the_demo_needs_2d_data_and_says_so_before_training(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from straightflow.experiments import demo
+
+    monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
+    np.save(tmp_path / "pts.npy", np.zeros((50, 3), np.float32))
+    assert main(["demo", "--data", str(tmp_path / "pts.npy"), "--out", str(tmp_path / "D")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "demo needs 2D data" in err[0] and "(3,)" in err[0], err
+    assert not (tmp_path / "D" / "runs").exists()
 
 
 # ---------------------------------------------------------------- runs remember where their data is
@@ -257,7 +304,7 @@ def test_sweep_pairs_and_demo_pass_on_an_absolute_data_path(command, tmp_path, m
         monkeypatch.setattr(pairs, "pairs_from_callable", lambda spec, data, *a, **k: seen.update(data=data) or {"generated_pairs": 0, "generated_shards": 0, "reused_shards": 0})
         argv = ["pairs", "--teacher-callable", "t.py:f", "--data", "pts.npy", "-n", "10", "--out", "P", "--quiet"]
     else:
-        monkeypatch.setattr(demo, "run_demo", lambda out, data, steps: seen.update(data=data))
+        monkeypatch.setattr(demo, "run_demo", lambda out, data, **k: seen.update(data=data))
         argv = ["demo", "--data", "pts.npy", "--out", "D"]
     assert main(argv) == 0
     assert seen["data"] == str(tmp_path / "pts.npy")

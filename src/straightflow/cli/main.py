@@ -308,16 +308,20 @@ def _run_push(args) -> int:
 
 # ---------------------------------------------------------------- demo
 def _add_demo(p):
-    p.add_argument("--out", default="demo_out", help="folder for the demo's plot and table; its run goes in OUT/run, recreated on every rerun (an OUT/run the demo did not make is an error)")
-    p.add_argument("--data", default="moons")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--out", default="demo_out", help="folder for the demo's figures and tables; its runs and pairs go in OUT/runs, recreated on every rerun (an OUT/runs the demo did not make is an error)")
+    p.add_argument("--data", default="moons", help="a 2D data set: a built-in name or a file (default moons)")
+    p.add_argument("--steps", type=int, default=3000, help="training steps of the baseline and of the curvature method (default 3000)")
+    p.add_argument("--student-steps", type=int, default=1000, help="training steps of the lines student (default 1000)")
+    p.add_argument("--n-pairs", type=int, default=20000, help="teacher pairs drawn from the baseline for the student (default 20000)")
+    p.add_argument("--beta", type=float, default=10.0, help="the curvature method's KL weight (default 10)")
 
 
 def _run_demo(args) -> int:
     from ..experiments.demo import run_demo
 
     check_out(args.out, "folder", "demo")
-    run_demo(Path(args.out), data=absolute_paths({"data": args.data})["data"], steps=args.steps)
+    run_demo(Path(args.out), data=absolute_paths({"data": args.data})["data"], steps=args.steps,
+             student_steps=args.student_steps, n_pairs=args.n_pairs, beta=args.beta)
     return 0
 
 
@@ -439,7 +443,7 @@ COMMANDS: dict[str, tuple] = {
     "push": ("upload an exported model folder to the Hugging Face Hub (straightflow[hub])", _add_push, _run_push),
     "sweep": ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep),
     "pairs": ("generate (noise, teacher sample) pairs for reflow, distill and lines", _add_pairs, _run_pairs),
-    "demo": ("train the baseline on a 2D set and write a plot and a table", _add_demo, _run_demo),
+    "demo": ("the story on a 2D set: baseline, curvature method, lines student; a figure and a table", _add_demo, _run_demo),
     "report": ("rerun the papers' CPU-scale experiments; one HTML page and its Markdown twin", _add_report, _run_report),
 }
 

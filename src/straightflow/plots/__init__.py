@@ -16,6 +16,7 @@ from .curvature import plot_trajectories, plot_znorm
 from .figure import save, subplots
 from .images import plot_grid, plot_xhat, save_class_grid, save_grid
 from .loss import LossPlot, plot_loss
+from .story import plot_story
 from .trajectories import draw_paths, plot_reverse_paths
 
 PLOTS: dict[str, Callable] = {
@@ -46,4 +47,4 @@ def save_samples_png(run, samples, out: Path, labels=None) -> None:
     save(fig, out)
 
 
-__all__ = ["PLOTS", "RUN_DIR_PLOTS", "plot_loss", "LossPlot", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid"]
+__all__ = ["PLOTS", "RUN_DIR_PLOTS", "plot_loss", "LossPlot", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid", "plot_story"]
