@@ -470,10 +470,15 @@ def _curvature_jobs(scale: Scale) -> list[Job]:
     return [j for d in scale.sweep_sets for j in curvature_sweep_jobs(scale, d)]
 
 
-def _sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
+def _sweep_table_blocks(ctx: Context, folder: str) -> list[Block]:
     sweep = ctx.json(f"{folder}/sweep.json")
     floor = ", ".join(f"{k[:-6]} {v:.4g}" for k, v in (sweep.get("floor") or {}).items() if isinstance(v, float) and k != "n_floor")
-    blocks: list[Block] = [Text(f"Two-sample floor: {floor}." if floor else ""), sweep_table(sweep), Text(sweep_checks(sweep))]
+    return [Text(f"Two-sample floor: {floor}." if floor else ""), sweep_table(sweep), Text(sweep_checks(sweep))]
+
+
+def _sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
+    """A sweep's heading, table and checks (a note when its sweep.json is missing), then whichever of its figures exist."""
+    blocks: list[Block] = [Heading(data)] + ctx.part(lambda: _sweep_table_blocks(ctx, folder), f"the {data} sweep")
     cmd = f"`straightflow sweep --data {data} ...` ({folder})"
     captions = {"trajectories.png": f"Forward (x -> z ~ q_phi(z|x), top) and reverse (Euler 100, bottom) trajectories per beta (Fig. 4); {cmd}",
                 "curvature_vs_beta.png": f"Curvature vs beta, the baseline dashed (Fig. 5); {cmd}",
@@ -491,7 +496,7 @@ def _sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
 
 
 def _curvature_render(ctx: Context, scale: Scale) -> list[Block]:
-    return [b for d in scale.sweep_sets for b in [Heading(d)] + ctx.part(lambda d=d: _sweep_blocks(ctx, d, f"runs/curvature/2d-{d}"), f"the {d} sweep")]
+    return [b for d in scale.sweep_sets for b in _sweep_blocks(ctx, d, f"runs/curvature/2d-{d}")]
 
 
 def _encoder_jobs(scale: Scale) -> list[Job]:
@@ -529,12 +534,14 @@ def _encoder_render(ctx: Context, scale: Scale) -> list[Block]:
 
 
 def _digits_curvature_render(ctx: Context, scale: Scale) -> list[Block]:
-    return [Heading("digits")] + ctx.part(lambda: _digits_curvature_blocks(ctx), "the digits sweep")
+    return _sweep_blocks(ctx, "digits", "runs/curvature/digits") + _digits_monotone(ctx)
 
 
-def _digits_curvature_blocks(ctx: Context) -> list[Block]:
-    blocks = _sweep_blocks(ctx, "digits", "runs/curvature/digits")
-    sweep = ctx.json("runs/curvature/digits/sweep.json")
+def _digits_monotone(ctx: Context) -> list[Block]:
+    blocks: list[Block] = []
+    sweep = ctx.maybe_json("runs/curvature/digits/sweep.json")
+    if sweep is None:  # _sweep_blocks has said so
+        return blocks
     curv = {"inf" if r["beta"] == "inf" else f"{float(r['beta']):g}": r["report"]["curvature"] for r in sweep["runs"]}
     order = sorted(curv, key=lambda b: math.inf if b == "inf" else float(b))
     mono = all(curv[x] < curv[y] for x, y in zip(order, order[1:]))
