@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Class-conditional generation with classifier-free guidance (docs/conditional.md,
-# docs/experiments.md section 6). Resumable: finished runs, pairs and evals are kept.
+# docs/experiments-full.md section 6). Resumable: finished runs, pairs and evals are kept.
 #
 #   bash bench/conditional_experiments.sh [OUT]              # both parts (about an hour on 2 CPU cores)
 #   PARTS=8gaussians bash bench/conditional_experiments.sh   # one part

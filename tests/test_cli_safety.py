@@ -19,6 +19,7 @@ ARGV = {
     "demo": ["demo", "--out", "D"],
     "export": ["export", "R", "--out", "E"],
     "push": ["push", "E", "me/model"],
+    "report": ["report", "--smoke", "--out", "R"],
 }
 
 CTRL_C = {
@@ -31,6 +32,7 @@ CTRL_C = {
     "demo": "rerun the demo to start it again",
     "export": "rerun the export; files already in --out are whole (each is written under a temporary name first)",
     "push": "nothing is committed until the upload finishes; rerun the push",
+    "report": "finished jobs are kept; rerun the same command to continue",
 }
 
 
@@ -58,6 +60,7 @@ WORK = {
     "pairs": ("straightflow.experiments.pairs", "pairs_from_run"),
     "demo": ("straightflow.experiments.demo", "run_demo"),
     "export": ("straightflow.export", "export"),
+    "report": ("straightflow.report", "run_report"),
 }
 FILE_OUT = {"sample": "s.npy", "plot": "p.png"}
 
@@ -141,6 +144,20 @@ def test_an_out_in_a_read_only_folder_is_a_one_line_error_before_any_work(comman
             assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
     finally:
         ro.chmod(0o700)
+
+
+def test_a_bad_report_page_is_a_one_line_error_before_any_work(tmp_path, monkeypatch, capsys):
+    _no_work(monkeypatch, "report")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("user data\n")
+    (tmp_path / "docs").mkdir()
+    cases = [(tmp_path / "docs", "is a folder; give a Markdown file name"), (tmp_path / "page.txt", "give a Markdown file name ending in .md"),
+             (a_file / "page.md", f"cannot be created: {a_file} is a file")]
+    for page, message in cases:
+        assert main(["report", "--smoke", "--out", str(tmp_path / "R"), "--page", str(page)]) == 2, capsys.readouterr().err
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"straightflow: error: report --page {page}: ") and message in err[0], err
+    assert a_file.read_text() == "user data\n" and not (tmp_path / "page.txt").exists()
 
 
 def test_train_checks_an_out_given_in_its_config_file(tmp_path, monkeypatch, capsys):

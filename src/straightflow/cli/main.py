@@ -405,31 +405,33 @@ def _run_pairs(args) -> int:
 # ---------------------------------------------------------------- report
 def _add_report(p) -> None:
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--quick", dest="scale", action="store_const", const="quick", help="reduced budgets: under 20 minutes on 2 CPU cores (the default)")
-    scale.add_argument("--full", dest="scale", action="store_const", const="full", help="the experiments page's budgets (hours on 2 CPU cores)")
+    scale.add_argument("--quick", dest="scale", action="store_const", const="quick", help="reduced budgets, aimed at under 20 minutes on 2 CPU cores (the default)")
+    scale.add_argument("--full", dest="scale", action="store_const", const="full", help="the budgets of the full-scale record, docs/experiments-full.md (hours on 2 CPU cores)")
     scale.add_argument("--smoke", dest="scale", action="store_const", const="smoke", help="a tiny network for a few steps: checks that every command runs (numbers mean nothing)")
     p.set_defaults(scale="quick")
     p.add_argument("--out", required=True, help="report folder: report.md, report.html, figures/, runs/, logs/ (rerun the same command to resume)")
     p.add_argument("--sections", default=None, help="comma-separated section names (default all; see docs/report.md)")
     p.add_argument("--jobs", type=int, default=None, help="jobs run at once (default: one per CPU core, at most 8)")
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each job (default: cores / jobs)")
-    p.add_argument("--docs", default=None, metavar="FILE.md", help="also write the Markdown to FILE.md and its figures to figures/ beside it (e.g. docs/experiments.md)")
+    p.add_argument("--page", default=None, metavar="FILE.md", help="also write the Markdown to FILE.md with a generated header, its figures copied to "
+                   "figures/report/ beside it, once every job finished (make experiments-page: docs/experiments.md)")
 
 
 def _run_report(args) -> int:
     import shlex
 
     from ..report import run_report
+    from ..report.builder import check_page
 
     check_out(args.out, "folder", "report")
-    if args.docs:
-        check_out(args.docs, "file", "report --docs")
+    if args.page is not None:
+        check_page(args.page)
     command = ["straightflow", "report", f"--{args.scale}", "--out", args.out]
-    command += (["--sections", args.sections] if args.sections else []) + (["--docs", args.docs] if args.docs else [])
-    res = run_report(args.out, args.scale, sections=args.sections, n_jobs=args.jobs, threads=args.threads, docs=args.docs, command=shlex.join(command))
+    command += (["--sections", args.sections] if args.sections else []) + (["--page", args.page] if args.page else [])
+    res = run_report(args.out, args.scale, sections=args.sections, n_jobs=args.jobs, threads=args.threads, page=args.page, command=shlex.join(command))
     print(f"straightflow: report written to {res.html} and {res.markdown} ({len(res.jobs.executed)} jobs run, "
           f"{sum(1 for r in res.jobs.results.values() if r.status == 'skipped')} reused, {res.jobs.wall_s / 60:.1f} min)"
-          + (f"; page written to {res.docs}" if res.docs else ""))
+          + (f"; page written to {res.page}" if res.page else ""))
     return 0
 
 

@@ -1,7 +1,7 @@
 """``ot``: minibatch optimal-transport pairing with the velocity objective (OT-CFM, a peer baseline).
 
 The lines paper argues this needs batch sizes exponential in the dimension
-(``docs/experiments.md``, OT vs dimension).
+(``docs/experiments-full.md``, OT vs dimension).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ given :class:`Scale` and renders their outputs (eval JSON, sweep JSON, script ou
 figures) into report blocks. Jobs shared by several sections (the 2D teachers, their
 pairs, the lines students) have one id and one command and run once.
 
-Budgets: ``full`` is the experiments page's (3000 steps per model, four 2D sets, 100,000
-pairs, digits); ``quick`` cuts them to finish in under 20 minutes on 2 cores (1000 steps,
+Budgets: ``full`` is those of the full-scale record, docs/experiments-full.md (3000 steps per
+model, four 2D sets, 100,000 pairs, digits); ``quick`` cuts them, aimed at under 20 minutes on 2 cores (1000 steps,
 two 2D sets, 20,000 pairs, no digits); ``smoke`` is a tiny network on a few steps, to
 check that every command runs (its numbers mean nothing).
 """
@@ -60,6 +60,7 @@ class Scale:
     digits_betas: str = "1,3,10,inf"
     digits_n: int = 2000
     spread_seeds: int = 6  # sampling seeds of the digits seed spreads
+    verdict_seeds: int = 5  # sampling seeds behind section 9's verdict (mean and sd of each student's quality at NFE 1)
 
     @property
     def teacher_eval_nfe(self) -> str:
@@ -78,6 +79,7 @@ class Scale:
                 ("lines section: sets / teacher pairs / pairs' Euler NFE", f"{', '.join(self.lines_sets)} / {self.pairs:,} / {self.teacher_nfe}"),
                 ("Table 1 sets", ", ".join(s for s in self.table1_sets if self.digits or s != "digits")),
                 ("curvature teacher -> lines: sets / beta = 10 pairs' NFE", f"{', '.join(self.curv_lines_sets)} / {self.quarter_nfe}"),
+                ("section 9's verdict: sampling seeds per student", str(self.verdict_seeds)),
                 ("conditional 8gaussians steps", str(self.cond_steps))]
         if self.digits:
             rows += [("digits: steps / batch", f"{self.digits_steps} / {self.digits_batch}"),
@@ -96,7 +98,7 @@ SCALES: dict[str, Scale] = {
                    sweep_nfe="1,4", lines_sets=("moons",), pairs=1000, teacher_nfe=8, table1_nfe="1,2,4,8", curv_lines_sets=("moons",),
                    ot_args=("--dims", "2,4", "--batch", "32", "--big", "64", "--batches", "1"), peer_images_steps=2, cond_steps=30,
                    any_teacher_pairs=1000, digits_steps=3, digits_batch=16, digits_net=("--channels", "8"), digits_pairs=200,
-                   digits_teacher_nfe=2, digits_betas="10,inf", digits_n=100, spread_seeds=2),
+                   digits_teacher_nfe=2, digits_betas="10,inf", digits_n=100, spread_seeds=2, verdict_seeds=2),
 }
 
 
@@ -148,9 +150,28 @@ class Context:
             rel = f"figures/{name}"
         return [Figure(rel, caption)]
 
+    def maybe_json(self, rel: str):
+        """:meth:`json`, or None when the file is missing or unreadable (a table then shows the rows that exist)."""
+        try:
+            return self.json(rel)
+        except Missing:
+            return None
+
+    def part(self, render: Callable[[], list[Block]], what: str = "") -> list[Block]:
+        """``render()``'s blocks, or one note naming the missing input, so the rest of the section still renders."""
+        try:
+            return render()
+        except Missing as exc:
+            return [missing_note(str(exc), what)]
+
     def wall(self, job_id: str) -> float | None:
         r = self.results.get(job_id)
         return r.wall_s if r is not None else None
+
+
+def missing_note(rel: str, what: str = "") -> Text:
+    """The note shown where a part of a section could not be rendered."""
+    return Text(f"**Not available{' (' + what + ')' if what else ''}:** `{rel}` is missing (its job did not finish; see the commands above).")
 
 
 @dataclass(frozen=True)
@@ -365,6 +386,13 @@ def _s(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+def sig3(v: float | None) -> str:
+    """Seconds to 3 significant digits (0.0417, 3.52, 41.7, 418; no exponent), '-' for None."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 # ================================================================== sections
 def _baseline_jobs(scale: Scale) -> list[Job]:
     jobs = teacher_jobs(scale, "moons")
@@ -375,31 +403,39 @@ def _baseline_jobs(scale: Scale) -> list[Job]:
     return jobs
 
 
-def _baseline_render(ctx: Context, scale: Scale) -> list[Block]:
+def _baseline_eval(ctx: Context) -> list[Block]:
     blocks = eval_block(ctx, "runs/2d/moons/teacher/eval.json", "The baseline (`--method rectified`, independent coupling) on moons, Euler")
     rep = ctx.json("runs/2d/moons/teacher/eval.json")
     q, floor = quality(rep), floor_of(rep)
     top = max(q)
     blocks.append(Text(f"W2 at NFE {top}: {q[top]:.4g} against a two-sample floor of {floor:.4g} (target: within 0.1 of the floor: "
                        f"**{'met' if q[top] - floor <= 0.1 else 'missed'}**)."))
+    return blocks
+
+
+def _baseline_render(ctx: Context, scale: Scale) -> list[Block]:
+    blocks = ctx.part(lambda: _baseline_eval(ctx), "the baseline's evaluation")
     blocks += ctx.figure("figures/baseline_moons_trajectories.png", "Reverse trajectories of the baseline (Euler 100): the curved paths the "
                          "rest of the report straightens. `straightflow plot runs/2d/moons/teacher --kind trajectories --nfe 100`")
     r = ctx.results.get("runs/baseline/bench")
     if r is not None and r.status == "unavailable":
         blocks.append(Text(f"**Baseline vs torchcfm: not run** — {r.reason}."))
         return blocks
+    return blocks + ctx.part(lambda: _bench_blocks(ctx), "baseline vs torchcfm")
+
+
+def _bench_blocks(ctx: Context) -> list[Block]:
     b = ctx.json("runs/baseline/bench.json")
     nfes = sorted(int(k) for k in b["ours_w2"])
     rows = [["straightflow rectified (EMA)", fmt(b["ours_steps_per_sec"], 4)] + [fmt(b["ours_w2"][str(k)]) for k in nfes],
             ["torchcfm I-CFM", fmt(b["torchcfm_steps_per_sec"], 4)] + [fmt(b["torchcfm_w2"][str(k)]) for k in nfes]]
-    blocks += [Heading("Against torchcfm's I-CFM (the same data, network, batch, learning rate and steps, one process)"),
-               Table(["model", "steps/s"] + [f"W2 NFE {k}" for k in nfes], rows),
-               Text(f"Two-sample floor {b['floor']:.4g}. Speed ratio straightflow / torchcfm: {b['ours_steps_per_sec'] / b['torchcfm_steps_per_sec']:.2f}x; "
-                    f"W2 at NFE {nfes[-1]}: {b['ours_w2'][str(nfes[-1])] / b['torchcfm_w2'][str(nfes[-1])]:.3f}x (target: no more than 10% worse; "
-                    f"the EMA weights against raw weights). The speeds were measured while up to {ctx.jobs_at_once} report jobs shared the "
-                    "machine: read the ratio, not the steps/s. The script's own output:"),
-               Code(ctx.text("runs/baseline/bench.txt"))]
-    return blocks
+    return [Heading("Against torchcfm's I-CFM (the same data, network, batch, learning rate and steps, one process)"),
+            Table(["model", "steps/s"] + [f"W2 NFE {k}" for k in nfes], rows),
+            Text(f"Two-sample floor {b['floor']:.4g}. Speed ratio straightflow / torchcfm: {b['ours_steps_per_sec'] / b['torchcfm_steps_per_sec']:.2f}x; "
+                 f"W2 at NFE {nfes[-1]}: {b['ours_w2'][str(nfes[-1])] / b['torchcfm_w2'][str(nfes[-1])]:.3f}x (target: no more than 10% worse; "
+                 f"the EMA weights against raw weights). The speeds were measured while up to {ctx.jobs_at_once} report jobs shared the "
+                 "machine: read the ratio, not the steps/s. The script's own output:"),
+            Code(ctx.text("runs/baseline/bench.txt"))]
 
 
 def _digits_baseline_jobs(scale: Scale) -> list[Job]:
@@ -412,13 +448,18 @@ def _digits_baseline_jobs(scale: Scale) -> list[Job]:
     return jobs
 
 
-def _digits_baseline_render(ctx: Context, scale: Scale) -> list[Block]:
+def _digits_baseline_eval(ctx: Context) -> list[Block]:
     rep = ctx.json("runs/digits/teacher/eval.json")
     blocks = eval_block(ctx, "runs/digits/teacher/eval.json", "The digits baseline (UNet `digits-cpu`), Euler")
     q, floor = quality(rep), floor_of(rep)
     top = max(q)
     blocks.append(Text(f"FD at NFE {top} / floor = {q[top] / floor:.2f} (target <= 3: **{'met' if q[top] <= 3 * floor else 'missed'}**); "
                        f"training took {_s(ctx.wall('runs/digits/teacher'))} s (job wall time)."))
+    return blocks
+
+
+def _digits_baseline_render(ctx: Context, scale: Scale) -> list[Block]:
+    blocks = ctx.part(lambda: _digits_baseline_eval(ctx), "the digits baseline's evaluation")
     blocks += ctx.figure("figures/digits_baseline_grid_nfe100.png", "Samples at NFE 100 (`plot --kind grid --nfe 100`)")
     blocks += ctx.figure("figures/digits_baseline_grid_nfe1.png", "Samples at NFE 1 (`sample --nfe 1`)")
     blocks += ctx.figure("figures/digits_baseline_xhat.png", "x_hat(z_t, t) along t (`plot --kind xhat`, the curvature paper's Fig. 6)")
@@ -429,10 +470,15 @@ def _curvature_jobs(scale: Scale) -> list[Job]:
     return [j for d in scale.sweep_sets for j in curvature_sweep_jobs(scale, d)]
 
 
-def _sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
+def _sweep_table_blocks(ctx: Context, folder: str) -> list[Block]:
     sweep = ctx.json(f"{folder}/sweep.json")
     floor = ", ".join(f"{k[:-6]} {v:.4g}" for k, v in (sweep.get("floor") or {}).items() if isinstance(v, float) and k != "n_floor")
-    blocks: list[Block] = [Heading(data), Text(f"Two-sample floor: {floor}." if floor else ""), sweep_table(sweep), Text(sweep_checks(sweep))]
+    return [Text(f"Two-sample floor: {floor}." if floor else ""), sweep_table(sweep), Text(sweep_checks(sweep))]
+
+
+def _sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
+    """A sweep's heading, table and checks (a note when its sweep.json is missing), then whichever of its figures exist."""
+    blocks: list[Block] = [Heading(data)] + ctx.part(lambda: _sweep_table_blocks(ctx, folder), f"the {data} sweep")
     cmd = f"`straightflow sweep --data {data} ...` ({folder})"
     captions = {"trajectories.png": f"Forward (x -> z ~ q_phi(z|x), top) and reverse (Euler 100, bottom) trajectories per beta (Fig. 4); {cmd}",
                 "curvature_vs_beta.png": f"Curvature vs beta, the baseline dashed (Fig. 5); {cmd}",
@@ -466,28 +512,36 @@ def _coupling_parameters(run_dir: Path) -> int:
 
 
 def _encoder_render(ctx: Context, scale: Scale) -> list[Block]:
-    rows = []
+    rows, notes, qs = [], [], []
     nfes: list[int] = []
     for label, folder in (("`small` (default; from the curvature sweep)", "runs/curvature/2d-moons"),
                           ("`same` (mirrors the velocity net)", "runs/curvature/2d-moons-encoder-same")):
-        sweep = ctx.json(f"{folder}/sweep.json")
-        run = next((r for r in sweep["runs"] if r["beta"] == 10), None)
+        sweep = ctx.maybe_json(f"{folder}/sweep.json")
+        run = next((r for r in sweep["runs"] if r["beta"] == 10), None) if sweep else None
         if run is None:
-            raise Missing(f"{folder}: no beta = 10 run")
+            notes.append(missing_note(f"{folder}/sweep.json" if sweep is None else f"{folder}: the beta = 10 run", label))
+            continue
         rep, nfes = run["report"], sweep["nfe"]
         q = quality(rep)
+        qs.append(q)
         rows.append([label, f"{_coupling_parameters(ctx.out / folder / 'beta-10'):,}", fmt(rep["curvature"])] + [fmt(q.get(k)) for k in nfes] + [fmt(rep.get("kl"))])
-    a, b = ctx.json("runs/curvature/2d-moons/sweep.json"), ctx.json("runs/curvature/2d-moons-encoder-same/sweep.json")
-    qa = quality(next(r for r in a["runs"] if r["beta"] == 10)["report"])
-    qb = quality(next(r for r in b["runs"] if r["beta"] == 10)["report"])
-    worst = max(abs(qa[k] / qb[k] - 1) for k in nfes if k in qa and k in qb and qb[k])
-    return [Table(["encoder", "encoder parameters", "curvature"] + [f"W2 NFE {k}" for k in nfes] + ["KL"], rows),
-            Text(f"The two encoders' W2 differ by at most {worst:.1%} over these NFEs (the paper's Table 2: a small encoder does as well).")]
+    blocks: list[Block] = [Table(["encoder", "encoder parameters", "curvature"] + [f"W2 NFE {k}" for k in nfes] + ["KL"], rows)] if rows else []
+    if len(qs) == 2:
+        qa, qb = qs
+        worst = max(abs(qa[k] / qb[k] - 1) for k in nfes if k in qa and k in qb and qb[k])
+        blocks.append(Text(f"The two encoders' W2 differ by at most {worst:.1%} over these NFEs (the paper's Table 2: a small encoder does as well)."))
+    return blocks + notes
 
 
 def _digits_curvature_render(ctx: Context, scale: Scale) -> list[Block]:
-    blocks = _sweep_blocks(ctx, "digits", "runs/curvature/digits")
-    sweep = ctx.json("runs/curvature/digits/sweep.json")
+    return _sweep_blocks(ctx, "digits", "runs/curvature/digits") + _digits_monotone(ctx)
+
+
+def _digits_monotone(ctx: Context) -> list[Block]:
+    blocks: list[Block] = []
+    sweep = ctx.maybe_json("runs/curvature/digits/sweep.json")
+    if sweep is None:  # _sweep_blocks has said so
+        return blocks
     curv = {"inf" if r["beta"] == "inf" else f"{float(r['beta']):g}": r["report"]["curvature"] for r in sweep["runs"]}
     order = sorted(curv, key=lambda b: math.inf if b == "inf" else float(b))
     mono = all(curv[x] < curv[y] for x, y in zip(order, order[1:]))
@@ -510,20 +564,40 @@ ORDER = ("teacher", "ot", "reflow", "distill", "lines", "lines_k2", "lines_adv")
 
 
 def students_table(ctx: Context, data: str, names: tuple[str, ...]) -> tuple[list[Block], dict[str, dict]]:
+    """The teacher and students of ``data``: one row per run whose ``eval.json`` exists, a note naming the others."""
     root = _root(data)
-    runs = {name: ctx.json(f"{root}/{name}/eval.json") for name in names}
-    teacher = runs["teacher"]
-    tq = quality(teacher)
-    top = max(tq)
-    metric = teacher["quality_metric"]
-    header = ["run", "solver", "NFE 1", "NFE 2", "NFE 4", f"teacher NFE {top}", "NFE 1 / teacher", "distill err", "curvature", "pred. drift"]
+    runs = {name: r for name in names if (r := ctx.maybe_json(f"{root}/{name}/eval.json")) is not None}
+    teacher = runs.get("teacher")
+    tq = quality(teacher) if teacher else {}
+    top = max(tq) if tq else None
+    metric = (teacher or next(iter(runs.values()), {})).get("quality_metric", "w2")
+    header = ["run", "solver", "NFE 1", "NFE 2", "NFE 4", f"teacher NFE {top if top else '-'}", "NFE 1 / teacher", "distill err", "curvature", "pred. drift"]
     rows = []
     for name, r in runs.items():
         q = quality(r)
         rows.append([name, r["results"][0]["solver"]] + [fmt(q.get(k)) for k in (1, 2, 4)]
-                    + [fmt(tq[top]) if name == "teacher" else "", fmt(q[1] / tq[top]) if 1 in q else "-",
+                    + [fmt(tq[top]) if name == "teacher" else "", fmt(q[1] / tq[top]) if 1 in q and tq.get(top) else "-",
                        fmt(r.get("distill_error")), fmt(r.get("curvature")), fmt(r.get("prediction_drift"))])
-    return [Heading(f"{data} ({metric}; two-sample floor {fmt(floor_of(teacher))})"), Table(header, rows)], runs
+    floor = f"; two-sample floor {fmt(floor_of(teacher))}" if teacher else ""
+    blocks: list[Block] = [Heading(f"{data} ({metric}{floor})")] + ([Table(header, rows)] if rows else [])
+    gone = [f"{root}/{name}/eval.json" for name in names if name not in runs]
+    if gone:
+        blocks.append(Text(f"**Not available:** {', '.join(f'`{g}`' for g in gone)} (their jobs did not finish; see the commands above)."))
+    return blocks, runs
+
+
+def _lines_check(d: str, runs: dict[str, dict], adv: float) -> str:
+    if not all(k in runs for k in ("teacher", "lines", "ot")):
+        return f"- {d}: not checked (the teacher, lines or OT-CFM run did not finish)."
+    tq, lq, oq = quality(runs["teacher"]), quality(runs["lines"]), quality(runs["ot"])
+    top = max(tq)
+    text = (f"- {d}: lines W2 at NFE 1 is {lq[1] / tq[top]:.3g}x the teacher's at NFE {top} (target <= 1.3: "
+            f"**{'met' if lq[1] <= 1.3 * tq[top] else 'missed'}**) and {lq[1] / oq[1]:.3g}x OT-CFM's at NFE 1 "
+            f"(target <= 1: **{'met' if lq[1] <= oq[1] else 'missed'}**)")
+    if "lines_adv" in runs:
+        aq = quality(runs["lines_adv"])[1]
+        text += f"; with `--adv {adv}`: {aq / tq[top]:.3g}x and {aq / oq[1]:.3g}x"
+    return text + "."
 
 
 def _lines_render(ctx: Context, scale: Scale) -> list[Block]:
@@ -532,17 +606,12 @@ def _lines_render(ctx: Context, scale: Scale) -> list[Block]:
     for d in scale.lines_sets:
         table, runs = students_table(ctx, d, ORDER)
         blocks += table
-        tq, lq, oq = quality(runs["teacher"]), quality(runs["lines"]), quality(runs["ot"])
-        top = max(tq)
-        checks.append(f"- {d}: lines W2 at NFE 1 is {lq[1] / tq[top]:.3g}x the teacher's at NFE {top} (target <= 1.3: "
-                      f"**{'met' if lq[1] <= 1.3 * tq[top] else 'missed'}**) and {lq[1] / oq[1]:.3g}x OT-CFM's at NFE 1 "
-                      f"(target <= 1: **{'met' if lq[1] <= oq[1] else 'missed'}**); with `--adv {scale.adv}`: {quality(runs['lines_adv'])[1] / tq[top]:.3g}x "
-                      f"and {quality(runs['lines_adv'])[1] / oq[1]:.3g}x.")
+        checks.append(_lines_check(d, runs, scale.adv))
         blocks += ctx.figure(f"figures/lines_{d}_lines_nfe4.png", f"The lines student's paths with the line sampler at NFE 4; "
                              f"`straightflow plot {_root(d)}/lines --kind trajectories --nfe 4`")
     blocks += [Heading("Against the targets"), Text("\n".join(checks)),
                Text("One evaluation decides each number: W2 between a few thousand points moves by a few hundredths from draw to draw "
-                    "(the experiments page's 4.1 averages ten).")]
+                    "(the full-scale record, docs/experiments-full.md 4.1, averages ten).")]
     return blocks
 
 
@@ -560,8 +629,9 @@ def _digits_lines_jobs(scale: Scale) -> list[Job]:
 
 def _digits_lines_render(ctx: Context, scale: Scale) -> list[Block]:
     blocks, _ = students_table(ctx, "digits", ("teacher",) + tuple(STUDENTS))
-    blocks += [Text(f"Sampling-seed spread (same models, same held-out set, noise seeds 0-{scale.spread_seeds - 1}):"),
-               Code(ctx.text("runs/digits/seed_spread_teacher.txt") + ctx.text("runs/digits/seed_spread_students.txt"))]
+    blocks.append(Text(f"Sampling-seed spread (same models, same held-out set, noise seeds 0-{scale.spread_seeds - 1}):"))
+    for rel in ("runs/digits/seed_spread_teacher.txt", "runs/digits/seed_spread_students.txt"):
+        blocks += ctx.part(lambda rel=rel: [Code(ctx.text(rel))])
     return blocks
 
 
@@ -588,19 +658,30 @@ def _table1_render(ctx: Context, scale: Scale) -> list[Block]:
     blocks: list[Block] = []
     for d in _table1_sets(scale):
         root = _root(d)
-        base = quality(ctx.json(f"{root}/teacher/eval_nfe.json"))
-        target = 1.1 * base[max(base)]
-        rows, reach = [], {}
+        base_rep = ctx.maybe_json(f"{root}/teacher/eval_nfe.json")
+        base = quality(base_rep) if base_rep else {}
+        target = 1.1 * base[max(base)] if base else None
+        rows, reach, gone = [], {}, []
         for t, student in (("teacher", "distill"), ("teacher_beta10", "distill_beta10")):
-            q = quality(ctx.json(f"{root}/{t}/eval_nfe.json"))
-            reach[t] = min((k for k, v in q.items() if v <= target), default=None)
-            s = ctx.json(f"{root}/{student}/eval.json")
-            rows.append([t, str(reach[t] or f">{max(q)}"), ", ".join(f"{k}:{v:.3g}" for k, v in sorted(q.items())), fmt(s.get("distill_error")), fmt(quality(s).get(1))])
-        fewer = reach["teacher_beta10"] is not None and (reach["teacher"] is None or reach["teacher_beta10"] < reach["teacher"])
-        blocks += [Heading(f"Table 1 on {d}: NFE to reach 1.1 x the baseline's quality at NFE {max(base)} ({fmt(target)})"),
-                   Table(["teacher", "NFE to reach", "quality per NFE", "distill err", "student NFE 1"], rows),
-                   Text(f"Fewer steps for the beta = 10 teacher: **{'reproduced' if fewer else 'not reproduced'}** "
-                        f"({reach['teacher_beta10'] or '-'} vs {reach['teacher'] or '-'}).")]
+            rep, s = ctx.maybe_json(f"{root}/{t}/eval_nfe.json"), ctx.maybe_json(f"{root}/{student}/eval.json")
+            gone += [rel for rel, v in ((f"{root}/{t}/eval_nfe.json", rep), (f"{root}/{student}/eval.json", s)) if v is None]
+            q = quality(rep) if rep else {}
+            reach[t] = min((k for k, v in q.items() if v <= target), default=None) if q and target is not None else None
+            if not q and s is None:
+                continue
+            reached = str(reach[t] or f">{max(q)}") if q and target is not None else "-"
+            rows.append([t, reached, ", ".join(f"{k}:{v:.3g}" for k, v in sorted(q.items())) or "-",
+                         fmt(s.get("distill_error")) if s else "-", fmt(quality(s).get(1)) if s else "-"])
+        top = f" at NFE {max(base)} ({fmt(target)})" if base else ""
+        blocks.append(Heading(f"Table 1 on {d}: NFE to reach 1.1 x the baseline's quality{top}"))
+        if rows:
+            blocks.append(Table(["teacher", "NFE to reach", "quality per NFE", "distill err", "student NFE 1"], rows))
+        if base and f"{root}/teacher_beta10/eval_nfe.json" not in gone:
+            fewer = reach["teacher_beta10"] is not None and (reach["teacher"] is None or reach["teacher_beta10"] < reach["teacher"])
+            blocks.append(Text(f"Fewer steps for the beta = 10 teacher: **{'reproduced' if fewer else 'not reproduced'}** "
+                               f"({reach['teacher_beta10'] or '-'} vs {reach['teacher'] or '-'})."))
+        if gone:
+            blocks.append(Text(f"**Not available:** {', '.join(f'`{g}`' for g in gone)} (their jobs did not finish; see the commands above)."))
     return blocks
 
 
@@ -616,7 +697,48 @@ def _curv_lines_jobs(scale: Scale) -> list[Job]:
         jobs.append(pairs_job(f"{root}/teacher_beta10", pairs, scale.pairs, q))
         student = f"{root}/lines_beta10_nfe{q}"
         jobs += [train_job(student, "--method", "lines", "--pairs", pairs, scale=scale, data=d, after=(pairs,)), eval_job(student, "1,2,4", scale, d)]
+        seeds = ("--seeds", scale.verdict_seeds)
+        jobs += [eval_job(run, "1", scale, d, file="eval_seeds.json", extra=seeds) for run in (f"{root}/lines", student)]
     return jobs
+
+
+#: section 9's verdict: the cheaper pairs cost quality when their student's W2 at NFE 1 is worse by more than
+#: this share of the baseline-pairs student's W2 and by more than twice the two students' combined seed sd
+VERDICT_SHARE = 0.10
+
+
+def pairs_verdict(base: tuple[float, float], cheap: tuple[float, float], share: float = VERDICT_SHARE) -> tuple[str, float]:
+    """(verdict, tolerance) for two students' quality (mean, sd over sampling seeds; lower is better).
+
+    The tolerance is ``max(share * base mean, 2 * sqrt(sd_base^2 + sd_cheap^2))``: a difference
+    within it is no measurable cost; beyond it the cheaper pairs cost quality (or, below, gain it).
+    """
+    (b, sb), (c, sc) = base, cheap
+    tol = max(share * b, 2 * math.hypot(sb, sc))
+    if c > b + tol:
+        return "cost quality", tol
+    if c < b - tol:
+        return "do not cost quality (their student is better)", tol
+    return "do not cost quality", tol
+
+
+def _seed_quality(rep: dict | None) -> tuple[float, float] | None:
+    """(mean, sd) of the quality at NFE 1 from an ``eval --seeds K`` report."""
+    if rep is None:
+        return None
+    key = rep.get("quality_metric", "w2")
+    row = next((r for r in rep["results"] if r.get("nfe_requested") == 1), None)
+    if row is None or not isinstance(row.get(key), (int, float)):
+        return None
+    return float(row[key]), float(row.get(f"{key}_sd") or 0.0)
+
+
+def _pair_seconds(ctx: Context, pairs: str, n: int) -> tuple[float | None, str]:
+    """Seconds the pairs took to generate (n / the pairs/s the command printed), else its job's wall time; and which."""
+    rate = pairs_rate(ctx, pairs)
+    if rate:
+        return n / rate, "generation"
+    return ctx.wall(pairs), "job wall"
 
 
 def _curv_lines_render(ctx: Context, scale: Scale) -> list[Block]:
@@ -624,25 +746,46 @@ def _curv_lines_render(ctx: Context, scale: Scale) -> list[Block]:
     blocks: list[Block] = []
     for d in scale.curv_lines_sets:
         root = _root(d)
-        base_t, curv_t = quality(ctx.json(f"{root}/teacher/eval.json")), quality(ctx.json(f"{root}/teacher_beta10/eval_pairs.json"))
-        rows, stats = [], {}
-        for label, teacher_q, nfe, pairs, student in (
-                ("baseline (`rectified`)", base_t, scale.teacher_nfe, f"{root}/pairs", f"{root}/lines"),
-                ("beta = 10 (`curvature`)", curv_t, q, f"{root}/pairs_beta10_nfe{q}", f"{root}/lines_beta10_nfe{q}")):
-            s = ctx.json(f"{student}/eval.json")
-            sq = quality(s)
-            rate = pairs_rate(ctx, pairs)
-            stats[nfe] = (ctx.wall(pairs), sq.get(1))
-            rows.append([label, str(nfe), fmt(teacher_q.get(nfe)), _s(ctx.wall(pairs)), _s(rate), _s(scale.pairs / rate if rate else None),
-                         fmt(sq.get(1)), fmt(sq.get(2)), fmt(sq.get(4)), fmt(s.get("distill_error"))])
-        (wb, qb), (wc, qc) = stats[scale.teacher_nfe], stats[q]
-        blocks += [Heading(f"{d}: {scale.pairs:,} pairs each"),
-                   Table(["teacher", "pairs' Euler NFE", "teacher W2 at that NFE", "pairs job wall s", "pairs/s", "generation s",
-                          "lines W2 NFE 1", "NFE 2", "NFE 4", "distill err"], rows),
-                   Text(f"The beta = 10 teacher's pairs took {wc / wb:.2f}x the baseline's wall time (job wall times include about "
-                        f"as much start-up each); its lines student's W2 at NFE 1 is {qc / qb:.3g}x the baseline student's."
-                        if wb and wc and qb else "")]
+        rows, stats, gone = [], {}, []
+        for key, label, teacher_eval, nfe, pairs, student in (
+                ("base", "baseline (`rectified`)", f"{root}/teacher/eval.json", scale.teacher_nfe, f"{root}/pairs", f"{root}/lines"),
+                ("cheap", "beta = 10 (`curvature`)", f"{root}/teacher_beta10/eval_pairs.json", q, f"{root}/pairs_beta10_nfe{q}", f"{root}/lines_beta10_nfe{q}")):
+            t, s, seeds = (ctx.maybe_json(rel) for rel in (teacher_eval, f"{student}/eval.json", f"{student}/eval_seeds.json"))
+            gone += [rel for rel, v in ((teacher_eval, t), (f"{student}/eval.json", s), (f"{student}/eval_seeds.json", seeds)) if v is None]
+            seconds, what = _pair_seconds(ctx, pairs, scale.pairs)
+            sq, mean_sd = quality(s) if s else {}, _seed_quality(seeds)
+            stats[key] = (seconds, what, mean_sd)
+            if t is None and s is None and seconds is None:
+                continue
+            rows.append([label, str(nfe), fmt(quality(t).get(nfe)) if t else "-", sig3(ctx.wall(pairs)), _s(pairs_rate(ctx, pairs)),
+                         sig3(seconds) if what == "generation" else "-", fmt(sq.get(1)), fmt(sq.get(2)), fmt(sq.get(4)),
+                         f"{mean_sd[0]:.4g} ± {mean_sd[1]:.2g}" if mean_sd else "-", fmt(s.get("distill_error")) if s else "-"])
+        blocks.append(Heading(f"{d}: {scale.pairs:,} pairs each"))
+        if rows:
+            blocks.append(Table(["teacher", "pairs' Euler NFE", "teacher W2 at that NFE", "pairs job wall s", "pairs/s", "generation s",
+                                 "lines W2 NFE 1", "NFE 2", "NFE 4", f"NFE 1, mean ± sd over {scale.verdict_seeds} seeds", "distill err"], rows))
+        blocks.append(Text(_curv_lines_verdict(stats, scale)))
+        if gone:
+            blocks.append(Text(f"**Not available:** {', '.join(f'`{g}`' for g in gone)} (their jobs did not finish; see the commands above)."))
+    blocks.append(Text(f"The verdict: the cheaper pairs **cost quality** when their student's mean W2 at NFE 1 is worse than the "
+                       f"baseline-pairs student's by more than the tolerance, max({VERDICT_SHARE:.0%} of the baseline-pairs student's W2, "
+                       f"twice the two students' combined sd over {scale.verdict_seeds} sampling seeds). Each student is one training "
+                       "run (seed 0): the sd is sampling noise only; the 10% floor stands in for the training-seed noise this does not measure."))
     return blocks
+
+
+def _curv_lines_verdict(stats: dict, scale: Scale) -> str:
+    (tb, wb, qb), (tc, wc, qc) = stats["base"], stats["cheap"]
+    if qb is None or qc is None:
+        return "No verdict: a student's seed evaluation did not finish."
+    verdict, tol = pairs_verdict(qb, qc)
+    text = (f"The lines student trained on the beta = 10 teacher's pairs at Euler {scale.quarter_nfe} scores W2 {qc[0]:.4g} ± {qc[1]:.2g} "
+            f"at NFE 1 against {qb[0]:.4g} ± {qb[1]:.2g} for the baseline teacher's pairs at Euler {scale.teacher_nfe} (ratio "
+            f"{qc[0] / qb[0]:.3g}; difference {qc[0] - qb[0]:+.3g}, tolerance {tol:.3g}): **the cheaper pairs {verdict}**.")
+    if tb and tc:
+        kind = "generation" if wb == wc == "generation" else "job wall time"
+        text += f" Pair {kind}: {sig3(tc)} s vs {sig3(tb)} s ({tb / tc:.3g}x {'faster' if tc < tb else 'slower'})."
+    return text
 
 
 def _ot_jobs(scale: Scale) -> list[Job]:
@@ -707,23 +850,31 @@ def _conditional_jobs(scale: Scale) -> list[Job]:
     return jobs
 
 
-def _conditional_render(ctx: Context, scale: Scale) -> list[Block]:
-    run = "runs/conditional/8gaussians"
+def _conditional_main(ctx: Context, run: str) -> list[Block]:
     rep = ctx.json(f"{run}/eval.json")
     q, floor = quality(rep), floor_of(rep)
-    blocks = [Heading("8gaussians (the mode as label)")] + eval_block(ctx, f"{run}/eval.json", "`straightflow eval` at guidance 1")
-    blocks += [Text("Nearest-mode accuracy per class (`python bench/nearest_mode.py`):"), Code(ctx.text(f"{run}/nearest_mode.txt")),
-               Text(f"Pooled W2 at NFE 100: {q[100] / floor:.2f}x the two-sample floor (target: within 1.3x: **{'met' if q[100] <= 1.3 * floor else 'missed'}**).")]
-    blocks += eval_block(ctx, f"{run}/eval_w0.json", "The null branch, `--guidance 0` (the unconditional model)")
+    return eval_block(ctx, f"{run}/eval.json", "`straightflow eval` at guidance 1") + [
+        Text(f"Pooled W2 at NFE 100: {q[100] / floor:.2f}x the two-sample floor (target: within 1.3x: **{'met' if q[100] <= 1.3 * floor else 'missed'}**).")]
+
+
+def _conditional_render(ctx: Context, scale: Scale) -> list[Block]:
+    run = "runs/conditional/8gaussians"
+    blocks = [Heading("8gaussians (the mode as label)")] + ctx.part(lambda: _conditional_main(ctx, run), "the conditional model's evaluation")
+    blocks += [Text("Nearest-mode accuracy per class (`python bench/nearest_mode.py`):")]
+    blocks += ctx.part(lambda: [Code(ctx.text(f"{run}/nearest_mode.txt"))])
+    blocks += ctx.part(lambda: eval_block(ctx, f"{run}/eval_w0.json", "The null branch, `--guidance 0` (the unconditional model)"))
     blocks += ctx.figure("figures/conditional_8gaussians_trajectories.png", f"Reverse paths of the conditional model; `straightflow plot {run} --kind trajectories --nfe 100`")
     if not scale.digits:
         return blocks
     root = "runs/conditional/digits"
     blocks.append(Heading("digits: a guided teacher (w = 2) and its one-step lines student"))
-    blocks += eval_block(ctx, f"{root}/lines/eval.json", "The lines student, its own conditional branch (w = 1)")
-    blocks += eval_block(ctx, f"{root}/teacher/eval_w2.json", "The guided teacher, `--guidance 2`")
-    blocks += eval_block(ctx, f"{root}/teacher/eval_w1.json", "The plain conditional teacher, `--guidance 1`")
-    blocks += [Text("Across sampling seeds:"), Code(ctx.text(f"{root}/seed_spread_teacher.txt") + ctx.text(f"{root}/seed_spread_lines.txt"))]
+    for rel, title in ((f"{root}/lines/eval.json", "The lines student, its own conditional branch (w = 1)"),
+                       (f"{root}/teacher/eval_w2.json", "The guided teacher, `--guidance 2`"),
+                       (f"{root}/teacher/eval_w1.json", "The plain conditional teacher, `--guidance 1`")):
+        blocks += ctx.part(lambda rel=rel, title=title: eval_block(ctx, rel, title))
+    blocks.append(Text("Across sampling seeds:"))
+    for rel in (f"{root}/seed_spread_teacher.txt", f"{root}/seed_spread_lines.txt"):
+        blocks += ctx.part(lambda rel=rel: [Code(ctx.text(rel))])
     for name, caption in (("teacher_nfe1", "guided teacher (w = 2), NFE 1: 2 network evaluations"), ("teacher_nfe100", "guided teacher (w = 2), NFE 100: 200"),
                           ("lines_nfe1", "lines student, NFE 1: 1")):
         blocks += ctx.figure(f"figures/conditional_digits_{name}.png", f"Per-class grid, one row per class: {caption}")
