@@ -354,6 +354,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         if not all(bool(torch.isfinite(p).all()) for p in (*module.parameters(), *ema.shadow.parameters())):
             raise diverged(step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
         rngs = rng_states(ctx, generator)
+        if budget is not None and len(set(ctx.gather_objects(budget.log_beta))) > 1:  # never on one rank; a guard for DDP
+            raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged across ranks")
         if ctx.is_main:
             state = {"optimizer": optimizer.state_dict(), "step": step, **rngs}
             if batches is not None:  # the epoch sampler: which rows the next batches are
