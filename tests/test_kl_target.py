@@ -73,8 +73,10 @@ def test_config_parses_kl_target_and_beta_auto():
     assert coerce("beta", "auto") == "auto" and coerce("beta", "inf") == math.inf and coerce("beta", "3") == 3.0
     assert TrainConfig().kl_target is None and TrainConfig().beta == 10.0
     assert resolve_config(None, {"method": "curvature", "beta": "auto"}).beta == "auto"
-    with pytest.raises(StraightflowError, match="beta"):
+    with pytest.raises(StraightflowError, match="'beta' expects a number, inf or auto, got 'often'"):
         apply_overrides(TrainConfig(), {"beta": "often"}, "command line")
+    with pytest.raises(StraightflowError, match="'kl_target' expects a number or none"):
+        apply_overrides(TrainConfig(), {"kl_target": "lots"}, "command line")
 
 
 @pytest.mark.parametrize("over, match", [
@@ -94,6 +96,13 @@ def test_misconfigurations_are_one_line_errors(over, match, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_sweep_refuses_a_kl_target_for_all_its_betas(tmp_path, capsys):
+    argv = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "1", "--out", str(tmp_path / "s"), "--kl-target", "0.1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "same KL target" in err and err.count("\n") == 1
 
 
 # ------------------------------------------------------------------ training to a target

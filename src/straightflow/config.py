@@ -143,7 +143,8 @@ def coerce(name: str, value: Any) -> Any:
         if typ == "str":
             return str(value)
     except (TypeError, ValueError):
-        raise StraightflowError(f"config key {name!r} expects {typ}, got {value!r}") from None
+        what = {"float | str": "a number, inf or auto", "float | None": "a number or none"}.get(typ, typ)
+        raise StraightflowError(f"config key {name!r} expects {what}, got {value!r}") from None
     return value
 
 
