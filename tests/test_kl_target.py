@@ -150,7 +150,7 @@ def _pilots(*rows):
 
 
 def test_auto_rule_interpolates_where_the_price_crosses_the_tolerance():
-    assert TOLERANCE == 1.25 and PILOT_BETAS[0] == math.inf and pilot_steps(3000) == 1000 and pilot_steps(60) == 200
+    assert TOLERANCE == 1.25 and PILOT_BETAS[0] == math.inf and pilot_steps(3000) == 3000 and pilot_steps(60) == 60
     # r: 1.0, 1.05 (beta 30), 1.15 (beta 10), 1.45 (beta 3): crossing a third of the way from beta 10 to beta 3
     got = choose_target(_pilots((math.inf, 0.0, 0.2), (30.0, 0.002, 0.21), (10.0, 0.02, 0.23), (3.0, 0.16, 0.29)))
     frac = (1.25 - 1.15) / (1.45 - 1.15)
@@ -173,7 +173,7 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
                  "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]) == 0
     record = json.loads((run_dir / "beta_auto.json").read_text())
     pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
-    assert record["pilot_steps"] == 200 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
+    assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
     assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
     assert all(p["ratio"] <= TOLERANCE for p in pilots[:-1]) and (pilots[-1]["ratio"] > TOLERANCE or len(pilots) == len(PILOT_BETAS))
     choice = choose_target(pilots)

@@ -77,7 +77,7 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the velocity net (CUDA)")
     # curvature method (learned coupling)
     beta: float | str = _opt(10.0, "KL weight of the learned coupling (inf = independent coupling; auto = a KL target picked by a "
-                                   "short pilot, docs/kl_target.md); with --kl-target: the initial beta")
+                                   "pilot sweep, docs/kl_target.md); with --kl-target: the initial beta")
     kl_target: float | None = _opt(None, "curvature method: adapt beta during training so that the KL per dimension settles "
                                           "at this many nats (dual ascent on log beta; docs/kl_target.md); none = a fixed --beta")
     kl_target_lr: float = _opt(0.01, "step of the dual ascent on log beta per unit relative KL error (--kl-target)")
