@@ -10,6 +10,7 @@ live with that method (``straightflow.methods``); :func:`validate` checks the re
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,11 @@ class TrainConfig:
     amp: str = _opt("none", "mixed precision on CUDA: none | bf16")
     compile: bool = _opt(False, "torch.compile the velocity net (CUDA)")
     # curvature method (learned coupling)
-    beta: float = _opt(10.0, "KL weight of the learned coupling (inf = independent coupling)")
+    beta: float | str = _opt(10.0, "KL weight of the learned coupling (inf = independent coupling; auto = a KL target picked by a "
+                                   "pilot sweep, docs/kl_target.md); with --kl-target: the initial beta")
+    kl_target: float | None = _opt(None, "curvature method: adapt beta during training so that the KL per dimension settles "
+                                          "at this many nats (dual ascent on log beta; docs/kl_target.md); none = a fixed --beta")
+    kl_target_lr: float = _opt(0.01, "step of the dual ascent on log beta per unit relative KL error (--kl-target)")
     encoder: str = _opt("small", "encoder size for --method curvature: small | same (custom: a module given to sf.train(encoder_net=...))")
     # teacher pairs: reflow, distill, lines
     pairs: str = _opt("", "folder of teacher pairs (straightflow pairs ...)")
@@ -127,10 +132,19 @@ def coerce(name: str, value: Any) -> Any:
             return int(value)
         if typ == "float":
             return float(value)
+        if typ == "float | None":  # e.g. kl_target: a number, or none / null = off
+            if value is None or str(value).strip().lower() in ("none", "null", ""):
+                return None
+            return float(value)
+        if typ == "float | str":  # beta: a number (inf included) or the word auto
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                return "auto"
+            return float(value)
         if typ == "str":
             return str(value)
     except (TypeError, ValueError):
-        raise StraightflowError(f"config key {name!r} expects {typ}, got {value!r}") from None
+        what = {"float | str": "a number, inf or auto", "float | None": "a number or none"}.get(typ, typ)
+        raise StraightflowError(f"config key {name!r} expects {what}, got {value!r}") from None
     return value
 
 
@@ -204,7 +218,28 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if not ok:
             raise StraightflowError(msg)
     int_list("eval_nfe", cfg.eval_nfe)
+    _validate_kl_target(cfg)
     return cfg
+
+
+def _validate_kl_target(cfg: TrainConfig) -> None:
+    """``--kl-target`` / ``--beta auto`` (docs/kl_target.md): one-line errors for every misuse."""
+    auto = cfg.beta == "auto"
+    if cfg.kl_target is None and not auto:
+        return
+    what = "--beta auto" if auto else "--kl-target"
+    if cfg.method != "curvature":
+        raise StraightflowError(f"{what} adapts the curvature method's beta; --method {cfg.method} has none (use --method curvature)")
+    if auto and cfg.kl_target is not None:
+        raise StraightflowError("--beta auto picks the KL target itself: drop --kl-target (or give a number as --beta)")
+    if not (math.isfinite(cfg.kl_target_lr) and cfg.kl_target_lr > 0):
+        raise StraightflowError(f"kl_target_lr must be finite and > 0, got {cfg.kl_target_lr}")
+    if auto:
+        return
+    if not (math.isfinite(cfg.kl_target) and cfg.kl_target > 0):
+        raise StraightflowError(f"--kl-target must be finite and > 0 (nats per dimension), got {cfg.kl_target}")
+    if not (math.isfinite(cfg.beta) and cfg.beta > 0):
+        raise StraightflowError(f"--kl-target adapts beta from --beta as its initial value, which must be finite and > 0, got {cfg.beta}")
 
 
 def resolve_config(config_file: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

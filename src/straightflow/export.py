@@ -150,6 +150,13 @@ def _check_out(out: Path, run_dir: Path) -> None:
             raise StraightflowError(f"export --out {out}: holds a config.json that is not a straightflow export; give another folder")
 
 
+def _beta_text(cfg) -> str:
+    """The model card's beta: fixed, or adapted to a KL target (docs/kl_target.md)."""
+    if cfg.kl_target is not None:
+        return f" (KL target {_fmt(cfg.kl_target)} nats per dimension, beta adapted from {_fmt(cfg.beta)})"
+    return f" (beta {_fmt(cfg.beta)})"
+
+
 def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | None = None, nfe: int | None = None) -> ExportResult:
     """Write the run's EMA weights, ``config.json`` and a model card to ``out`` (``docs/portable.md``).
 
@@ -255,7 +262,7 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
              f"{__version__}: {METHOD_TEXT.get(cfg.method, cfg.method)}. It maps noise z ~ {prior} to samples in a few "
              "network evaluations (NFE) by integrating dz/dt = v(z, t) from t = 1 (noise) to t = 0 (data).", "",
              "| | |", "|---|---|",
-             f"| method | `{cfg.method}`{f' (beta {_fmt(cfg.beta)})' if cfg.method == 'curvature' else ''} |",
+             f"| method | `{cfg.method}`{_beta_text(cfg) if cfg.method == 'curvature' else ''} |",
              f"| data | {data}: {state['kind']}, shape {shape}"
              + (f", normalised per {'feature' if state['kind'] == 'vector' else 'channel'} (undone on sampling)" if state.get("normalization") else "") + " |",
              f"| classes | {classes} (class-conditional, classifier-free guidance) |" if run.conditional else "| classes | unconditional |",

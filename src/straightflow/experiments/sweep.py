@@ -266,6 +266,9 @@ def run_sweep(
     bad = set(train_overrides) - set(TrainConfig.field_names())
     if bad:
         raise StraightflowError(f"unknown train option(s) for the sweep: {', '.join(sorted(bad))}")
+    if train_overrides.get("kl_target") is not None:
+        raise StraightflowError("sweep: --kl-target would give every beta the same KL target; a sweep fixes beta per run "
+                                "(compare KL targets with bench/kl_target.py, docs/kl_target.md)")
     device = train_overrides.get("device", "auto")
     overrides = dict(train_overrides, data=data, steps=steps, batch_size=batch_size, seed=seed)
     sweep: dict = {

@@ -48,6 +48,11 @@ class Method:
         optimizer step (``aux.step(generator) -> stats``, checkpointed through ``state_dict``)."""
         return VelocityObjective(cfg.t_min), None
 
+    def build_kl_budget(self, cfg):
+        """The :class:`~straightflow.couplings.KLBudget` that adapts the coupling's beta during
+        training (``--kl-target``), or None: the trainer steps it after each optimizer step."""
+        return None
+
     def prepare(self, module: nn.Module, cfg, data) -> None:
         """Before training: e.g. copy a teacher's weights into the student."""
 

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..couplings import LearnedGaussianCoupling
+from ..couplings import KLBudget, LearnedGaussianCoupling
 from ..errors import StraightflowError
 from ..models import build_model
 from ..noise import seeded_noise
@@ -34,8 +34,16 @@ class Curvature(Method):
     def validate(self, cfg) -> None:
         if cfg.encoder not in ENCODER_SIZES:
             raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same (custom: a module given as encoder_net=...)")
+        if cfg.beta == "auto":
+            raise StraightflowError("--beta auto is resolved by train() (a pilot picks --kl-target); build the module from the resolved config")
         if math.isnan(cfg.beta) or cfg.beta < 0:
             raise StraightflowError(f"--beta must be >= 0 (or inf), got {cfg.beta}")
+
+    def build_kl_budget(self, cfg):
+        """``--kl-target K``: dual ascent on log beta from ``--beta`` (``couplings/kl_budget.py``)."""
+        if cfg.kl_target is None:
+            return None
+        return KLBudget(cfg.kl_target, beta=cfg.beta, lr=cfg.kl_target_lr)
 
     def build_coupling(self, cfg, data, prior, encoder=None):
         """The learned coupling around ``encoder`` (default: a ``small`` or ``same``-size net of the

@@ -53,6 +53,8 @@ def draw_forward(ax, x: torch.Tensor, z: torch.Tensor, title: str, max_lines: in
 def _beta_text(run) -> str:
     if run.cfg.method != "curvature":
         return "independent"
+    if run.cfg.kl_target is not None:  # beta adapted during training (docs/kl_target.md)
+        return f"KL target {run.cfg.kl_target:.3g}"
     return "beta = inf" if math.isinf(run.cfg.beta) else f"beta = {run.cfg.beta:g}"
 
 

@@ -34,6 +34,7 @@ from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
 from ..methods import build_module, get_method
 from ..models import count_parameters, resolve_model_name
+from .auto_beta import resolve_auto_beta
 from .ema import EMA
 from .monitor import QUALITY_FILE, TENSORBOARD_DIR, QualityProbe, TrainingMonitor, summary_line, summary_writer_class
 
@@ -147,6 +148,9 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         raise StraightflowError("no run directory given: pass --out RUNDIR")
     out = Path(out_value)
     cfg = _prepare_run_dir(out, resume, overrides, config_file)
+    if cfg.beta == "auto":  # short pilots pick kl_target and the initial beta (training/auto_beta.py)
+        resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
+        validate(cfg)
     with ExitStack() as cleanup:
         ctx = init_distributed(cfg.device)
         cleanup.callback(shutdown_distributed, ctx)
@@ -262,6 +266,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     method.prepare(module, cfg, data)
     module.to(device)
     module.objective, aux = method.build_objective(cfg, data, device)
+    budget = method.build_kl_budget(cfg)  # --kl-target: beta adapted by dual ascent (docs/kl_target.md)
     torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # dropout etc. differ per rank
 
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -281,10 +286,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         optimizer.load_state_dict(state["optimizer"])
         if aux is not None and "aux" in state:
             aux.load_state_dict(state["aux"])
+        if budget is not None:
+            if "kl_budget" not in state:
+                raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target {cfg.kl_target:g}")
+            budget.load_state_dict(state["kl_budget"])
         start_step = int(state["step"])
         warning = restore_rng_states(state, ctx, generator)
         if warning and ctx.is_main:
             print(warning)
+    if budget is not None:
+        module.coupling.beta = budget.beta
     batches = None
     if streaming:  # a DataLoader per rank over its share of each epoch (docs/data.md)
         train_items = data.train_dataset(labels=module.conditional)
@@ -343,12 +354,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         if not all(bool(torch.isfinite(p).all()) for p in (*module.parameters(), *ema.shadow.parameters())):
             raise diverged(step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
         rngs = rng_states(ctx, generator)
+        if budget is not None and len(set(ctx.gather_objects(budget.log_beta))) > 1:  # never on one rank; a guard for DDP
+            raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged across ranks")
         if ctx.is_main:
             state = {"optimizer": optimizer.state_dict(), "step": step, **rngs}
             if batches is not None:  # the epoch sampler: which rows the next batches are
                 state["sampler"] = batches.state_dict()
             if aux is not None:
                 state["aux"] = aux.state_dict()
+            if budget is not None:
+                state["kl_budget"] = budget.state_dict()
             save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
         ctx.barrier()
 
@@ -388,6 +403,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
             ema.update(step)
             if aux is not None:  # e.g. a discriminator's own optimizer step
                 stats.update(aux.step(generator))
+            if budget is not None:  # one dual step on the KL of the global batch: every rank holds the same beta
+                module.coupling.beta = budget.update(float(ctx.all_mean(stats["kl"].detach().float().reshape(1))))
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             count += 1
@@ -398,6 +415,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
                 means = ctx.all_mean(torch.stack([sums[k].float() for k in keys]) / count).tolist()
                 now = time.perf_counter()
                 record = {"step": done, **dict(zip(keys, means)), "lr": lr, "steps_per_sec": count / max(now - t_last, 1e-9)}
+                if budget is not None:  # the controller's state after this step (kl above: the window's mean batch KL)
+                    record.update(budget.stats())
                 if not all(math.isfinite(v) for v in means):
                     raise StraightflowError(f"training diverged at step {done}: loss is {record.get('loss')} (lower --lr or set --grad-clip)")
                 if stats_file:

@@ -1,0 +1,162 @@
+"""Beta by KL budget (issue 13, docs/kl_target.md): fixed-beta sweep vs --kl-target vs --beta auto.
+
+    OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target            # 4 2D sets, 3000 steps
+    OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target --quick    # 1000 steps
+    python bench/kl_target.py --out runs/kl_target --sweep-dir runs/curvature   # reuse straightflow sweep folders
+
+Per dataset: the fixed-beta sweep (``straightflow sweep``'s ``run_sweep``: betas 0.3,1,3,10,30,inf,
+in ``OUT/<set>/sweep`` or ``SWEEP_DIR/2d-<set>`` when given and present), ``--kl-target`` runs at
+``--targets`` and one ``--beta auto`` run, all at the experiments page's 2D settings (MLP width 256,
+depth 3, batch 256, n = 2000; docs/experiments-full.md 3.1), evaluated with ``evaluate`` (Euler,
+NFE 1 and 100, seed 0). Prints per set a table (target K, measured held-out KL, ratio, W2 at NFE 1
+and 100) and the Done-when lines with PASS/FAIL:
+
+* auto W2 at NFE 100 <= 1.5x the baseline's (beta = inf);
+* auto W2 at NFE 1 <= 1.15x the best W2 at NFE 1 among the fixed betas whose W2 at NFE 100 is
+  within 1.5x of the baseline's ("admissible");
+* every --kl-target run (and auto): |held-out KL - K| <= 20% of K.
+
+Everything resumes: finished runs and their evaluations are reused. ``--digits`` adds the digits
+set (UNet, its sweep settings; slow on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from straightflow.evaluate import evaluate
+from straightflow.experiments.sweep import run_sweep
+from straightflow.run import Run
+from straightflow.training import train
+
+SETS = ("moons", "8gaussians", "checkerboard", "spirals")
+BETAS = (0.3, 1.0, 3.0, 10.0, 30.0, math.inf)
+NFES = (1, 100)
+
+
+def _label(b: float) -> str:
+    return "inf" if math.isinf(b) else f"{b:g}"
+
+
+def _train_eval(run_dir: Path, n: int, **kw) -> dict:
+    """Train ``run_dir`` (resuming / skipping when done) and evaluate it (cached in eval_kl.json)."""
+    cache = run_dir / "eval_kl.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == {"steps": kw["steps"], "n": n}:
+            return saved["report"]
+    done = (run_dir / "config.yaml").exists()
+    if done:
+        train(out=str(run_dir), resume=True, steps=kw["steps"], progress=False)
+    else:
+        train(out=str(run_dir), progress=False, **kw)
+    report = evaluate(Run.load(run_dir, device="cpu"), list(NFES), n=n, seed=0, progress=False)
+    cache.write_text(json.dumps({"key": {"steps": kw["steps"], "n": n}, "report": report}, indent=1))
+    return report
+
+
+def _w2(report: dict, nfe: int) -> float:
+    """The quality at ``nfe``: W2 for vectors (FD for digits, reported in the same columns)."""
+    return next(r[report["quality_metric"]] for r in report["results"] if r["nfe_requested"] == nfe)
+
+
+def _row(name: str, report: dict, target: float | None) -> dict:
+    kl = float(report.get("kl", 0.0))
+    return {"run": name, "target": target, "kl": kl, "ratio": kl / target if target else None,
+            "w2_1": _w2(report, 1), "w2_100": _w2(report, 100)}
+
+
+def bench_set(data: str, out: Path, steps: int, targets: list[float], common: dict, n: int, sweep_dir: Path | None) -> dict:
+    sweep_out = sweep_dir / f"2d-{data}" if sweep_dir is not None and (sweep_dir / f"2d-{data}").is_dir() else out / data / "sweep"
+    sweep = run_sweep(sweep_out, data, list(BETAS), steps, batch_size=common["batch_size"], nfes=list(NFES), n=n,
+                      trajectories=False, quiet=True, width=common["width"], depth=common["depth"], progress=False)
+    fixed = [_row(f"beta={_label(float(r['beta']))}", r["report"], None) | {"beta": float(r["beta"])} for r in sweep["runs"]]
+    base = next(r for r in fixed if math.isinf(r["beta"]))
+    rows = []
+    for k in targets:
+        rep = _train_eval(out / data / f"kl-{k:g}", n, data=data, method="curvature", kl_target=k, steps=steps, **common)
+        rows.append(_row(f"kl_target={k:g}", rep, k))
+    auto_dir = out / data / "auto"
+    rep = _train_eval(auto_dir, n, data=data, method="curvature", beta="auto", steps=steps, **common)
+    auto_k = Run.load(auto_dir, device="cpu").cfg.kl_target
+    auto = _row("beta=auto", rep, auto_k)
+    rows.append(auto)
+    limit = 1.5 * base["w2_100"]
+    admissible = [r for r in fixed if r["w2_100"] <= limit]
+    best = min(admissible, key=lambda r: r["w2_1"])
+    checks = {
+        "auto W2@100 <= 1.5x baseline": (auto["w2_100"] <= limit, f"{auto['w2_100']:.4g} vs {limit:.4g} ({auto['w2_100'] / base['w2_100']:.3g}x)"),
+        "auto W2@1 <= 1.15x best admissible": (auto["w2_1"] <= 1.15 * best["w2_1"],
+                                               f"{auto['w2_1']:.4g} vs {best['run']} {best['w2_1']:.4g} ({auto['w2_1'] / best['w2_1']:.3g}x)"),
+        "held-out KL within 20% of K": (all(abs(r["ratio"] - 1) <= 0.2 for r in rows),
+                                        ", ".join(f"{r['ratio']:.3g}" for r in rows)),
+    }
+    return {"data": data, "steps": steps, "fixed": fixed, "targets": rows, "baseline": base, "best_admissible": best["run"],
+            "checks": {k: {"pass": bool(ok), "detail": d} for k, (ok, d) in checks.items()},
+            "auto_record": json.loads((auto_dir / "beta_auto.json").read_text()) if (auto_dir / "beta_auto.json").exists() else None}
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def format_set(res: dict) -> str:
+    limit = 1.5 * res["baseline"]["w2_100"]
+    lines = [f"**{res['data']}** ({res['steps']} steps)", "",
+             "| run | target K | held-out KL | KL / K | W2 NFE 1 | W2 NFE 100 | W2@100 / baseline |", "|---|---|---|---|---|---|---|"]
+    for r in res["fixed"] + res["targets"]:
+        mark = " (best admissible)" if r["run"] == res["best_admissible"] else ""
+        adm = "" if r["w2_100"] <= limit else " (over 1.5x)"
+        lines.append(f"| {r['run']}{mark} | {_f(r['target'])} | {_f(r['kl'])} | {_f(r['ratio'])} | {_f(r['w2_1'])} | "
+                     f"{_f(r['w2_100'])} | {r['w2_100'] / res['baseline']['w2_100']:.3g}{adm} |")
+    lines.append("")
+    for name, c in res["checks"].items():
+        lines.append(f"- {'PASS' if c['pass'] else 'FAIL'}: {name}: {c['detail']}")
+    rec = res.get("auto_record")
+    if rec:
+        lines.append(f"- auto: K = {rec['kl_target']:.4g} ({rec['why']}); pilots ({rec['pilot_steps']} steps) beta: W2@100 ratio "
+                     + ", ".join(f"{p['beta']}: {p['ratio']:.3g}" for p in rec["pilots"]))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="bench folder (resumable)")
+    p.add_argument("--data", default=",".join(SETS), help="comma-separated 2D sets (default the four)")
+    p.add_argument("--digits", action="store_true", help="also the digits set (UNet; slow on CPU)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--quick", action="store_true", help="1000 steps")
+    p.add_argument("--targets", default="0.03,0.1,0.3", help="--kl-target values (nats per dimension)")
+    p.add_argument("--sweep-dir", default=None, help="a folder of `straightflow sweep` outputs named 2d-<set> to reuse")
+    p.add_argument("-n", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--depth", type=int, default=3)
+    args = p.parse_args(argv)
+    steps = 1000 if args.quick else args.steps
+    targets = [float(t) for t in args.targets.split(",") if t.strip()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(batch_size=args.batch_size, width=args.width, depth=args.depth)
+    sets = [s for s in args.data.split(",") if s.strip()] + (["digits"] if args.digits else [])
+    results, texts = [], []
+    for data in sets:
+        res = bench_set(data, out, steps, targets, common if data != "digits" else dict(batch_size=128, width=args.width, depth=args.depth),
+                        args.n, Path(args.sweep_dir) if args.sweep_dir else None)
+        results.append(res)
+        texts.append(format_set(res))
+        print(texts[-1] + "\n", flush=True)
+        (out / "kl_target.json").write_text(json.dumps(results, indent=1))
+    (out / "kl_target.md").write_text("\n\n".join(texts) + "\n")
+    ok = all(c["pass"] for r in results for c in r["checks"].values())
+    print(f"overall: {'PASS' if ok else 'FAIL'} ({sum(c['pass'] for r in results for c in r['checks'].values())}/"
+          f"{sum(len(r['checks']) for r in results)} checks)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Beta by KL budget (issue 13): the KLBudget controller, --kl-target training and resume, --beta auto's rule."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from straightflow.checkpoint import latest_checkpoint, load_train_state
+from straightflow.cli.main import main
+from straightflow.config import TrainConfig, apply_overrides, coerce, resolve_config
+from straightflow.couplings import KLBudget
+from straightflow.errors import StraightflowError
+from straightflow.methods.curvature import encode_sample
+from straightflow.run import Run
+from straightflow.training import auto_beta, train
+from straightflow.training.auto_beta import PILOT_BETAS, TOLERANCE, choose_target, pilot_steps
+
+SMALL = dict(data="moons", width=32, depth=2, batch_size=128, progress=False, method="curvature")
+
+
+# ------------------------------------------------------------------ the controller, closed form
+def test_budget_rises_above_the_target_falls_below_and_rests_at_it():
+    b = KLBudget(0.1, beta=10.0, lr=0.01, ema=0.0)  # ema 0: kl_ema is this step's KL
+    assert b.update(0.15) == pytest.approx(10.0 * math.exp(0.01 * 0.5))  # relative error +0.5
+    b = KLBudget(0.1, beta=10.0, lr=0.01, ema=0.0)
+    assert b.update(0.05) == pytest.approx(10.0 * math.exp(-0.01 * 0.5))  # -0.5
+    b = KLBudget(0.1, beta=10.0, lr=0.01, ema=0.0)
+    assert b.update(5.0) == pytest.approx(10.0 * math.exp(0.01))  # the error is clipped at +1
+    b = KLBudget(0.1, beta=3.0)
+    for _ in range(500):
+        b.update(0.1)
+    assert b.beta == pytest.approx(3.0, rel=1e-12) and b.kl_ema == pytest.approx(0.1)  # the fixed point: K
+    # a smoothed sequence: the first KL seeds the EMA, then ema * old + (1 - ema) * new
+    b = KLBudget(0.2, beta=1.0, lr=0.1, ema=0.5)
+    b.update(0.4)
+    b.update(0.0)
+    assert b.kl_ema == pytest.approx(0.2) and b.beta == pytest.approx(math.exp(0.1 * 1.0 + 0.1 * 0.0))
+    # clamped to [beta_min, beta_max]
+    b = KLBudget(0.1, beta=1.0, lr=1.0, ema=0.0, beta_min=0.5, beta_max=2.0)
+    assert [b.update(1.0) for _ in range(3)][-1] == pytest.approx(2.0)
+    assert [b.update(0.0) for _ in range(5)][-1] == pytest.approx(0.5)
+
+
+def test_budget_state_dict_continues_identically():
+    a = KLBudget(0.05, beta=10.0)
+    seq = [0.0, 0.01, 0.2, 0.07, 0.04, 0.06] * 20
+    for kl in seq[:50]:
+        a.update(kl)
+    b = KLBudget(0.05, beta=10.0)
+    b.load_state_dict(a.state_dict())
+    assert [a.update(kl) for kl in seq[50:]] == [b.update(kl) for kl in seq[50:]]
+    with pytest.raises(StraightflowError, match="targets 0.05"):
+        KLBudget(0.1).load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(target=0.0), "finite and > 0"), (dict(target=-1.0), "finite and > 0"), (dict(target=math.nan), "finite and > 0"),
+    (dict(target=math.inf), "finite and > 0"), (dict(target=0.1, beta=math.inf), "initial beta"),
+    (dict(target=0.1, beta=0.0), "initial beta"), (dict(target=0.1, lr=0.0), "kl_target_lr"),
+])
+def test_budget_rejects_bad_settings(kw, match):
+    with pytest.raises(StraightflowError, match=match):
+        KLBudget(**kw)
+
+
+# ------------------------------------------------------------------ config and CLI errors
+def test_config_parses_kl_target_and_beta_auto():
+    assert coerce("kl_target", "0.1") == 0.1 and coerce("kl_target", "none") is None and coerce("kl_target", None) is None
+    assert coerce("beta", "auto") == "auto" and coerce("beta", "inf") == math.inf and coerce("beta", "3") == 3.0
+    assert TrainConfig().kl_target is None and TrainConfig().beta == 10.0
+    assert resolve_config(None, {"method": "curvature", "beta": "auto"}).beta == "auto"
+    with pytest.raises(StraightflowError, match="'beta' expects a number, inf or auto, got 'often'"):
+        apply_overrides(TrainConfig(), {"beta": "often"}, "command line")
+    with pytest.raises(StraightflowError, match="'kl_target' expects a number or none"):
+        apply_overrides(TrainConfig(), {"kl_target": "lots"}, "command line")
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"kl_target": "0.1"}, "--method rectified has none"),
+    ({"beta": "auto", "method": "ot"}, "--method ot has none"),
+    ({"method": "curvature", "kl_target": "0"}, "finite and > 0"),
+    ({"method": "curvature", "kl_target": "-0.5"}, "finite and > 0"),
+    ({"method": "curvature", "kl_target": "nan"}, "finite and > 0"),
+    ({"method": "curvature", "kl_target": "0.1", "beta": "inf"}, "initial value"),
+    ({"method": "curvature", "beta": "auto", "kl_target": "0.1"}, "drop --kl-target"),
+    ({"method": "curvature", "kl_target": "0.1", "kl_target_lr": "0"}, "kl_target_lr"),
+])
+def test_misconfigurations_are_one_line_errors(over, match, tmp_path, capsys):
+    with pytest.raises(StraightflowError, match=match):
+        resolve_config(None, over)
+    argv = ["train", "--out", str(tmp_path / "r"), "--steps", "1"] + [a for k, v in over.items() for a in ("--" + k.replace("_", "-"), v)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_sweep_refuses_a_kl_target_for_all_its_betas(tmp_path, capsys):
+    argv = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "1", "--out", str(tmp_path / "s"), "--kl-target", "0.1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "same KL target" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ training to a target
+def test_kl_target_run_lands_its_heldout_kl_near_the_target(tmp_path):
+    run_dir = train(out=str(tmp_path / "k"), steps=700, kl_target=0.15, log_every=50, **SMALL)
+    stats = [json.loads(r) for r in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert all({"beta", "kl", "kl_ema", "kl_target"} <= set(r) for r in stats)
+    assert stats[0]["beta"] < 10.0 and stats[-1]["beta"] < 3.0  # KL below the budget at beta 10: beta falls
+    assert abs(stats[-1]["kl_ema"] - 0.15) < 0.02
+    run = Run.load(run_dir, device="cpu")
+    _, kl, _ = encode_sample(run, run.data.reference(2000, 0), 0)
+    assert abs(float(kl.mean()) - 0.15) / 0.15 < 0.2, float(kl.mean())  # held-out, EMA weights
+
+
+def test_kl_target_resume_is_bit_identical(tmp_path):
+    common = dict(SMALL, width=16, depth=1, kl_target=0.1, log_every=10)
+    part = train(out=str(tmp_path / "part"), steps=40, ckpt_every=20, **common)
+    budget = load_train_state(latest_checkpoint(part))["kl_budget"]
+    assert budget["steps"] == 40 and budget["target"] == 0.1
+    train(out=str(part), resume=True, steps=70)
+    full = train(out=str(tmp_path / "full"), steps=70, ckpt_every=1000, **common)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_file(str(latest_checkpoint(full) / name)), load_file(str(latest_checkpoint(part) / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert load_train_state(latest_checkpoint(full))["kl_budget"] == load_train_state(latest_checkpoint(part))["kl_budget"]
+    lines = lambda d: [json.loads(r) for r in (d / "stats.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r["beta"] for r in lines(full)] == [r["beta"] for r in lines(part)]
+
+
+def test_kl_target_under_ddp_gives_every_rank_the_same_beta(tmp_path):
+    """Two gloo ranks: the checkpoint's guard raises if the ranks' betas ever differ (their batch KLs do)."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow", "train",
+           "--data", "moons", "--method", "curvature", "--kl-target", "0.1", "--steps", "40", "--batch-size", "64",
+           "--width", "16", "--depth", "1", "--device", "cpu", "--out", str(out), "--progress", "false", "--log-every", "20",
+           "--ckpt-every", "20"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_train_state(latest_checkpoint(out))["kl_budget"]["steps"] == 40
+
+
+# ------------------------------------------------------------------ --beta auto
+def _pilots(*rows):
+    return [{"beta": b, "kl": k, "quality": q} for b, k, q in rows]
+
+
+def test_auto_rule_interpolates_where_the_price_crosses_the_tolerance():
+    assert TOLERANCE == 1.25 and PILOT_BETAS[0] == math.inf and pilot_steps(3000) == 3000 and pilot_steps(60) == 60
+    # r: 1.0, 1.05 (beta 30), 1.15 (beta 10), 1.45 (beta 3): crossing a third of the way from beta 10 to beta 3
+    got = choose_target(_pilots((math.inf, 0.0, 0.2), (30.0, 0.002, 0.21), (10.0, 0.02, 0.23), (3.0, 0.16, 0.29)))
+    frac = (1.25 - 1.15) / (1.45 - 1.15)
+    assert got["kl_target"] == pytest.approx(math.exp(math.log(0.02) + frac * math.log(8.0)))
+    assert got["beta"] == pytest.approx(math.exp(math.log(10.0) + frac * math.log(0.3)))
+    # already beta = 30 too costly: linear in KL from the baseline point (0, 1)
+    got = choose_target(_pilots((math.inf, 0.0, 0.2), (30.0, 0.004, 0.4)))
+    assert got["kl_target"] == pytest.approx(0.25 * 0.004) and got["beta"] == 30.0
+    # every pilot admissible: the ladder's last KL
+    got = choose_target(_pilots((math.inf, 0.0, 0.2), (1.0, 0.5, 0.21), (0.3, 0.9, 0.24)))
+    assert got["kl_target"] == 0.9 and got["beta"] == 0.3
+    with pytest.raises(StraightflowError, match="baseline"):
+        choose_target(_pilots((1.0, 0.5, 0.2)))
+
+
+def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(auto_beta, "PROBE_N", 400)  # the same rule on a smaller quality probe (seconds of CPU)
+    run_dir = tmp_path / "auto"
+    assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
+                 "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]) == 0
+    record = json.loads((run_dir / "beta_auto.json").read_text())
+    pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
+    assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
+    assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
+    assert all(p["ratio"] <= TOLERANCE for p in pilots[:-1]) and (pilots[-1]["ratio"] > TOLERANCE or len(pilots) == len(PILOT_BETAS))
+    choice = choose_target(pilots)
+    cfg = Run.load(run_dir, device="cpu").cfg
+    assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"
+    assert (run_dir / "pilots" / "beta-inf" / "config.yaml").is_file()
+    assert "--beta auto: kl_target" in capsys.readouterr().out
