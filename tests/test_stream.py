@@ -98,6 +98,25 @@ def test_auto_loader_rule(tmp_path, monkeypatch):
     assert isinstance(load_data(str(folder)), ItemSource)  # above the threshold: streamed, nothing decoded up front
 
 
+def test_auto_workers_reads_rows_in_memory_in_the_training_process(monkeypatch):
+    """--workers -1: none for a tensor in memory (a gather), CPUs - 1 (at most 4) for rows that decode or read disk."""
+    monkeypatch.setattr(stream_module.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    in_memory = TensorRows(torch.zeros(10, 2))
+    assert stream_module.auto_workers(1, in_memory) == 0
+    assert stream_module.auto_workers(1, stream_module.ConcatRows(in_memory, in_memory)) == 0
+
+    class DiskRows:  # no in_memory attribute: like a folder of images or a memory-mapped file
+        def __len__(self):
+            return 10
+
+        def read(self, indices):
+            return torch.zeros(len(indices), 2), None
+
+    assert stream_module.auto_workers(1, DiskRows()) == 4
+    assert stream_module.auto_workers(4, DiskRows()) == 1
+    assert stream_module.auto_workers(1, stream_module.ConcatRows(in_memory, DiskRows())) == 4
+
+
 def test_streamed_folder_reads_what_the_in_memory_one_holds(tmp_path):
     folder = write_folder(tmp_path / "f", n=30)
     mem = load_data(str(folder), {"loader": "memory"}, require_labels=True)

@@ -55,7 +55,7 @@ class TrainConfig:
     label_column: str = _opt("", "point-cloud files: the column of class labels (0-based index or CSV header name)")
     data_kind: str = _opt("auto", "how a file / folder / Dataset is read: auto | image | vector | latent (any float range, standardised per channel)")
     loader: str = _opt("auto", "how training reads the data: auto (stream above 128 MiB as float32) | memory | stream (DataLoader)")
-    workers: int = _opt(-1, "DataLoader worker processes per rank when streaming (-1 = min(4, CPUs per rank - 1))")
+    workers: int = _opt(-1, "DataLoader worker processes per rank when streaming (-1 = min(4, CPUs per rank - 1); 0 for data already in memory)")
     # class-conditional generation (docs/conditional.md)
     conditional: bool = _opt(False, "train a class-conditional model on the data's labels")
     cond_drop: float = _opt(0.1, "rate at which labels are replaced by the null class (classifier-free guidance)")

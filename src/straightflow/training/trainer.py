@@ -304,7 +304,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
             warning = sampler.load_state_dict(state["sampler"])
             if warning and ctx.is_main:
                 print(warning)
-        workers = cfg.workers if cfg.workers >= 0 else auto_workers(ctx.world_size)
+        workers = cfg.workers if cfg.workers >= 0 else auto_workers(ctx.world_size, train_items.rows)
         batches = BatchStream(train_items, sampler, workers, device)
         cleanup.callback(batches.close)
 
