@@ -52,7 +52,7 @@ def auto_workers(world_size: int = 1, rows: "Rows | None" = None) -> int:
 
     0 when ``rows`` are held in memory (:func:`rows_in_memory`): a batch is then one gather, cheaper in
     the training process than shipped from a worker, which would only take a core from training
-    (measured: 0.91x torchcfm's img/s with one worker on 2 cores, 0.96x with none; docs/data.md).
+    (measured on 2 cores: 0.90x-0.91x torchcfm's img/s with one worker, 0.95x-1.00x with none; README, Benchmark).
     """
     if rows is not None and rows_in_memory(rows):
         return 0
