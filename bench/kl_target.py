@@ -3,12 +3,15 @@
     OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target            # 4 2D sets, 3000 steps
     OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target --quick    # 1000 steps
     python bench/kl_target.py --out runs/kl_target --sweep-dir runs/curvature   # reuse straightflow sweep folders
+    OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target_s1 --seed 1 --targets ""  # another training seed, auto only
+    python bench/kl_target.py --across runs/kl_target,runs/kl_target_s1               # the Done-when lines across seeds
 
 Per dataset: the fixed-beta sweep (``straightflow sweep``'s ``run_sweep``: betas 0.3,1,3,10,30,inf,
 in ``OUT/<set>/sweep`` or ``SWEEP_DIR/2d-<set>`` when given and present), ``--kl-target`` runs at
 ``--targets`` and one ``--beta auto`` run, all at the experiments page's 2D settings (MLP width 256,
 depth 3, batch 256, n = 2000; docs/experiments-full.md 3.1), evaluated with ``evaluate`` (Euler,
-NFE 1 and 100, seed 0). Prints per set a table (target K, measured held-out KL, ratio, W2 at NFE 1
+NFE 1 and 100; ``--seed`` (default 0) is every run's training seed and, as in ``straightflow sweep``,
+its evaluation seed). Prints per set a table (target K, measured held-out KL, ratio, W2 at NFE 1
 and 100) and the Done-when lines with PASS/FAIL:
 
 * auto W2 at NFE 100 <= 1.5x the baseline's (beta = inf);
@@ -54,7 +57,7 @@ def _train_eval(run_dir: Path, n: int, **kw) -> dict:
         train(out=str(run_dir), resume=True, steps=kw["steps"], progress=False)
     else:
         train(out=str(run_dir), progress=False, **kw)
-    report = evaluate(Run.load(run_dir, device="cpu"), list(NFES), n=n, seed=0, progress=False)
+    report = evaluate(Run.load(run_dir, device="cpu"), list(NFES), n=n, seed=kw.get("seed", 0), progress=False)
     cache.write_text(json.dumps({"key": {"steps": kw["steps"], "n": n}, "report": report}, indent=1))
     return report
 
@@ -70,9 +73,11 @@ def _row(name: str, report: dict, target: float | None) -> dict:
             "w2_1": _w2(report, 1), "w2_100": _w2(report, 100)}
 
 
-def bench_set(data: str, out: Path, steps: int, targets: list[float], common: dict, n: int, sweep_dir: Path | None) -> dict:
+def bench_set(data: str, out: Path, steps: int, targets: list[float], common: dict, n: int, sweep_dir: Path | None,
+              seed: int = 0) -> dict:
+    common = dict(common, seed=seed)
     sweep_out = sweep_dir / f"2d-{data}" if sweep_dir is not None and (sweep_dir / f"2d-{data}").is_dir() else out / data / "sweep"
-    sweep = run_sweep(sweep_out, data, list(BETAS), steps, batch_size=common["batch_size"], nfes=list(NFES), n=n,
+    sweep = run_sweep(sweep_out, data, list(BETAS), steps, batch_size=common["batch_size"], nfes=list(NFES), n=n, seed=seed,
                       trajectories=False, quiet=True, width=common["width"], depth=common["depth"], progress=False)
     fixed = [_row(f"beta={_label(float(r['beta']))}", r["report"], None) | {"beta": float(r["beta"])} for r in sweep["runs"]]
     base = next(r for r in fixed if math.isinf(r["beta"]))
@@ -95,7 +100,7 @@ def bench_set(data: str, out: Path, steps: int, targets: list[float], common: di
         "held-out KL within 20% of K": (all(abs(r["ratio"] - 1) <= 0.2 for r in rows),
                                         ", ".join(f"{r['ratio']:.3g}" for r in rows)),
     }
-    return {"data": data, "steps": steps, "fixed": fixed, "targets": rows, "baseline": base, "best_admissible": best["run"],
+    return {"data": data, "steps": steps, "seed": seed, "fixed": fixed, "targets": rows, "baseline": base, "best_admissible": best["run"],
             "checks": {k: {"pass": bool(ok), "detail": d} for k, (ok, d) in checks.items()},
             "auto_record": json.loads((auto_dir / "beta_auto.json").read_text()) if (auto_dir / "beta_auto.json").exists() else None}
 
@@ -106,7 +111,7 @@ def _f(v) -> str:
 
 def format_set(res: dict) -> str:
     limit = 1.5 * res["baseline"]["w2_100"]
-    lines = [f"**{res['data']}** ({res['steps']} steps)", "",
+    lines = [f"**{res['data']}** ({res['steps']} steps, training seed {res.get('seed', 0)})", "",
              "| run | target K | held-out KL | KL / K | W2 NFE 1 | W2 NFE 100 | W2@100 / baseline |", "|---|---|---|---|---|---|---|"]
     for r in res["fixed"] + res["targets"]:
         mark = " (best admissible)" if r["run"] == res["best_admissible"] else ""
@@ -123,20 +128,55 @@ def format_set(res: dict) -> str:
     return "\n".join(lines)
 
 
+def across_seeds(folders: list[Path]) -> str:
+    """The two ``--beta auto`` Done-when lines with every seed's auto run judged against every
+    seed's sweep (``kl_target.json`` of bench folders run with different ``--seed``): the
+    diagonal is the paired check the bench prints, the rest says whether the choice holds up
+    against a sweep trained on other batches and noise."""
+    runs = [json.loads((f / "kl_target.json").read_text()) for f in folders]
+    lines = ["| set | auto seed | sweep seed | auto K | auto W2@1 | best admissible | its W2@1 | W2@1 ratio | "
+             "auto W2@100 / baseline | both lines |", "|---|---|---|---|---|---|---|---|---|---|"]
+    tally = {"paired": [0, 0], "unpaired": [0, 0]}
+    for data in dict.fromkeys(r["data"] for rs in runs for r in rs):
+        per_seed = [next(r for r in rs if r["data"] == data) for rs in runs if any(r["data"] == data for r in rs)]
+        for a in per_seed:
+            auto = next(r for r in a["targets"] if r["run"] == "beta=auto")
+            for b in per_seed:
+                best = next(r for r in b["fixed"] if r["run"] == b["best_admissible"])
+                r1, r100 = auto["w2_1"] / best["w2_1"], auto["w2_100"] / b["baseline"]["w2_100"]
+                ok = r1 <= 1.15 and r100 <= 1.5
+                kind = "paired" if a["seed"] == b["seed"] else "unpaired"
+                tally[kind][0] += ok
+                tally[kind][1] += 1
+                lines.append(f"| {data} | {a['seed']} | {b['seed']} | {auto['target']:.4g} | {auto['w2_1']:.4g} | {best['run']} | "
+                             f"{best['w2_1']:.4g} | {r1:.3g} | {r100:.3g} | {'PASS' if ok else 'FAIL'} |")
+    lines += ["", f"- same seed: {tally['paired'][0]}/{tally['paired'][1]} pass both lines; "
+                  f"other seeds: {tally['unpaired'][0]}/{tally['unpaired'][1]}"]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="bench folder (resumable)")
+    p.add_argument("--out", help="bench folder (resumable)")
+    p.add_argument("--across", default=None, help="comma-separated finished bench folders (different --seed): print the "
+                                                  "auto lines of every seed's auto run against every seed's sweep, and exit")
     p.add_argument("--data", default=",".join(SETS), help="comma-separated 2D sets (default the four)")
     p.add_argument("--digits", action="store_true", help="also the digits set (UNet; slow on CPU)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--quick", action="store_true", help="1000 steps")
     p.add_argument("--targets", default="0.03,0.1,0.3", help="--kl-target values (nats per dimension)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every run (the sweep's, the targets' and auto's)")
     p.add_argument("--sweep-dir", default=None, help="a folder of `straightflow sweep` outputs named 2d-<set> to reuse")
     p.add_argument("-n", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--depth", type=int, default=3)
     args = p.parse_args(argv)
+    if args.across:
+        print(across_seeds([Path(f) for f in args.across.split(",") if f.strip()]))
+        return 0
+    if not args.out:
+        p.error("--out is required (or --across)")
     steps = 1000 if args.quick else args.steps
     targets = [float(t) for t in args.targets.split(",") if t.strip()]
     out = Path(args.out)
@@ -146,7 +186,7 @@ def main(argv=None) -> int:
     results, texts = [], []
     for data in sets:
         res = bench_set(data, out, steps, targets, common if data != "digits" else dict(batch_size=128, width=args.width, depth=args.depth),
-                        args.n, Path(args.sweep_dir) if args.sweep_dir else None)
+                        args.n, Path(args.sweep_dir) if args.sweep_dir else None, args.seed)
         results.append(res)
         texts.append(format_set(res))
         print(texts[-1] + "\n", flush=True)

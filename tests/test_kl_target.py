@@ -17,7 +17,7 @@ from straightflow.errors import StraightflowError
 from straightflow.methods.curvature import encode_sample
 from straightflow.run import Run
 from straightflow.training import auto_beta, train
-from straightflow.training.auto_beta import PILOT_BETAS, TOLERANCE, choose_target, pilot_steps
+from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, choose_target
 
 SMALL = dict(data="moons", width=32, depth=2, batch_size=128, progress=False, method="curvature")
 
@@ -88,6 +88,8 @@ def test_config_parses_kl_target_and_beta_auto():
     ({"method": "curvature", "kl_target": "0.1", "beta": "inf"}, "initial value"),
     ({"method": "curvature", "beta": "auto", "kl_target": "0.1"}, "drop --kl-target"),
     ({"method": "curvature", "kl_target": "0.1", "kl_target_lr": "0"}, "kl_target_lr"),
+    ({"method": "curvature", "beta": "auto", "beta_auto_price": "0.9"}, "beta_auto_price must be finite and >= 1"),
+    ({"method": "curvature", "beta": "auto", "beta_auto_price": "nan"}, "beta_auto_price must be finite and >= 1"),
 ])
 def test_misconfigurations_are_one_line_errors(over, match, tmp_path, capsys):
     with pytest.raises(StraightflowError, match=match):
@@ -146,24 +148,35 @@ def test_kl_target_under_ddp_gives_every_rank_the_same_beta(tmp_path):
 
 # ------------------------------------------------------------------ --beta auto
 def _pilots(*rows):
-    return [{"beta": b, "kl": k, "quality": q} for b, k, q in rows]
+    """(beta, KL, quality at NFE 100, quality at NFE 1) rows."""
+    return [{"beta": b, "kl": k, "quality": q, "quality_nfe1": q1} for b, k, q, q1 in rows]
 
 
-def test_auto_rule_interpolates_where_the_price_crosses_the_tolerance():
-    assert TOLERANCE == 1.25 and PILOT_BETAS[0] == math.inf and pilot_steps(3000) == 3000 and pilot_steps(60) == 60
-    # r: 1.0, 1.05 (beta 30), 1.15 (beta 10), 1.45 (beta 3): crossing a third of the way from beta 10 to beta 3
-    got = choose_target(_pilots((math.inf, 0.0, 0.2), (30.0, 0.002, 0.21), (10.0, 0.02, 0.23), (3.0, 0.16, 0.29)))
-    frac = (1.25 - 1.15) / (1.45 - 1.15)
-    assert got["kl_target"] == pytest.approx(math.exp(math.log(0.02) + frac * math.log(8.0)))
-    assert got["beta"] == pytest.approx(math.exp(math.log(10.0) + frac * math.log(0.3)))
-    # already beta = 30 too costly: linear in KL from the baseline point (0, 1)
-    got = choose_target(_pilots((math.inf, 0.0, 0.2), (30.0, 0.004, 0.4)))
-    assert got["kl_target"] == pytest.approx(0.25 * 0.004) and got["beta"] == 30.0
-    # every pilot admissible: the ladder's last KL
-    got = choose_target(_pilots((math.inf, 0.0, 0.2), (1.0, 0.5, 0.21), (0.3, 0.9, 0.24)))
+def test_auto_rule_picks_the_best_few_step_pilot_within_the_price():
+    assert DEFAULT_PRICE == 1.5 and PILOT_BETAS[0] == math.inf
+    # r: 1, 1.05, 1.15, 1.45 (admissible), 1.6 (not): beta 3 has the best NFE 1 quality of the admissible ones
+    ladder = ((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.21, 1.9), (10.0, 0.02, 0.23, 1.6), (3.0, 0.16, 0.29, 0.9),
+              (1.0, 0.5, 0.32, 0.4))
+    got = choose_target(_pilots(*ladder))
+    assert got["kl_target"] == 0.16 and got["beta"] == 3.0 and "1.45x" in got["why"]
+    # a stricter price stops the walk earlier: beta 10 (1.15x) is the last admissible pilot
+    got = choose_target(_pilots(*ladder), price=1.25)
+    assert got["kl_target"] == 0.02 and got["beta"] == 10.0
+    # the best NFE 1 quality wins even when it is not the lowest admissible beta (and is never past a measured point)
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.2, 1.9), (10.0, 0.02, 0.22, 1.2), (3.0, 0.16, 0.25, 1.3)))
+    assert got["kl_target"] == 0.02 and got["beta"] == 10.0
+    # no NFE 1 quality recorded: the largest admissible KL
+    got = choose_target([{"beta": math.inf, "kl": 0.0, "quality": 0.2}, {"beta": 30.0, "kl": 0.002, "quality": 0.2},
+                         {"beta": 10.0, "kl": 0.02, "quality": 0.25}])
+    assert got["kl_target"] == 0.02
+    # already beta = 30 too costly (2x): linear in KL from the baseline point (0, 1) to where the line crosses 1.5
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.4, 1.9)))
+    assert got["kl_target"] == pytest.approx(0.5 * 0.004) and got["beta"] == 30.0
+    # every pilot admissible and NFE 1 improving down the ladder: the ladder's last
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (1.0, 0.5, 0.21, 0.5), (0.3, 0.9, 0.24, 0.3)))
     assert got["kl_target"] == 0.9 and got["beta"] == 0.3
     with pytest.raises(StraightflowError, match="baseline"):
-        choose_target(_pilots((1.0, 0.5, 0.2)))
+        choose_target(_pilots((1.0, 0.5, 0.2, 0.5)))
 
 
 def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys, monkeypatch):
@@ -175,8 +188,10 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
     assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
     assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
-    assert all(p["ratio"] <= TOLERANCE for p in pilots[:-1]) and (pilots[-1]["ratio"] > TOLERANCE or len(pilots) == len(PILOT_BETAS))
-    choice = choose_target(pilots)
+    assert record["price"] == DEFAULT_PRICE
+    assert all(p["ratio"] <= DEFAULT_PRICE for p in pilots[:-1])
+    assert pilots[-1]["ratio"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
+    choice = choose_target(pilots, record["price"])
     cfg = Run.load(run_dir, device="cpu").cfg
     assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"
     assert (run_dir / "pilots" / "beta-inf" / "config.yaml").is_file()
