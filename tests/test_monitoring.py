@@ -21,7 +21,7 @@ from straightflow.evaluate import evaluate  # noqa: E402
 from straightflow.plots import plot_loss  # noqa: E402
 from straightflow.run import Run  # noqa: E402
 from straightflow.training import train  # noqa: E402
-from straightflow.training.monitor import image_batch  # noqa: E402
+from straightflow.training.monitor import QualityProbe, image_batch  # noqa: E402
 
 MONITOR = dict(tensorboard=True, eval_every=20, eval_nfe="1,4", eval_n=128)
 
@@ -81,6 +81,21 @@ def test_in_training_quality_is_evals_on_the_same_noise_and_reference(curvature_
     assert last["w2_floor"] == pytest.approx(report["w2_floor"], rel=1e-9)
     first = quality_lines(run)[0]
     assert first["w2_nfe4"] != last["w2_nfe4"]  # the checks follow the weights
+
+
+def test_a_probe_of_several_draws_scores_the_mean_of_evals_at_successive_seeds(curvature_runs):
+    _, run_dir = curvature_runs
+    run = Run.load(run_dir)
+    probe = QualityProbe(run.data, [1, 4], n=128, prior=run.prior, seed=7, draws=3)
+    scores = probe(run.velocity_fn()).scores
+    reports = [evaluate(run, [1, 4], n=128, seed=s) for s in (7, 8, 9)]  # each its own noise and reference
+    for k in (1, 4):
+        single = [next(r["w2"] for r in rep["results"] if r["nfe"] == k) for rep in reports]
+        assert scores[f"w2_nfe{k}"] == pytest.approx(sum(single) / 3, rel=1e-9)
+        assert len(set(single)) == 3  # the draws differ, so the mean is not one of them
+    assert scores["w2_floor"] == pytest.approx(sum(rep["w2_floor"] for rep in reports) / 3, rel=1e-9)
+    with pytest.raises(StraightflowError, match="at least one draw"):
+        QualityProbe(run.data, [1], n=16, draws=0)
 
 
 def test_monitoring_does_not_change_what_a_run_trains_to(curvature_runs):
@@ -153,7 +168,7 @@ def test_missing_tensorboard_is_a_one_line_error_naming_the_extra(tmp_path, quic
 
 @pytest.mark.parametrize("bad, message", [(dict(eval_nfe="1,0"), "eval_nfe must be comma-separated positive integers"),
                                           (dict(eval_nfe="a"), "eval_nfe must be"), (dict(eval_every=-1), "eval_every must be >= 0"),
-                                          (dict(eval_n=1), "eval_n must be >= 2")])
+                                          (dict(eval_n=1), "eval_n must be >= 2"), (dict(eval_draws=0), "eval_draws must be >= 1")])
 def test_bad_monitoring_settings_are_one_line_errors(tmp_path, bad, message):
     with pytest.raises(StraightflowError, match=message):
         train(out=str(tmp_path / "r"), data="moons", steps=10, **bad)

@@ -102,6 +102,7 @@ class TrainConfig:
     eval_every: int = _opt(0, "steps between quality checks of the EMA weights during training (0 = off): RUNDIR/quality.jsonl, and samples in TensorBoard")
     eval_nfe: str = _opt("1,2,100", "NFEs of the in-training quality checks, comma-separated")
     eval_n: int = _opt(256, "samples per in-training quality check")
+    eval_draws: int = _opt(1, "draws of noise and held-out reference that each in-training quality check averages (more: less noise)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,6 +216,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (not (cfg.pairs and cfg.loader == "stream"), "--loader stream does not apply to --pairs: teacher pairs are read from their memory-mapped shards"),
         (cfg.eval_every >= 0, f"eval_every must be >= 0 (0 = off), got {cfg.eval_every}"),
         (cfg.eval_n >= 2, f"eval_n must be >= 2 (quality compares two sets of samples), got {cfg.eval_n}"),
+        (cfg.eval_draws >= 1, f"eval_draws must be >= 1, got {cfg.eval_draws}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -88,11 +88,16 @@ class QualityProbe:
     (None = N(0, I)); ``solver``: the method's own. The noise of sample i is row i of the
     ``"sample"`` stream of ``seed``, as in ``Run.sample``, so successive checks are comparable.
     ``num_classes`` > 0: a conditional net, sample i of class i mod K, guidance 1. The floor and the
-    reference features are computed once, here.
+    reference features are computed once, here. ``draws`` > 1: every score is the mean over that
+    many independent draws of noise and held-out reference (seeds ``seed .. seed + draws - 1``):
+    a finite-sample W2 or FD varies a lot from draw to draw (docs/kl_target.md measures it), and
+    the mean of k draws varies about sqrt(k) times less; the samples returned are the first draw's.
     """
 
     def __init__(self, data, nfes: list[int], n: int = 256, solver: str = "euler", prior=None, seed: int = 0,
-                 num_classes: int = 0, device: torch.device | str = "cpu", batch_size: int = 1024):
+                 num_classes: int = 0, device: torch.device | str = "cpu", batch_size: int = 1024, draws: int = 1):
+        if draws < 1:
+            raise StraightflowError(f"the quality probe needs at least one draw, got {draws}")
         if not nfes or min(nfes) < 1:
             raise StraightflowError(f"eval NFEs must be positive integers, got {nfes}")
         if n < 2:
@@ -112,6 +117,8 @@ class QualityProbe:
             self.frechet = None
             self.floor = self._vector_scores(floor_reference, "floor")
         self.limits = _scatter_limits(self.reference) if base.kind == "vector" and tuple(base.shape) == (2,) else None
+        self.draws = int(draws)
+        self._more = [QualityProbe(data, nfes, n, solver, prior, seed + d, num_classes, device, batch_size) for d in range(1, draws)]
 
     def _vector_scores(self, samples: torch.Tensor, suffix: str) -> dict:
         return {f"w2_{suffix}": wasserstein2(samples, self.reference, []), f"energy_{suffix}": energy_distance(samples, self.reference)}
@@ -142,7 +149,21 @@ class QualityProbe:
         for k in self.nfes:
             samples[k] = self.sample(velocity, k)
             scores.update(self.score(samples[k], k))
+        if self._more:
+            scores = _mean_scores([scores] + [other(velocity).scores for other in self._more])
         return ProbeResult(scores, samples, self.labels, time.perf_counter() - t0)
+
+
+def _mean_scores(draws: list[dict]) -> dict:
+    """Key by key the mean of several draws' scores (None where any draw has none; text from the first)."""
+    out = {}
+    for key, first in draws[0].items():
+        values = [d.get(key) for d in draws]
+        if isinstance(first, (int, float)) and all(isinstance(v, (int, float)) for v in values):
+            out[key] = float(sum(values) / len(values))
+        else:
+            out[key] = None if any(v is None for v in values) else first
+    return out
 
 
 def _scatter_limits(points: torch.Tensor) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -224,7 +245,8 @@ class TrainingMonitor:
         devices = [self.probe.device] if self.probe.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             result = self.probe(velocity)
-        record = {"step": step, "n": self.probe.n, "solver": self.probe.solver, **result.scores, "seconds": result.seconds}
+        record = {"step": step, "n": self.probe.n, "draws": self.probe.draws, "solver": self.probe.solver, **result.scores,
+                  "seconds": result.seconds}
         if self.quality_file is not None:
             with open(self.quality_file, "a") as fh:
                 fh.write(json.dumps(record) + "\n")

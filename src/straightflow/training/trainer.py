@@ -229,7 +229,7 @@ def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method, sta
     if cfg.eval_every:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
             probe = QualityProbe(data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=method.default_solver, prior=prior,
-                                 num_classes=module.num_classes, device=device)
+                                 num_classes=module.num_classes, device=device, draws=cfg.eval_draws)
     return TrainingMonitor(out / TENSORBOARD_DIR if cfg.tensorboard else None, out / QUALITY_FILE if cfg.eval_every else None,
                            probe, start_step)
 
