@@ -17,7 +17,7 @@ from straightflow.errors import StraightflowError
 from straightflow.methods.curvature import encode_sample
 from straightflow.run import Run
 from straightflow.training import auto_beta, train
-from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, choose_target
+from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, PRICE_DRAWS, choose_target, price_of
 
 SMALL = dict(data="moons", width=32, depth=2, batch_size=128, progress=False, method="curvature")
 
@@ -179,6 +179,24 @@ def test_auto_rule_picks_the_best_few_step_pilot_within_the_price():
         choose_target(_pilots((1.0, 0.5, 0.2, 0.5)))
 
 
+def test_the_price_carries_the_standard_error_of_its_paired_draws_and_the_rule_keeps_a_margin_of_one():
+    base = {"beta": math.inf, "kl": 0.0, "quality": 0.2, "quality_nfe1": 2.0, "quality_draws": [0.1, 0.2, 0.3]}
+    edge = {"beta": 3.0, "kl": 0.16, "quality": 0.29, "quality_nfe1": 0.9, "quality_draws": [0.13, 0.28, 0.46]}
+    ratio, se = price_of(edge, base)
+    per_draw = [1.3, 1.4, 0.46 / 0.3]
+    mean = sum(per_draw) / 3
+    assert ratio == pytest.approx(1.45) and se == pytest.approx(math.sqrt(sum((r - mean) ** 2 for r in per_draw) / 2 / 3))
+    safe = {"beta": 10.0, "kl": 0.02, "quality": 0.22, "quality_nfe1": 1.6, "quality_draws": [0.11, 0.22, 0.33]}  # 1.1x, se 0
+    assert price_of(safe, base) == (pytest.approx(1.1), pytest.approx(0.0, abs=1e-12))
+    # 1.45 alone is within 1.5, but not with one standard error (about 0.07) on top: beta 10 is chosen
+    got = choose_target([base, safe, edge])
+    assert got["beta"] == 10.0 and got["kl_target"] == 0.02
+    # without draws the standard error is 0 and beta 3 is admissible
+    got = choose_target([{k: v for k, v in p.items() if k != "quality_draws"} for p in (base, safe, edge)])
+    assert got["beta"] == 3.0
+    assert PRICE_DRAWS == 5
+
+
 def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(auto_beta, "PROBE_N", 400)  # the same rule on a smaller quality probe (seconds of CPU)
     run_dir = tmp_path / "auto"
@@ -188,9 +206,9 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
     assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
     assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
-    assert record["price"] == DEFAULT_PRICE
-    assert all(p["ratio"] <= DEFAULT_PRICE for p in pilots[:-1])
-    assert pilots[-1]["ratio"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
+    assert record["price"] == DEFAULT_PRICE and all(len(p["quality_draws"]) == PRICE_DRAWS for p in pilots)
+    assert all(p["ratio"] + p["se"] <= DEFAULT_PRICE for p in pilots[:-1])
+    assert pilots[-1]["ratio"] + pilots[-1]["se"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
     choice = choose_target(pilots, record["price"])
     cfg = Run.load(run_dir, device="cpu").cfg
     assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"

@@ -87,12 +87,14 @@ def test_a_probe_of_several_draws_scores_the_mean_of_evals_at_successive_seeds(c
     _, run_dir = curvature_runs
     run = Run.load(run_dir)
     probe = QualityProbe(run.data, [1, 4], n=128, prior=run.prior, seed=7, draws=3)
-    scores = probe(run.velocity_fn()).scores
+    result = probe(run.velocity_fn())
+    scores = result.scores
     reports = [evaluate(run, [1, 4], n=128, seed=s) for s in (7, 8, 9)]  # each its own noise and reference
     for k in (1, 4):
         single = [next(r["w2"] for r in rep["results"] if r["nfe"] == k) for rep in reports]
         assert scores[f"w2_nfe{k}"] == pytest.approx(sum(single) / 3, rel=1e-9)
         assert len(set(single)) == 3  # the draws differ, so the mean is not one of them
+        assert [d[f"w2_nfe{k}"] for d in result.draws] == pytest.approx(single, rel=1e-9)
     assert scores["w2_floor"] == pytest.approx(sum(rep["w2_floor"] for rep in reports) / 3, rel=1e-9)
     with pytest.raises(StraightflowError, match="at least one draw"):
         QualityProbe(run.data, [1], n=16, draws=0)

@@ -13,9 +13,13 @@ dataset tolerates differs from set to set. The rule measures that price instead 
    :data:`PROBE_N` seeded noises, the mean over :data:`PRICE_DRAWS` draws of noise and reference) and its KL per dimension ``KL(beta)`` (the mean
    training-batch KL of its last tenth, the quantity the ``--kl-target`` controller steers).
 2. **Price.** ``r(beta) = q_100(beta) / q_100(inf)``, the many-NFE quality relative to the
-   baseline pilot. A pilot is admissible when ``r <= price`` (``--beta-auto-price``, default
-   :data:`DEFAULT_PRICE` = 1.5: half as much many-NFE error again as the baseline). The walk
-   stops at the first inadmissible pilot (lower betas only move q_phi(z) further from the prior).
+   baseline pilot, and its standard error ``se`` from the paired draws (draw d of every pilot
+   on the same noise and reference). A pilot is admissible when ``r + se <= price``
+   (``--beta-auto-price``, default :data:`DEFAULT_PRICE` = 1.5: half as much many-NFE error
+   again as the baseline). The margin of one standard error answers the winner's curse: the
+   lowest beta whose *measured* price passes tends to be one whose price was measured low, and
+   without it the chosen pilots cost 1.52x and 1.68x on fresh draws. The walk stops at the first
+   inadmissible pilot (lower betas only move q_phi(z) further from the prior).
 3. **Target.** Of the admissible pilots with a finite beta, the one with the best quality at
    NFE 1 (ties: the larger KL) gives K = its KL and the run's initial beta = its beta, so the
    controller starts at its fixed point and the run reproduces that pilot's trade-off with K in
@@ -31,7 +35,9 @@ any measurement; it landed far from the best admissible beta wherever that beta 
 1.25x (spirals, 1.45x). The rule now picks the measured pilot: a paired run at the pilot's KL and
 beta reproduces the pilot (W2 at NFE 1 and 100 within 1%), and the bound is a visible option;
 (3) a single draw of the price misjudged pilots on other training seeds (one run's W2 at NFE 100
-ranged 0.14-0.28 over five draws), so the price is now the mean of :data:`PRICE_DRAWS` draws.
+ranged 0.14-0.28 over five draws), so the price is now the mean of :data:`PRICE_DRAWS` draws;
+(4) that mean still admitted edge pilots that cost more on fresh draws, hence the margin of one
+standard error in step 2.
 
 The pilots cost up to six runs (fewer when the walk stops early): ``--beta auto`` is an
 automated sweep; where that is too dear, take K from one and pass ``--kl-target``. The run then
@@ -48,6 +54,7 @@ import copy
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 
 from ..errors import StraightflowError
@@ -81,10 +88,22 @@ def _few_step(p: dict) -> float:
     return float(q) if q is not None and math.isfinite(q) else math.inf
 
 
+def price_of(pilot: dict, baseline: dict) -> tuple[float, float]:
+    """``(r, se)``: the pilot's quality at NFE 100 over the baseline pilot's, and the standard error
+    of r from the paired draws (draw d of both on the same noise and reference; 0 without draws)."""
+    base = baseline["quality"]
+    ratio = pilot["quality"] / base if math.isfinite(pilot["quality"]) else math.inf
+    a, b = pilot.get("quality_draws") or [], baseline.get("quality_draws") or []
+    if not math.isfinite(ratio) or len(a) < 2 or len(a) != len(b) or any(v is None or w is None or not w > 0 for v, w in zip(a, b)):
+        return ratio, 0.0
+    return ratio, statistics.stdev(v / w for v, w in zip(a, b)) / math.sqrt(len(a))
+
+
 def choose_target(pilots: list[dict], price: float = DEFAULT_PRICE) -> dict:
-    """The rule's steps 2 and 3 on measured pilots (``[{"beta", "kl", "quality", "quality_nfe1"}, ...]``:
-    the baseline (beta inf) first, then descending betas, possibly stopped early; ``quality`` at
-    NFE 100): ``{"kl_target", "beta", "why"}`` (see the module docstring)."""
+    """The rule's steps 2 and 3 on measured pilots (``[{"beta", "kl", "quality", "quality_nfe1",
+    "quality_draws"}, ...]``: the baseline (beta inf) first, then descending betas, possibly stopped
+    early; ``quality`` at NFE 100, ``quality_draws`` its per-draw values): ``{"kl_target", "beta",
+    "why"}`` (see the module docstring)."""
     if not pilots or not math.isinf(pilots[0]["beta"]):
         raise StraightflowError("the auto-beta rule needs the baseline pilot (beta inf) first")
     base = pilots[0]["quality"]
@@ -92,23 +111,24 @@ def choose_target(pilots: list[dict], price: float = DEFAULT_PRICE) -> dict:
         raise StraightflowError(f"--beta auto: the baseline pilot's quality is {base}; cannot measure a price")
     admissible = []
     for p in pilots[1:]:
-        ratio = p["quality"] / base if math.isfinite(p["quality"]) else math.inf
+        ratio, se = price_of(p, pilots[0])
         if not (p["kl"] > 0):
             raise StraightflowError(f"--beta auto: the beta={beta_label(p['beta'])} pilot reached KL {p['kl']}; cannot place a target")
-        if ratio > price:
+        if ratio + se > price:
             if admissible:
                 break
-            frac = (price - 1.0) / (ratio - 1.0) if math.isfinite(ratio) else 0.0  # from (KL 0, r 1) to this pilot
+            frac = (price - 1.0) / (ratio + se - 1.0) if math.isfinite(ratio) else 0.0  # from (KL 0, r 1) to this pilot
             return {"kl_target": frac * p["kl"], "beta": p["beta"],
-                    "why": f"beta={beta_label(p['beta'])} already costs {ratio:.3g}x the baseline at NFE {PRICE_NFE}: K where "
-                           f"the line from the baseline crosses {price:g}x"}
-        admissible.append({**p, "ratio": ratio})
+                    "why": f"beta={beta_label(p['beta'])} already costs {ratio:.3g}x (+- {se:.2g}) the baseline at NFE {PRICE_NFE}: "
+                           f"K where the line from the baseline crosses {price:g}x"}
+        admissible.append({**p, "ratio": ratio, "se": se})
     if not admissible:
         raise StraightflowError("the auto-beta rule needs at least one pilot with a finite beta")
     best = min(admissible, key=lambda p: (_few_step(p), -p["kl"]))
     return {"kl_target": best["kl"], "beta": best["beta"],
-            "why": f"beta={beta_label(best['beta'])}: the best NFE 1 quality ({_few_step(best):.4g}) of the pilots within "
-                   f"{price:g}x of the baseline at NFE {PRICE_NFE} (it costs {best['ratio']:.3g}x)"}
+            "why": f"beta={beta_label(best['beta'])}: the best NFE 1 quality ({_few_step(best):.4g}) of the pilots whose price at "
+                   f"NFE {PRICE_NFE} plus one standard error is within {price:g}x of the baseline (it costs {best['ratio']:.3g}x "
+                   f"+- {best['se']:.2g})"}
 
 
 def _pilot_result(run_dir: Path, steps: int) -> dict:
@@ -123,7 +143,7 @@ def _pilot_result(run_dir: Path, steps: int) -> dict:
     last = [r["kl"] for r in stats if r["step"] > steps - max(1, steps // 10) and "kl" in r]
     value = q[key]
     return {"quality": math.inf if value is None else float(value), "quality_key": key, "kl": sum(last) / len(last) if last else 0.0,
-            "quality_nfe1": q.get(key.replace(f"nfe{PRICE_NFE}", "nfe1"))}
+            "quality_nfe1": q.get(key.replace(f"nfe{PRICE_NFE}", "nfe1")), "quality_draws": q.get(f"{key}_draws")}
 
 
 def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, dataset=None, log=print) -> dict:
@@ -147,9 +167,10 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     for beta in PILOT_BETAS:
         run_dir = out / "pilots" / f"beta-{beta_label(beta)}"
         done = read_records(run_dir / QUALITY_FILE)
-        if done and done[-1]["step"] == steps and done[-1].get("draws", 1) != PRICE_DRAWS:
-            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on {done[-1].get('draws', 1)} draw(s), this version "
-                                    f"prices on {PRICE_DRAWS}: delete that folder to rerun it")
+        if done and done[-1]["step"] == steps and (done[-1].get("draws", 1) != PRICE_DRAWS
+                                                   or not any(k.endswith(f"_nfe{PRICE_NFE}_draws") for k in done[-1])):
+            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced by an older straightflow (this one prices on "
+                                    f"{PRICE_DRAWS} recorded draws): delete that folder to rerun it")
         if not (done and done[-1]["step"] == steps):
             kw = dict(base, out=str(run_dir), steps=steps, beta=beta, kl_target=None, eval_every=steps, eval_nfe=f"1,{PRICE_NFE}",
                       eval_n=PROBE_N, eval_draws=PRICE_DRAWS, progress=False, log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1,
@@ -158,17 +179,17 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
             train_fn(resume=resume, velocity_net=copy.deepcopy(velocity_net), encoder_net=copy.deepcopy(encoder_net),
                      dataset=dataset, **({"out": str(run_dir), "steps": steps} if resume else kw))
         result = {"beta": beta, **_pilot_result(run_dir, steps)}
-        result["ratio"] = result["quality"] / pilots[0]["quality"] if pilots else 1.0
+        result["ratio"], result["se"] = price_of(result, pilots[0]) if pilots else (1.0, 0.0)
         pilots.append(result)
         log(f"straightflow: --beta auto pilot beta={beta_label(beta)}: {result['quality_key']} {result['quality']:.4g} "
-            f"({result['ratio']:.3g}x the baseline), KL {result['kl']:.4g} per dim")
-        if result["ratio"] > price:
+            f"({result['ratio']:.3g}x +- {result['se']:.2g} the baseline), KL {result['kl']:.4g} per dim")
+        if result["ratio"] + result["se"] > price:
             break
     choice = choose_target(pilots, price)
     cfg.kl_target, cfg.beta = float(choice["kl_target"]), float(choice["beta"])
     pilots = [{**p, "beta": beta_label(p["beta"])} for p in pilots]  # strict JSON: no inf
-    record = {"rule": f"the best NFE 1 quality among pilots within {price:g}x of the baseline pilot at NFE {PRICE_NFE} "
-                      "(docs/kl_target.md)", "price": price, "pilot_steps": steps, "pilots": pilots, **choice}
+    record = {"rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price plus one standard error is within "
+                      f"{price:g}x of the baseline pilot (docs/kl_target.md)", "price": price, "pilot_steps": steps, "pilots": pilots, **choice}
     out.mkdir(parents=True, exist_ok=True)
     (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
     log(f"straightflow: --beta auto: kl_target {cfg.kl_target:.4g} per dim, initial beta {cfg.beta:.4g} ({choice['why']})")

@@ -78,6 +78,7 @@ class ProbeResult:
     samples: dict[int, torch.Tensor] = field(default_factory=dict)  #: requested NFE -> (n, ...) samples in data units, CPU
     labels: torch.Tensor | None = None  #: (n,) class of each sample (conditional nets)
     seconds: float = 0.0  #: wall time of the check
+    draws: list[dict] = field(default_factory=list)  #: with several draws: each draw's own scores (``scores`` is their mean)
 
 
 class QualityProbe:
@@ -149,9 +150,10 @@ class QualityProbe:
         for k in self.nfes:
             samples[k] = self.sample(velocity, k)
             scores.update(self.score(samples[k], k))
-        if self._more:
-            scores = _mean_scores([scores] + [other(velocity).scores for other in self._more])
-        return ProbeResult(scores, samples, self.labels, time.perf_counter() - t0)
+        draws = [scores] + [other(velocity).scores for other in self._more] if self._more else []
+        if draws:
+            scores = _mean_scores(draws)
+        return ProbeResult(scores, samples, self.labels, time.perf_counter() - t0, draws)
 
 
 def _mean_scores(draws: list[dict]) -> dict:
@@ -247,6 +249,9 @@ class TrainingMonitor:
             result = self.probe(velocity)
         record = {"step": step, "n": self.probe.n, "draws": self.probe.draws, "solver": self.probe.solver, **result.scores,
                   "seconds": result.seconds}
+        for key in result.scores if result.draws else ():  # each draw's score of every NFE: <metric>_nfe<k>_draws
+            if "_nfe" in key:
+                record[f"{key}_draws"] = [d.get(key) for d in result.draws]
         if self.quality_file is not None:
             with open(self.quality_file, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
