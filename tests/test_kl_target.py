@@ -172,6 +172,10 @@ def test_auto_rule_picks_the_best_few_step_pilot_within_the_price():
     # already beta = 30 too costly (2x): linear in KL from the baseline point (0, 1) to where the line crosses 1.5
     got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.4, 1.9)))
     assert got["kl_target"] == pytest.approx(0.5 * 0.004) and got["beta"] == 30.0
+    # ... unless the price allows nothing above the baseline (or beta = 30 diverged): a one-line error, not K = 0
+    for price, q in ((1.0, 0.4), (1.5, math.inf)):
+        with pytest.raises(StraightflowError, match="leaves no KL to spend"):
+            choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, q, 1.9)), price=price)
     # every pilot admissible and NFE 1 improving down the ladder: the ladder's last
     got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (1.0, 0.5, 0.21, 0.5), (0.3, 0.9, 0.24, 0.3)))
     assert got["kl_target"] == 0.9 and got["beta"] == 0.3

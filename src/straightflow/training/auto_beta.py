@@ -18,7 +18,7 @@ dataset tolerates differs from set to set. The rule measures that price instead 
    (``--beta-auto-price``, default :data:`DEFAULT_PRICE` = 1.5: half as much many-NFE error
    again as the baseline). The margin of one standard error answers the winner's curse: the
    lowest beta whose *measured* price passes tends to be one whose price was measured low, and
-   without it the chosen pilots cost 1.52x and 1.68x on fresh draws. The walk stops at the first
+   without it the chosen pilots cost up to 1.68x on fresh draws. The walk stops at the first
    inadmissible pilot (lower betas only move q_phi(z) further from the prior).
 3. **Target.** Of the admissible pilots with a finite beta, the one with the best quality at
    NFE 1 (ties: the larger KL) gives K = its KL and the run's initial beta = its beta, so the
@@ -118,6 +118,10 @@ def choose_target(pilots: list[dict], price: float = DEFAULT_PRICE) -> dict:
             if admissible:
                 break
             frac = (price - 1.0) / (ratio + se - 1.0) if math.isfinite(ratio) else 0.0  # from (KL 0, r 1) to this pilot
+            if not frac > 0:
+                raise StraightflowError(f"--beta auto: already beta={beta_label(p['beta'])} costs {ratio:.3g}x (+- {se:.2g}) the "
+                                        f"baseline at NFE {PRICE_NFE}, and --beta-auto-price {price:g} leaves no KL to spend: "
+                                        "train the baseline (--beta inf) or allow a larger price")
             return {"kl_target": frac * p["kl"], "beta": p["beta"],
                     "why": f"beta={beta_label(p['beta'])} already costs {ratio:.3g}x (+- {se:.2g}) the baseline at NFE {PRICE_NFE}: "
                            f"K where the line from the baseline crosses {price:g}x"}
