@@ -55,8 +55,9 @@ def _draws(run_dir: Path, n: int) -> dict:
     """W2 at NFES as the mean of EVAL_DRAWS draws (``{nfe: w2}``; FD for images), cached in eval_draws.json."""
     cache = run_dir / "eval_draws.json"
     key = {"n": n, "seed": EVAL_SEED, "draws": EVAL_DRAWS}
-    if cache.exists() and json.loads(cache.read_text()).get("key") == key:
-        return {int(k): v for k, v in json.loads(cache.read_text())["quality"].items()}
+    saved = json.loads(cache.read_text()) if cache.exists() else {}
+    if saved.get("key") == key:
+        return {int(k): v for k, v in saved["quality"].items()}
     run = Run.load(run_dir, device="cpu")
     probe = QualityProbe(run.data, list(NFES), n=n, solver=run.method.default_solver, prior=run.prior, seed=EVAL_SEED,
                          draws=EVAL_DRAWS)

@@ -148,7 +148,7 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         raise StraightflowError("no run directory given: pass --out RUNDIR")
     out = Path(out_value)
     cfg = _prepare_run_dir(out, resume, overrides, config_file)
-    if cfg.beta == "auto":  # short pilots pick kl_target and the initial beta (training/auto_beta.py)
+    if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
         resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
         validate(cfg)
     with ExitStack() as cleanup:
