@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from straightflow.errors import StraightflowError
 from straightflow.methods.curvature import encode_sample
 from straightflow.run import Run
 from straightflow.training import auto_beta, train
-from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, PRICE_DRAWS, choose_target, price_of
+from straightflow.training.auto_beta import DEFAULT_DRAWS, DEFAULT_PRICE, PILOT_BETAS, choose_target, price_of
 
 SMALL = dict(data="moons", width=32, depth=2, batch_size=128, progress=False, method="curvature")
 
@@ -90,6 +91,7 @@ def test_config_parses_kl_target_and_beta_auto():
     ({"method": "curvature", "kl_target": "0.1", "kl_target_lr": "0"}, "kl_target_lr"),
     ({"method": "curvature", "beta": "auto", "beta_auto_price": "0.9"}, "beta_auto_price must be finite and >= 1"),
     ({"method": "curvature", "beta": "auto", "beta_auto_price": "nan"}, "beta_auto_price must be finite and >= 1"),
+    ({"method": "curvature", "beta": "auto", "beta_auto_draws": "1"}, "beta_auto_draws must be >= 2"),
 ])
 def test_misconfigurations_are_one_line_errors(over, match, tmp_path, capsys):
     with pytest.raises(StraightflowError, match=match):
@@ -198,19 +200,19 @@ def test_the_price_carries_the_standard_error_of_its_paired_draws_and_the_rule_k
     # without draws the standard error is 0 and beta 3 is admissible
     got = choose_target([{k: v for k, v in p.items() if k != "quality_draws"} for p in (base, safe, edge)])
     assert got["beta"] == 3.0
-    assert PRICE_DRAWS == 5
+    assert DEFAULT_DRAWS == 5
 
 
 def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(auto_beta, "PROBE_N", 400)  # the same rule on a smaller quality probe (seconds of CPU)
     run_dir = tmp_path / "auto"
     assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
-                 "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]) == 0
+                 "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false", "--beta-auto-draws", "3"]) == 0
     record = json.loads((run_dir / "beta_auto.json").read_text())
     pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
     assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
     assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
-    assert record["price"] == DEFAULT_PRICE and all(len(p["quality_draws"]) == PRICE_DRAWS for p in pilots)
+    assert record["price"] == DEFAULT_PRICE and record["draws"] == 3 and all(len(p["quality_draws"]) == 3 for p in pilots)
     assert all(p["ratio"] + p["se"] <= DEFAULT_PRICE for p in pilots[:-1])
     assert pilots[-1]["ratio"] + pilots[-1]["se"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
     choice = choose_target(pilots, record["price"])
@@ -218,3 +220,11 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"
     assert (run_dir / "pilots" / "beta-inf" / "config.yaml").is_file()
     assert "--beta auto: kl_target" in capsys.readouterr().out
+    # the same pilots priced on another number of draws are refused, not silently mixed
+    again = tmp_path / "again"
+    shutil.copytree(run_dir / "pilots", again / "pilots")
+    assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
+                 "--depth", "1", "--batch-size", "128", "--out", str(again), "--progress", "false", "--beta-auto-draws", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "priced on 3 draws, not the 4 of --beta-auto-draws" in err and err.count("\n") == 1, err
+    assert (again / "pilots" / "beta-inf" / "config.yaml").is_file() and not (again / "beta_auto.json").exists()

@@ -10,7 +10,7 @@ dataset tolerates differs from set to set. The rule measures that price instead 
    :data:`PILOT_BETAS` = inf (the baseline, the independent coupling), 30, 10, 3, 1, 0.3, walked
    from the baseline down. Each pilot reports its quality at NFE 1 and at :data:`PRICE_NFE`
    (the training monitor's probe on the EMA weights: W2 for vectors, FD for images, Euler,
-   :data:`PROBE_N` seeded noises, the mean over :data:`PRICE_DRAWS` draws of noise and reference) and its KL per dimension ``KL(beta)`` (the mean
+   :data:`PROBE_N` seeded noises, the mean over ``--beta-auto-draws`` (default :data:`DEFAULT_DRAWS`) draws of noise and reference) and its KL per dimension ``KL(beta)`` (the mean
    training-batch KL of its last tenth, the quantity the ``--kl-target`` controller steers).
 2. **Price.** ``r(beta) = q_100(beta) / q_100(inf)``, the many-NFE quality relative to the
    baseline pilot, and its standard error ``se`` from the paired draws (draw d of every pilot
@@ -37,7 +37,9 @@ beta reproduces the pilot (W2 at NFE 1 and 100 within 1%), and the bound is a vi
 (3) a single draw of the price misjudged pilots on other training seeds (one run's W2 at NFE 100
 ranged 0.14-0.28 over five draws), so the price is now the mean of :data:`PRICE_DRAWS` draws;
 (4) that mean still admitted edge pilots that cost more on fresh draws, hence the margin of one
-standard error in step 2.
+standard error in step 2. ``--beta-auto-draws`` buys a more precise price (20 draws measured the
+edge rungs to within about 0.05 of their value, docs/kl_target.md); it stays 5 by default, the
+setting measured across seeds.
 
 The pilots cost up to six runs (fewer when the walk stops early): ``--beta auto`` is an
 automated sweep; where that is too dear, take K from one and pass ``--kl-target``. The run then
@@ -68,9 +70,10 @@ DEFAULT_PRICE = 1.5
 PRICE_NFE = 100
 #: seeded noises of the pilots' quality probe (capped by the held-out set)
 PROBE_N = 2000
-#: independent draws of noise and reference that a pilot's quality averages (one draw of W2 at
-#: n = 2000 varies by up to 2x on 8gaussians: docs/kl_target.md)
-PRICE_DRAWS = 5
+#: the default number of independent draws of noise and reference that a pilot's quality averages
+#: (``--beta-auto-draws``; one draw of W2 at n = 2000 varies by up to 2x on 8gaussians, and the mean
+#: of 5 draws still moved a price by 0.1-0.15 between two sets of draws: docs/kl_target.md)
+DEFAULT_DRAWS = 5
 #: the record written beside the run
 RECORD_FILE = "beta_auto.json"
 
@@ -160,6 +163,7 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     out = Path(cfg.out)
     steps = int(cfg.steps)
     price = float(cfg.beta_auto_price)
+    draws = int(cfg.beta_auto_draws)
     base = {k: v for k, v in cfg.to_dict().items() if k not in _PILOT_FIELDS}
     if velocity_net is not None:
         base.pop("model", None)  # train() records model: custom itself
@@ -171,13 +175,14 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     for beta in PILOT_BETAS:
         run_dir = out / "pilots" / f"beta-{beta_label(beta)}"
         done = read_records(run_dir / QUALITY_FILE)
-        if done and done[-1]["step"] == steps and (done[-1].get("draws", 1) != PRICE_DRAWS
+        if done and done[-1]["step"] == steps and (done[-1].get("draws", 1) != draws
                                                    or not any(k.endswith(f"_nfe{PRICE_NFE}_draws") for k in done[-1])):
-            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced by an older straightflow (this one prices on "
-                                    f"{PRICE_DRAWS} recorded draws): delete that folder to rerun it")
+            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on {done[-1].get('draws', 1)} draws, not the "
+                                    f"{draws} of --beta-auto-draws (or by an older straightflow): delete that folder to rerun it, "
+                                    f"or pass --beta-auto-draws {done[-1].get('draws', 1)}")
         if not (done and done[-1]["step"] == steps):
             kw = dict(base, out=str(run_dir), steps=steps, beta=beta, kl_target=None, eval_every=steps, eval_nfe=f"1,{PRICE_NFE}",
-                      eval_n=PROBE_N, eval_draws=PRICE_DRAWS, progress=False, log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1,
+                      eval_n=PROBE_N, eval_draws=draws, progress=False, log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1,
                       tensorboard=False)
             resume = (run_dir / "config.yaml").exists()
             train_fn(resume=resume, velocity_net=copy.deepcopy(velocity_net), encoder_net=copy.deepcopy(encoder_net),
@@ -192,7 +197,7 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     choice = choose_target(pilots, price)
     cfg.kl_target, cfg.beta = float(choice["kl_target"]), float(choice["beta"])
     pilots = [{**p, "beta": beta_label(p["beta"])} for p in pilots]  # strict JSON: no inf
-    record = {"rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price plus one standard error is within "
+    record = {"draws": draws, "rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price plus one standard error is within "
                       f"{price:g}x of the baseline pilot (docs/kl_target.md)", "price": price, "pilot_steps": steps, "pilots": pilots, **choice}
     out.mkdir(parents=True, exist_ok=True)
     (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
