@@ -64,7 +64,7 @@ def _draws(run_dir: Path, n: int) -> dict:
     cache = run_dir / "eval_draws.json"
     key = {"n": n, "seed": EVAL_SEED, "draws": EVAL_DRAWS}
     saved = json.loads(cache.read_text()) if cache.exists() else {}
-    if saved.get("key") == key:
+    if saved.get("key") == key and "per_draw" in saved:  # (an older bench kept only the means: evaluated again)
         return {part: {int(k): v for k, v in saved[part].items()} for part in ("mean", "per_draw")}
     run = Run.load(run_dir, device="cpu")
     probe = QualityProbe(run.data, list(NFES), n=n, solver=run.method.default_solver, prior=run.prior, seed=EVAL_SEED,
@@ -188,7 +188,7 @@ def across_seeds(folders: list[Path]) -> str:
                   f"other seeds: {tally['unpaired'][0]}/{tally['unpaired'][1]}"]
     if old_judge[1]:
         lines.append(f"- same seed, judged on the first {OLD_DRAWS} draws only (seeds {EVAL_SEED}-{EVAL_SEED + OLD_DRAWS - 1}, the "
-                     f"previous judge): {old_judge[0]}/{old_judge[1]}")
+                     f"default judge): {old_judge[0]}/{old_judge[1]}")
     return "\n".join(lines)
 
 
