@@ -58,17 +58,17 @@ def _quality_key(scores: dict, nfe: int) -> str:
     return next(name for name in scores if name.endswith(f"_nfe{nfe}") and not name.startswith("energy"))
 
 
-def _draws(run_dir: Path, n: int) -> dict:
-    """W2 at NFES as the mean of EVAL_DRAWS draws and each draw's value (``{"mean": {nfe: w2}, "per_draw":
+def _draws(run_dir: Path, n: int, draws: int) -> dict:
+    """W2 at NFES as the mean of ``draws`` draws and each draw's value (``{"mean": {nfe: w2}, "per_draw":
     {nfe: [w2, ...]}}``; FD for images), cached in eval_draws.json."""
     cache = run_dir / "eval_draws.json"
-    key = {"n": n, "seed": EVAL_SEED, "draws": EVAL_DRAWS}
+    key = {"n": n, "seed": EVAL_SEED, "draws": draws}
     saved = json.loads(cache.read_text()) if cache.exists() else {}
     if saved.get("key") == key and "per_draw" in saved:  # (an older bench kept only the means: evaluated again)
         return {part: {int(k): v for k, v in saved[part].items()} for part in ("mean", "per_draw")}
     run = Run.load(run_dir, device="cpu")
     probe = QualityProbe(run.data, list(NFES), n=n, solver=run.method.default_solver, prior=run.prior, seed=EVAL_SEED,
-                         draws=EVAL_DRAWS)
+                         draws=draws)
     result = probe(run.velocity_fn())
     keys = {k: _quality_key(result.scores, k) for k in NFES}
     quality = {"mean": {k: result.scores[keys[k]] for k in NFES}, "per_draw": {k: [d[keys[k]] for d in result.draws] for k in NFES}}
@@ -76,13 +76,13 @@ def _draws(run_dir: Path, n: int) -> dict:
     return quality
 
 
-def _train_eval(run_dir: Path, n: int, **kw) -> dict:
+def _train_eval(run_dir: Path, n: int, draws: int, **kw) -> dict:
     """Train ``run_dir`` (resuming / skipping when done) and evaluate it (cached in eval_kl.json)."""
     cache = run_dir / "eval_kl.json"
     if cache.exists():
         saved = json.loads(cache.read_text())
         if saved.get("key") == {"steps": kw["steps"], "n": n}:
-            return saved["report"] | {"draws": _draws(run_dir, n)}
+            return saved["report"] | {"draws": _draws(run_dir, n, draws)}
     done = (run_dir / "config.yaml").exists()
     if done:
         train(out=str(run_dir), resume=True, steps=kw["steps"], progress=False)
@@ -90,7 +90,7 @@ def _train_eval(run_dir: Path, n: int, **kw) -> dict:
         train(out=str(run_dir), progress=False, **kw)
     report = evaluate(Run.load(run_dir, device="cpu"), list(NFES), n=n, seed=kw.get("seed", 0), progress=False)
     cache.write_text(json.dumps({"key": {"steps": kw["steps"], "n": n}, "report": report}, indent=1))
-    return report | {"draws": _draws(run_dir, n)}
+    return report | {"draws": _draws(run_dir, n, draws)}
 
 
 def _row(name: str, report: dict, target: float | None) -> dict:
@@ -103,20 +103,20 @@ def _row(name: str, report: dict, target: float | None) -> dict:
 
 
 def bench_set(data: str, out: Path, steps: int, targets: list[float], common: dict, n: int, sweep_dir: Path | None,
-              seed: int = 0, auto_kw: dict | None = None) -> dict:
+              seed: int = 0, auto_kw: dict | None = None, draws: int = EVAL_DRAWS) -> dict:
     common = dict(common, seed=seed)
     sweep_out = sweep_dir / f"2d-{data}" if sweep_dir is not None and (sweep_dir / f"2d-{data}").is_dir() else out / data / "sweep"
     sweep = run_sweep(sweep_out, data, list(BETAS), steps, batch_size=common["batch_size"], nfes=list(NFES), n=n, seed=seed,
                       trajectories=False, quiet=True, width=common["width"], depth=common["depth"], progress=False)
-    fixed = [_row(f"beta={_label(float(r['beta']))}", r["report"] | {"draws": _draws(Path(r["run"]), n)}, None)
+    fixed = [_row(f"beta={_label(float(r['beta']))}", r["report"] | {"draws": _draws(Path(r["run"]), n, draws)}, None)
              | {"beta": float(r["beta"])} for r in sweep["runs"]]
     base = next(r for r in fixed if math.isinf(r["beta"]))
     rows = []
     for k in targets:
-        rep = _train_eval(out / data / f"kl-{k:g}", n, data=data, method="curvature", kl_target=k, steps=steps, **common)
+        rep = _train_eval(out / data / f"kl-{k:g}", n, draws, data=data, method="curvature", kl_target=k, steps=steps, **common)
         rows.append(_row(f"kl_target={k:g}", rep, k))
     auto_dir = out / data / "auto"
-    rep = _train_eval(auto_dir, n, data=data, method="curvature", beta="auto", steps=steps, **common, **(auto_kw or {}))
+    rep = _train_eval(auto_dir, n, draws, data=data, method="curvature", beta="auto", steps=steps, **common, **(auto_kw or {}))
     auto_k = Run.load(auto_dir, device="cpu").cfg.kl_target
     auto = _row("beta=auto", rep, auto_k)
     rows.append(auto)
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed of every run (the sweep's, the targets' and auto's)")
     p.add_argument("--sweep-dir", default=None, help="a folder of `straightflow sweep` outputs named 2d-<set> to reuse")
     p.add_argument("-n", type=int, default=2000)
-    p.add_argument("--eval-draws", type=int, default=OLD_DRAWS, help="draws of noise and reference each check averages")
+    p.add_argument("--eval-draws", type=int, default=EVAL_DRAWS, help="draws of noise and reference each check averages")
     p.add_argument("--auto-draws", type=int, default=None, help="--beta-auto-draws of the auto runs (default the library's)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--width", type=int, default=256)
@@ -237,8 +237,6 @@ def main(argv=None) -> int:
         return 0
     if not args.out:
         p.error("--out is required (or --across)")
-    global EVAL_DRAWS
-    EVAL_DRAWS = args.eval_draws
     steps = 1000 if args.quick else args.steps
     targets = [float(t) for t in args.targets.split(",") if t.strip()]
     out = Path(args.out)
@@ -249,7 +247,7 @@ def main(argv=None) -> int:
     results, texts = [], []
     for data in sets:
         res = bench_set(data, out, steps, targets, common if data != "digits" else dict(batch_size=128, width=args.width, depth=args.depth),
-                        args.n, Path(args.sweep_dir) if args.sweep_dir else None, args.seed, auto_kw)
+                        args.n, Path(args.sweep_dir) if args.sweep_dir else None, args.seed, auto_kw, args.eval_draws)
         results.append(res)
         texts.append(format_set(res))
         print(texts[-1] + "\n", flush=True)

@@ -177,9 +177,10 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
         done = read_records(run_dir / QUALITY_FILE)
         if done and done[-1]["step"] == steps and (done[-1].get("draws", 1) != draws
                                                    or not any(k.endswith(f"_nfe{PRICE_NFE}_draws") for k in done[-1])):
-            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on {done[-1].get('draws', 1)} draws, not the "
-                                    f"{draws} of --beta-auto-draws (or by an older straightflow): delete that folder to rerun it, "
-                                    f"or pass --beta-auto-draws {done[-1].get('draws', 1)}")
+            had = done[-1].get("draws", 1)
+            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on {had} draws, not the {draws} of "
+                                    f"--beta-auto-draws (or by an older straightflow): delete that folder to rerun it"
+                                    + (f", or pass --beta-auto-draws {had}" if had >= 2 else ""))
         if not (done and done[-1]["step"] == steps):
             kw = dict(base, out=str(run_dir), steps=steps, beta=beta, kl_target=None, eval_every=steps, eval_nfe=f"1,{PRICE_NFE}",
                       eval_n=PROBE_N, eval_draws=draws, progress=False, log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1,
