@@ -446,6 +446,13 @@ def _fake_train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset=No
     return Path(cfg.out)
 
 
+def _fake_job(job, out, env, procs, lock):
+    """Stands in for a report job's subprocess (which the in-process stubs would not reach): it fails at once."""
+    from straightflow.report.jobs import JobResult
+
+    return JobResult(job, "failed", 0.0, 1, 0.0, reason="not run: the fault suite stands in for report jobs")
+
+
 def _fake_generate(teacher, n, out, shape, seed, prior, to_model, size, held, *rest):
     return {"out": str(out), "n": n, "generated_shards": 0, "reused_shards": 0, "generated_pairs": 0, "seconds": 0.0, "pairs_per_sec": math.nan}
 
@@ -464,6 +471,7 @@ def fast_stubs():
         stack.enter_context(mock.patch.dict(plots.PLOTS, fake_plots))
         stack.enter_context(mock.patch("straightflow.experiments.sweep.run_sweep", lambda *a, **k: None))
         stack.enter_context(mock.patch("straightflow.experiments.demo.run_demo", lambda *a, **k: None))
+        stack.enter_context(mock.patch("straightflow.report.jobs._execute", _fake_job))  # `report` would run the real experiments
         yield
 
 
