@@ -233,6 +233,46 @@ def test_a_conditional_export_keeps_its_class_names_and_samples_a_named_class(tm
         sf.evaluate(run, [1], n=50)
 
 
+def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it(tmp_path, capsys):
+    """Pairs from an export whose data is gone draw classes 80/20 as the data did; a student starts from the export's weights."""
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(400) < 0.2).astype(int)
+    x = rng.normal(size=(400, 2)) * 0.3 + np.stack([y * 4.0, -y * 2.0], 1)
+    path = tmp_path / "pts.csv"
+    path.write_text("x,y,kind\n" + "".join(f"{a:.5f},{b:.5f},{'ab'[c]}\n" for (a, b), c in zip(x, y)))
+    run_dir = sf.train(data=str(path), label_column="kind", conditional=True, out=str(tmp_path / "run"), **{**QUICK, "steps": 60})
+    frequencies = load_data(str(path), {"label_column": "kind"}).class_probs()
+    model = tmp_path / "model"
+    export(run_dir, model)
+    path.rename(tmp_path / "away.csv")
+    stored = sf.load(model, device="cpu").data
+    torch.testing.assert_close(stored.class_probs().float(), frequencies.float())
+    assert not stored.loaded  # read from config.json, not from the data
+    assert main(["pairs", str(model), "-n", "400", "--out", str(tmp_path / "pairs"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
+    assert manifest["class_probs"] == pytest.approx(frequencies.tolist(), abs=1e-6)
+    assert 0.1 < float(np.load(tmp_path / "pairs" / "shard-00000.y.npy").mean()) < 0.3  # 80/20, not 50/50
+    # the student (distill, lr ~ 0) starts from the export's weights
+    (tmp_path / "away.csv").rename(path)
+    student = sf.train(method="distill", pairs=str(tmp_path / "pairs"), steps=2, lr=1e-12, out=str(tmp_path / "d"), batch_size=64, progress=False)
+    exported = load_file(str(model / "model.safetensors"))
+    s_ema = load_file(str(latest_checkpoint(student) / "ema.safetensors"))
+    assert all(torch.equal(s_ema[k], v) for k, v in exported.items() if k.startswith("velocity."))
+    # another step exported into the teacher's folder since the pairs were made: refused, nothing trained
+    export(run_dir, model, checkpoint=30)
+    one_line_error(capsys, ["train", "--method", "distill", "--pairs", tmp_path / "pairs", "--steps", "2", "--out", tmp_path / "d2"],
+                   "now holds step 30, but the pairs were made from its step 60")
+    assert not (tmp_path / "d2" / "checkpoints").exists()
+    # a corrupt class_probs in config.json is a one-line error
+    config = json.loads((model / "config.json").read_text())
+    config["sampling"]["class_probs"] = [0.5]
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StraightflowError, match="class_probs must hold 2 non-negative weights"):
+        sf.load(model, device="cpu")
+
+
 # ---------------------------------------------------------------- broken exports, refused exports
 def _break(folder: Path, how: str) -> str:
     """Damage an export folder one way; returns what the error must say."""

@@ -166,11 +166,15 @@ class DataSource(ABC):
 
     def sampling_state(self) -> dict:
         """Everything sampling needs without the data (saved with every run, ``docs/portable.md``):
-        name, kind, shape, class names and the normalisation (JSON-able)."""
-        return {
+        name, kind, shape, class names, the training class frequencies (labelled data only:
+        a conditional export draws its classes from them) and the normalisation (JSON-able)."""
+        state = {
             "name": self.name,
             "kind": self.kind,
             "shape": list(self.shape),
             "class_names": list(self.class_names),
             "normalization": self.normalization_state(),
         }
+        if self.class_names:
+            state["class_probs"] = [float(p) for p in self.class_probs()]
+        return state

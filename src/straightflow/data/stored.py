@@ -1,13 +1,13 @@
 """A data source rebuilt from its saved sampling state (``docs/portable.md``).
 
 Every run saves :meth:`DataSource.sampling_state` with its checkpoints, and an
-exported model in its ``config.json``: name, kind, shape, class names and the
-normalisation ``model = (data - shift) / scale``. :class:`StoredSource` answers
+exported model in its ``config.json``: name, kind, shape, class names, class
+frequencies and the normalisation ``model = (data - shift) / scale``. :class:`StoredSource` answers
 everything sampling needs from that state alone, so a model samples with its
 training data gone and an image folder is never decoded to sample.
 
-What needs the data itself (training batches, held-out references, class
-frequencies, a source's own extras such as an image set's training images)
+What needs the data itself (training batches, held-out references, the class
+frequencies of a model saved without them, a source's own extras such as an image set's training images)
 comes from the real source, loaded on first use by ``loader`` and checked
 against the saved state (shape, kind, class names, normalisation); without a
 loader, or when loading fails, it is a one-line error that says so.
@@ -56,6 +56,12 @@ class StoredSource(DataSource):
         if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
             raise StraightflowError(f"{where} has class names {names!r}; expected a list of strings")
         self.name, self.kind, self.shape, self.class_names = name, kind, tuple(shape), tuple(names)
+        self._class_probs: torch.Tensor | None = None
+        if state.get("class_probs") is not None:  # saved since the sampling state holds them; older runs ask the data
+            probs = _float_list(state["class_probs"], f"{where}: class_probs")
+            if len(probs) != len(names) or min(probs) < 0 or sum(probs) <= 0:
+                raise StraightflowError(f"{where}: class_probs must hold {len(names)} non-negative weights, one per class, not all zero")
+            self._class_probs = torch.tensor(probs, dtype=torch.float64) / sum(probs)
         self._norm = state.get("normalization")
         self.shift: torch.Tensor | None = None
         self.scale: torch.Tensor | None = None
@@ -176,6 +182,8 @@ class StoredSource(DataSource):
         return self.source("two-sample floors").floor_reference_labeled(n, seed)
 
     def class_probs(self) -> torch.Tensor:
+        if self._class_probs is not None:
+            return self._class_probs.clone()
         return self.source("the class frequencies").class_probs()
 
     def __getattr__(self, name: str):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into
+from ..checkpoint import EXPORT_WEIGHTS, is_export, latest_checkpoint, load_checkpoint_weights, load_export_weights, load_into, read_export_config
 from ..couplings import TeacherPairCoupling
 from ..data.pairs import PairData
 from ..errors import StraightflowError
@@ -42,11 +42,27 @@ class PairMethod(Method):
 
 
 def init_from_teacher(module, cfg, data) -> None:
-    """Copy the teacher run's EMA velocity weights (the checkpoint that made the pairs) into the student."""
+    """Copy the teacher's EMA velocity weights (the checkpoint that made the pairs, or the
+    exported model, ``docs/portable.md``) into the student."""
     teacher = Path(cfg.teacher) if cfg.teacher else None
     if teacher is None or not teacher.is_dir():
         raise StraightflowError(f"--init-from-teacher needs the teacher run ({cfg.teacher or 'none recorded'}): pass --teacher RUNDIR or --init-from-teacher false")
     manifest = getattr(data, "manifest", None) or {}
+    if is_export(teacher):
+        config = read_export_config(teacher)
+        made_at = manifest.get("teacher_step") if manifest.get("teacher") and Path(manifest["teacher"]).resolve() == teacher.resolve() else None
+        if made_at is not None and made_at != config["step"]:
+            raise StraightflowError(f"the exported teacher {teacher} now holds step {config['step']}, but the pairs were made from its step {made_at}: "
+                                    "export that step again, or pass --init-from-teacher false")
+        state, ckpt = load_export_weights(teacher, config), teacher / EXPORT_WEIGHTS
+    else:
+        state, ckpt = _run_teacher_weights(teacher, manifest)
+    velocity = {k[len("velocity."):]: v for k, v in state.items() if k.startswith("velocity.")}
+    load_into(module.velocity, velocity, ckpt)
+
+
+def _run_teacher_weights(teacher: Path, manifest: dict):
+    """The EMA weights of a teacher run's checkpoint that made the pairs (else its latest), and their file."""
     ckpt = None
     if manifest.get("teacher") and Path(manifest["teacher"]).resolve() == teacher.resolve():
         ckpt = teacher / "checkpoints" / manifest.get("teacher_checkpoint", "")  # the checkpoint that made the pairs
@@ -54,9 +70,7 @@ def init_from_teacher(module, cfg, data) -> None:
         ckpt = latest_checkpoint(teacher)
     if ckpt is None:
         raise StraightflowError(f"teacher {teacher} has no checkpoint")
-    state = load_checkpoint_weights(ckpt, "ema.safetensors")
-    velocity = {k[len("velocity."):]: v for k, v in state.items() if k.startswith("velocity.")}
-    load_into(module.velocity, velocity, ckpt / "ema.safetensors")
+    return load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors"
 
 
 @torch.no_grad()
