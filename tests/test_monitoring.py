@@ -4,6 +4,7 @@ quality checks of the EMA weights, and ``plot --kind loss`` from stats.jsonl."""
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,27 @@ def test_a_probe_of_several_draws_scores_the_mean_of_evals_at_successive_seeds(c
     assert scores["w2_floor"] == pytest.approx(sum(rep["w2_floor"] for rep in reports) / 3, rel=1e-9)
     with pytest.raises(StraightflowError, match="at least one draw"):
         QualityProbe(run.data, [1], n=16, draws=0)
+
+
+def test_a_conditional_runs_checks_sample_the_classes_as_often_as_the_data_holds_them(tmp_path, quick_overrides):
+    """Classes 80/20: the checks' samples are 80/20 too (not alternating), and score exactly as `eval` does."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.2).astype(int)
+    x = rng.normal(size=(400, 2)) * 0.3 + np.stack([y * 4.0, -y * 2.0], 1)
+    path = tmp_path / "pts.csv"
+    path.write_text("x,y,kind\n" + "".join(f"{a:.5f},{b:.5f},{'ab'[c]}\n" for (a, b), c in zip(x, y)))
+    run_dir = Path(train(data=str(path), label_column="kind", conditional=True, steps=40, eval_every=40, eval_nfe="1,4", eval_n=100,
+                         out=str(tmp_path / "run"), **quick_overrides))
+    run = Run.load(run_dir)
+    probs = run.data.class_probs()
+    probe = QualityProbe(run.data, [1], n=100, prior=run.prior, num_classes=2)
+    n = probe.n  # the held-out split's size where that is smaller than n
+    assert torch.bincount(probe.labels, minlength=2).tolist() == [round(n * float(probs[0])), n - round(n * float(probs[0]))]
+    assert 0.7 < float(probs[0]) < 0.9
+    last = quality_lines(run_dir)[-1]
+    report = evaluate(run, [1, 4], n=100)
+    for row in report["results"]:
+        assert last[f"w2_nfe{row['nfe']}"] == pytest.approx(row["w2"], rel=1e-9)
 
 
 def test_monitoring_does_not_change_what_a_run_trains_to(curvature_runs):

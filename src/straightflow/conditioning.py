@@ -78,3 +78,14 @@ class GuidedVelocity:
             return self._net(x, t, null)
         v_cond, v_null = self._net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
         return v_null + self.guidance * (v_cond - v_null)
+
+
+def stratified_labels(n: int, probs: torch.Tensor) -> torch.Tensor:
+    """n labels in proportion to ``probs`` (largest remainders; equal counts for uniform classes), class by class."""
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    exact = probs / probs.sum() * n
+    counts = exact.floor().long()
+    rest = n - int(counts.sum())
+    if rest:
+        counts[torch.argsort(exact - counts, descending=True)[:rest]] += 1
+    return torch.repeat_interleave(torch.arange(probs.shape[0]), counts)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .conditioning import stratified_labels
 from .data.pairs import PairData
 from .errors import StraightflowError
 from .metrics import curvature, energy_distance, nearest_neighbour_accuracy, prediction_drift, wasserstein2
@@ -179,17 +180,6 @@ def _flow_loss_report(run: Run, reference: torch.Tensor, n: int, seed: int, labe
     except StraightflowError as exc:
         return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels), "flow_loss_source": "held-out data, independent noise",
                 "flow_loss_note": f"held-out pairs unavailable ({exc}): flow loss on held-out data with independent noise instead"}
-
-
-def stratified_labels(n: int, probs: torch.Tensor) -> torch.Tensor:
-    """n labels in proportion to ``probs`` (largest remainders; equal counts for uniform classes), class by class."""
-    probs = torch.as_tensor(probs, dtype=torch.float64)
-    exact = probs / probs.sum() * n
-    counts = exact.floor().long()
-    rest = n - int(counts.sum())
-    if rest:
-        counts[torch.argsort(exact - counts, descending=True)[:rest]] += 1
-    return torch.repeat_interleave(torch.arange(probs.shape[0]), counts)
 
 
 class ClassAccuracy:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conditioning import GuidedVelocity
+from ..conditioning import GuidedVelocity, stratified_labels
 from ..errors import StraightflowError
 from ..metrics import energy_distance, wasserstein2
 from ..metrics.frechet import FrechetDistance, feature_extractor
@@ -88,7 +88,8 @@ class QualityProbe:
     the reference, ``floor_reference`` gives the two-sample floor); ``prior``: the noise prior
     (None = N(0, I)); ``solver``: the method's own. The noise of sample i is row i of the
     ``"sample"`` stream of ``seed``, as in ``Run.sample``, so successive checks are comparable.
-    ``num_classes`` > 0: a conditional net, sample i of class i mod K, guidance 1. The floor and the
+    ``num_classes`` > 0: a conditional net, guidance 1, the samples' classes in proportion to the
+    training class frequencies (as ``eval``'s, :func:`~straightflow.conditioning.stratified_labels`). The floor and the
     reference features are computed once, here. ``draws`` > 1: every score is the mean over that
     many independent draws of noise and held-out reference (seeds ``seed .. seed + draws - 1``):
     a finite-sample W2 or FD varies a lot from draw to draw (docs/kl_target.md measures it), and
@@ -108,7 +109,8 @@ class QualityProbe:
         self.reference = base.reference(n, seed)
         self.n = min(n, int(self.reference.shape[0]))
         self.noise = seeded_noise(self.n, tuple(base.shape), seed, "sample", prior)
-        self.labels = torch.arange(self.n) % num_classes if num_classes else None
+        # in proportion to the training classes, like `eval`: the reference is the held-out data, classes mixed as they are
+        self.labels = stratified_labels(self.n, base.class_probs()) if num_classes else None
         floor_reference = base.floor_reference(int(self.reference.shape[0]), seed)
         if base.kind == "image":
             extractor, features = feature_extractor(base)
