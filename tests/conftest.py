@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,3 +12,14 @@ os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file_
 def quick_overrides():
     """Config overrides for a tiny, fast training run."""
     return dict(width=32, depth=2, batch_size=64, log_every=10, ckpt_every=20, progress=False)
+
+
+@pytest.fixture
+def unbalanced_points(tmp_path):
+    """A labelled 2D point file, classes a/b about 80/20 (column ``kind``), for class-frequency checks."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.2).astype(int)
+    x = rng.normal(size=(400, 2)) * 0.3 + np.stack([y * 4.0, -y * 2.0], 1)
+    path = tmp_path / "pts.csv"
+    path.write_text("x,y,kind\n" + "".join(f"{a:.5f},{b:.5f},{'ab'[c]}\n" for (a, b), c in zip(x, y)))
+    return path

@@ -101,13 +101,9 @@ def test_a_probe_of_several_draws_scores_the_mean_of_evals_at_successive_seeds(c
         QualityProbe(run.data, [1], n=16, draws=0)
 
 
-def test_a_conditional_runs_checks_sample_the_classes_as_often_as_the_data_holds_them(tmp_path, quick_overrides):
+def test_a_conditional_runs_checks_sample_the_classes_as_often_as_the_data_holds_them(tmp_path, quick_overrides, unbalanced_points):
     """Classes 80/20: the checks' samples are 80/20 too (not alternating), and score exactly as `eval` does."""
-    rng = np.random.default_rng(0)
-    y = (rng.random(400) < 0.2).astype(int)
-    x = rng.normal(size=(400, 2)) * 0.3 + np.stack([y * 4.0, -y * 2.0], 1)
-    path = tmp_path / "pts.csv"
-    path.write_text("x,y,kind\n" + "".join(f"{a:.5f},{b:.5f},{'ab'[c]}\n" for (a, b), c in zip(x, y)))
+    path = unbalanced_points
     run_dir = Path(train(data=str(path), label_column="kind", conditional=True, steps=40, eval_every=40, eval_nfe="1,4", eval_n=100,
                          out=str(tmp_path / "run"), **quick_overrides))
     run = Run.load(run_dir)

@@ -233,15 +233,11 @@ def test_a_conditional_export_keeps_its_class_names_and_samples_a_named_class(tm
         sf.evaluate(run, [1], n=50)
 
 
-def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it(tmp_path, capsys):
+def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it(tmp_path, capsys, unbalanced_points):
     """Pairs from an export whose data is gone draw classes 80/20 as the data did; a student starts from the export's weights."""
     from safetensors.torch import load_file
 
-    rng = np.random.default_rng(1)
-    y = (rng.random(400) < 0.2).astype(int)
-    x = rng.normal(size=(400, 2)) * 0.3 + np.stack([y * 4.0, -y * 2.0], 1)
-    path = tmp_path / "pts.csv"
-    path.write_text("x,y,kind\n" + "".join(f"{a:.5f},{b:.5f},{'ab'[c]}\n" for (a, b), c in zip(x, y)))
+    path = unbalanced_points
     run_dir = sf.train(data=str(path), label_column="kind", conditional=True, out=str(tmp_path / "run"), **{**QUICK, "steps": 60})
     frequencies = load_data(str(path), {"label_column": "kind"}).class_probs()
     model = tmp_path / "model"
