@@ -267,6 +267,15 @@ def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(StraightflowError, match="class_probs must hold 2 non-negative weights"):
         sf.load(model, device="cpu")
+    # a run saved before the frequencies were recorded still exports with its data gone, without them
+    path.rename(tmp_path / "away.csv")
+    for meta_path in (Path(run_dir) / "checkpoints").glob("*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        del meta["sampling"]["class_probs"]
+        meta_path.write_text(json.dumps(meta))
+    export(run_dir, tmp_path / "old")
+    assert "class_probs" not in json.loads((tmp_path / "old" / "config.json").read_text())["sampling"]
+    one_line_error(capsys, ["pairs", tmp_path / "old", "-n", "10", "--out", tmp_path / "p-old", "--quiet"], "it is needed for the class frequencies")
 
 
 # ---------------------------------------------------------------- broken exports, refused exports

@@ -175,6 +175,12 @@ class DataSource(ABC):
             "class_names": list(self.class_names),
             "normalization": self.normalization_state(),
         }
-        if self.class_names:
-            state["class_probs"] = [float(p) for p in self.class_probs()]
+        probs = self.known_class_probs() if self.class_names else None
+        if probs is not None:
+            state["class_probs"] = [float(p) for p in probs]
         return state
+
+    def known_class_probs(self) -> torch.Tensor | None:
+        """:meth:`class_probs` where they can be had without failing (a stored source whose data is gone
+        and that was saved without them has none)."""
+        return self.class_probs()

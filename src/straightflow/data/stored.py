@@ -186,6 +186,11 @@ class StoredSource(DataSource):
             return self._class_probs.clone()
         return self.source("the class frequencies").class_probs()
 
+    def known_class_probs(self) -> torch.Tensor | None:
+        if self._class_probs is None and not self.available():
+            return None
+        return self.class_probs()
+
     def __getattr__(self, name: str):
         """A source's own extras (e.g. an image set's ``train_images`` or ``key``) come from the real data."""
         if name.startswith("_"):
