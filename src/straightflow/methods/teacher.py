@@ -48,24 +48,24 @@ def init_from_teacher(module, cfg, data) -> None:
     if teacher is None or not teacher.is_dir():
         raise StraightflowError(f"--init-from-teacher needs the teacher run ({cfg.teacher or 'none recorded'}): pass --teacher RUNDIR or --init-from-teacher false")
     manifest = getattr(data, "manifest", None) or {}
+    made_here = bool(manifest.get("teacher")) and Path(manifest["teacher"]).resolve() == teacher.resolve()  # these pairs came from it
     if is_export(teacher):
         config = read_export_config(teacher)
-        made_at = manifest.get("teacher_step") if manifest.get("teacher") and Path(manifest["teacher"]).resolve() == teacher.resolve() else None
+        made_at = manifest.get("teacher_step") if made_here else None
         if made_at is not None and made_at != config["step"]:
             raise StraightflowError(f"the exported teacher {teacher} now holds step {config['step']}, but the pairs were made from its step {made_at}: "
                                     "export that step again, or pass --init-from-teacher false")
         state, ckpt = load_export_weights(teacher, config), teacher / EXPORT_WEIGHTS
     else:
-        state, ckpt = _run_teacher_weights(teacher, manifest)
+        state, ckpt = _run_teacher_weights(teacher, manifest.get("teacher_checkpoint") if made_here else None)
     velocity = {k[len("velocity."):]: v for k, v in state.items() if k.startswith("velocity.")}
     load_into(module.velocity, velocity, ckpt)
 
 
-def _run_teacher_weights(teacher: Path, manifest: dict):
-    """The EMA weights of a teacher run's checkpoint that made the pairs (else its latest), and their file."""
-    ckpt = None
-    if manifest.get("teacher") and Path(manifest["teacher"]).resolve() == teacher.resolve():
-        ckpt = teacher / "checkpoints" / manifest.get("teacher_checkpoint", "")  # the checkpoint that made the pairs
+def _run_teacher_weights(teacher: Path, made_from: str | None):
+    """The EMA weights of the teacher run's checkpoint ``made_from`` (the one that made the pairs; its
+    latest when that is None or gone), and their file."""
+    ckpt = teacher / "checkpoints" / made_from if made_from else None
     if ckpt is None or not (ckpt / "ema.safetensors").exists():
         ckpt = latest_checkpoint(teacher)
     if ckpt is None:
