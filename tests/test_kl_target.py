@@ -18,7 +18,7 @@ from straightflow.errors import StraightflowError
 from straightflow.methods.curvature import encode_sample
 from straightflow.run import Run
 from straightflow.training import auto_beta, train
-from straightflow.training.auto_beta import DEFAULT_DRAWS, DEFAULT_PRICE, PILOT_BETAS, choose_target, price_of
+from straightflow.training.auto_beta import DEFAULT_PRICE, HEDGE, IMAGE_DRAWS, PILOT_BETAS, VECTOR_DRAWS, choose_target, default_draws, price_of
 
 SMALL = dict(data="moons", width=32, depth=2, batch_size=128, progress=False, method="curvature")
 
@@ -91,7 +91,7 @@ def test_config_parses_kl_target_and_beta_auto():
     ({"method": "curvature", "kl_target": "0.1", "kl_target_lr": "0"}, "kl_target_lr"),
     ({"method": "curvature", "beta": "auto", "beta_auto_price": "0.9"}, "beta_auto_price must be finite and >= 1"),
     ({"method": "curvature", "beta": "auto", "beta_auto_price": "nan"}, "beta_auto_price must be finite and >= 1"),
-    ({"method": "curvature", "beta": "auto", "beta_auto_draws": "1"}, "beta_auto_draws must be >= 2"),
+    ({"method": "curvature", "beta": "auto", "beta_auto_draws": "1"}, "beta_auto_draws must be 0 \\(by the data\\) or >= 2"),
 ])
 def test_misconfigurations_are_one_line_errors(over, match, tmp_path, capsys):
     with pytest.raises(StraightflowError, match=match):
@@ -156,21 +156,23 @@ def _pilots(*rows):
 
 def test_auto_rule_picks_the_best_few_step_pilot_within_the_price():
     assert DEFAULT_PRICE == 1.5 and PILOT_BETAS[0] == math.inf
-    # r: 1, 1.05, 1.15, 1.45 (admissible), 1.6 (not): beta 3 has the best NFE 1 quality of the admissible ones
+    # without the hedge, K is the edge pilot's: r 1, 1.05, 1.15, 1.45 (admissible), 1.6 (not), and beta 3
+    # has the best NFE 1 quality of the admissible ones
     ladder = ((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.21, 1.9), (10.0, 0.02, 0.23, 1.6), (3.0, 0.16, 0.29, 0.9),
               (1.0, 0.5, 0.32, 0.4))
-    got = choose_target(_pilots(*ladder))
-    assert got["kl_target"] == 0.16 and got["beta"] == 3.0 and "1.45x" in got["why"]
+    got = choose_target(_pilots(*ladder), hedge=0)
+    assert got["kl_target"] == 0.16 and got["beta"] == 3.0 and "1.45x" in got["why"] and got["hedge_fraction"] == 0
     # a stricter price stops the walk earlier: beta 10 (1.15x) is the last admissible pilot
-    got = choose_target(_pilots(*ladder), price=1.25)
+    got = choose_target(_pilots(*ladder), price=1.25, hedge=0)
     assert got["kl_target"] == 0.02 and got["beta"] == 10.0
     # the best NFE 1 quality wins even when it is not the lowest admissible beta (and is never past a measured point)
-    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.2, 1.9), (10.0, 0.02, 0.22, 1.2), (3.0, 0.16, 0.25, 1.3)))
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.2, 1.9), (10.0, 0.02, 0.22, 1.2), (3.0, 0.16, 0.25, 1.3)),
+                        hedge=0)
     assert got["kl_target"] == 0.02 and got["beta"] == 10.0
-    # no NFE 1 quality recorded: the largest admissible KL
+    # no NFE 1 quality recorded: the largest admissible KL, nothing to hedge by
     got = choose_target([{"beta": math.inf, "kl": 0.0, "quality": 0.2}, {"beta": 30.0, "kl": 0.002, "quality": 0.2},
                          {"beta": 10.0, "kl": 0.02, "quality": 0.25}])
-    assert got["kl_target"] == 0.02
+    assert got["kl_target"] == 0.02 and got["hedge_fraction"] == 0
     # already beta = 30 too costly (2x): linear in KL from the baseline point (0, 1) to where the line crosses 1.5
     got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.4, 1.9)))
     assert got["kl_target"] == pytest.approx(0.5 * 0.004) and got["beta"] == 30.0
@@ -179,13 +181,34 @@ def test_auto_rule_picks_the_best_few_step_pilot_within_the_price():
         with pytest.raises(StraightflowError, match="leaves no KL to spend"):
             choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, q, 1.9)), price=price)
     # every pilot admissible and NFE 1 improving down the ladder: the ladder's last
-    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (1.0, 0.5, 0.21, 0.5), (0.3, 0.9, 0.24, 0.3)))
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (1.0, 0.5, 0.21, 0.5), (0.3, 0.9, 0.24, 0.3)), hedge=0)
     assert got["kl_target"] == 0.9 and got["beta"] == 0.3
     with pytest.raises(StraightflowError, match="baseline"):
         choose_target(_pilots((1.0, 0.5, 0.2, 0.5)))
 
 
-def test_the_price_carries_the_standard_error_of_its_paired_draws_and_the_rule_keeps_a_margin_of_one():
+def test_the_hedge_moves_k_toward_the_safer_pilot_until_it_gives_up_its_share_of_nfe1_quality():
+    assert HEDGE == 0.075
+    ladder = ((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.21, 1.9), (10.0, 0.02, 0.23, 1.6), (3.0, 0.16, 0.29, 0.9),
+              (1.0, 0.5, 0.32, 0.4))
+    got = choose_target(_pilots(*ladder))
+    t = got["hedge_fraction"]
+    # NFE 1 interpolated between beta 3 (0.9) and beta 10 (1.6) is 1.075 x 0.9 at t
+    assert (1 - t) * 0.9 + t * 1.6 == pytest.approx(1.075 * 0.9) and 0 < t < 1
+    assert got["kl_target"] == pytest.approx(0.16 ** (1 - t) * 0.02 ** t) and 0.02 < got["kl_target"] < 0.16
+    assert got["beta"] == pytest.approx(3.0 ** (1 - t) * 10.0 ** t)
+    assert "7.5% of that NFE 1 quality" in got["why"] and "toward" not in got["why"].split(";")[0]
+    # a safer pilot already within the hedge of the edge's NFE 1 quality: that pilot itself
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (10.0, 0.02, 0.22, 1.0), (3.0, 0.16, 0.25, 0.95)))
+    assert got["hedge_fraction"] == 1 and got["kl_target"] == pytest.approx(0.02) and got["beta"] == pytest.approx(10.0)
+    # toward the baseline (no KL to aim at): linear in KL, at most half way, beta raised as KL falls
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.21, 1.95), (10.0, 0.04, 0.5, 1.2)))
+    assert got["hedge_fraction"] == 0.5 and got["kl_target"] == pytest.approx(0.002) and got["beta"] == pytest.approx(60.0)
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.21, 1.5), (10.0, 0.04, 0.5, 1.2)))
+    assert got["hedge_fraction"] == pytest.approx(0.075 * 1.5 / 0.5) and got["kl_target"] == pytest.approx((1 - 0.225) * 0.004)
+
+
+def test_the_price_carries_the_standard_error_of_its_paired_draws_and_admission_is_on_the_mean():
     base = {"beta": math.inf, "kl": 0.0, "quality": 0.2, "quality_nfe1": 2.0, "quality_draws": [0.1, 0.2, 0.3]}
     edge = {"beta": 3.0, "kl": 0.16, "quality": 0.29, "quality_nfe1": 0.9, "quality_draws": [0.13, 0.28, 0.46]}
     ratio, se = price_of(edge, base)
@@ -194,13 +217,18 @@ def test_the_price_carries_the_standard_error_of_its_paired_draws_and_the_rule_k
     assert ratio == pytest.approx(1.45) and se == pytest.approx(math.sqrt(sum((r - mean) ** 2 for r in per_draw) / 2 / 3))
     safe = {"beta": 10.0, "kl": 0.02, "quality": 0.22, "quality_nfe1": 1.6, "quality_draws": [0.11, 0.22, 0.33]}  # 1.1x, se 0
     assert price_of(safe, base) == (pytest.approx(1.1), pytest.approx(0.0, abs=1e-12))
-    # 1.45 alone is within 1.5, but not with one standard error (about 0.07) on top: beta 10 is chosen
-    got = choose_target([base, safe, edge])
-    assert got["beta"] == 10.0 and got["kl_target"] == 0.02
-    # without draws the standard error is 0 and beta 3 is admissible
-    got = choose_target([{k: v for k, v in p.items() if k != "quality_draws"} for p in (base, safe, edge)])
-    assert got["beta"] == 3.0
-    assert DEFAULT_DRAWS == 5
+    # 1.45 is within 1.5 (its standard error, about 0.07, is reported, not added): beta 3 is the edge
+    got = choose_target([base, safe, edge], hedge=0)
+    assert got["beta"] == 3.0 and f"+- {se:.2g}" in got["why"]
+    # more than the price on the mean: not admissible, the walk ends at beta 10
+    costly = {**edge, "quality": 0.31, "quality_draws": [0.15, 0.3, 0.48]}
+    assert choose_target([base, safe, costly], hedge=0)["beta"] == 10.0
+
+
+def test_pilots_draw_twenty_times_on_vectors_and_five_on_images():
+    assert (VECTOR_DRAWS, IMAGE_DRAWS) == (20, 5)
+    assert default_draws((2,)) == 20 and default_draws((64,)) == 20
+    assert default_draws((1, 8, 8)) == 5 and default_draws((3, 32, 32)) == 5
 
 
 def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys, monkeypatch):
@@ -213,8 +241,8 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
     assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
     assert record["price"] == DEFAULT_PRICE and record["draws"] == 3 and all(len(p["quality_draws"]) == 3 for p in pilots)
-    assert all(p["ratio"] + p["se"] <= DEFAULT_PRICE for p in pilots[:-1])
-    assert pilots[-1]["ratio"] + pilots[-1]["se"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
+    assert all(p["ratio"] <= DEFAULT_PRICE for p in pilots[:-1])
+    assert pilots[-1]["ratio"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
     choice = choose_target(pilots, record["price"])
     cfg = Run.load(run_dir, device="cpu").cfg
     assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"

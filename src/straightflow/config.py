@@ -83,8 +83,9 @@ class TrainConfig:
     kl_target_lr: float = _opt(0.01, "step of the dual ascent on log beta per unit relative KL error (--kl-target)")
     beta_auto_price: float = _opt(1.5, "--beta auto: the largest quality at NFE 100, relative to the baseline pilot's, of a "
                                        "pilot it may pick (W2 or FD; 1.5 = half as much error again; docs/kl_target.md)")
-    beta_auto_draws: int = _opt(5, "--beta auto: draws of noise and held-out reference that each pilot's quality averages "
-                                    "(at least 2, for the standard error of the price; docs/kl_target.md)")
+    beta_auto_draws: int = _opt(0, "--beta auto: draws of noise and held-out reference that each pilot's quality averages "
+                                    "(0 = 20 for vectors, 5 for images; else at least 2, for the standard error of the price; "
+                                    "docs/kl_target.md)")
     encoder: str = _opt("small", "encoder size for --method curvature: small | same (custom: a module given to sf.train(encoder_net=...))")
     # teacher pairs: reflow, distill, lines
     pairs: str = _opt("", "folder of teacher pairs (straightflow pairs ...)")
@@ -244,8 +245,9 @@ def _validate_kl_target(cfg: TrainConfig) -> None:
         if not (math.isfinite(cfg.beta_auto_price) and cfg.beta_auto_price >= 1):
             raise StraightflowError(f"beta_auto_price must be finite and >= 1 (a quality ratio to the baseline pilot), "
                                     f"got {cfg.beta_auto_price}")
-        if not cfg.beta_auto_draws >= 2:
-            raise StraightflowError(f"beta_auto_draws must be >= 2 (the price's standard error needs two draws), got {cfg.beta_auto_draws}")
+        if not (cfg.beta_auto_draws == 0 or cfg.beta_auto_draws >= 2):
+            raise StraightflowError(f"beta_auto_draws must be 0 (by the data) or >= 2 (the price's standard error needs two draws), "
+                                    f"got {cfg.beta_auto_draws}")
         return
     if not (math.isfinite(cfg.kl_target) and cfg.kl_target > 0):
         raise StraightflowError(f"--kl-target must be finite and > 0 (nats per dimension), got {cfg.kl_target}")
