@@ -233,9 +233,10 @@ def test_pilots_draw_twenty_times_on_vectors_and_five_on_images():
 
 def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(auto_beta, "PROBE_N", 400)  # the same rule on a smaller quality probe (seconds of CPU)
+    monkeypatch.setattr(auto_beta, "VECTOR_DRAWS", 3)  # the by-data default (--beta-auto-draws 0), made cheap
     run_dir = tmp_path / "auto"
     assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
-                 "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false", "--beta-auto-draws", "3"]) == 0
+                 "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]) == 0
     record = json.loads((run_dir / "beta_auto.json").read_text())
     pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
     assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
