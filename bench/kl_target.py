@@ -222,14 +222,21 @@ def across_seeds(folders: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def _lines(auto: dict, baseline: dict, fixed: list[dict], q) -> tuple[bool, float, float, dict]:
+    """The two auto lines with every W2 read by ``q(row, nfe)``: (both hold, auto W2@100 / baseline's, auto W2@1 /
+    the best admissible fixed beta's, that beta's row)."""
+    limit = 1.5 * q(baseline, 100)
+    best = min((r for r in fixed if q(r, 100) <= limit), key=lambda r: q(r, 1))
+    r100, r1 = q(auto, 100) / q(baseline, 100), q(auto, 1) / q(best, 1)
+    return r100 <= 1.5 and r1 <= 1.15, r100, r1, best
+
+
 def _both_lines(auto: dict, res: dict, draws: int) -> bool:
     """The two auto lines of ``res``'s sweep, every W2 the mean of its first ``draws`` draws."""
     def q(row: dict, nfe: int) -> float:
         vals = row[f"w2_{nfe}_draws"][:draws]
         return sum(vals) / len(vals)
-    limit = 1.5 * q(res["baseline"], 100)
-    admissible = [r for r in res["fixed"] if q(r, 100) <= limit]
-    return q(auto, 100) <= limit and q(auto, 1) <= 1.15 * min(q(r, 1) for r in admissible)
+    return _lines(auto, res["baseline"], res["fixed"], q)[0]
 
 
 def recheck(folders: list[Path], seed: int, draws: int, n: int) -> str:
@@ -254,10 +261,7 @@ def recheck(folders: list[Path], seed: int, draws: int, n: int) -> str:
                     vals = {"check": row[f"w2_{nfe}_draws"], "recheck": again_draws,
                             "pooled": row[f"w2_{nfe}_draws"] + again_draws}[kind]
                     return sum(vals) / len(vals) if vals else row[f"w2_{nfe}"]
-                limit = 1.5 * q(fixed[0], 100)
-                best = min((r for r in fixed if q(r, 100) <= limit), key=lambda r: q(r, 1))
-                r100, r1 = q(auto, 100) / q(fixed[0], 100), q(auto, 1) / q(best, 1)
-                ok = r100 <= 1.5 and r1 <= 1.15
+                ok, r100, r1, best = _lines(auto, fixed[0], fixed, q)
                 tally[kind][0] += ok
                 tally[kind][1] += 1
                 label = {"check": f"check, {len(auto['w2_100_draws'])}", "recheck": f"seeds {seed}-{seed + draws - 1}",
