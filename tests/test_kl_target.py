@@ -18,7 +18,18 @@ from straightflow.errors import StraightflowError
 from straightflow.methods.curvature import encode_sample
 from straightflow.run import Run
 from straightflow.training import auto_beta, train
-from straightflow.training.auto_beta import DEFAULT_PRICE, HEDGE, IMAGE_DRAWS, PILOT_BETAS, VECTOR_DRAWS, choose_target, default_draws, price_of
+from straightflow.training.auto_beta import (
+    DEFAULT_PRICE,
+    HEDGE,
+    IMAGE_DRAWS,
+    NEAR_LINE_SE,
+    PILOT_BETAS,
+    VECTOR_DRAWS,
+    choose_target,
+    default_draws,
+    near_line,
+    price_of,
+)
 
 SMALL = dict(data="moons", width=32, depth=2, batch_size=128, progress=False, method="curvature")
 
@@ -225,6 +236,20 @@ def test_the_price_carries_the_standard_error_of_its_paired_draws_and_admission_
     assert choose_target([base, safe, costly], hedge=0)["beta"] == 10.0
 
 
+def test_a_pilot_within_two_standard_errors_of_the_price_is_flagged_near_the_line():
+    assert NEAR_LINE_SE == 2.0
+    rows = [{"beta": math.inf, "ratio": 1.0, "se": 0.0},
+            {"beta": 10.0, "ratio": 1.1, "se": 0.05},    # 8 se under 1.5: settled
+            {"beta": 3.0, "ratio": 1.47, "se": 0.068},   # 0.44 se under (8gaussians' beta = 0.3, docs/kl_target.md)
+            {"beta": 1.0, "ratio": 1.59, "se": 0.05},    # 1.8 se over: near
+            {"beta": 0.3, "ratio": 1.61, "se": 0.05},    # 2.2 se over: settled
+            {"beta": 0.1, "ratio": 1.5, "se": 0.0},      # no standard error (one draw): nothing to judge it by
+            {"beta": 0.05, "ratio": math.inf, "se": 0.0}]
+    assert [p["beta"] for p in near_line(rows, 1.5)] == [3.0, 1.0]
+    assert [p["beta"] for p in near_line(rows, 1.2)] == [10.0]  # 1.1 is 2 se under 1.2
+    assert near_line(rows, 1.5, k=0.4) == []
+
+
 def test_pilots_draw_twenty_times_on_vectors_and_five_on_images():
     assert (VECTOR_DRAWS, IMAGE_DRAWS) == (20, 5)
     assert default_draws((2,)) == 20 and default_draws((64,)) == 20
@@ -245,6 +270,7 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     assert all(p["ratio"] <= DEFAULT_PRICE for p in pilots[:-1])
     assert pilots[-1]["ratio"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
     choice = choose_target(pilots, record["price"])
+    assert record["near_line"] == [auto_beta.beta_label(p["beta"]) for p in near_line(pilots, record["price"])]  # what the log flagged
     cfg = Run.load(run_dir, device="cpu").cfg
     assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"
     assert (run_dir / "pilots" / "beta-inf" / "config.yaml").is_file()

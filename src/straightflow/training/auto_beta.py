@@ -44,6 +44,10 @@ whose noisy price was under the line and the check then admitted (moons' beta = 
 set-seed cases passed; (5) the current rule: 20 draws on vectors, admission on the mean, and the
 hedge of step 3 instead of the margin.
 
+A pilot priced within :data:`NEAR_LINE_SE` standard errors of ``price`` is *near the line*: the draws it was priced
+on do not settle which side it is on, and the run says so (a log note and ``near_line`` in the record) instead of
+presenting a coin toss as a measurement; more draws narrow it as ``1 / sqrt(draws)``.
+
 The pilots cost up to six runs (fewer when the walk stops early): ``--beta auto`` is an
 automated sweep; where that is too dear, take K from one and pass ``--kl-target``. The run then
 trains with ``kl_target = K`` (its ``config.yaml`` records K and the initial beta, so it is an
@@ -82,6 +86,9 @@ VECTOR_DRAWS, IMAGE_DRAWS = 20, 5
 #: the share of the edge pilot's NFE 1 quality the run gives up to move K toward the next safer pilot
 #: (step 3): half the 15% by which issue 13 judges a choice, fixed before it was measured
 HEDGE = 0.075
+#: a pilot whose price is within this many standard errors of ``--beta-auto-price`` is *near the line*: fresh
+#: draws could put it on the other side, so the decision that rests on it is flagged (log and ``near_line``)
+NEAR_LINE_SE = 2.0
 #: the record written beside the run
 RECORD_FILE = "beta_auto.json"
 
@@ -173,6 +180,13 @@ def _hedge_fraction(edge: dict, safer: dict, hedge: float) -> float:
     return min(t, 0.5) if safer["kl"] <= 0 else t
 
 
+def near_line(pilots: list[dict], price: float, k: float = NEAR_LINE_SE) -> list[dict]:
+    """The priced pilots (``ratio``, ``se``; the baseline excluded) within ``k`` standard errors of ``price``: their side
+    of the line is not settled by the draws they were priced on, so neither is a decision that rests on them (a
+    price with no standard error counts as settled)."""
+    return [p for p in pilots[1:] if p.get("se", 0.0) > 0 and math.isfinite(p["ratio"]) and abs(p["ratio"] - price) <= k * p["se"]]
+
+
 def _pilot_result(run_dir: Path, steps: int) -> dict:
     quality = read_records(run_dir / QUALITY_FILE)
     stats = read_records(run_dir / "stats.jsonl")
@@ -232,10 +246,16 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
             break
     choice = choose_target(pilots, price)
     cfg.kl_target, cfg.beta = float(choice["kl_target"]), float(choice["beta"])
+    close = near_line(pilots, price)
+    if close:
+        log("straightflow: --beta auto: note: the price of " + ", ".join(f"beta={beta_label(p['beta'])} ({p['ratio']:.3g}x +- "
+            f"{p['se']:.2g})" for p in close) + f" is within {NEAR_LINE_SE:g} standard errors of {price:g}x, so fresh draws could put "
+            f"it on the other side of the line; the standard error falls as 1 / sqrt(--beta-auto-draws), now {draws} (docs/kl_target.md)")
     pilots = [{**p, "beta": beta_label(p["beta"])} for p in pilots]  # strict JSON: no inf
     record = {"draws": draws, "rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price is within {price:g}x of the "
                       f"baseline pilot, K moved toward the next safer pilot to give up {HEDGE:.1%} of it (docs/kl_target.md)",
-              "price": price, "hedge": HEDGE, "pilot_steps": steps, "pilots": pilots, **choice}
+              "price": price, "hedge": HEDGE, "pilot_steps": steps, "pilots": pilots,
+              "near_line": [beta_label(p["beta"]) for p in close], **choice}
     out.mkdir(parents=True, exist_ok=True)
     (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
     log(f"straightflow: --beta auto: kl_target {cfg.kl_target:.4g} per dim, initial beta {cfg.beta:.4g} ({choice['why']})")
