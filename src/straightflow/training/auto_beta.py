@@ -248,9 +248,10 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     cfg.kl_target, cfg.beta = float(choice["kl_target"]), float(choice["beta"])
     close = near_line(pilots, price)
     if close:
-        log("straightflow: --beta auto: note: the price of " + ", ".join(f"beta={beta_label(p['beta'])} ({p['ratio']:.3g}x +- "
-            f"{p['se']:.2g})" for p in close) + f" is within {NEAR_LINE_SE:g} standard errors of {price:g}x, so fresh draws could put "
-            f"it on the other side of the line; the standard error falls as 1 / sqrt(--beta-auto-draws), now {draws} (docs/kl_target.md)")
+        named = ", ".join(f"beta={beta_label(p['beta'])} ({p['ratio']:.3g}x +- {p['se']:.2g})" for p in close)
+        log(f"straightflow: --beta auto: note: {named} {'is' if len(close) == 1 else 'are'} priced within {NEAR_LINE_SE:g} standard "
+            f"errors of {price:g}x, so fresh draws could put {'it' if len(close) == 1 else 'them'} on the other side of the line; the "
+            f"standard error falls as 1 / sqrt(--beta-auto-draws), now {draws} (docs/kl_target.md)")
     pilots = [{**p, "beta": beta_label(p["beta"])} for p in pilots]  # strict JSON: no inf
     record = {"draws": draws, "rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price is within {price:g}x of the "
                       f"baseline pilot, K moved toward the next safer pilot to give up {HEDGE:.1%} of it (docs/kl_target.md)",
