@@ -240,13 +240,13 @@ def test_a_pilot_within_two_standard_errors_of_the_price_is_flagged_near_the_lin
     assert NEAR_LINE_SE == 2.0
     rows = [{"beta": math.inf, "ratio": 1.0, "se": 0.0},
             {"beta": 10.0, "ratio": 1.1, "se": 0.05},    # 8 se under 1.5: settled
-            {"beta": 3.0, "ratio": 1.47, "se": 0.068},   # 0.44 se under (8gaussians' beta = 0.3, docs/kl_target.md)
+            {"beta": 3.0, "ratio": 1.47, "se": 0.068},   # 0.44 se under (the 8gaussians edge rung's 20-draw price, docs/kl_target.md)
             {"beta": 1.0, "ratio": 1.59, "se": 0.05},    # 1.8 se over: near
             {"beta": 0.3, "ratio": 1.61, "se": 0.05},    # 2.2 se over: settled
             {"beta": 0.1, "ratio": 1.5, "se": 0.0},      # no standard error (one draw): nothing to judge it by
             {"beta": 0.05, "ratio": math.inf, "se": 0.0}]
     assert [p["beta"] for p in near_line(rows, 1.5)] == [3.0, 1.0]
-    assert [p["beta"] for p in near_line(rows, 1.2)] == [10.0]  # 1.1 is 2 se under 1.2
+    assert [p["beta"] for p in near_line(rows, 1.19)] == [10.0]  # 1.1 is 1.8 se under 1.19
     assert near_line(rows, 1.5, k=0.4) == []
 
 
@@ -270,11 +270,14 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     assert all(p["ratio"] <= DEFAULT_PRICE for p in pilots[:-1])
     assert pilots[-1]["ratio"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
     choice = choose_target(pilots, record["price"])
-    assert record["near_line"] == [auto_beta.beta_label(p["beta"]) for p in near_line(pilots, record["price"])]  # what the log flagged
+    assert record["near_line"] == [auto_beta.beta_label(p["beta"]) for p in near_line(pilots, record["price"])]
     cfg = Run.load(run_dir, device="cpu").cfg
     assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"
     assert (run_dir / "pilots" / "beta-inf" / "config.yaml").is_file()
-    assert "--beta auto: kl_target" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--beta auto: kl_target" in out
+    assert ("priced within 2 standard errors" in out) == bool(record["near_line"])  # the log names what the record lists
+    assert all(f"beta={b} (" in out.split("--beta auto: note:")[1] for b in record["near_line"])
     # the same pilots priced on another number of draws are refused, not silently mixed
     again = tmp_path / "again"
     shutil.copytree(run_dir / "pilots", again / "pilots")
