@@ -242,3 +242,24 @@ def test_lpips_needs_weights(tmp_path):
     torch.jit.script(Dist()).save(str(tmp_path / "lpips.pt"))
     net = load_lpips(str(tmp_path / "lpips.pt"))
     assert net(torch.ones(3, 1, 4, 4), torch.zeros(3, 1, 4, 4)).shape == (3,)
+
+
+def test_pairs_record_their_prior_and_a_student_of_another_prior_is_refused(pairdir, tmp_path, capsys):
+    """A pairs folder names the prior its z came from; a student sampling another prior exits 2 with one line."""
+    assert PairData.open(pairdir).manifest["prior"] == "N(0, I)"
+    wide = tmp_path / "wide-teacher"
+    train(data="moons", prior="wide", steps=4, out=str(wide), width=16, depth=2, batch_size=32, ckpt_every=4, progress=False)
+    wide_pairs = tmp_path / "wide-pairs"
+    generate_pairs(wide, 200, wide_pairs, solver="euler", nfe=2, progress=False)
+    manifest = PairData.open(wide_pairs).manifest
+    assert manifest["prior"] == "N(0, diag(36, 1))"
+    _, z = _all_pairs(wide_pairs)
+    assert 4.0 < float(z[:, 0].std()) and float(z[:, 1].std()) < 1.5  # the stored z are the wide prior's
+    student = ["train", "--method", "lines", "--steps", "2", "--progress", "false", "--width", "16", "--depth", "2"]
+    _one_line_error(capsys, [*student, "--pairs", str(wide_pairs), "--prior", "standard", "--out", str(tmp_path / "s1")],
+                    "start from noise z ~ N(0, diag(36, 1)), but this run samples z ~ N(0, I)")
+    _one_line_error(capsys, [*student, "--pairs", str(pairdir), "--prior", "wide", "--out", str(tmp_path / "s2")],
+                    "start from noise z ~ N(0, I), but this run samples z ~ N(0, diag(36, 1))")
+    assert not (tmp_path / "s1" / "checkpoints").exists() and not (tmp_path / "s2" / "checkpoints").exists()
+    # the same prior as the teacher's (inherited from its config) trains
+    assert main([*student, "--pairs", str(wide_pairs), "--out", str(tmp_path / "s3")]) == 0

@@ -307,3 +307,21 @@ def test_lines_student_trains_from_callable_pairs(velocity_pairs, tmp_path, caps
     assert main(["eval", str(run_dir), "--nfe", "1,2", "-n", "200", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [r["nfe_requested"] for r in report["results"]] == [1, 2] and report["heldout_pairs"] == 30
+
+
+def test_callable_pairs_record_their_prior_and_refuse_a_student_of_another(velocity_pairs, teacher_file, tmp_path, capsys):
+    """A callable's pairs record N(0, I) (or the --prior they were drawn from); a student of another prior exits 2."""
+    assert PairData.open(velocity_pairs).manifest["prior"] == "N(0, I)"
+    student = ["train", "--method", "lines", "--steps", "2", "--progress", "false", "--width", "16", "--depth", "2"]
+    assert main([*student, "--pairs", str(velocity_pairs), "--prior", "wide", "--out", str(tmp_path / "s")]) == 2
+    line = _one_line_error(capsys)
+    assert "start from noise z ~ N(0, I), but this run samples z ~ N(0, diag(36, 1)) (--prior wide)" in line
+    wide = tmp_path / "wide"
+    assert _pairs_cli(f"{teacher_file}:velocity", wide, "--prior", "wide", n=200) == 0
+    pairs = PairData.open(wide)
+    assert pairs.manifest["prior"] == "N(0, diag(36, 1))"
+    _, z = pairs.gather(np.arange(200))
+    torch.testing.assert_close(z, _z(200) * torch.tensor([6.0, 1.0]), rtol=0, atol=1e-6)
+    assert main([*student, "--pairs", str(wide), "--out", str(tmp_path / "s2")]) == 2
+    assert "but this run samples z ~ N(0, I) (--prior standard)" in _one_line_error(capsys)
+    assert main([*student, "--pairs", str(wide), "--prior", "wide", "--out", str(tmp_path / "s3")]) == 0

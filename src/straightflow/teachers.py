@@ -49,6 +49,7 @@ from .distributed import DistContext
 from .errors import StraightflowError
 from .locks import FolderLock
 from .noise import seeded_labels, seeded_noise
+from .priors import DiagonalGaussianPrior
 from .solvers import SOLVERS, SolveResult, VelocityFn, rk45, solve
 
 #: how a ``VelocityTeacher`` with ``solver="rk45"`` ends (recorded in the pairs' settings)
@@ -189,7 +190,9 @@ def generate_pairs(
     """Generate (or finish) a pair folder of ``n`` pairs (z, x* = teacher(z)); returns a summary dict.
 
     ``z`` of pair ``i`` is row ``i`` of the ``"pairs"`` noise stream of ``seed``
-    (shaped by ``prior``, default N(0, I)), whatever the batch or shard size.
+    (shaped by ``prior``, default N(0, I)), whatever the batch or shard size. The
+    prior is recorded (``settings["prior"]``, e.g. ``"N(0, I)"``): a student of another
+    prior is refused (:func:`straightflow.data.pairs.pairs_prior`).
     ``to_model`` maps the teacher's x* to model units before it is stored (e.g.
     ``data.normalize`` for a teacher working in data units). ``settings`` (what
     makes two folders the same: teacher name, checkpoint, ...) is recorded and
@@ -218,7 +221,7 @@ def generate_pairs(
     ctx = ctx or DistContext(device=torch.device(device))
     size = shard_size or default_shard_size(shape)
     settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32", "space": "model",
-                **(settings or {})}
+                "prior": (prior or DiagonalGaussianPrior()).describe(), **(settings or {})}
     if class_names:
         probs = torch.full((len(class_names),), 1.0 / len(class_names)) if class_probs is None else torch.as_tensor(class_probs, dtype=torch.float64)
         if probs.shape != (len(class_names),) or not bool((probs >= 0).all()) or not float(probs.sum()) > 0:

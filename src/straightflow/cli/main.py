@@ -374,6 +374,8 @@ def _add_pairs(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="a conditional teacher run: label every pair and solve the guided velocity at w (default 1); a guided step costs 2 network evaluations")
+    p.add_argument("--prior", default=None, metavar="standard|wide",
+                   help="with --teacher-callable: the noise z is drawn from (default standard = N(0, I)); recorded, and a student of another prior is refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -389,10 +391,12 @@ def _run_pairs(args) -> int:
         if args.guidance is not None:
             raise StraightflowError("pairs: --guidance applies to a conditional teacher run; a teacher callable guides itself")
         data = absolute_paths({"data": args.data})["data"] if args.data else args.data
-        s = pairs_from_callable(args.teacher_callable, data, args.n, args.out, kind=args.teacher_kind, **common)
+        s = pairs_from_callable(args.teacher_callable, data, args.n, args.out, kind=args.teacher_kind, prior=args.prior or "standard", **common)
     elif args.teacher:
         if args.data:
             raise StraightflowError("pairs: --data goes with --teacher-callable; a teacher run brings its own data")
+        if args.prior:
+            raise StraightflowError("pairs: --prior goes with --teacher-callable; a teacher run's pairs use its own prior")
         s = pairs_from_run(args.teacher, args.n, args.out, guidance=args.guidance, **common)
     else:
         raise StraightflowError("pairs: give a teacher run directory or --teacher-callable MODULE:FN --data DATA")

@@ -48,6 +48,7 @@ from ..errors import StraightflowError
 from ..files import atomic_write as write_atomically
 from ..files import sha256_file
 from ..noise import NOISE_CHUNK
+from ..priors import DiagonalGaussianPrior, make_prior
 from .base import DataSource
 
 FORMAT_VERSION = 1
@@ -177,13 +178,36 @@ def write_pair_folder(out: str | Path, z, x, teacher_config: dict | None = None,
     n, shape = z.shape[0], tuple(z.shape[1:])
     shard_size = shard_size or default_shard_size(shape)
     settings = {"format": FORMAT_VERSION, "teacher": "", "teacher_checkpoint": "", "solver": "", "nfe": 0, "seed": 0,
-                "shape": list(shape), "dtype": "float32", "space": "model", **settings_extra}
+                "shape": list(shape), "dtype": "float32", "space": "model",
+                "prior": DiagonalGaussianPrior().describe(), **settings_extra}
     shards = [write_shard(out, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, settings["nfe"])
               for i, s in enumerate(range(0, n, shard_size))]
     atomic_write(out / SETTINGS, json.dumps(settings, indent=1).encode())
     held = default_heldout(n) if heldout is None else heldout
     write_manifest(out, settings, shards, held, shard_size, {"teacher_config": teacher_config or {}})
     return out
+
+
+def pairs_prior(manifest: dict) -> str:
+    """The noise prior the pairs' z were drawn from, as :meth:`DiagonalGaussianPrior.describe` writes it
+    (``"N(0, I)"``). Folders written before the prior was recorded: the teacher run's ``prior`` field, else
+    N(0, I) (what callables and :func:`write_pair_folder` drew from)."""
+    if isinstance(manifest.get("prior"), str):
+        return manifest["prior"]
+    name = (manifest.get("teacher_config") or {}).get("prior", "standard")
+    try:
+        return make_prior(str(name), tuple(manifest.get("shape") or ())).describe()
+    except StraightflowError:
+        return str(name)
+
+
+def check_pairs_prior(folder: str | Path, manifest: dict, prior: DiagonalGaussianPrior, prior_name: str) -> None:
+    """Refuse pairs whose z came from another prior than the student's: the student would learn lines
+    from noise it never samples (``docs/lines.md``)."""
+    made, wanted = pairs_prior(manifest), prior.describe()
+    if made != wanted:
+        raise StraightflowError(f"the pairs in {folder} start from noise z ~ {made}, but this run samples z ~ {wanted} "
+                                f"(--prior {prior_name}): train with the teacher's prior or make pairs from the student's")
 
 
 # ------------------------------------------------------------------ training data

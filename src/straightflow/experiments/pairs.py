@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..data import load_data
 from ..distributed import init_distributed, shutdown_distributed
 from ..errors import StraightflowError
+from ..priors import make_prior
 from ..run import Run
 from ..teachers import SamplerTeacher, VelocityTeacher, generate_pairs, load_callable
 
@@ -49,12 +50,15 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
 
 def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str = "velocity", solver: str = "euler",
                         nfe: int = 128, seed: int = 0, shard_size: int | None = None, heldout: int | None = None,
-                        batch_size: int = 4096, device: str = "auto", progress: bool = True, data_options: dict | None = None) -> dict:
+                        batch_size: int = 4096, device: str = "auto", progress: bool = True, data_options: dict | None = None,
+                        prior: str = "standard") -> dict:
     """Pairs of ``package.module:function`` (or ``file.py:function``), a teacher working in ``data``'s units.
 
     ``kind="velocity"``: the function is v(x, t) in our convention (t = 0 data, t = 1 noise),
     solved by ``solver`` at ``nfe``; ``kind="sampler"``: it maps noise z to x* itself
-    (``nfe`` is then recorded as its cost per sample). z ~ N(0, I) of the data's shape.
+    (``nfe`` is then recorded as its cost per sample). z is drawn from ``prior`` (``standard``: N(0, I), or
+    ``wide``; the name of :func:`straightflow.priors.make_prior`) of the data's shape and recorded, so a
+    student of another prior is refused.
     The folder records the spec, not the weights behind it: after changing the teacher's
     weights, write to a new ``out`` (a rerun into the same folder reuses finished shards).
     """
@@ -81,7 +85,8 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         teacher_config = {"data": data, **{k: options.get(k, getattr(defaults, k)) for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
         settings = {"teacher": f"callable {spec}", "callable_kind": kind}
         manifest = {"teacher_kind": "callable", "teacher_method": "", "teacher_config": teacher_config, "data": data}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize, shard_size=shard_size,
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, prior=make_prior(prior, tuple(source.shape)),
+                              to_model=source.normalize, shard_size=shard_size,
                               heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)

@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoint import EXPORT_WEIGHTS, is_export, latest_checkpoint, load_checkpoint_weights, load_export_weights, load_into, read_export_config
 from ..couplings import TeacherPairCoupling
-from ..data.pairs import PairData
+from ..data.pairs import PairData, check_pairs_prior
 from ..errors import StraightflowError
 from ..objectives import one_step
 from ..solvers import solve
@@ -30,6 +30,11 @@ class PairMethod(Method):
             raise StraightflowError(f"--method {cfg.method} trains on teacher pairs: pass --pairs PAIRDIR (make one with `straightflow pairs`)")
 
     def build_coupling(self, cfg, data, prior, encoder=None):
+        """The pair coupling; training on a pairs folder (``data`` a :class:`PairData`) first checks that
+        its z were drawn from this run's prior."""
+        manifest = getattr(data, "manifest", None)
+        if manifest is not None:
+            check_pairs_prior(data.folder, manifest, prior, cfg.prior)
         return TeacherPairCoupling(prior)
 
     def prepare(self, module, cfg, data) -> None:
