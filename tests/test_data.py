@@ -74,3 +74,27 @@ def test_empty_csv(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(StraightflowError, match="empty"):
         load_data(str(tmp_path / "e.csv"))
+
+
+def test_a_validation_split_is_carved_from_the_training_rows_and_never_overlaps_the_heldout_split(tmp_path):
+    """with_validation: the carved rows leave training, the held-out split is untouched, the normalisation stays."""
+    from straightflow.data import DataOptions, load_data
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "pts.npy"
+    np.save(path, rng.normal(size=(300, 4)) * [1.0, 3.0, 0.2, 5.0])
+    full = load_data(str(path), DataOptions())
+    carved = load_data(str(path), DataOptions(validation_fraction=0.25, split_seed=0))
+    rows = lambda x: {tuple(r) for r in x.tolist()}  # noqa: E731
+    val, held = carved.validation(10_000), carved.reference(10_000)
+    train_rows = rows(carved.denormalize(carved.train))
+    assert val.shape[0] == 60 and carved.train.shape[0] == 180 and full.train.shape[0] == 240
+    assert not rows(val) & train_rows and not rows(val) & rows(held)
+    assert rows(val) | train_rows == rows(full.denormalize(full.train))  # carved out of the training rows, nothing lost
+    assert torch.equal(held, full.reference(10_000)) and carved.normalization_state() == full.normalization_state()
+    with pytest.raises(StraightflowError, match="has no validation split"):
+        full.validation(5)
+    toy = load_data("moons", DataOptions(validation_fraction=0.1))
+    assert not torch.equal(toy.validation(100, 0), toy.reference(100, 0))  # its own stream, not eval's reference
+    with pytest.raises(StraightflowError, match="validation_fraction must be in"):
+        load_data("moons", DataOptions(validation_fraction=1.0))

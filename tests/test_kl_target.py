@@ -278,6 +278,19 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     assert "--beta auto: kl_target" in out
     assert ("priced within 2 standard errors" in out) == bool(record["near_line"])  # the log names what the record lists
     assert all(f"beta={b} (" in out.split("--beta auto: note:")[1] for b in record["near_line"])
+    # the same command with --resume, or --resume alone, continues the finished run instead of failing on beta auto
+    command = ["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
+               "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]
+    assert main([*command, "--resume"]) == 0, capsys.readouterr().err
+    assert main(["train", "--out", str(run_dir), "--resume", "--steps", "160"]) == 0, capsys.readouterr().err
+    assert Run.load(run_dir, device="cpu").step == 160
+    # a run stopped during its pilots (no config.yaml yet) resumes with the same command: the finished pilots are reused
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run_dir / "pilots", stopped / "pilots")
+    capsys.readouterr()
+    assert main([*command[:-4], "--out", str(stopped), "--progress", "false", "--resume"]) == 0, capsys.readouterr().err
+    assert json.loads((stopped / "beta_auto.json").read_text())["kl_target"] == pytest.approx(record["kl_target"])
+    assert "training curvature" in capsys.readouterr().out
     # the same pilots priced on another number of draws are refused, not silently mixed
     again = tmp_path / "again"
     shutil.copytree(run_dir / "pilots", again / "pilots")
@@ -286,3 +299,76 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "priced on 3 draws, not the 4 of --beta-auto-draws" in err and err.count("\n") == 1, err
     assert (again / "pilots" / "beta-inf" / "config.yaml").is_file() and not (again / "beta_auto.json").exists()
+
+
+# ------------------------------------------------------------------ --beta auto chooses on a validation split
+def _rows(x: torch.Tensor) -> set:
+    return {tuple(r) for r in x.flatten(1).tolist()}
+
+
+@pytest.fixture
+def captured_probes(monkeypatch):
+    """Every QualityProbe built while the test runs, with the reference rows it scores against."""
+    from straightflow.training import monitor
+
+    built = []
+    original = monitor.QualityProbe.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(monitor.QualityProbe, "__init__", spy)
+    return built
+
+
+@pytest.mark.parametrize("kind", ["npy", "digits"])
+def test_beta_auto_pilots_are_priced_on_rows_that_eval_never_reports_on(kind, tmp_path, monkeypatch, captured_probes):
+    """Row-level check: no reference row of any pilot draw is in eval's held-out reference, no pilot trained on a
+    row it was priced on, and beta_auto.json names the split."""
+    from straightflow.evaluate import ALL_HELDOUT
+    from straightflow.training.monitor import QUALITY_FILE, read_records
+
+    monkeypatch.setattr(auto_beta, "PROBE_N", 60)
+    monkeypatch.setattr(auto_beta, "PRICE_NFE", 4)
+    if kind == "npy":
+        rng = torch.Generator().manual_seed(0)
+        points = torch.randn(400, 3, generator=rng) * torch.tensor([1.0, 2.0, 0.5]) + 3.0
+        data = tmp_path / "points.npy"
+        import numpy as np
+
+        np.save(data, points.numpy())
+        data = str(data)
+    else:
+        data = "digits"
+    run_dir = tmp_path / "auto"
+    train(data=data, method="curvature", beta="auto", steps=6, width=16, depth=1, model="mlp", batch_size=32,
+          beta_auto_draws=2, out=str(run_dir), progress=False)
+    record = json.loads((run_dir / "beta_auto.json").read_text())
+    assert record["priced_on"]["split"] == "validation" and record["priced_on"]["validation_fraction"] == 0.2
+    pilots = [p for p in captured_probes if p.split == "validation"]
+    assert len(pilots) >= 2 * len(record["pilots"])  # each pilot's probe and its second draw
+    run = Run.load(run_dir, device="cpu")
+    eval_reference = run.data.reference(ALL_HELDOUT if kind == "digits" else 2000, 0)
+    held = _rows(eval_reference)
+    priced = set().union(*(_rows(p.reference) for p in pilots))
+    assert priced and held and not priced & held
+    for beta_dir in (run_dir / "pilots").iterdir():
+        assert read_records(beta_dir / QUALITY_FILE)[-1]["split"] == "validation"
+        source = Run.load(beta_dir, device="cpu").data.source("the training rows")
+        trained_on = _rows(source.denormalize(source.train.cpu()) if hasattr(source, "train") else source.train_images())
+        assert not trained_on & priced and not trained_on & held
+    assert run.cfg.validation_fraction == 0  # the run itself trains on all of its training split, validation rows included
+    full = run.data.source("the training rows")
+    assert priced <= _rows(full.denormalize(full.train.cpu()))  # the rows compared are the same floats: the checks can fail
+
+
+def test_a_finished_pilot_priced_on_the_heldout_split_is_not_reused(tmp_path):
+    last = {"step": 10, "draws": 2, "w2_nfe100_draws": [0.1, 0.2]}
+    with pytest.raises(StraightflowError, match="priced on the held-out split that eval reports on"):
+        auto_beta._check_finished_pilot(tmp_path, {**last, "split": "heldout"}, 2)
+    with pytest.raises(StraightflowError, match="priced on the held-out split"):
+        auto_beta._check_finished_pilot(tmp_path, last, 2)  # made before pilots recorded their split
+    auto_beta._check_finished_pilot(tmp_path, {**last, "split": "validation"}, 2)
+    with pytest.raises(StraightflowError, match="priced on 2 draws, not the 3"):
+        auto_beta._check_finished_pilot(tmp_path, {**last, "split": "validation"}, 3)

@@ -52,6 +52,8 @@ class TrainConfig:
     prior: str = _opt("standard", "standard = N(0, I); wide = N(0, diag(36, 1)) for 2D")
     heldout_fraction: float = _opt(0.2, "fraction of a user file held out for evaluation")
     split_seed: int = _opt(0, "seed of the train/held-out split of a user file")
+    validation_fraction: float = _opt(0.0, "carve this fraction of the training data (by --split-seed) as a validation split; the run trains on "
+                                            "the rest and its quality checks (--eval-every) score against it, never the held-out split (0 = none)")
     label_column: str = _opt("", "point-cloud files: the column of class labels (0-based index or CSV header name)")
     data_kind: str = _opt("auto", "how a file / folder / Dataset is read: auto | image | vector | latent (any float range, standardised per channel)")
     loader: str = _opt("auto", "how training reads the data: auto (stream above 128 MiB as float32) | memory | stream (DataLoader)")
@@ -209,6 +211,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.width >= 1 and cfg.depth >= 1, "width and depth must be >= 1"),
         (cfg.time_embed_dim >= 2 and cfg.time_embed_dim % 2 == 0, "time_embed_dim must be even and >= 2"),
         (0.0 < cfg.heldout_fraction < 1.0, "heldout_fraction must be in (0, 1)"),
+        (0.0 <= cfg.validation_fraction < 1.0, f"validation_fraction must be in [0, 1) (0 = none), got {cfg.validation_fraction}"),
         (cfg.optimizer in ("adam", "adamw"), f"unknown optimizer {cfg.optimizer!r}: use adam or adamw"),
         (cfg.log_every >= 1 and cfg.ckpt_every >= 1, "log_every and ckpt_every must be >= 1"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),

@@ -30,6 +30,7 @@ PURPOSES = (
     "heldout-loss",  # noise and t of the held-out flow loss (eval)
     "forward",  # the coupling's z in forward-trajectory plots
     "reference",  # held-out draws of the built-in 2D sets
+    "validation",  # validation draws of the built-in 2D sets (model selection, never eval's reference)
     "floor",  # the second, independent draw for two-sample floors
     "labels",  # the class labels of teacher pairs (conditional runs)
     "w2-subsample",  # the rows exact W2 keeps when n x m is above its cap (metrics.distances)

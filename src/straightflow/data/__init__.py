@@ -60,7 +60,7 @@ def load_data(spec: str, options=None, require_labels: bool = False, dataset=Non
     if dataset is not None:
         if spec not in (CUSTOM_DATA, "", None):
             raise StraightflowError(f"both data={spec!r} and dataset= given: pass one of them")
-        return dataset_source(dataset, options, require_labels)
+        return _carve_validation(dataset_source(dataset, options, require_labels), options)
     if spec == CUSTOM_DATA:
         raise StraightflowError("data 'custom' is a user's own Dataset: pass it again as dataset= (for a folder named custom, write ./custom)")
     source = _resolve(spec, options, require_labels)
@@ -70,7 +70,16 @@ def load_data(spec: str, options=None, require_labels: bool = False, dataset=Non
         if isinstance(source, PointCloud):
             raise StraightflowError(f"{source.name} has no class labels: name the column that holds them with label_column (a 0-based index or a CSV header name)")
         raise source._no_labels()
-    return source
+    return _carve_validation(source, options)
+
+
+def _carve_validation(source: DataSource, options: DataOptions) -> DataSource:
+    """``source`` with its validation split carved out when ``options.validation_fraction`` > 0."""
+    if options.validation_fraction <= 0:
+        return source
+    if not options.validation_fraction < 1:
+        raise StraightflowError(f"validation_fraction must be in [0, 1), got {options.validation_fraction}")
+    return source.with_validation(options.validation_fraction, options.split_seed)
 
 
 def _kind_applies(spec: str, kind: str, allowed: tuple[str, ...], what: str) -> None:

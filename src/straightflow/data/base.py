@@ -58,6 +58,7 @@ class DataOptions:
 
     heldout_fraction: float = 0.2  #: fraction of a user file / folder held out for evaluation
     split_seed: int = 0  #: seed of that train / held-out split
+    validation_fraction: float = 0.0  #: fraction of the training split carved out for model selection (0 = none)
     image_size: int = 0  #: resize images to this size (0 = keep)
     data_root: str = ""  #: folder of torchvision datasets (mnist, cifar10)
     download: bool = False  #: let torchvision download mnist / cifar10 into ``data_root``
@@ -133,6 +134,22 @@ class DataSource(ABC):
     def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
         """A second sample of the data, independent of :meth:`reference`, for the
         two-sample floor of a metric (data units)."""
+
+    def with_validation(self, fraction: float, seed: int) -> "DataSource":
+        """This data with ``fraction`` of its training rows (chosen by ``seed``) carved out as a validation
+        split: the returned source trains on the rest and serves the carved rows by :meth:`validation`;
+        :meth:`reference` stays the held-out split, so nothing judged on the validation split is ever in
+        what ``eval`` reports on. Generated data draws its validation samples from a stream of their own."""
+        from ..errors import StraightflowError
+
+        raise StraightflowError(f"data {self.name} cannot carve a validation split (validation_fraction)")
+
+    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+        """Validation samples in data units (all of the carved split, or a seeded subset of ``n``): what
+        model selection is judged on (:meth:`with_validation`)."""
+        from ..errors import StraightflowError
+
+        raise StraightflowError(f"data {self.name} has no validation split: load it with validation_fraction > 0")
 
     def train_dataset(self, labels: bool = False):
         """The training rows in model units as a map-style ``torch.utils.data.Dataset`` whose

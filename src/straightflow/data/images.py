@@ -127,6 +127,24 @@ class ImageSource(DataSource):
         """All training images (CPU, [-1, 1])."""
         return self.train.cpu()
 
+    def with_validation(self, fraction: float, seed: int) -> "ImageSource":
+        """A source training on all but ``fraction`` of the training images (chosen by ``seed``); those are
+        :meth:`validation`. The held-out split (``reference``) is unchanged."""
+        keep, val = split_rows(self.train.shape[0], fraction, seed, f"the training split of {self.name}", unit="images")
+        keep, val = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(val))
+        on = self.train.device
+        view = ImageSource(self.name, self.train[keep.to(on)], self.heldout, labels=None if self.labels is None else self.labels[keep],
+                           hflip=self.hflip, key=f"{self.key}-val{fraction:g}s{seed}", heldout_labels=self.heldout_labels,
+                           class_names=self.class_names or None, loader=self.loader)
+        view._validation = self.train[val.to(on)].cpu()
+        return view
+
+    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+        carved = getattr(self, "_validation", None)
+        if carved is None:
+            return super().validation(n, seed)
+        return self._subset(carved, None, n, seed)[0]
+
 
 def _split(n: int, heldout_fraction: float, split_seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     return split_rows(n, heldout_fraction, split_seed, what, unit="images")

@@ -12,6 +12,7 @@ names. Labels follow the points through the seeded split.
 
 from __future__ import annotations
 
+import copy
 import csv
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import StraightflowError
-from .base import DataSource, seeded_subset, subset_index
+from .base import DataSource, seeded_subset, split_rows, subset_index
 from .stream import TensorRows, TrainItems
 
 
@@ -280,3 +281,20 @@ class PointCloud(DataSource):
         idx = subset_index(self.train.shape[0], min(n, self.heldout.shape[0]), seed + 1)
         x, y = (self.train, self.labels) if idx is None else (self.train[idx.to(self.train.device)], self.labels[idx.to(self.labels.device)])
         return self.denormalize(x).cpu(), y.cpu()
+
+    def with_validation(self, fraction: float, seed: int) -> "PointCloud":
+        """A copy training on all but ``fraction`` of the training rows; those rows are :meth:`validation`.
+        The normalisation stays the full training split's, so model units match a run on all of it."""
+        keep, val = split_rows(self.train.shape[0], fraction, seed, f"the training split of {self.name}")
+        keep, val = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(val))
+        view = copy.copy(self)
+        view.train, view._validation = self.train[keep.to(self.train.device)], self.denormalize(self.train[val.to(self.train.device)]).cpu()
+        if self.labels is not None:
+            view.labels = self.labels[keep.to(self.labels.device)]
+        return view
+
+    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+        carved = getattr(self, "_validation", None)
+        if carved is None:
+            return super().validation(n, seed)
+        return seeded_subset(carved, n, seed)

@@ -18,6 +18,7 @@ references and floors are bounded by the ``n`` asked for.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
@@ -28,7 +29,7 @@ import torch
 
 from ..errors import StraightflowError
 from ..noise import stream_generator
-from .base import DataSource, subset_index
+from .base import DataSource, split_rows, subset_index
 
 #: ``--loader`` values
 LOADER_MODES = ("auto", "memory", "stream")
@@ -428,6 +429,25 @@ class ItemSource(DataSource):
 
     def floor_reference_labeled(self, n, seed=0):
         return self._labelled(*self._read(self.train_index, n, seed + 1))
+
+    # ---- the validation split (model selection; ``DataSource.with_validation``)
+    def with_validation(self, fraction: float, seed: int) -> "ItemSource":
+        """A copy training on all but ``fraction`` of the training rows (chosen by ``seed``); those rows are
+        :meth:`validation`. Normalisation and held-out rows are unchanged; call before :meth:`to`."""
+        keep, val = split_rows(self.train_size, fraction, seed, f"the training split of {self.name}")
+        keep, val = np.sort(keep), np.sort(val)
+        view = copy.copy(self)
+        view.train_index, view._validation_index = self.train_index[keep], self.train_index[val]
+        view._train_labels = None if self._train_labels is None else np.asarray(self._train_labels)[keep]
+        view._memory, view._classifier_set = None, None
+        view.key = f"{self.key}-val{fraction:g}s{seed}"
+        return view
+
+    def validation(self, n, seed=0):
+        carved = getattr(self, "_validation_index", None)
+        if carved is None:
+            return super().validation(n, seed)
+        return self._read(carved, n, seed)[0]
 
     # ---- the Fréchet module's classifier (labelled images)
     def train_images(self) -> torch.Tensor:

@@ -119,3 +119,11 @@ class Toy2D(DataSource):
 
     def floor_reference_labeled(self, n: int, seed: int = 0):
         return self._sampler(n, stream_generator("floor", seed))
+
+    def with_validation(self, fraction: float, seed: int) -> "Toy2D":
+        """Generated data: training draws are unchanged (unlimited fresh samples) and :meth:`validation`
+        draws from a stream of its own, never the ``reference`` stream ``eval`` scores against."""
+        return self
+
+    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+        return self._sampler(n, stream_generator("validation", seed))[0]

@@ -6,7 +6,10 @@ dataset tolerates differs from set to set. The rule measures that price instead 
 
 1. **Pilots.** Runs of the same configuration (same data, network, batch, seed; so the
    same batches and noise: paired comparisons) and the same length (``steps``: the price
-   depends on the training length, so a shorter pilot mismeasures it), at the fixed betas of
+   depends on the training length, so a shorter pilot mismeasures it), trained and judged on a
+   validation split carved from the training data (``--validation-fraction``, default
+   :data:`VALIDATION_FRACTION`, by ``--split-seed``: the pilots train on the rest and score against
+   it, so no point that chooses K is among the held-out points ``eval`` reports on), at the fixed betas of
    :data:`PILOT_BETAS` = inf (the baseline, the independent coupling), 30, 10, 3, 1, 0.3, walked
    from the baseline down. Each pilot reports its quality at NFE 1 and at :data:`PRICE_NFE`
    (the training monitor's probe on the EMA weights: W2 for vectors, FD for images, Euler,
@@ -32,18 +35,6 @@ dataset tolerates differs from set to set. The rule measures that price instead 
    from the baseline point (KL 0, r 1) to beta = 30's, where that line crosses ``price``.
    The run starts at the interpolated beta, near the controller's fixed point.
 
-Revisions (issue 13; ``docs/kl_target.md`` has the numbers of each): (1) pilots first ran
-``clamp(steps // 3, 200, 2000)`` steps, which mispriced beta in either direction (8gaussians'
-beta = 3: 1.32x at 1000 steps, 1.04x at 3000), so they now train as long as the run; (2) the rule
-then interpolated K to where the price crossed a fixed 1.25x; it landed far from the best
-admissible beta wherever that beta cost more than 1.25x (spirals, 1.45x), so it picked the
-measured pilot; (3) a single draw of the price misjudged pilots on other training seeds, so the
-price became the mean of 5 draws; (4) that mean still admitted edge pilots that cost more on
-fresh draws, so a pilot had to pass with one standard error on top; that kept out edge pilots
-whose noisy price was under the line and the check then admitted (moons' beta = 10), and 7 of 12
-set-seed cases passed; (5) the current rule: 20 draws on vectors, admission on the mean, and the
-hedge of step 3 instead of the margin.
-
 A pilot priced within :data:`NEAR_LINE_SE` standard errors of ``price`` is *near the line*: the draws it was priced
 on do not settle which side it is on, and the run says so (a log note and ``near_line`` in the record) instead of
 presenting a coin toss as a measurement; more draws narrow it as ``1 / sqrt(draws)``.
@@ -51,7 +42,8 @@ presenting a coin toss as a measurement; more draws narrow it as ``1 / sqrt(draw
 The pilots cost up to six runs (fewer when the walk stops early): ``--beta auto`` is an
 automated sweep; where that is too dear, take K from one and pass ``--kl-target``. The run then
 trains with ``kl_target = K`` (its ``config.yaml`` records K and the initial beta, so it is an
-ordinary ``--kl-target`` run that resumes as one); the pilots stay in
+ordinary ``--kl-target`` run; ``--resume`` alone, or the same command with ``--resume``, continues
+it, and a run stopped during its pilots starts again from the finished ones); the pilots stay in
 ``RUNDIR/pilots/beta-<b>/`` and the decision in ``RUNDIR/beta_auto.json``. Rerunning the same
 command reuses finished pilots. One process only: under torchrun pass the K a one-process
 pilot found as ``--kl-target``.
@@ -84,17 +76,20 @@ PROBE_N = 2000
 #: (docs/kl_target.md); on images (FD, each draw costs PROBE_N x (1 + PRICE_NFE) network passes) 5
 VECTOR_DRAWS, IMAGE_DRAWS = 20, 5
 #: the share of the edge pilot's NFE 1 quality the run gives up to move K toward the next safer pilot
-#: (step 3): half the 15% by which issue 13 judges a choice, fixed before it was measured
+#: (step 3): half of a 15% tolerance on NFE 1 quality, fixed before it was measured (docs/kl_target.md)
 HEDGE = 0.075
 #: a pilot whose price is within this many standard errors of ``--beta-auto-price`` is *near the line*: fresh
 #: draws could put it on the other side, so the decision that rests on it is flagged (log and ``near_line``)
 NEAR_LINE_SE = 2.0
 #: the record written beside the run
 RECORD_FILE = "beta_auto.json"
+#: the share of the training data the pilots carve out as their validation split unless the run sets
+#: ``--validation-fraction`` itself
+VALIDATION_FRACTION = 0.2
 
 #: fields a pilot sets itself; every other field is the run's own
 _PILOT_FIELDS = {"out", "steps", "beta", "kl_target", "eval_every", "eval_nfe", "eval_n", "eval_draws", "progress", "log_every",
-                 "ckpt_every", "keep_checkpoints", "tensorboard"}
+                 "ckpt_every", "keep_checkpoints", "tensorboard", "validation_fraction"}
 
 
 def default_draws(shape: tuple[int, ...]) -> int:
@@ -187,6 +182,28 @@ def near_line(pilots: list[dict], price: float, k: float = NEAR_LINE_SE) -> list
     return [p for p in pilots[1:] if p.get("se", 0.0) > 0 and math.isfinite(p["ratio"]) and abs(p["ratio"] - price) <= k * p["se"]]
 
 
+def validation_fraction(cfg) -> float:
+    """The share of the training data the pilots of ``cfg`` are judged on: the run's own
+    ``validation_fraction`` when set, else :data:`VALIDATION_FRACTION`."""
+    return float(cfg.validation_fraction) or VALIDATION_FRACTION
+
+
+def pilot_config(cfg, beta: float, draws: int, *, custom_model: bool = False, custom_data: bool = False,
+                 custom_encoder: bool = False) -> dict:
+    """The config fields of the pilot of ``cfg`` at ``beta``: the run's own, with the pilot's length, beta,
+    quality probe (:data:`PROBE_N` samples, NFE 1 and :data:`PRICE_NFE`, ``draws`` draws) and validation
+    split; ``custom_*``: the fields ``train()`` records itself for a user's own module or Dataset."""
+    base = {k: v for k, v in cfg.to_dict().items() if k not in _PILOT_FIELDS}
+    for key, custom in (("model", custom_model), ("data", custom_data), ("encoder", custom_encoder)):
+        if custom:
+            base.pop(key, None)
+    steps = int(cfg.steps)
+    return dict(base, out=str(Path(cfg.out) / "pilots" / f"beta-{beta_label(beta)}"), steps=steps, beta=beta, kl_target=None,
+                eval_every=steps, eval_nfe=f"1,{PRICE_NFE}", eval_n=PROBE_N, eval_draws=draws, progress=False,
+                log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1, tensorboard=False,
+                validation_fraction=validation_fraction(cfg))
+
+
 def _pilot_result(run_dir: Path, steps: int) -> dict:
     quality = read_records(run_dir / QUALITY_FILE)
     stats = read_records(run_dir / "stats.jsonl")
@@ -202,6 +219,19 @@ def _pilot_result(run_dir: Path, steps: int) -> dict:
             "quality_nfe1": q.get(key.replace(f"nfe{PRICE_NFE}", "nfe1")), "quality_draws": q.get(f"{key}_draws")}
 
 
+def _check_finished_pilot(run_dir: Path, last: dict, draws: int) -> None:
+    """Refuse to reuse a finished pilot priced another way than this run would price it: on another number of
+    draws, or against the held-out split (pilots made before they were judged on a validation split)."""
+    if last.get("draws", 1) != draws or not any(k.endswith(f"_nfe{PRICE_NFE}_draws") for k in last):
+        had = last.get("draws", 1)
+        raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on {had} draws, not the {draws} of "
+                                f"--beta-auto-draws (or by an older straightflow): delete that folder to rerun it"
+                                + (f", or pass --beta-auto-draws {had}" if had >= 2 else ""))
+    if last.get("split") != "validation":
+        raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on the held-out split that eval reports on, "
+                                "not on a validation split: delete that folder to rerun it")
+
+
 def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, dataset=None, log=print) -> dict:
     """Run the pilots of ``cfg`` (``beta == "auto"``) with ``train_fn`` (``training.train``), set
     ``cfg.kl_target`` and ``cfg.beta`` (the initial beta) by :func:`choose_target`, write
@@ -213,27 +243,15 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     steps = int(cfg.steps)
     price = float(cfg.beta_auto_price)
     draws = int(cfg.beta_auto_draws) or default_draws(load_data(cfg.data, DataOptions.of(cfg), dataset=dataset).shape)
-    base = {k: v for k, v in cfg.to_dict().items() if k not in _PILOT_FIELDS}
-    if velocity_net is not None:
-        base.pop("model", None)  # train() records model: custom itself
-    if dataset is not None:
-        base.pop("data", None)
-    if encoder_net is not None:
-        base.pop("encoder", None)
     pilots: list[dict] = []
     for beta in PILOT_BETAS:
-        run_dir = out / "pilots" / f"beta-{beta_label(beta)}"
+        kw = pilot_config(cfg, beta, draws, custom_model=velocity_net is not None, custom_data=dataset is not None,
+                          custom_encoder=encoder_net is not None)
+        run_dir = Path(kw["out"])
         done = read_records(run_dir / QUALITY_FILE)
-        if done and done[-1]["step"] == steps and (done[-1].get("draws", 1) != draws
-                                                   or not any(k.endswith(f"_nfe{PRICE_NFE}_draws") for k in done[-1])):
-            had = done[-1].get("draws", 1)
-            raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on {had} draws, not the {draws} of "
-                                    f"--beta-auto-draws (or by an older straightflow): delete that folder to rerun it"
-                                    + (f", or pass --beta-auto-draws {had}" if had >= 2 else ""))
+        if done and done[-1]["step"] == steps:
+            _check_finished_pilot(run_dir, done[-1], draws)
         if not (done and done[-1]["step"] == steps):
-            kw = dict(base, out=str(run_dir), steps=steps, beta=beta, kl_target=None, eval_every=steps, eval_nfe=f"1,{PRICE_NFE}",
-                      eval_n=PROBE_N, eval_draws=draws, progress=False, log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1,
-                      tensorboard=False)
             resume = (run_dir / "config.yaml").exists()
             train_fn(resume=resume, velocity_net=copy.deepcopy(velocity_net), encoder_net=copy.deepcopy(encoder_net),
                      dataset=dataset, **({"out": str(run_dir), "steps": steps} if resume else kw))
@@ -253,7 +271,13 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
             f"errors of {price:g}x, so fresh draws could put {'it' if len(close) == 1 else 'them'} on the other side of the line; the "
             f"standard error falls as 1 / sqrt(--beta-auto-draws), now {draws} (docs/kl_target.md)")
     pilots = [{**p, "beta": beta_label(p["beta"])} for p in pilots]  # strict JSON: no inf
-    record = {"draws": draws, "rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price is within {price:g}x of the "
+    fraction = validation_fraction(cfg)
+    record = {"draws": draws, "priced_on": {
+                  "split": "validation", "validation_fraction": fraction, "split_seed": int(cfg.split_seed),
+                  "what": f"{fraction:g} of the training data carved out by split_seed {int(cfg.split_seed)} (generated data: "
+                          "draws of a validation stream of its own); the pilots train on the rest, and none of it is in the "
+                          "held-out split eval reports on"},
+              "rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price is within {price:g}x of the "
                       f"baseline pilot, K moved toward the next safer pilot to give up {HEDGE:.1%} of it (docs/kl_target.md)",
               "price": price, "hedge": HEDGE, "pilot_steps": steps, "pilots": pilots,
               "near_line": [beta_label(p["beta"]) for p in close], **choice}

@@ -4,7 +4,10 @@
 few NFEs and scores the samples against held-out data: W2 and the energy distance
 for vectors, the Fréchet distance in the data's named feature space for images
 (the metrics of ``straightflow eval``, on the same noise and reference as
-``eval -n N``, seed 0). :class:`TrainingMonitor` is what ``train`` runs on rank 0
+``eval -n N``, seed 0: a log to watch, which chooses nothing). A run with
+``--validation-fraction`` scores against the validation split carved from its
+training data instead, which is what anything that *chooses* (``--beta auto``'s
+pilots) must be judged on. :class:`TrainingMonitor` is what ``train`` runs on rank 0
 with ``--tensorboard`` and / or ``--eval-every``: every logged stats line becomes
 TensorBoard scalars (``train/<key>``), and every ``eval_every`` steps the EMA
 weights are probed: one line in ``RUNDIR/quality.jsonl`` and, with TensorBoard,
@@ -36,6 +39,9 @@ from ..solvers import solve
 #: where the monitor writes inside a run directory
 TENSORBOARD_DIR = "tensorboard"
 QUALITY_FILE = "quality.jsonl"
+#: what a quality probe scores against: ``eval``'s held-out split (a log that chooses nothing), or the
+#: validation split carved from the training data (``--validation-fraction``: what model selection is judged on)
+PROBE_SPLITS = ("heldout", "validation")
 #: samples drawn in a grid or scatter (the first ones of the probe's noise)
 GRID_IMAGES = 64
 SCATTER_POINTS = 1000
@@ -84,8 +90,10 @@ class ProbeResult:
 class QualityProbe:
     """Quality of a velocity net at ``nfes`` on ``n`` fixed seeded noises (docs/monitoring.md).
 
-    ``data``: the run's :class:`~straightflow.data.DataSource` (its held-out ``reference(n, seed)`` is
-    the reference, ``floor_reference`` gives the two-sample floor); ``prior``: the noise prior
+    ``data``: the run's :class:`~straightflow.data.DataSource` (``split="heldout"``: its held-out
+    ``reference(n, seed)`` is the reference, as in ``eval``; ``split="validation"``: its ``validation(n, seed)``,
+    the split carved from the training data for choosing, never what ``eval`` reports on;
+    ``floor_reference`` gives the two-sample floor); ``prior``: the noise prior
     (None = N(0, I)); ``solver``: the method's own. The noise of sample i is row i of the
     ``"sample"`` stream of ``seed``, as in ``Run.sample``, so successive checks are comparable.
     ``num_classes`` > 0: a conditional net, guidance 1, the samples' classes in proportion to the
@@ -97,16 +105,20 @@ class QualityProbe:
     """
 
     def __init__(self, data, nfes: list[int], n: int = 256, solver: str = "euler", prior=None, seed: int = 0,
-                 num_classes: int = 0, device: torch.device | str = "cpu", batch_size: int = 1024, draws: int = 1):
+                 num_classes: int = 0, device: torch.device | str = "cpu", batch_size: int = 1024, draws: int = 1,
+                 split: str = "heldout"):
         if draws < 1:
             raise StraightflowError(f"the quality probe needs at least one draw, got {draws}")
         if not nfes or min(nfes) < 1:
             raise StraightflowError(f"eval NFEs must be positive integers, got {nfes}")
         if n < 2:
             raise StraightflowError(f"the quality probe needs at least 2 samples, got {n}")
+        if split not in PROBE_SPLITS:
+            raise StraightflowError(f"unknown quality-probe split {split!r}: use one of {', '.join(PROBE_SPLITS)}")
         base = getattr(data, "base", data)  # teacher pairs: score against the data they stand for
         self.data, self.nfes, self.solver, self.device, self.batch_size = base, list(nfes), solver, torch.device(device), batch_size
-        self.reference = base.reference(n, seed)
+        self.split = split
+        self.reference = base.validation(n, seed) if split == "validation" else base.reference(n, seed)
         self.n = min(n, int(self.reference.shape[0]))
         self.noise = seeded_noise(self.n, tuple(base.shape), seed, "sample", prior)
         # in proportion to the training classes, like `eval`: the reference is the held-out data, classes mixed as they are
@@ -121,7 +133,8 @@ class QualityProbe:
             self.floor = self._vector_scores(floor_reference, "floor")
         self.limits = _scatter_limits(self.reference) if base.kind == "vector" and tuple(base.shape) == (2,) else None
         self.draws = int(draws)
-        self._more = [QualityProbe(data, nfes, n, solver, prior, seed + d, num_classes, device, batch_size) for d in range(1, draws)]
+        self._more = [QualityProbe(data, nfes, n, solver, prior, seed + d, num_classes, device, batch_size, split=split)
+                      for d in range(1, draws)]
 
     def _vector_scores(self, samples: torch.Tensor, suffix: str) -> dict:
         return {f"w2_{suffix}": wasserstein2(samples, self.reference, []), f"energy_{suffix}": energy_distance(samples, self.reference)}
@@ -249,7 +262,8 @@ class TrainingMonitor:
         devices = [self.probe.device] if self.probe.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             result = self.probe(velocity)
-        record = {"step": step, "n": self.probe.n, "draws": self.probe.draws, "solver": self.probe.solver, **result.scores,
+        record = {"step": step, "n": self.probe.n, "draws": self.probe.draws, "split": self.probe.split, "solver": self.probe.solver,
+                  **result.scores,
                   "seconds": result.seconds}
         for key in result.scores if result.draws else ():  # each draw's score of every NFE: <metric>_nfe<k>_draws
             if "_nfe" in key:

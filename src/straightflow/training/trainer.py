@@ -34,6 +34,7 @@ from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
 from ..methods import build_module, get_method
 from ..models import count_parameters, resolve_model_name
+from .auto_beta import RECORD_FILE as AUTO_RECORD
 from .auto_beta import resolve_auto_beta
 from .ema import EMA
 from .monitor import QUALITY_FILE, TENSORBOARD_DIR, QualityProbe, TrainingMonitor, summary_line, summary_writer_class
@@ -85,6 +86,8 @@ def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str 
             key = key.replace("-", "_")
             if key in RESUMABLE_KEYS:
                 continue
+            if key == "beta" and value == "auto" and (out / AUTO_RECORD).exists():
+                continue  # the rule resolved beta (and kl_target) when the run started: its saved values are the answer
             probe = TrainConfig()
             apply_overrides(probe, {key: value}, "command line")
             if getattr(probe, key) != getattr(cfg, key):
@@ -100,6 +103,12 @@ def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str 
         explicit = {k.replace("-", "_") for k in [*overrides, *(load_yaml(config_file) if config_file else {})]}
         inherit_teacher_config(cfg, explicit)
     return cfg
+
+
+def _asks_auto_beta(overrides: dict, config_file: str | None) -> bool:
+    """Whether the command asks for ``--beta auto`` (on the command line, else in its config file)."""
+    value = overrides.get("beta", load_yaml(config_file).get("beta") if config_file else None)
+    return value == "auto"
 
 
 def _truncate_stats(path: Path, step: int) -> None:
@@ -147,6 +156,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     if not out_value:
         raise StraightflowError("no run directory given: pass --out RUNDIR")
     out = Path(out_value)
+    if resume and not (out / "config.yaml").exists() and _asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
+        resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
     cfg = _prepare_run_dir(out, resume, overrides, config_file)
     if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
         resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
@@ -229,7 +240,8 @@ def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method, sta
     if cfg.eval_every:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
             probe = QualityProbe(data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=method.default_solver, prior=prior,
-                                 num_classes=module.num_classes, device=device, draws=cfg.eval_draws)
+                                 num_classes=module.num_classes, device=device, draws=cfg.eval_draws,
+                                 split="validation" if cfg.validation_fraction > 0 else "heldout")
     return TrainingMonitor(out / TENSORBOARD_DIR if cfg.tensorboard else None, out / QUALITY_FILE if cfg.eval_every else None,
                            probe, start_step)
 
