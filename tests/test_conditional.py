@@ -501,12 +501,132 @@ def test_cli_eval_reference_file_on_a_conditional_run(tiny_cond_run, tmp_path, c
 
 # ------------------------------------------------------------------ API defaults
 @torch.no_grad()
-def test_velocity_fn_without_labels_is_a_clear_error_or_a_usable_velocity(tiny_cond_run):
-    """``Run.velocity_fn(labels=None, guidance=None)``: its defaults must not crash a conditional run with a raw exception."""
+def test_velocity_fn_of_a_conditional_run_needs_labels(tiny_cond_run):
+    """``Run.velocity_fn()`` of a conditional run is a one-line user error; with labels it is a velocity."""
     run = Run.load(tiny_cond_run)
+    with pytest.raises(StraightflowError, match="is class-conditional: its velocity needs labels"):
+        run.velocity_fn()
+    v = run.velocity_fn(run.labels(5))(torch.zeros(5, 2), torch.full((5,), 0.5))
+    assert v.shape == (5, 2) and bool(torch.isfinite(v).all())
+
+
+# ------------------------------------------------------------------ guidance reaches every number eval prints
+@pytest.fixture(scope="module")
+def cond_curvature_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("condcurv") / "run"
+    sf.train(data="8gaussians", method="curvature", beta=1.0, conditional=True, steps=30, batch_size=64, width=32, depth=2,
+             out=str(out), progress=False, log_every=10, ckpt_every=30)
+    return out
+
+
+def test_eval_guidance_reaches_the_reconstruction_rows(cond_curvature_run):
+    run = Run.load(cond_curvature_run)
+    plain = sf.evaluate(run, [2], n=200)
+    guided = sf.evaluate(run, [2], n=200, guidance=3.0)
+    assert plain["guidance"] == 1.0 and guided["guidance"] == 3.0
+    assert guided["results"][0]["w2"] != plain["results"][0]["w2"]
+    assert guided["recon_w2"] != plain["recon_w2"] and guided["recon_mse"] != plain["recon_mse"]
+    again = sf.evaluate(run, [2], n=200, guidance=1.0)
+    assert again["recon_w2"] == plain["recon_w2"]  # w = 1 is the default, not another number
+    assert "guidance 3" in sf.format_table(guided).splitlines()[0]
+
+
+def test_eval_guidance_reaches_a_students_pair_results(tiny_cond_run, tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs_from_run(tiny_cond_run, 300, pairs, nfe=2, guidance=2.0, device="cpu", progress=False)
+    student = sf.train(method="lines", pairs=str(pairs), conditional=True, steps=4, batch_size=32, out=str(tmp_path / "s"),
+                       progress=False, ckpt_every=4)
+    run = Run.load(student)
+    plain, guided = sf.evaluate(run, [1], n=100), sf.evaluate(run, [1], n=100, guidance=3.0)
+    assert guided["distill_error"] != plain["distill_error"]
+    assert guided["pair_results"][0]["pair_mse"] != plain["pair_results"][0]["pair_mse"]
+
+
+def test_export_records_the_guidance_of_its_recommendation(cond_curvature_run, tmp_path, capsys):
+    from straightflow.export import export
+
+    capsys.readouterr()
+    assert main(["eval", str(cond_curvature_run), "--nfe", "1,2", "-n", "100", "--guidance", "3", "--json"]) == 0
+    (cond_curvature_run / "eval.json").write_text(capsys.readouterr().out)
     try:
-        velocity = run.velocity_fn()
-    except StraightflowError:
-        return  # a one-line user error is fine
-    v = velocity(torch.zeros(5, 2), torch.full((5,), 0.5))
-    assert v.shape == (5, 2)
+        result = export(cond_curvature_run, tmp_path / "model")
+    finally:
+        (cond_curvature_run / "eval.json").unlink()
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert result.recommended["guidance"] == 3.0 and config["recommended"]["guidance"] == 3.0
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "--class all --guidance 3" in card and "guidance=3" in card and f"NFE {config['recommended']['nfe']}, guidance 3" in card
+    assert main(["sample", str(tmp_path / "model"), "-n", "8", "--out", str(tmp_path / "s.npy")]) == 0
+    assert "guidance 3" in capsys.readouterr().out  # the CLI samples at the recommended weight unless told otherwise
+    export(cond_curvature_run, tmp_path / "plain")  # nothing measured: guidance 1
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["recommended"]["guidance"] == 1.0
+
+
+def test_guidance_zero_samples_carry_no_labels(tiny_cond_run, tmp_path, capsys):
+    out = tmp_path / "s.npy"
+    assert main(["sample", str(tiny_cond_run), "-n", "12", "--nfe", "2", "--guidance", "0", "--out", str(out)]) == 0
+    assert np.load(out).shape == (12, 2) and not (tmp_path / "s.labels.npy").exists()
+    assert "labels in" not in capsys.readouterr().out
+    run = Run.load(tiny_cond_run)
+    assert run.sample(6, nfe=1, guidance=0.0).labels is None and run.sample(6, nfe=1).labels is not None
+    report = sf.evaluate(run, [1], n=100, guidance=0.0)
+    assert "per_class" not in report["results"][0] and "per_class_floor" not in report
+    assert not any(k.endswith("accuracy") for k in report["results"][0]) and "unconditionally" in report["per_class_note"]
+    assert "per class" not in sf.format_table(report)
+
+
+def test_rk45_trajectories_cover_every_sample_over_several_batches(tiny_cond_run):
+    run = Run.load(tiny_cond_run)
+    z = run.noise(10, seed=1)
+    out = run.solve_from(z, 1, "rk45", batch_size=4, return_trajectory=True, labels=run.labels(10))
+    assert out.trajectory.shape[1] == 10 and out.times.shape[0] == out.trajectory.shape[0]
+    torch.testing.assert_close(out.trajectory[-1], out.samples)
+    torch.testing.assert_close(out.trajectory[0], run.data.denormalize(z))
+
+
+# ------------------------------------------------------------------ the conditional critic sees the labels
+def test_the_conditional_critic_is_a_projection_on_the_labels():
+    from straightflow.objectives import AdversarialTerm, build_discriminator
+    from straightflow.objectives.adversarial import ProjectionCritic
+
+    torch.manual_seed(0)
+    disc = build_discriminator((2,), "vector", width=16, num_classes=3)
+    assert isinstance(disc, ProjectionCritic)
+    x = torch.randn(5, 2)
+    disc.eval()  # spectral norm's power iteration runs in training mode only: fixed weights for the closed form
+    h = disc.features(x)
+    for c in range(4):  # classes 0..2 and the null class 3: head(phi(x)) + <e_c, phi(x)>
+        y = torch.full((5,), c)
+        torch.testing.assert_close(disc(x, y), disc.head(h) + (disc.embed(y) * h).sum(1, keepdim=True))
+    assert not torch.allclose(disc(x, torch.zeros(5, dtype=torch.long)), disc(x, torch.ones(5, dtype=torch.long)))
+    drawn = []
+
+    def real(n, generator):
+        drawn.append(n)
+        return torch.randn(n, 2, generator=generator), torch.randint(0, 3, (n,), generator=generator)
+
+    disc.train()
+    term = AdversarialTerm(disc, real, lr=1e-3, num_classes=3, cond_drop=0.5)
+    g = torch.Generator().manual_seed(0)
+    disc.eval()
+    loss = term.generator_loss(x, torch.tensor([0, 1, 2, 3, 0]))
+    torch.testing.assert_close(loss, -disc(x, torch.tensor([0, 1, 2, 3, 0])).mean())
+    disc.train()
+    stats = term.step(g)
+    assert drawn == [5] and torch.isfinite(stats["adv_d_loss"])
+    with pytest.raises(RuntimeError, match="labels it was predicted for"):
+        term.generator_loss(x)
+
+
+def test_a_conditional_lines_student_trains_with_the_projection_critic(tiny_cond_run, tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs_from_run(tiny_cond_run, 300, pairs, nfe=2, device="cpu", progress=False)
+    student = sf.train(method="lines", pairs=str(pairs), conditional=True, adv=0.1, steps=4, batch_size=32, out=str(tmp_path / "s"),
+                       progress=False, ckpt_every=2)
+    state = load_file(latest_checkpoint(student) / "model.safetensors")
+    assert state  # trained and checkpointed
+    from straightflow.checkpoint import load_train_state
+
+    aux = load_train_state(latest_checkpoint(student))["aux"]["disc"]
+    assert any(k.startswith("embed.") for k in aux)  # the critic has class embeddings
+    assert sf.train(out=str(student), resume=True, steps=6) == student

@@ -368,3 +368,13 @@ def test_load_data_of_an_export_matches_the_saved_normalisation(points_run, tmp_
     assert run.data.loaded
     real = load_data(str(root / "points.npy"))
     assert torch.equal(ref, real.reference(20, seed=0)) and math.isclose(float(run.data.normalize(ref).std()), float(real.normalize(ref).std()))
+
+
+def test_an_export_leaves_data_root_and_download_to_the_machine_that_evaluates_it(tmp_path):
+    run_dir = sf.train(data="moons", data_root=str(tmp_path / "my-datasets"), download=True, out=str(tmp_path / "run"), **QUICK)
+    assert sf.load(run_dir).cfg.data_root == str(tmp_path / "my-datasets")  # the run directory keeps the trainer's settings
+    export(run_dir, tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())["train_config"]
+    assert saved["data_root"] == "" and saved["download"] is False
+    run = sf.load(tmp_path / "model", device="cpu")
+    assert run.cfg.data_root == "" and run.cfg.download is False

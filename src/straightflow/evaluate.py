@@ -311,8 +311,11 @@ def evaluate(
     report.update(_flow_loss_report(run, ref, n_eval, seed, ref_labels))
     accuracy = None
     if run.conditional:
-        accuracy = ClassAccuracy(run, seed)
         report["guidance"] = 1.0 if guidance is None else float(guidance)
+    if run.conditional and report["guidance"] == 0:  # w = 0 samples the null class: no sample has a class to be scored by
+        report["per_class_note"] = "guidance 0 samples unconditionally: no per-class scores or class accuracy"
+    elif run.conditional:
+        accuracy = ClassAccuracy(run, seed)
         report["classes"] = list(run.class_names)
         report["per_class_floor"] = _per_class(metric, floor_ref, floor_labels, ref, ref_labels, run.class_names)
         report[f"{accuracy.name}_floor"] = accuracy(ref, ref_labels)  # the held-out data's own score
@@ -328,7 +331,7 @@ def evaluate(
     finally:
         bar.close()
     report["results"] = results
-    report.update(run.method.evaluate_extra(run, ref, n_eval, seed, list(nfes), solver, metric, labels=ref_labels))
+    report.update(run.method.evaluate_extra(run, ref, n_eval, seed, list(nfes), solver, metric, labels=ref_labels, guidance=guidance))
     return report
 
 
@@ -344,8 +347,9 @@ def _score_nfe(run, metric, k, solver, n_eval, seed, ref, ref_labels, probs, gui
     if out.note:  # e.g. Heun at even NFE evaluates the network at t = 0 (docs/api.md "Solvers")
         row["note"] = out.note
     if run.conditional:
-        row[accuracy.name] = accuracy(out.samples, out.labels)
         row["network_evals"] = out.network_evals
+    if accuracy is not None:
+        row[accuracy.name] = accuracy(out.samples, out.labels)
         row["per_class"] = _per_class(metric, out.samples, out.labels, ref, ref_labels, run.class_names)
         for entry in row["per_class"]:
             mask = out.labels == run.class_names.index(entry["class"])
@@ -389,6 +393,8 @@ def format_table(report: dict) -> str:
         about.append(f"{report['features']} features")
     if len(seeds) > 1:
         about.append(f"mean ± sd over seeds {seeds[0]}-{seeds[-1]}")
+    if isinstance(report.get("guidance"), float):  # every sampled number below, extras included, is at this weight
+        about.append(f"guidance {report['guidance']:g}")
     lines = [f"{report['method']} on {report['data']} (step {report['step']}, {', '.join(about)}): curvature {report['curvature']:.4g}, "
              f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
     floors = [k for k, v in report.items() if k.endswith("_floor") and isinstance(v, float) and not _is_spread(k[:-6])]

@@ -99,9 +99,19 @@ def read_eval_report(run_dir: Path) -> tuple[dict | None, str | None]:
 
 
 def recommend(run: Run, report: dict | None, nfe: int | None = None) -> dict:
-    """``{"solver", "nfe", "source"}``: ``nfe`` when given; else the smallest NFE whose measured quality
-    (``report``, at the exported step, fixed-step rows without caveats) is within ``NFE_TOLERANCE`` of
-    the table's best; else the method's default."""
+    """``{"solver", "nfe", "source"}`` (and ``"guidance"`` for a conditional run): ``nfe`` when given; else
+    the smallest NFE whose measured quality (``report``, at the exported step, fixed-step rows without
+    caveats) is within ``NFE_TOLERANCE`` of the table's best; else the method's default. The guidance is
+    the weight the chosen row was measured at (``report["guidance"]``), else 1."""
+    rec = _recommend_nfe(run, report, nfe)
+    if run.conditional:
+        measured = (report or {}).get("guidance")
+        use_report = nfe is None and report is not None and report.get("step") == run.step and isinstance(measured, (int, float))
+        rec["guidance"] = float(measured) if use_report and rec["source"].startswith("eval.json") else 1.0
+    return rec
+
+
+def _recommend_nfe(run: Run, report: dict | None, nfe: int | None) -> dict:
     solver = run.method.default_solver
     if nfe is not None:
         if nfe < 1:
@@ -196,7 +206,8 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
         "parameters": count_parameters(run.module),
         "weights": {"file": EXPORT_WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest(), "contents": "EMA weights: velocity.* (the velocity net), coupling.* (a learned coupling, if any)"},
         "sampling": run.sampling_state(),
-        "train_config": cfg.to_dict(),
+        # where the data lives and whether to download it are the evaluating machine's choice, not the trainer's
+        "train_config": {**cfg.to_dict(), "data_root": "", "download": False},
     }
     card = model_card(run, config, report, eval_note)
     try:
@@ -245,6 +256,11 @@ def quality_table(report: dict) -> list[str]:
     return lines
 
 
+def _guidance_text(rec: dict) -> str:
+    """``, guidance w`` for a conditional model's recommendation (classifier-free guidance weight)."""
+    return f", guidance {rec['guidance']:g}" if isinstance(rec.get("guidance"), (int, float)) else ""
+
+
 def model_card(run: Run, config: dict, report: dict | None, eval_note: str | None) -> str:
     """README.md of an export: YAML front matter (library_name, tags) and the card."""
     cfg, state, rec = run.cfg, config["sampling"], config["recommended"]
@@ -269,18 +285,19 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
              f"| network | `{config['model']}`, {config['velocity_parameters']:,} parameters"
              + (f" (+{coupling:,} in the learned coupling)" if coupling else "") + " |",
              f"| training | step {config['step']:,} of {cfg.steps:,}, batch size {cfg.batch_size}, lr {_fmt(cfg.lr)}, EMA {_fmt(cfg.ema_decay)}, seed {cfg.seed} |",
-             f"| recommended sampling | `{rec['solver']}` at NFE {rec['nfe']} ({rec['source']}) |", "",
+             f"| recommended sampling | `{rec['solver']}` at NFE {rec['nfe']}{_guidance_text(rec)} ({rec['source']}) |", "",
              "## Usage", "",
              "```bash",
              "pip install straightflow",
              f"straightflow sample MODEL_DIR --nfe {rec['nfe']} --solver {rec['solver']} -n 1000 --out samples.npy --seed 0"
-             + (" --class all" if run.conditional else ""),
+             + (f" --class all --guidance {rec['guidance']:g}" if run.conditional else ""),
              "```", "",
              "```python",
              "import straightflow as sf",
              "run = sf.load(\"MODEL_DIR\")          # this folder; or sf.hub.from_pretrained(\"user/repo\") with straightflow[hub]",
              f"out = run.sample(1000, nfe={rec['nfe']}, solver=\"{rec['solver']}\", seed=0"
-             + (f", classes={state['class_names'][0]!r}" if run.conditional else "") + ")   # out.samples: data units",
+             + (f", classes={state['class_names'][0]!r}, guidance={rec['guidance']:g}" if run.conditional else "")
+             + ")   # out.samples: data units",
              "```", "",
              "Sampling needs only this folder. `straightflow eval` also needs the training data "
              f"(`train_config.data` in config.json: {data}).", "",

@@ -70,7 +70,7 @@ class SampleOutput:
     trajectory: torch.Tensor | None = None  #: (S + 1, n, ...) in data units, t = 1 first
     times: torch.Tensor | None = None
     noise: torch.Tensor | None = None
-    labels: torch.Tensor | None = None  #: (n,) class of each sample (conditional runs)
+    labels: torch.Tensor | None = None  #: (n,) class of each sample (conditional runs; None at guidance 0, which ignores classes)
     guidance: float | None = None  #: guidance weight w (conditional runs)
     network_evals: int = 0  #: network evaluations per sample: nfe, or 2 x nfe when guided (conditional + null)
     network_calls: int = 0  #: network forward calls per sampling batch (a guided step is one call on 2 x the rows)
@@ -249,6 +249,8 @@ class Run:
         """Integrate the generative ODE from given noise ``z`` (model units, t = 1); ``solver``
         defaults to the method's own (e.g. the line sampler for ``lines`` runs). A conditional
         run needs ``labels`` (one per row of ``z``; default: class i mod K) and takes ``guidance``.
+        ``return_trajectory``: the path of every sample, t = 1 first; with ``rk45``, whose step sizes adapt to
+        the batch solved together, all of ``z`` is solved as one batch so that one time grid serves every path.
         ``progress``: True for a bar counting samples, or a tqdm bar of the caller's to advance by the samples."""
         solver = solver or self.method.default_solver
         if self.conditional and labels is None:
@@ -260,6 +262,8 @@ class Run:
         # the bar counts samples; a caller's own bar (``progress`` a tqdm, e.g. eval's) is advanced instead
         own_bar = not hasattr(progress, "update")
         bar = tqdm(total=z.shape[0], disable=not progress, desc=f"sample {solver}@{nfe}", unit="sample", leave=False) if own_bar else progress
+        if return_trajectory and solver == "rk45":
+            batch_size = max(1, z.shape[0])  # RK45's time grid adapts to the batch: one batch, so one grid for every trajectory
         for s in range(0, z.shape[0], batch_size):
             velocity = self.velocity_fn(None if labels is None else labels[s : s + batch_size], guidance)
             res: SolveResult = solve(velocity, z[s : s + batch_size].to(self.device), solver, nfe, return_trajectory)
@@ -276,9 +280,10 @@ class Run:
             bar.update(res.samples.shape[0])
         if own_bar:
             bar.close()
-        traj = torch.cat(trajs, dim=1) if return_trajectory and solver != "rk45" else (trajs[0] if trajs else None)
+        traj = torch.cat(trajs, dim=1) if return_trajectory else None
         w = (1.0 if guidance is None else float(guidance)) if self.conditional else None
-        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, labels, w, evals, calls, rows, note)
+        classes = None if w == 0 else labels  # w = 0 samples the null class alone: the samples have no class
+        return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, classes, w, evals, calls, rows, note)
 
     def sample(self, n: int, nfe: int = 1, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
                return_trajectory: bool = False, progress=False, classes=None, guidance: float | None = None) -> SampleOutput:

@@ -168,7 +168,8 @@ def _add_class_flags(p) -> None:
     p.add_argument("--class", dest="classes", default=None, metavar="C|all",
                    help="conditional runs: a class name or index, or all (sample i gets class i mod K; default all)")
     p.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="conditional runs: guidance weight w (0 = unconditional, 1 = conditional (default), > 1 guided; costs 2 network evaluations per step)")
+                   help="conditional runs: guidance weight w (0 = unconditional: no labels written, 1 = conditional, > 1 guided; costs 2 network "
+                        "evaluations per step; default: an export's recommended weight, else 1)")
 
 
 def _nfe_text(res) -> str:
@@ -189,13 +190,16 @@ def _run_sample(args) -> int:
     check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
     nfe = args.nfe if args.nfe is not None else int((run.recommended or {}).get("nfe", 1))
+    guidance = args.guidance
+    if guidance is None and run.conditional and isinstance((run.recommended or {}).get("guidance"), (int, float)):
+        guidance = float(run.recommended["guidance"])  # an export's recommended weight, as its NFE
     res = run.sample(args.n, nfe=nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
-                     classes=args.classes, guidance=args.guidance)
+                     classes=args.classes, guidance=guidance)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         from ..plots import save_samples_png
 
-        save_samples_png(run, res.samples, out, labels=res.labels)
+        save_samples_png(run, res.samples, out, labels=res.labels)  # None at guidance 0: unconditional samples
     else:
         np.save(out, res.samples.numpy())
         if res.labels is not None:

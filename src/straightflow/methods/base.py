@@ -57,8 +57,9 @@ class Method:
         """Before training: e.g. copy a teacher's weights into the student."""
 
     def evaluate_extra(self, run, reference: torch.Tensor, n: int, seed: int, nfes: list[int], solver: str, metric,
-                       labels: torch.Tensor | None = None) -> dict:
-        """Extra ``eval`` keys of runs of this method (``labels``: the reference's, for conditional runs)."""
+                       labels: torch.Tensor | None = None, guidance: float | None = None) -> dict:
+        """Extra ``eval`` keys of runs of this method (``labels``: the reference's, for conditional runs; ``guidance``:
+        the weight ``eval`` samples at, which every sampled extra must use too, default 1)."""
         return {}
 
 

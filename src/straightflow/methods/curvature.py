@@ -56,8 +56,8 @@ class Curvature(Method):
         return LearnedGaussianCoupling(prior, None if math.isinf(cfg.beta) else encoder, cfg.beta)
 
     @torch.no_grad()
-    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric, labels=None) -> dict:
-        """kl, z norms and the reconstruction quality per NFE (Fig. 8)."""
+    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric, labels=None, guidance=None) -> dict:
+        """kl, z norms and the reconstruction quality per NFE (Fig. 8), solved at ``guidance`` (conditional runs)."""
         coupling = run.module.coupling
         _, kl, z_norm = encode_sample(run, reference[:n], seed, labels=None if labels is None else labels[:n])
         prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)
@@ -78,7 +78,7 @@ class Curvature(Method):
         z, _, _ = encode_sample(run, src, seed + 1, labels=src_labels)
         rows = []
         for k in nfes:
-            res = run.solve_from(z, k, solver, labels=src_labels)
+            res = run.solve_from(z, k, solver, labels=src_labels, guidance=guidance)
             row = {"nfe": res.nfe, "nfe_requested": k, "solver": solver, **({"note": res.note} if res.note else {})}
             row.update({f"recon_{name}": v for name, v in metric.score(res.samples, reference).items()})
             row["recon_mse"] = float((res.samples - src).pow(2).mean())  # per element, data units

@@ -37,12 +37,16 @@ class Lines(PairMethod):
         super().prepare(module, cfg, data)
 
     def build_objective(self, cfg, data, device):
-        """The endpoint objective; with ``--adv`` its critic (trained on the base data) is the aux trainer."""
+        """The endpoint objective; with ``--adv`` its critic (trained on the base data; a projection critic on the
+        labels for a conditional student) is the aux trainer."""
         lpips = load_lpips(cfg.lpips_weights).to(device) if cfg.recon == "lpips" else None
         adversary = None
         if cfg.adv > 0:
             real = getattr(data, "base", data)  # real data, not pairs
-            adversary = AdversarialTerm(build_discriminator(tuple(data.shape), data.kind).to(device), real.sample_train, cfg.lr)
+            k = real.num_classes if cfg.conditional else 0
+            disc = build_discriminator(tuple(data.shape), data.kind, num_classes=k).to(device)
+            adversary = AdversarialTerm(disc, real.sample_train_labeled if k else real.sample_train, cfg.lr, num_classes=k,
+                                        cond_drop=cfg.cond_drop)
         objective = LinesObjective(recon=cfg.recon, sampler_steps=cfg.sampler_steps, t_min=cfg.t_min,
                                    adv_weight=cfg.adv, adversary=adversary, lpips=lpips)
         return objective, adversary

@@ -42,8 +42,8 @@ class PairMethod(Method):
             init_from_teacher(module, cfg, data)
 
     @torch.no_grad()
-    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric, labels=None) -> dict:
-        return evaluate_pairs(run, n, nfes, solver)
+    def evaluate_extra(self, run, reference, n, seed, nfes, solver, metric, labels=None, guidance=None) -> dict:
+        return evaluate_pairs(run, n, nfes, solver, guidance)
 
 
 def init_from_teacher(module, cfg, data) -> None:
@@ -79,8 +79,9 @@ def _run_teacher_weights(teacher: Path, made_from: str | None):
 
 
 @torch.no_grad()
-def evaluate_pairs(run, n: int, nfes: list[int], solver: str) -> dict:
-    """Held-out pair errors: ``distill_error`` (one-step MSE to x*) and MSE to x* per NFE (model units)."""
+def evaluate_pairs(run, n: int, nfes: list[int], solver: str, guidance: float | None = None) -> dict:
+    """Held-out pair errors: ``distill_error`` (one-step MSE to x*) and MSE to x* per NFE (model units); a
+    conditional student is solved for each pair's class at ``guidance`` (default 1)."""
     try:
         pairs = PairData.open(run.cfg.pairs, base=run.data)
     except StraightflowError as exc:
@@ -90,10 +91,11 @@ def evaluate_pairs(run, n: int, nfes: list[int], solver: str) -> dict:
     x, z = pairs.heldout_pairs(max_n=max(n, 1))
     x, z = x.to(run.device), z.to(run.device)
     y = pairs.heldout_labels(max_n=max(n, 1)).to(run.device) if run.conditional else None  # the class each x* was made for
-    out = {"heldout_pairs": int(x.shape[0]), "distill_error": float((one_step(run.velocity, z, y) - x).pow(2).mean())}
+    velocity = run.velocity_fn(y, guidance) if run.conditional else run.velocity
+    out = {"heldout_pairs": int(x.shape[0]), "distill_error": float((one_step(velocity, z) - x).pow(2).mean())}
     rows = []
     for k in nfes:
-        res = solve(run.velocity_fn(y), z, solver, k)
+        res = solve(velocity, z, solver, k)
         rows.append({"nfe": res.nfe, "solver": solver, "pair_mse": float((res.samples - x).pow(2).mean()), **({"note": res.note} if res.note else {})})
     if rows:
         out["pair_results"] = rows

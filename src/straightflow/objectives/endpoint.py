@@ -68,7 +68,7 @@ def load_lpips(path: str):
 @dataclass
 class LinesObjective:
     """``loss, stats = LinesObjective(...)(net, x_star, z, generator)`` for any ``net(x_t, t)``
-    (``net(x_t, t, y)`` given labels ``y``; the critic stays unconditional).
+    (``net(x_t, t, y)`` given labels ``y``, which a conditional critic also judges x_hat by).
 
     ``lpips``: a distance module, needed for ``recon="lpips"``; ``adversary``: an
     :class:`~straightflow.objectives.adversarial.AdversarialTerm`, weighted by ``adv_weight``.
@@ -109,7 +109,7 @@ class LinesObjective:
         loss = self.recon_loss(x_hat, x)
         stats = {"recon_loss": loss.detach()}
         if self.adversary is not None and self.adv_weight > 0:
-            g = self.adversary.generator_loss(x_hat)
+            g = self.adversary.generator_loss(x_hat) if y is None else self.adversary.generator_loss(x_hat, y)
             loss = loss + self.adv_weight * g
             stats["adv_g_loss"] = g.detach()
         return loss, stats
