@@ -99,20 +99,19 @@ def test_plain_conditional_samples_land_in_their_class(cond_run):
 def test_evaluate_scores_classes_at_the_guidance_asked(cond_run):
     reports = {w: sf.evaluate(cond_run, [8], n=800, guidance=w) for w in (0.0, 1.0)}
     for w, report in reports.items():
-        assert report["guidance"] == w and report["classes"] == list(CLASS_NAMES["8gaussians"])
-        assert report["knn_accuracy_floor"] > 0.99
-        row = report["results"][0]
-        assert row["network_evals"] == 8
-        assert [r["class"] for r in row["per_class"]] == report["classes"] and sum(r["n"] for r in row["per_class"]) == 800
-    floors = {r["class"]: r["w2"] for r in reports[1.0]["per_class_floor"]}
+        assert report["guidance"] == w and report["results"][0]["network_evals"] == 8
+    report = reports[1.0]
+    assert report["classes"] == list(CLASS_NAMES["8gaussians"]) and report["knn_accuracy_floor"] > 0.99
+    row = report["results"][0]
+    assert [r["class"] for r in row["per_class"]] == report["classes"] and sum(r["n"] for r in row["per_class"]) == 800
+    floors = {r["class"]: r["w2"] for r in report["per_class_floor"]}
     # w = 1: samples of class c match the held-out points of class c and are classified as c
-    conditional = reports[1.0]["results"][0]
-    assert conditional["knn_accuracy"] > 0.95
-    assert all(r["w2"] < 2.0 * floors[r["class"]] and r["knn_accuracy"] > 0.9 for r in conditional["per_class"])
-    # w = 0: the unconditional marginal overall, but no longer of the requested class
+    assert row["knn_accuracy"] > 0.95
+    assert all(r["w2"] < 2.0 * floors[r["class"]] and r["knn_accuracy"] > 0.9 for r in row["per_class"])
+    # w = 0: the unconditional marginal overall; its samples have no class, so no per-class block or accuracy
     null = reports[0.0]["results"][0]
-    assert null["w2"] < 1.6 * reports[0.0]["w2_floor"] and null["knn_accuracy"] < 0.3
-    assert all(r["w2"] > 5.0 * floors[r["class"]] for r in null["per_class"])
+    assert null["w2"] < 1.6 * reports[0.0]["w2_floor"]
+    assert "per_class" not in null and "knn_accuracy" not in null and "classes" not in reports[0.0]
 
 
 # ------------------------------------------------------------------ 2. within-class OT
