@@ -1,4 +1,4 @@
-"""Fault and fuzz suite (issue "Reliability"): kill -9, damaged files, a full disk, fuzzed CLI input.
+"""Fault and fuzz suite: kill -9, damaged files, a full disk, fuzzed CLI input.
 
     python bench/fault_suite.py                      # N=10 kills each, 500 argv + 300 YAML configs
     python bench/fault_suite.py --kills 3 --argv 60 --yaml 60

@@ -1,4 +1,4 @@
-"""Beta by KL budget (issue 13, docs/kl_target.md): fixed-beta sweep vs --kl-target vs --beta auto.
+"""Beta by KL budget (docs/kl_target.md): fixed-beta sweep vs --kl-target vs --beta auto.
 
     OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target            # 4 2D sets, 3000 steps
     OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target --quick    # 1000 steps

@@ -1,4 +1,4 @@
-"""The curvature method (issue 4): learned coupling q_phi(z|x), eval extras, plots and the beta sweep."""
+"""The curvature method: learned coupling q_phi(z|x), eval extras, plots and the beta sweep."""
 
 import json
 import math

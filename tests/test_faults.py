@@ -1,4 +1,4 @@
-"""Fault and fuzz suite (issue "Reliability"): the scenarios of ``bench/fault_suite.py`` with small counts.
+"""Fault and fuzz suite: the scenarios of ``bench/fault_suite.py`` with small counts.
 
 kill -9 of train and pairs then resume (bit-identical), damaged checkpoints and pair folders
 (one-line errors, nothing deleted), a full disk mid-write (previous state loadable, resume works),

@@ -1,4 +1,4 @@
-"""Image metrics (issue 12): FD, KID and precision/recall against closed forms; eval --seeds; progress in samples."""
+"""Image metrics: FD, KID and precision/recall against closed forms; eval --seeds; progress in samples."""
 
 from __future__ import annotations
 

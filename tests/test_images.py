@@ -1,4 +1,4 @@
-"""Images (issue 3): datasets, UNet, Fréchet distance, grids, CLI end to end."""
+"""Images: datasets, UNet, Fréchet distance, grids, CLI end to end."""
 
 from __future__ import annotations
 

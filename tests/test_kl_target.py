@@ -1,4 +1,4 @@
-"""Beta by KL budget (issue 13): the KLBudget controller, --kl-target training and resume, --beta auto's rule."""
+"""Beta by KL budget: the KLBudget controller, --kl-target training and resume, --beta auto's rule."""
 
 import json
 import math

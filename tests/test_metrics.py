@@ -87,7 +87,7 @@ def test_prior_kl_matches_closed_form():
     torch.testing.assert_close(prior.kl_per_dim(mu, logvar), expected)
 
 
-# ------------------------------------------------------------------ large n (issue "Reliability")
+# ------------------------------------------------------------------ large n
 def _energy_full(a, b):
     # the formula energy_distance used before it was chunked: three full n x n / n x m / m x m matrices
     # (distances computed directly, as torch.cdist does for <= 25 rows, so the diagonal is exactly 0)

@@ -1,4 +1,4 @@
-"""``straightflow report`` (issue 13): jobs, resume, failures, the Markdown and HTML pages, and images in a real browser."""
+"""``straightflow report``: jobs, resume, failures, the Markdown and HTML pages, and images in a real browser."""
 
 from __future__ import annotations
 

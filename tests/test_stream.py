@@ -1,4 +1,4 @@
-"""Streaming training data (issue 12): the epoch sampler, DataLoader training with exact resume,
+"""Streaming training data: the epoch sampler, DataLoader training with exact resume,
 DDP sharding, latents of any range, a user's own Dataset, and one-line errors (docs/data.md)."""
 
 from __future__ import annotations

@@ -356,7 +356,7 @@ def sweep_table(sweep: dict) -> Table:
 
 
 def sweep_checks(sweep: dict) -> str:
-    """The issue's targets: a beta with curvature >= 10x and quality at the lowest NFE >= 3x below the baseline's."""
+    """The experiment's targets: a beta with curvature >= 10x and quality at the lowest NFE >= 3x below the baseline's."""
     runs = {"inf" if r["beta"] == "inf" else f"{float(r['beta']):g}": r["report"] for r in sweep["runs"]}
     base = runs.get("inf")
     if base is None:
