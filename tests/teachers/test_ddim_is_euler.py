@@ -88,3 +88,27 @@ def test_other_schedulers_run_their_own_loop_with_honest_nfe(name, make_pipeline
     assert torch.equal(torch.random.get_rng_state(), state)  # no draw from the global RNG
     assert a.nfe == b.nfe == 5 and torch.equal(a.samples, b.samples) and torch.isfinite(a.samples).all()
     assert teacher.settings() == {"solver": f"diffusers-{name}", "nfe": 5}
+
+
+def test_class_conditional_unet_gets_the_labels(make_unet):
+    from straightflow.teachers import VelocityTeacher
+
+    unet = make_unet(num_class_embeds=3)
+    with torch.no_grad():  # a random class embedding starts at zero-ish scale; make the labels matter
+        unet.class_embedding.weight.mul_(50)
+    sch = diffusers.DDIMScheduler(clip_sample=False)
+    z = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y0, y1 = torch.tensor([0, 0]), torch.tensor([1, 1])
+    sampler = DiffusersSamplerTeacher(unet, sch, 3)
+    sch_ref = diffusers.DDIMScheduler(clip_sample=False)
+    sch_ref.set_timesteps(3)
+    ref = z.clone()
+    with torch.no_grad():
+        for t in sch_ref.timesteps:
+            ref = sch_ref.step(unet(ref, t, class_labels=y1).sample, t, ref, eta=0.0).prev_sample
+    torch.testing.assert_close(sampler(z, y1).samples, ref, rtol=0, atol=0)
+    assert not torch.allclose(sampler(z, y0).samples, ref)
+    velocity = DiffusersVelocity(unet, sch.alphas_cumprod)
+    teacher = VelocityTeacher(velocity, "euler", 3, null_label=None)
+    a, b = teacher(z, y0), teacher(z, y1)
+    assert a.nfe == b.nfe == 3 and not torch.allclose(a.samples, b.samples)

@@ -137,3 +137,12 @@ def test_velocity_is_clamped_outside_the_schedule():
         torch.testing.assert_close(a, b)
     edm = EDMVelocity(gaussian_denoiser)
     assert torch.isfinite(edm(z, torch.ones(4))).all() and torch.isfinite(edm(z, torch.zeros(4))).all()
+
+
+def test_import_straightflow_does_not_import_diffusers():
+    import subprocess
+    import sys
+
+    code = "import straightflow, sys; print(straightflow.DiffusersVelocity.__name__, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "DiffusersVelocity False"
