@@ -165,7 +165,7 @@ class DiffusersVelocity:
 
     @torch.inference_mode()
     def __call__(self, y: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        s = _batch_times(t, y)
+        s = _batch_times(t, y).detach().to("cpu", torch.float64)  # the schedule's float64 arithmetic on the CPU (MPS has no float64)
         timestep, alpha, sigma = self.schedule.coefficients(s)
         alpha, sigma = _per_row(alpha, y), _per_row(sigma, y)
         x = (alpha + sigma) * y
@@ -208,15 +208,16 @@ class DiffusersVelocity:
 def euler_on_grid(velocity: Callable, z: torch.Tensor, times: Sequence[float]) -> SolveResult:
     """Explicit Euler of dy/ds = v(y, s) over ``times`` (decreasing); NFE = len(times) - 1.
 
-    The times reach ``velocity`` as float64 (B,) tensors, so a grid taken from a schedule
-    table (:meth:`DiffusersVelocity.ddim_grid`) maps back to its integer timesteps exactly.
+    The times reach ``velocity`` as float64 (B,) CPU tensors (the adapters' velocities move what
+    they need), so a grid taken from a schedule table (:meth:`DiffusersVelocity.ddim_grid`) maps
+    back to its integer timesteps exactly.
     """
     times = [float(t) for t in times]
     if len(times) < 2 or any(b >= a for a, b in zip(times[:-1], times[1:])):
         raise StraightflowError("euler_on_grid needs at least 2 strictly decreasing times")
     y = z
     for a, b in zip(times[:-1], times[1:]):
-        y = y + (b - a) * velocity(y, torch.full((z.shape[0],), a, dtype=torch.float64, device=z.device))
+        y = y + (b - a) * velocity(y, torch.full((z.shape[0],), a, dtype=torch.float64))
     return SolveResult(y, len(times) - 1)
 
 
@@ -454,7 +455,7 @@ class EDMVelocity:
     @torch.inference_mode()
     def __call__(self, y: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         lo, hi = self.s_range
-        s = _batch_times(t, y).to(torch.float64).clamp(lo, hi)
+        s = _batch_times(t, y).detach().to("cpu", torch.float64).clamp(lo, hi)
         sigma = s / (1 - s)
         x = _per_row(1 + sigma, y) * y
         x0 = _denoise(self.denoiser, x, sigma, labels)
