@@ -26,6 +26,7 @@ from .export import export
 from .objectives import AdversarialTerm, DistillObjective, LinesObjective, VelocityObjective
 from .run import Run, load
 from .solvers import SolveResult, solve
+from .teacher_adapters import DiffusersSamplerTeacher, DiffusersVelocity, EDMSamplerTeacher, EDMVelocity
 from .teachers import SamplerTeacher, VelocityTeacher, from_peer_velocity, generate_pairs
 from .training import train
 from .version import __version__
@@ -35,4 +36,5 @@ __all__ = [
     "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling", "TeacherPairCoupling",
     "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
     "VelocityTeacher", "SamplerTeacher", "from_peer_velocity", "generate_pairs", "__version__",
+    "DiffusersSamplerTeacher", "DiffusersVelocity", "EDMSamplerTeacher", "EDMVelocity",
 ]
