@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
-os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "straightflow"))
+# pytest-xdist workers (make test: -n 2) share the cores: each takes its share, in-process and,
+# through OMP_NUM_THREADS, in the commands it starts, so two workers do not run four threads on two cores
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+torch.set_num_threads(_THREADS)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+# a cache per worker (gw0, gw1, ...): what one worker writes there (feature networks, datasets) is never half-written under another
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "straightflow" + (f"-{_WORKER}" if _WORKER else "")))
 
 
 @pytest.fixture
