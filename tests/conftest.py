@@ -11,9 +11,11 @@ _THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
 torch.set_num_threads(_THREADS)
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
-# a cache per worker (gw0, gw1, ...): what one worker writes there (feature networks, datasets) is never half-written under another
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "straightflow" + (f"-{_WORKER}" if _WORKER else "")))
+os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "straightflow"))
+# a cache per worker (STRAIGHTFLOW_CACHE-gw0, -gw1, ...; the workers inherit the value set above in the controlling
+# process): what one worker writes there (feature networks, datasets) is never read half-written by another
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["STRAIGHTFLOW_CACHE"] = os.environ["STRAIGHTFLOW_CACHE"].rstrip("/\\") + "-" + os.environ["PYTEST_XDIST_WORKER"]
 
 
 @pytest.fixture
