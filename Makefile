@@ -25,11 +25,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/straightflow demo --out demo_out
 
-# lint and the import-layer contract (.importlinter) run before the tests, in CI too
+# lint and the import-layer contract (.importlinter) run before the tests, in CI too; the tests run
+# on TEST_WORKERS processes (pytest-xdist) and list the 15 slowest at the end
+TEST_WORKERS ?= 2
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15 tests
 
 # torchcfm is installed without its dependencies: torchdyn would pull torchvision
 # and a CUDA build of torch; the I-CFM loop needs only torch and POT.

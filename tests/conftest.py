@@ -4,8 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist workers (make test: -n 2) share the cores: each takes its share, in-process and,
+# through OMP_NUM_THREADS, in the commands it starts, so two workers do not run four threads on two cores
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+torch.set_num_threads(_THREADS)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "straightflow"))
+# a cache per worker (STRAIGHTFLOW_CACHE-gw0, -gw1, ...; the workers inherit the value set above in the controlling
+# process): what one worker writes there (feature networks, datasets) is never read half-written by another
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["STRAIGHTFLOW_CACHE"] = os.environ["STRAIGHTFLOW_CACHE"].rstrip("/\\") + "-" + os.environ["PYTEST_XDIST_WORKER"]
 
 
 @pytest.fixture

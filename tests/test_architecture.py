@@ -1,14 +1,17 @@
 """The layering of the package (docs/architecture.md), checked on the real import graph."""
 
 import configparser
+import json
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 import straightflow
+from straightflow.cli.main import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,10 +68,48 @@ def test_import_graph_has_no_cycle_even_counting_imports_inside_functions():
     assert len(modules) > 40  # the graph really covers the package
 
 
-def test_import_straightflow_loads_neither_matplotlib_nor_the_cli():
-    code = "import straightflow, sys; print([m for m in sys.modules if m.startswith(('matplotlib', 'straightflow.cli'))])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
+#: what neither ``import straightflow`` nor its whole API may load: each loads where first used
+HEAVY_OPTIONAL = ("ot", "sklearn", "matplotlib", "scipy.stats", "scipy.integrate", "huggingface_hub", "torchvision", "tensorboard",
+                  "torch.utils.tensorboard")
+
+
+def _loaded_in_fresh_python(code: str, names) -> dict:
+    """Run ``code`` in a new interpreter; which of ``names`` are in its sys.modules afterwards (and what it printed)."""
+    probe = f"import json, sys\n{code}\nprint(json.dumps([m for m in {list(names)!r} if m in sys.modules]))"
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return {"loaded": json.loads(res.stdout.strip().splitlines()[-1]), "stdout": res.stdout}
+
+
+def test_import_straightflow_loads_no_torch_and_its_api_none_of_the_heavy_optional_packages():
+    library_only = ("straightflow.cli", "straightflow.plots")
+    bare = _loaded_in_fresh_python("import straightflow", ("torch", "numpy") + HEAVY_OPTIONAL + library_only)
+    assert bare["loaded"] == []  # the public names load on first use
+    # evaluate and export are functions named as their modules: loading the modules first leaves the functions on the package
+    api = _loaded_in_fresh_python("import straightflow as sf, straightflow.evaluate, straightflow.export\n"
+                                  "print(sf.evaluate.__module__, sf.export.__module__)\n"
+                                  "for name in sf.__all__: getattr(sf, name)", ("torch",) + HEAVY_OPTIONAL + library_only)
+    assert api["loaded"] == ["torch"]
+    assert api["stdout"].split()[:2] == ["straightflow.evaluate", "straightflow.export"]
+
+
+def test_lazy_public_names_are_the_library_objects():
+    from straightflow.run import load
+
+    assert callable(straightflow.evaluate) and straightflow.evaluate.__module__ == "straightflow.evaluate"
+    assert callable(straightflow.export) and straightflow.export.__module__ == "straightflow.export"
+    assert straightflow.load is load and straightflow.training.train is straightflow.train
+    assert set(straightflow.__all__) <= set(dir(straightflow))
+    with pytest.raises(AttributeError):
+        straightflow.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_builds_the_parser_without_torch(command):
+    argv = ([command] if command else []) + ["--help"]
+    code = (f"from straightflow.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code")
+    res = _loaded_in_fresh_python(code, ("torch", "numpy", "scipy", "PIL", "tqdm", "safetensors") + HEAVY_OPTIONAL)
+    assert res["loaded"] == []
+    assert "usage: straightflow" in res["stdout"]
 
 
 def test_plots_do_not_switch_the_matplotlib_backend():

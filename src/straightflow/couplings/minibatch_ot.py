@@ -36,7 +36,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import ot
 import torch
 
 from ..distributed import all_gather_rows, broadcast_from_main, process_group_rank, process_group_size
@@ -55,6 +54,8 @@ def ot_plan(x: torch.Tensor, z: torch.Tensor, solver: str = "exact", reg: float 
 
     POT's warnings (the iteration limit reached before convergence) are appended to ``notes``
     when given, else re-issued as a ``UserWarning``."""
+    import ot  # POT (with scikit-learn and scipy.stats) loads on the first plan, not with the package
+
     cost = torch.cdist(x.flatten(1).double(), z.flatten(1).double()).pow(2).cpu().numpy()
     n, m = cost.shape
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)

@@ -29,13 +29,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..checkpoint import latest_checkpoint, read_meta
 from ..config import TrainConfig
 from ..errors import StraightflowError
-from ..evaluate import default_n, evaluate, notes_of, row_notes
-from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
-from ..run import Run
-from ..training import train
+
+# torch, the plots and the training loop are imported where used: `straightflow sweep --help`
+# reads SWEEP_FIELDS and parse_betas from here without them
 
 #: config fields the sweep sets itself (not passed through to every run)
 SWEEP_FIELDS = {"data", "method", "out", "steps", "batch_size", "seed", "beta"}
@@ -66,6 +64,8 @@ def beta_label(beta: float) -> str:
 
 
 def _trained_step(run_dir: Path) -> int:
+    from ..checkpoint import latest_checkpoint, read_meta
+
     ckpt = latest_checkpoint(run_dir)
     return int(read_meta(ckpt).get("step", 0)) if ckpt is not None else 0
 
@@ -81,6 +81,8 @@ def _run_overrides(run_dir: Path, beta: float, overrides: dict) -> dict:
 
 
 def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log) -> None:
+    from ..training import train
+
     kw = _run_overrides(run_dir, beta, overrides)
     done = _trained_step(run_dir)
     if done >= kw["steps"]:
@@ -172,6 +174,9 @@ def _train_parallel(out: Path, betas: list[float], overrides: dict, config_file:
 
 
 def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int | None, seed: int, device: str, log, progress: bool) -> dict:
+    from ..evaluate import default_n, evaluate
+    from ..run import Run
+
     run = Run.load(run_dir, device=device)
     solver = solver or run.method.default_solver
     n = default_n(run.data) if n is None else n
@@ -202,6 +207,8 @@ def _fmt(v) -> str:
 
 def format_sweep_table(sweep: dict) -> str:
     """Markdown table: beta, curvature, quality at each NFE, KL, reconstruction quality."""
+    from ..evaluate import notes_of, row_notes
+
     key, nfes = sweep["quality_metric"], sweep["nfe"]
     top = max(nfes)
     base = next((r for r in sweep["runs"] if r["beta"] == "inf"), None)
@@ -257,6 +264,9 @@ def run_sweep(
 
     ``jobs`` > 1 trains that many betas at once in separate processes (default: one per
     CUDA device when there are several, else sequentially in this process)."""
+    from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
+    from ..run import Run
+
     log = (lambda msg: None) if quiet else print
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ import math
 import warnings
 
 import numpy as np
-import ot
 import torch
 
 from ..noise import stream_generator
@@ -74,6 +73,8 @@ def wasserstein2(a, b, notes: list[str] | None = None, seed: int = 0) -> float:
     without replacement from the ``"w2-subsample"`` stream of ``seed``; sizes from
     :func:`w2_subsample_sizes`); that, and POT reaching :data:`W2_NUM_ITERMAX`, go to ``notes``.
     """
+    import ot  # POT (with scikit-learn and scipy.stats) loads on the first W2, not with the package
+
     a, b = _flat64(a), _flat64(b)
     n, m = a.shape[0], b.shape[0]
     n2, m2 = w2_subsample_sizes(n, m, W2_MAX_ENTRIES)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 
 from ..paths import data_prediction
 from .base import CountingVelocity, SolveResult, VelocityFn
@@ -32,6 +31,8 @@ def rk45(
     to_zero: bool = False,
 ) -> SolveResult:
     """Dormand-Prince from t = 1 to ``t_end``; ``to_zero``: then x_hat(z, t_end) at t = 0 (one more call)."""
+    from scipy.integrate import solve_ivp  # here, not at import: scipy loads only when RK45 runs
+
     v = CountingVelocity(velocity)
     shape, device, dtype = z.shape, z.device, z.dtype
 
