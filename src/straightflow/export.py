@@ -23,6 +23,7 @@ from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEI
 from .config import load_run_config
 from .errors import StraightflowError
 from .files import atomic_write
+from .methods import Method, resolve_method
 from .models import count_parameters
 from .priors import make_prior
 from .run import Run
@@ -31,19 +32,6 @@ from .version import __version__
 #: the files of an export; ``README.md`` is the model card
 EXPORT_FILES = (EXPORT_WEIGHTS, EXPORT_CONFIG, "README.md")
 
-#: one line per method for the model card
-METHOD_TEXT = {
-    "rectified": "rectified flow / flow matching with the independent coupling (Liu et al. 2022)",
-    "ot": "flow matching with a minibatch optimal-transport coupling (OT-CFM, Tong et al. 2023)",
-    "curvature": "the curvature method: a learned forward coupling q_phi(z|x) (Lee et al., *Minimizing Trajectory Curvature of ODE-based Generative Models*)",
-    "reflow": "reflow: flow matching on a teacher's (noise, sample) pairs",
-    "distill": "one-step distillation of a teacher's (noise, sample) pairs",
-    "lines": "Lines Matching (*Generative Lines Matching Models*) on a teacher's pairs",
-}
-
-#: the NFE recommended without a measured quality table (a method trained for k steps samples in k)
-DEFAULT_NFE = {"distill": 1, "lines": 1, "reflow": 2}
-FALLBACK_NFE = 4
 #: a measured recommendation: the smallest NFE whose quality is within this fraction of the table's best
 NFE_TOLERANCE = 0.1
 
@@ -127,8 +115,8 @@ def _recommend_nfe(run: Run, report: dict | None, nfe: int | None) -> dict:
             pick = min(good, key=lambda r: (int(r["nfe"]), r["solver"] != solver))
             return {"solver": str(pick["solver"]), "nfe": int(pick["nfe"]),
                     "source": f"eval.json: the smallest NFE whose {metric} is within {NFE_TOLERANCE:.0%} of the best measured"}
-    default = (run.cfg.sampler_steps or 1) if run.cfg.method == "lines" else DEFAULT_NFE.get(run.cfg.method, FALLBACK_NFE)
-    return {"solver": solver, "nfe": int(default), "source": f"the {run.cfg.method} method's default; no quality measured at this step"}
+    return {"solver": solver, "nfe": int(run.method.default_nfe(run.cfg)),
+            "source": f"the {run.method.name or run.cfg.method} method's default; no quality measured at this step"}
 
 
 def _jsonable(value):
@@ -160,19 +148,14 @@ def _check_out(out: Path, run_dir: Path) -> None:
             raise StraightflowError(f"export --out {out}: holds a config.json that is not a straightflow export; give another folder")
 
 
-def _beta_text(cfg) -> str:
-    """The model card's beta: fixed, or adapted to a KL target (docs/kl_target.md)."""
-    if cfg.kl_target is not None:
-        return f" (KL target {_fmt(cfg.kl_target)} nats per dimension, beta adapted from {_fmt(cfg.beta)})"
-    return f" (beta {_fmt(cfg.beta)})"
-
-
-def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | None = None, nfe: int | None = None) -> ExportResult:
+def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | None = None, nfe: int | None = None,
+           method: Method | None = None) -> ExportResult:
     """Write the run's EMA weights, ``config.json`` and a model card to ``out`` (``docs/portable.md``).
 
     ``checkpoint``: a step, a checkpoint folder (name or path), or None for the latest;
     ``nfe``: the recommended NFE (default: measured from ``RUN/eval.json``, else the method's).
-    A run trained with a user's own module (``model: custom``) cannot be exported.
+    A run trained with a user's own network module (``model: custom``) cannot be exported; one trained with
+    a user's own method (``method: custom``) can, given the method again as ``method=`` (and so must its loader).
     An existing ``out`` may be an earlier export (its files are replaced); other files in it are left alone.
     """
     run_dir, out = Path(run_dir), Path(out)
@@ -181,13 +164,13 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
     if not (run_dir / "config.yaml").is_file():
         raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_run_config(run_dir / "config.yaml")
-    if cfg.model == "custom" or (cfg.method == "curvature" and cfg.encoder == "custom" and not math.isinf(cfg.beta)):
+    if cfg.model == "custom" or resolve_method(cfg, method).uses_custom_encoder(cfg):
         which = "velocity module (model: custom)" if cfg.model == "custom" else "encoder module (encoder: custom)"
         raise StraightflowError(f"{run_dir} was trained with a user's own {which}: an export holds built-in networks only, "
                                 "which load from config.json alone; save your module's weights yourself (Run.load(..., velocity_net=...))")
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     _check_out(out, run_dir)
-    run = Run.load(run_dir, device="cpu", checkpoint=ckpt)  # checks the weights (sha256, finite, shapes)
+    run = Run.load(run_dir, device="cpu", checkpoint=ckpt, method=method)  # checks the weights (sha256, finite, shapes)
     report, eval_note = read_eval_report(run_dir)
     rec = recommend(run, report, nfe)
     weights = save_safetensors({k: v.detach().contiguous().cpu() for k, v in run.module.state_dict().items()}, metadata={"format": "pt"})
@@ -275,10 +258,10 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
     lines = ["---", "library_name: straightflow", "tags:", *[f"- {t}" for t in dict.fromkeys(tags)], "---", "",
              f"# {cfg.method} on {data}", "",
              f"A straight-trajectory ODE generative model trained with straightflow "
-             f"{__version__}: {METHOD_TEXT.get(cfg.method, cfg.method)}. It maps noise z ~ {prior} to samples in a few "
+             f"{__version__}: {run.method.description or run.method.name or cfg.method}. It maps noise z ~ {prior} to samples in a few "
              "network evaluations (NFE) by integrating dz/dt = v(z, t) from t = 1 (noise) to t = 0 (data).", "",
              "| | |", "|---|---|",
-             f"| method | `{cfg.method}`{_beta_text(cfg) if cfg.method == 'curvature' else ''} |",
+             f"| method | `{cfg.method}`{run.method.card_note(cfg)} |",
              f"| data | {data}: {state['kind']}, shape {shape}"
              + (f", normalised per {'feature' if state['kind'] == 'vector' else 'channel'} (undone on sampling)" if state.get("normalization") else "") + " |",
              f"| classes | {classes} (class-conditional, classifier-free guidance) |" if run.conditional else "| classes | unconditional |",

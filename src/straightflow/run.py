@@ -45,7 +45,7 @@ from .config import TrainConfig, apply_overrides, load_run_config, validate
 from .data import DataSource, StoredSource, load_data
 from .device import resolve_device
 from .errors import StraightflowError
-from .methods import FlowTrainingModule, Method, build_module
+from .methods import FlowTrainingModule, Method, build_module, resolve_method
 from .noise import seeded_noise
 from .solvers import SolveResult, solve
 
@@ -57,9 +57,11 @@ def _data_loader(cfg: TrainConfig, dataset=None):
 
 
 def load(path: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
-         velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None) -> "Run":
+         velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None,
+         method: Method | None = None) -> "Run":
     """``sf.load(DIR)``: a run directory or an exported model folder, ready to sample (:meth:`Run.load`)."""
-    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
+    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset,
+                    method=method)
 
 
 @dataclass
@@ -87,16 +89,18 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
-             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None) -> "Run":
+             velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None,
+             method: Method | None = None) -> "Run":
         """Load a run directory or an exported model folder (``docs/portable.md``);
-        ``velocity_net`` / ``encoder_net`` / ``dataset``: the user's own modules and Dataset a run was trained with."""
+        ``velocity_net`` / ``encoder_net`` / ``dataset`` / ``method``: the user's own modules, Dataset and
+        :class:`~straightflow.methods.Method` a run was trained with."""
         run_dir = Path(run_dir)
         if is_export(run_dir):
             if checkpoint is not None:
                 raise StraightflowError(f"{run_dir} is an exported model: it holds one set of weights, so no checkpoint can be chosen")
             if velocity_net is not None or encoder_net is not None:
                 raise StraightflowError(f"{run_dir} is an exported model of built-in networks: it takes no velocity_net / encoder_net")
-            return cls.load_export(run_dir, device=device)
+            return cls.load_export(run_dir, device=device, method=method)
         if not (run_dir / "config.yaml").exists():
             raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml) nor an exported model (no config.json)")
         cfg = load_run_config(run_dir / "config.yaml")
@@ -113,18 +117,19 @@ class Run:
                 raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")
         weights = ckpt / "ema.safetensors"
         state = load_checkpoint_weights(ckpt, weights.name)  # checked against meta.json's sha256
-        return cls._assemble(run_dir, cfg, data, state, weights, device, ckpt, meta, velocity_net, encoder_net)
+        return cls._assemble(run_dir, cfg, data, state, weights, device, ckpt, meta, velocity_net, encoder_net, method)
 
     @classmethod
-    def load_export(cls, folder: str | Path, device: str = "auto", config: dict | None = None) -> "Run":
+    def load_export(cls, folder: str | Path, device: str = "auto", config: dict | None = None, method: Method | None = None) -> "Run":
         """Load an exported model folder (``straightflow export``); ``config``: its ``config.json``
-        already parsed (e.g. by ``huggingface_hub``), checked the same way."""
+        already parsed (e.g. by ``huggingface_hub``), checked the same way; ``method``: the user's own
+        method of an export recorded as ``method: custom``."""
         folder = Path(folder)
         config = read_export_config(folder) if config is None else check_export_config(config, folder)
         cfg = TrainConfig()
         apply_overrides(cfg, config["train_config"], source=f"{folder / 'config.json'} (train_config)")
         validate(cfg)
-        if cfg.model == "custom" or (cfg.encoder == "custom" and cfg.method == "curvature" and not math.isinf(cfg.beta)):
+        if cfg.model == "custom" or resolve_method(cfg, method).uses_custom_encoder(cfg):
             raise StraightflowError(f"{folder / 'config.json'} names a user's own module (custom): an export holds built-in networks only")
         data = StoredSource(config["sampling"], loader=_data_loader(cfg), origin=str(folder))
         state = load_export_weights(folder, config)
@@ -132,14 +137,14 @@ class Run:
         meta["export"] = True
         if cfg.conditional:
             meta["classes"] = list(data.class_names)
-        return cls._assemble(folder, cfg, data, state, folder / "model.safetensors", device, folder, meta, None, None)
+        return cls._assemble(folder, cfg, data, state, folder / "model.safetensors", device, folder, meta, None, None, method)
 
     @classmethod
     def _assemble(cls, run_dir: Path, cfg: TrainConfig, data: DataSource, state: dict, weights: Path, device: str, checkpoint: Path, meta: dict,
-                  velocity_net: nn.Module | None, encoder_net: nn.Module | None) -> "Run":
+                  velocity_net: nn.Module | None, encoder_net: nn.Module | None, method: Method | None = None) -> "Run":
         """Build the networks for ``cfg`` and ``data``, load ``state`` into them, eval mode, no gradients."""
         dev = resolve_device(device)
-        module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
+        module, method, prior = build_module(cfg, data, velocity_net, encoder_net, method)
         broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
         if broken is not None:
             raise StraightflowError(f"checkpoint {weights} holds non-finite weights ({broken}): the run diverged; nothing to sample from it")

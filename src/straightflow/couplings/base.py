@@ -12,6 +12,7 @@ coupling works on a plain batch in a user's own loop::
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 
 import torch
@@ -29,15 +30,19 @@ class CoupledBatch:
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Coupling(nn.Module):
-    """Base class: ``forward(batch, generator, y=None) -> CoupledBatch``; ``prior`` defaults to N(0, I)."""
+class Coupling(nn.Module, metaclass=abc.ABCMeta):
+    """Base class: ``forward(batch, generator, y=None) -> CoupledBatch``; ``prior`` defaults to N(0, I).
+
+    ``y`` (class labels, or None) is passed by the training module to every coupling; a coupling that
+    does not use labels passes them on as ``CoupledBatch.y``."""
 
     def __init__(self, prior: DiagonalGaussianPrior | None = None):
         super().__init__()
         self.prior = prior if prior is not None else DiagonalGaussianPrior()
 
-    def forward(self, batch, generator: torch.Generator, y: torch.Tensor | None = None) -> CoupledBatch:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, batch, generator: torch.Generator, y: torch.Tensor | None = None) -> CoupledBatch:
+        """The pair (x, z) of ``batch`` (and its labels ``y``) drawn with ``generator``."""
 
     @staticmethod
     def data_of(batch) -> torch.Tensor:

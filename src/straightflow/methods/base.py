@@ -27,18 +27,51 @@ from ..objectives import VelocityObjective
 
 
 class Method:
-    """Defaults: independent coupling, velocity objective, fresh weights, Euler sampling."""
+    """Defaults: independent coupling, velocity objective, fresh weights, Euler sampling.
+
+    Everything that is particular to a method lives on its subclass: what it is (``description``,
+    the model card's line), how it samples (``default_solver``, :meth:`default_nfe`), what it
+    trains on (``trains_on_pairs``, ``starts_from_teacher``), what its coupling is and how it
+    reports it (:meth:`build_coupling`, :meth:`coupling_label`, :meth:`card_note`), its
+    objective and extra trainer, its KL budget (:meth:`build_kl_budget`, :meth:`set_beta`), its
+    ``eval`` extras and the checks of its config fields (:meth:`validate`). A method of your own
+    is a subclass passed as ``sf.train(method=MyMethod(), ...)`` (``docs/architecture.md``).
+    """
 
     name: str = ""
+    #: one line on what the method is, for the model card of an export
+    description: str = ""
     #: the sampler ``sample`` / ``eval`` use for runs of this method unless told otherwise
     default_solver: str = "euler"
     #: trains on teacher pairs (``--pairs``)
     trains_on_pairs: bool = False
     #: default of ``--init-from-teacher`` when the pairs come from a teacher run
     starts_from_teacher: bool = False
+    #: takes a user's encoder module (``sf.train(encoder_net=...)``) for its coupling
+    accepts_encoder: bool = False
 
     def validate(self, cfg) -> None:
         """Check this method's config fields; raise StraightflowError with one line."""
+
+    def default_nfe(self, cfg) -> int:
+        """The NFE an export recommends when no quality was measured (a method trained for k steps samples in k)."""
+        return 4
+
+    def coupling_label(self, cfg) -> str:
+        """How the coupling is named in plots (``independent``, ``beta = 10``, ...)."""
+        return "independent"
+
+    def card_note(self, cfg) -> str:
+        """What the model card adds after the method's name (e.g. `` (beta 10)``); empty by default."""
+        return ""
+
+    def uses_custom_encoder(self, cfg) -> bool:
+        """Whether the run's coupling wraps a user's own encoder module (which an export cannot hold)."""
+        return False
+
+    def set_beta(self, module: nn.Module, beta: float) -> None:
+        """Give the coupling the beta of the KL budget (:meth:`build_kl_budget`) for the next step."""
+        raise NotImplementedError(f"method {self.name!r} has no KL budget")
 
     def build_coupling(self, cfg, data, prior, encoder: nn.Module | None = None) -> Coupling:
         return IndependentCoupling(prior)

@@ -30,6 +30,9 @@ ENCODER_SIZES = ("small", "same", "custom")
 
 class Curvature(Method):
     name = "curvature"
+    description = ("the curvature method: a learned forward coupling q_phi(z|x) (Lee et al., *Minimizing Trajectory Curvature "
+                   "of ODE-based Generative Models*)")
+    accepts_encoder = True
 
     def validate(self, cfg) -> None:
         if cfg.encoder not in ENCODER_SIZES:
@@ -38,6 +41,22 @@ class Curvature(Method):
             raise StraightflowError("--beta auto is resolved by train() (a pilot picks --kl-target); build the module from the resolved config")
         if math.isnan(cfg.beta) or cfg.beta < 0:
             raise StraightflowError(f"--beta must be >= 0 (or inf), got {cfg.beta}")
+
+    def coupling_label(self, cfg) -> str:
+        if cfg.kl_target is not None:  # beta adapted during training (docs/kl_target.md)
+            return f"KL target {cfg.kl_target:.3g}"
+        return "beta = inf" if math.isinf(cfg.beta) else f"beta = {cfg.beta:g}"
+
+    def card_note(self, cfg) -> str:
+        if cfg.kl_target is not None:
+            return f" (KL target {cfg.kl_target:.4g} nats per dimension, beta adapted from {cfg.beta:.4g})"
+        return f" (beta {cfg.beta:.4g})"
+
+    def uses_custom_encoder(self, cfg) -> bool:
+        return cfg.encoder == "custom" and not math.isinf(cfg.beta)
+
+    def set_beta(self, module, beta: float) -> None:
+        module.coupling.beta = beta
 
     def build_kl_budget(self, cfg):
         """``--kl-target K``: dual ascent on log beta from ``--beta`` (``couplings/kl_budget.py``)."""

@@ -9,7 +9,11 @@ from .teacher import PairMethod
 
 class Distill(PairMethod):
     name = "distill"
+    description = "one-step distillation of a teacher's (noise, sample) pairs"
     starts_from_teacher = True
+
+    def default_nfe(self, cfg) -> int:
+        return 1
 
     def build_objective(self, cfg, data, device):
         return DistillObjective(), None

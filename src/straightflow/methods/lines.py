@@ -17,8 +17,12 @@ from .teacher import PairMethod
 
 class Lines(PairMethod):
     name = "lines"
+    description = "Lines Matching (*Generative Lines Matching Models*) on a teacher's pairs"
     default_solver = "lines"
     starts_from_teacher = True
+
+    def default_nfe(self, cfg) -> int:
+        return cfg.sampler_steps or 1  # trained for the k-step line sampler: k steps
 
     def validate(self, cfg) -> None:
         super().validate(cfg)

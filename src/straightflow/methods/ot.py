@@ -13,6 +13,7 @@ from .base import Method
 
 class MinibatchOT(Method):
     name = "ot"
+    description = "flow matching with a minibatch optimal-transport coupling (OT-CFM, Tong et al. 2023)"
 
     def validate(self, cfg) -> None:
         if cfg.ot_solver not in OT_SOLVERS:

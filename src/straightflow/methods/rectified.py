@@ -8,3 +8,4 @@ from .base import Method
 
 class Rectified(Method):
     name = "rectified"
+    description = "rectified flow / flow matching with the independent coupling (Liu et al. 2022)"

@@ -8,3 +8,7 @@ from .teacher import PairMethod
 
 class Reflow(PairMethod):
     name = "reflow"
+    description = "reflow: flow matching on a teacher's (noise, sample) pairs"
+
+    def default_nfe(self, cfg) -> int:
+        return 2

@@ -16,7 +16,6 @@ trajectory grid over beta (Fig. 4).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -51,11 +50,7 @@ def draw_forward(ax, x: torch.Tensor, z: torch.Tensor, title: str, max_lines: in
 
 
 def _beta_text(run) -> str:
-    if run.cfg.method != "curvature":
-        return "independent"
-    if run.cfg.kl_target is not None:  # beta adapted during training (docs/kl_target.md)
-        return f"KL target {run.cfg.kl_target:.3g}"
-    return "beta = inf" if math.isinf(run.cfg.beta) else f"beta = {run.cfg.beta:g}"
+    return run.method.coupling_label(run.cfg)
 
 
 def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
@@ -92,7 +87,7 @@ def plot_znorm(run, out: Path, n: int | None = None, nfe: int | None = None, sol
         classes=None, guidance: float | None = None) -> None:
     """Histogram of ||z|| with z ~ q_phi(z|x), x held out, against z ~ p(z) (Fig. 8b)."""
     if not hasattr(run.module.coupling, "encode"):
-        raise StraightflowError(f"--kind znorm needs a run with a learned coupling (--method curvature); {run.dir} is {run.cfg.method}")
+        raise StraightflowError(f"--kind znorm needs a run with a learned coupling (--method curvature); {run.dir} is {run.method.name or run.cfg.method}")
     x, y = run.heldout(n or 2000, seed)
     _, _, z_norm = encode_sample(run, x, seed, labels=y)
     prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)

@@ -32,7 +32,7 @@ from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
-from ..methods import build_module, get_method
+from ..methods import CUSTOM_METHOD, Method, build_module, resolve_method
 from ..models import count_parameters, resolve_model_name
 from .auto_beta import RECORD_FILE as AUTO_RECORD
 from .auto_beta import resolve_auto_beta
@@ -57,7 +57,7 @@ INHERITED_FIELDS = (
 )
 
 
-def inherit_teacher_config(cfg: TrainConfig, explicit: set[str]) -> None:
+def inherit_teacher_config(cfg: TrainConfig, explicit: set[str], method: Method | None = None) -> None:
     """Fill ``cfg`` for training on ``cfg.pairs``: the data (and, for a teacher run, the
     architecture) from the pairs' manifest, ``teacher`` from the manifest, and
     ``init_from_teacher`` from the method (only when the teacher is a run); fields in
@@ -71,10 +71,10 @@ def inherit_teacher_config(cfg: TrainConfig, explicit: set[str]) -> None:
     if not cfg.teacher and teacher_run:
         cfg.teacher = manifest["teacher"]
     if "init_from_teacher" not in explicit:
-        cfg.init_from_teacher = bool(get_method(cfg.method).starts_from_teacher and cfg.teacher)
+        cfg.init_from_teacher = bool(resolve_method(cfg, method).starts_from_teacher and cfg.teacher)
 
 
-def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None) -> TrainConfig:
+def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None, method: Method | None = None) -> TrainConfig:
     saved = out / "config.yaml"
     if resume:
         if not saved.exists():
@@ -101,7 +101,7 @@ def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str 
     cfg.out = str(out)
     if cfg.pairs:  # training on teacher pairs: take the teacher's data/model fields unless given
         explicit = {k.replace("-", "_") for k in [*overrides, *(load_yaml(config_file) if config_file else {})]}
-        inherit_teacher_config(cfg, explicit)
+        inherit_teacher_config(cfg, explicit, method)
     return cfg
 
 
@@ -138,8 +138,12 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     twice the channels of x). Run directories, EMA, resume and DDP work the same.
     ``dataset``: your own map-style ``torch.utils.data.Dataset`` (items ``x`` or ``(x, y)``) as the
     training data (recorded as ``data: custom``; pass it again to ``Run.load`` and to resume;
-    ``docs/data.md``).
+    ``docs/data.md``). ``method``: a method name, or your own :class:`~straightflow.methods.Method`
+    instance (recorded as ``method: custom``; pass it again to resume, ``Run.load`` and ``export``).
     """
+    custom_method = overrides.get("method") if isinstance(overrides.get("method"), Method) else None
+    if custom_method is not None:
+        overrides = {**overrides, "method": CUSTOM_METHOD}
     if velocity_net is not None and not resume:
         overrides = {**overrides, "model": "custom"}
     if dataset is not None and not resume:
@@ -158,14 +162,14 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     out = Path(out_value)
     if resume and not (out / "config.yaml").exists() and _asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
         resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
-    cfg = _prepare_run_dir(out, resume, overrides, config_file)
+    cfg = _prepare_run_dir(out, resume, overrides, config_file, custom_method)
     if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
         resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
         validate(cfg)
     with ExitStack() as cleanup:
         ctx = init_distributed(cfg.device)
         cleanup.callback(shutdown_distributed, ctx)
-        return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset)
+        return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset, custom_method)
 
 
 def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
@@ -234,7 +238,7 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     return None
 
 
-def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method, start_step: int, device: torch.device) -> TrainingMonitor:
+def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method: Method, start_step: int, device: torch.device) -> TrainingMonitor:
     """Rank 0's :class:`TrainingMonitor` for ``--tensorboard`` / ``--eval-every`` (docs/monitoring.md)."""
     probe = None
     if cfg.eval_every:
@@ -247,15 +251,15 @@ def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method, sta
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
-           cleanup: ExitStack, dataset=None) -> Path:
+           cleanup: ExitStack, dataset=None, custom_method: Method | None = None) -> Path:
     out = Path(cfg.out)
     device = ctx.device
     if cfg.batch_size % ctx.world_size:
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
     local_batch = cfg.batch_size // ctx.world_size
 
-    if encoder_net is not None and cfg.method != "curvature":
-        raise StraightflowError(f"encoder_net= is the curvature method's learned coupling; --method {cfg.method} has none")
+    if encoder_net is not None and not resolve_method(cfg, custom_method).accepts_encoder:
+        raise StraightflowError(f"encoder_net= is a learned coupling's encoder (the curvature method's); --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
     if cfg.tensorboard:
@@ -274,7 +278,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     if not streaming:
         data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    module, method, prior = build_module(cfg, data, velocity_net, encoder_net)
+    module, method, prior = build_module(cfg, data, velocity_net, encoder_net, custom_method)
     method.prepare(module, cfg, data)
     module.to(device)
     module.objective, aux = method.build_objective(cfg, data, device)
@@ -307,7 +311,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         if warning and ctx.is_main:
             print(warning)
     if budget is not None:
-        module.coupling.beta = budget.beta
+        method.set_beta(module, budget.beta)
     batches = None
     if streaming:  # a DataLoader per rank over its share of each epoch (docs/data.md)
         train_items = data.train_dataset(labels=module.conditional)
@@ -321,7 +325,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
         cleanup.callback(batches.close)
 
     meta = {
-        "method": cfg.method,
+        "method": cfg.method if custom_method is None else f"{CUSTOM_METHOD}:{type(custom_method).__qualname__}",
         "model": resolve_model_name(cfg, data) if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}",
         "data": cfg.data,
         "shape": list(data.shape),
@@ -416,7 +420,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
             if aux is not None:  # e.g. a discriminator's own optimizer step
                 stats.update(aux.step(generator))
             if budget is not None:  # one dual step on the KL of the global batch: every rank holds the same beta
-                module.coupling.beta = budget.update(float(ctx.all_mean(stats["kl"].detach().float().reshape(1))))
+                method.set_beta(module, budget.update(float(ctx.all_mean(stats["kl"].detach().float().reshape(1)))))
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             count += 1
