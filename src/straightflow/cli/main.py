@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError, TrainingInterrupted
+from ..formatting import parse_int_list
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_list(text: str) -> list[int]:
+    """argparse type of ``--nfe``: :func:`~straightflow.formatting.parse_int_list` with argparse's error."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = parse_int_list(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:
