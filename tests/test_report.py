@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import straightflow
 from straightflow.cli.main import build_parser, main
 from straightflow.errors import StraightflowError
 from straightflow.report import SCALES, SECTIONS, Job, SectionSpec, run_report
 from straightflow.report.builder import PAGE_FIGURES, PAGE_MARKER, collect_jobs
 from straightflow.report.document import Figure, Heading, Table, Text
-from straightflow.report.jobs import bench_dir, check_graph, exec_argv
+from straightflow.report.jobs import bench_dir, check_graph, exec_argv, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -237,9 +238,33 @@ def test_train_jobs_resume_an_interrupted_run(tmp_path):
     (tmp_path / "runs" / "x").mkdir(parents=True)
     (tmp_path / "runs" / "x" / "config.yaml").write_text("data: moons\n")
     assert exec_argv(job, tmp_path)[1:4] == ["-m", "straightflow", "train"] and exec_argv(job, tmp_path)[-1] == "--resume"
-    if bench_dir() is not None:
-        bench = Job("b", ("python", "bench/ot_dimension.py", "--json"))
-        assert exec_argv(bench, tmp_path)[1] == str(bench_dir() / "ot_dimension.py")
+    bench = Job("b", ("python", "bench/ot_dimension.py", "--json"))
+    assert exec_argv(bench, tmp_path, REPO / "bench")[1] == str(REPO / "bench" / "ot_dimension.py")
+
+
+def test_bench_scripts_come_from_the_current_directory_or_bench(tmp_path, monkeypatch):
+    """The bench/ scripts are not package data: `bench/` under the current directory (a clone's root) or --bench DIR."""
+    job = Job("b", ("python", "bench/ot_dimension.py", "--json"))
+    monkeypatch.chdir(REPO)
+    assert bench_dir() == REPO / "bench" and bench_dir(REPO / "bench") == REPO / "bench"
+    monkeypatch.chdir(tmp_path)  # not a clone: the bench jobs are unavailable, with what to do about it
+    assert bench_dir() is None and bench_dir(REPO / "bench") == REPO / "bench"
+    assert "--bench DIR" in unavailable_reason(job, bench_dir()) and unavailable_reason(job, bench_dir(REPO / "bench")) == ""
+    with pytest.raises(StraightflowError, match="no bench/ folder"):
+        exec_argv(job, tmp_path, None)
+    with pytest.raises(StraightflowError, match=r"^report --bench .*: no bench_baseline.py there"):
+        run_report(tmp_path / "r", "smoke", table=_tiny_table(tmp_path / "count"), progress=False, bench=tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_commit_comes_from_git_where_the_package_is_imported_from():
+    from straightflow.report.builder import _git_commit
+
+    commit = _git_commit()
+    if shutil.which("git") and (REPO / ".git").exists() and (REPO / "src" / "straightflow" / "__init__.py").resolve() == Path(straightflow.__file__).resolve():
+        assert re.fullmatch(r"[0-9a-f]{7,}( \+ local changes)?", commit), commit
+    else:
+        assert commit in ("not a git checkout", "unknown") or re.fullmatch(r"[0-9a-f]{7,}( \+ local changes)?", commit)
 
 
 def test_a_real_section_end_to_end(tmp_path):
