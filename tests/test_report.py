@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import straightflow
 from straightflow.cli.main import build_parser, main
 from straightflow.errors import StraightflowError
 from straightflow.report import SCALES, SECTIONS, Job, SectionSpec, run_report
 from straightflow.report.builder import PAGE_FIGURES, PAGE_MARKER, collect_jobs
 from straightflow.report.document import Figure, Heading, Table, Text
-from straightflow.report.jobs import bench_dir, check_graph, exec_argv
+from straightflow.report.jobs import bench_dir, check_graph, exec_argv, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -237,9 +238,33 @@ def test_train_jobs_resume_an_interrupted_run(tmp_path):
     (tmp_path / "runs" / "x").mkdir(parents=True)
     (tmp_path / "runs" / "x" / "config.yaml").write_text("data: moons\n")
     assert exec_argv(job, tmp_path)[1:4] == ["-m", "straightflow", "train"] and exec_argv(job, tmp_path)[-1] == "--resume"
-    if bench_dir() is not None:
-        bench = Job("b", ("python", "bench/ot_dimension.py", "--json"))
-        assert exec_argv(bench, tmp_path)[1] == str(bench_dir() / "ot_dimension.py")
+    bench = Job("b", ("python", "bench/ot_dimension.py", "--json"))
+    assert exec_argv(bench, tmp_path, REPO / "bench")[1] == str(REPO / "bench" / "ot_dimension.py")
+
+
+def test_bench_scripts_come_from_the_current_directory_or_bench(tmp_path, monkeypatch):
+    """The bench/ scripts are not package data: `bench/` under the current directory (a clone's root) or --bench DIR."""
+    job = Job("b", ("python", "bench/ot_dimension.py", "--json"))
+    monkeypatch.chdir(REPO)
+    assert bench_dir() == REPO / "bench" and bench_dir(REPO / "bench") == REPO / "bench"
+    monkeypatch.chdir(tmp_path)  # not a clone: the bench jobs are unavailable, with what to do about it
+    assert bench_dir() is None and bench_dir(REPO / "bench") == REPO / "bench"
+    assert "--bench DIR" in unavailable_reason(job, bench_dir()) and unavailable_reason(job, bench_dir(REPO / "bench")) == ""
+    with pytest.raises(StraightflowError, match="no bench/ folder"):
+        exec_argv(job, tmp_path, None)
+    with pytest.raises(StraightflowError, match=r"^report --bench .*: no bench_baseline.py there"):
+        run_report(tmp_path / "r", "smoke", table=_tiny_table(tmp_path / "count"), progress=False, bench=tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_commit_comes_from_git_where_the_package_is_imported_from():
+    from straightflow.report.builder import _git_commit
+
+    commit = _git_commit()
+    if shutil.which("git") and (REPO / ".git").exists() and (REPO / "src" / "straightflow" / "__init__.py").resolve() == Path(straightflow.__file__).resolve():
+        assert re.fullmatch(r"[0-9a-f]{7,}( \+ local changes)?", commit), commit
+    else:
+        assert commit in ("not a git checkout", "unknown") or re.fullmatch(r"[0-9a-f]{7,}( \+ local changes)?", commit)
 
 
 def test_a_real_section_end_to_end(tmp_path):
@@ -302,41 +327,44 @@ def _md(blocks) -> str:
 
 
 def test_section_9_renders_the_rows_that_exist_and_states_its_verdict(tmp_path):
-    from straightflow.report.sections import Context, _curv_lines_render
+    from straightflow.report.sections import Context
+    from straightflow.report.sections.curvature_lines import render_curvature_lines
 
     scale = SCALES["smoke"]
     root, q = tmp_path / "runs" / "2d" / "moons", scale.quarter_nfe
     _eval_json(root / "teacher" / "eval.json", {1: 2.0, scale.teacher_nfe: 0.2})
     _eval_json(root / "lines" / "eval.json", {1: 0.3, 2: 0.28, 4: 0.25}, distill_error=0.01)
     _eval_json(root / "lines" / "eval_seeds.json", {1: 0.3}, sd=0.01)
-    md = _md(_curv_lines_render(Context(tmp_path, scale, {}), scale))  # the beta = 10 side never ran
+    md = _md(render_curvature_lines(Context(tmp_path, scale, {}), scale))  # the beta = 10 side never ran
     assert "| baseline (`rectified`) | 8 | 0.2 |" in md and "beta = 10 (`curvature`) |" not in md
     assert f"`runs/2d/moons/lines_beta10_nfe{q}/eval.json`" in md and "No verdict" in md
     _eval_json(root / "teacher_beta10" / "eval_pairs.json", {q: 0.3, scale.teacher_nfe: 0.25})
     _eval_json(root / f"lines_beta10_nfe{q}" / "eval.json", {1: 0.32, 2: 0.3, 4: 0.27})
     _eval_json(root / f"lines_beta10_nfe{q}" / "eval_seeds.json", {1: 0.32}, sd=0.01)
-    md = _md(_curv_lines_render(Context(tmp_path, scale, {}), scale))
+    md = _md(render_curvature_lines(Context(tmp_path, scale, {}), scale))
     assert "Not available" not in md and "| beta = 10 (`curvature`) | 2 | 0.3 |" in md
     assert (f"trained on the beta = 10 teacher's pairs at Euler {q} scores W2 0.32 ± 0.01 at NFE 1 against 0.3 ± 0.01 for the baseline "
             f"teacher's pairs at Euler {scale.teacher_nfe} (ratio 1.07; difference +0.02, tolerance 0.03): **the cheaper pairs do not cost quality**") in md
 
 
 def test_the_pairs_verdict_rule():
-    from straightflow.report.sections import pairs_verdict, sig3
+    from straightflow.formatting import three_significant_digits
+    from straightflow.report.sections.curvature_lines import pairs_verdict
 
     assert pairs_verdict((1.0, 0.0), (1.09, 0.0)) == ("do not cost quality", 0.1)
     assert pairs_verdict((1.0, 0.0), (1.11, 0.0))[0] == "cost quality"
     assert pairs_verdict((1.0, 0.1), (1.2, 0.1))[0] == "do not cost quality"  # within twice the combined seed sd (0.283)
     assert pairs_verdict((1.0, 0.0), (0.8, 0.0))[0] == "do not cost quality (their student is better)"
-    assert [sig3(v) for v in (0.041666, 3.5249, 41.66, 417.6, 1234.4, None)] == ["0.0417", "3.52", "41.7", "418", "1234", "-"]
+    assert [three_significant_digits(v) for v in (0.041666, 3.5249, 41.66, 417.6, 1234.4, None)] == ["0.0417", "3.52", "41.7", "418", "1234", "-"]
 
 
 def test_students_table_keeps_the_runs_that_finished(tmp_path):
-    from straightflow.report.sections import Context, _lines_check, students_table
+    from straightflow.report.sections import Context
+    from straightflow.report.sections.lines import lines_check, students_table
 
     root = tmp_path / "runs" / "2d" / "moons"
     _eval_json(root / "lines" / "eval.json", {1: 0.3, 2: 0.28, 4: 0.25})
     blocks, runs = students_table(Context(tmp_path, SCALES["smoke"], {}), "moons", ("teacher", "lines"))
     md = _md(blocks)
     assert "| lines | euler | 0.3 | 0.28 | 0.25 |" in md and "`runs/2d/moons/teacher/eval.json`" in md and list(runs) == ["lines"]
-    assert "not checked" in _lines_check("moons", runs, 0.1)
+    assert "not checked" in lines_check("moons", runs, 0.1)

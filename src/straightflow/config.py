@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import StraightflowError
+from .formatting import parse_int_list
 
 
 def _opt(default, help: str, **kw):
@@ -189,7 +190,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def int_list(name: str, text: str) -> list[int]:
     """``"1,2,100"`` -> ``[1, 2, 100]`` for config field ``name`` (positive integers, at least one)."""
     try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
+        values = parse_int_list(text)
     except ValueError:
         values = []
     if not values or min(values) < 1:

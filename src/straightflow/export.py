@@ -23,6 +23,7 @@ from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEI
 from .config import load_run_config
 from .errors import StraightflowError
 from .files import atomic_write
+from .formatting import significant_or_str
 from .methods import Method, resolve_method
 from .models import count_parameters
 from .priors import make_prior
@@ -208,10 +209,6 @@ def _data_label(name: str) -> str:
     return Path(name).name if ("/" in name or "\\" in name) else name
 
 
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def quality_table(report: dict) -> list[str]:
     """The eval report's quality per NFE as a Markdown table (rows with caveats marked), floors and extras below."""
     skip = {"nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "network_evals"}
@@ -224,15 +221,15 @@ def quality_table(report: dict) -> list[str]:
             if (k == "note" or k.endswith("_note")) and isinstance(v, str) and v:
                 notes.setdefault(v, "*" * (len(notes) + 1))
                 marks += notes[v]
-        lines.append(f"| {r['solver']} | {r['nfe']}{marks} | " + " | ".join(_fmt(r.get(k, "-")) for k in keys) + " |")
+        lines.append(f"| {r['solver']} | {r['nfe']}{marks} | " + " | ".join(significant_or_str(r.get(k, "-")) for k in keys) + " |")
     lines.append("")
     for note, mark in notes.items():
         lines.append(f"{mark} {note}  ")
     floors = {k: v for k, v in report.items() if k.endswith("_floor") and isinstance(v, float)}
     if floors:
         lines.append(f"Two-sample floor ({report.get('floor_source', 'held-out data vs a second sample')}): "
-                     + ", ".join(f"{k[:-6]} {_fmt(v)}" for k, v in floors.items()) + "  ")
-    extras = [f"{k} {_fmt(report[k])}" for k in ("curvature", "prediction_drift", "flow_loss_heldout") if isinstance(report.get(k), float)]
+                     + ", ".join(f"{k[:-6]} {significant_or_str(v)}" for k, v in floors.items()) + "  ")
+    extras = [f"{k} {significant_or_str(report[k])}" for k in ("curvature", "prediction_drift", "flow_loss_heldout") if isinstance(report.get(k), float)]
     if extras:
         lines.append("Curvature and held-out loss: " + ", ".join(extras) + "  ")
     lines.append(f"n = {report.get('n')} samples per NFE against {report.get('n_reference')} held-out points, step {report.get('step')}.")
@@ -267,7 +264,7 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
              f"| classes | {classes} (class-conditional, classifier-free guidance) |" if run.conditional else "| classes | unconditional |",
              f"| network | `{config['model']}`, {config['velocity_parameters']:,} parameters"
              + (f" (+{coupling:,} in the learned coupling)" if coupling else "") + " |",
-             f"| training | step {config['step']:,} of {cfg.steps:,}, batch size {cfg.batch_size}, lr {_fmt(cfg.lr)}, EMA {_fmt(cfg.ema_decay)}, seed {cfg.seed} |",
+             f"| training | step {config['step']:,} of {cfg.steps:,}, batch size {cfg.batch_size}, lr {significant_or_str(cfg.lr)}, EMA {significant_or_str(cfg.ema_decay)}, seed {cfg.seed} |",
              f"| recommended sampling | `{rec['solver']}` at NFE {rec['nfe']}{_guidance_text(rec)} ({rec['source']}) |", "",
              "## Usage", "",
              "```bash",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError, TrainingInterrupted
+from ..formatting import parse_int_list
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_list(text: str) -> list[int]:
+    """argparse type of ``--nfe``: :func:`~straightflow.formatting.parse_int_list` with argparse's error."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = parse_int_list(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:
@@ -472,6 +474,8 @@ def _add_report(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each job (default: cores / jobs)")
     p.add_argument("--page", default=None, metavar="FILE.md", help="also write the Markdown to FILE.md with a generated header, its figures copied to "
                    "figures/report/ beside it, once every job finished (make experiments-page: docs/experiments.md)")
+    p.add_argument("--bench", default=None, metavar="DIR", help="the repository's bench/ folder, for the sections that run its scripts "
+                   "(default: bench/ in the current directory; without it those parts say they were not run)")
 
 
 def _run_report(args) -> int:
@@ -485,7 +489,9 @@ def _run_report(args) -> int:
         check_page(args.page)
     command = ["straightflow", "report", f"--{args.scale}", "--out", args.out]
     command += (["--sections", args.sections] if args.sections else []) + (["--page", args.page] if args.page else [])
-    res = run_report(args.out, args.scale, sections=args.sections, n_jobs=args.jobs, threads=args.threads, page=args.page, command=shlex.join(command))
+    command += ["--bench", args.bench] if args.bench else []
+    res = run_report(args.out, args.scale, sections=args.sections, n_jobs=args.jobs, threads=args.threads, page=args.page, command=shlex.join(command),
+                     bench=args.bench)
     print(f"straightflow: report written to {res.html} and {res.markdown} ({len(res.jobs.executed)} jobs run, "
           f"{sum(1 for r in res.jobs.results.values() if r.status == 'skipped')} reused, {res.jobs.wall_s / 60:.1f} min)"
           + (f"; page written to {res.page}" if res.page else ""))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError
+from ..formatting import beta_label, significant
 
 # torch, the plots and the training loop are imported where used: `straightflow sweep --help`
 # reads SWEEP_FIELDS and parse_betas from here without them
@@ -57,10 +58,6 @@ def parse_betas(text: str) -> list[float]:
     if len(set(betas)) != len(betas):
         raise StraightflowError(f"--betas: repeated values in {text!r}")
     return betas
-
-
-def beta_label(beta: float) -> str:
-    return "inf" if math.isinf(beta) else f"{beta:g}"
 
 
 def _trained_step(run_dir: Path) -> int:
@@ -199,12 +196,6 @@ def _quality_at(report: dict, key: str, nfe: int):
     return next((r.get(key) for r in report["results"] if r["nfe_requested"] == nfe), None)
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def format_sweep_table(sweep: dict) -> str:
     """Markdown table: beta, curvature, quality at each NFE, KL, reconstruction quality."""
     from ..evaluate import notes_of, row_notes
@@ -230,12 +221,12 @@ def format_sweep_table(sweep: dict) -> str:
     order = sorted(sweep["runs"], key=lambda r: math.inf if r["beta"] == "inf" else r["beta"])
     for r in order:
         rep = r["report"]
-        cells = [beta_label(float(r["beta"])), r["method"], _fmt(rep["curvature"])] + [_fmt(_quality_at(rep, key, k)) for k in nfes]
-        cells += [_fmt(rep.get("kl", 0.0 if r["beta"] == "inf" else None)), _fmt(rep.get(f"recon_{key}")), _fmt(rep["flow_loss_heldout"])]
+        cells = [beta_label(float(r["beta"])), r["method"], significant(rep["curvature"])] + [significant(_quality_at(rep, key, k)) for k in nfes]
+        cells += [significant(rep.get("kl", 0.0 if r["beta"] == "inf" else None)), significant(rep.get(f"recon_{key}")), significant(rep["flow_loss_heldout"])]
         if base is not None:
             b = base["report"]
             q, qb = _quality_at(rep, key, min(nfes)), _quality_at(b, key, min(nfes))
-            cells += [_fmt(rep["curvature"] / b["curvature"]) if b["curvature"] else "-", _fmt(q / qb) if q is not None and qb else "-"]
+            cells += [significant(rep["curvature"] / b["curvature"]) if b["curvature"] else "-", significant(q / qb) if q is not None and qb else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     if notes:
         lines += [""] + [f"{mark} {note}" for note, mark in notes.items()]

@@ -21,6 +21,7 @@ import torch
 
 from ..couplings import KLBudget, LearnedGaussianCoupling
 from ..errors import StraightflowError
+from ..formatting import significant_or_str
 from ..models import build_model
 from ..noise import seeded_noise
 from .base import Method
@@ -49,8 +50,8 @@ class Curvature(Method):
 
     def card_note(self, cfg) -> str:
         if cfg.kl_target is not None:
-            return f" (KL target {cfg.kl_target:.4g} nats per dimension, beta adapted from {cfg.beta:.4g})"
-        return f" (beta {cfg.beta:.4g})"
+            return f" (KL target {significant_or_str(cfg.kl_target)} nats per dimension, beta adapted from {significant_or_str(cfg.beta)})"
+        return f" (beta {significant_or_str(cfg.beta)})"
 
     def uses_custom_encoder(self, cfg) -> bool:
         return cfg.encoder == "custom" and not math.isinf(cfg.beta)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StraightflowError
+from ..formatting import parse_int_list
 from .embedding import LabelEmbedding, SinusoidalTimeEmbedding, conditioning
 
 #: Named UNet settings. ``mnist`` / ``cifar10``: the curvature paper's Table 4
@@ -204,7 +205,7 @@ class UNet(nn.Module):
 
 def _int_tuple(text: str, name: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in str(text).split(",") if v.strip())
+        return tuple(parse_int_list(text))
     except ValueError:
         raise StraightflowError(f"{name} must be comma-separated integers, got {text!r}") from None
 

@@ -18,12 +18,12 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 from ..errors import StraightflowError
 from .document import Code, Document, Heading, Section, Table, Text, to_html, to_markdown
-from .jobs import Job, JobRun, run_jobs
+from .jobs import BENCH_MARKER, Job, JobRun, bench_dir, run_jobs
 from .sections import Context, Missing, Scale, SectionSpec, check_scale, select_sections
 
 SETTINGS_FILE = "report-settings.json"
@@ -64,12 +64,23 @@ def _version(dist: str) -> str:
 
 
 def _git_commit() -> str:
-    root = Path(__file__).resolve().parents[3]
-    if not (root / ".git").exists():
-        return "not a git checkout"
+    """The commit of the git checkout straightflow is imported from (``+ local changes`` when tracked files differ).
+
+    git is asked about the imported package's own folder, so this needs no assumption about
+    where a checkout keeps its sources: an editable install or ``PYTHONPATH=src`` gives the
+    checkout's commit; a package git does not track there (an installed wheel, even inside
+    some other repository) gives ``not a git checkout``.
+    """
+    package = str(resources.files("straightflow"))
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", package, *args], capture_output=True, text=True, timeout=10)
+
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode != 0:
+            return "not a git checkout"
+        head = git("rev-parse", "--short", "HEAD").stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return f"{head}{' + local changes' if dirty else ''}" if head else "unknown"
@@ -216,9 +227,9 @@ def write_page(markdown: str, out: Path, page: Path, header: str) -> list[Path]:
     return copied
 
 
-def run_report(out: str | Path, scale: str | Scale = "quick", sections: str | None = None, n_jobs: int | None = None,
+def run_report(out: str | Path, scale: str | Scale = "quick", *, sections: str | None = None, n_jobs: int | None = None,
                threads: int | None = None, page: str | Path | None = None, progress: bool = True,
-               table: list[SectionSpec] | None = None, command: str | None = None) -> ReportResult:
+               table: list[SectionSpec] | None = None, command: str | None = None, bench: str | Path | None = None) -> ReportResult:
     """Run (or reuse) every job of the selected sections and write ``OUT/report.md`` and ``OUT/report.html``.
 
     ``sections``: comma-separated names (default all); ``n_jobs`` jobs at once with ``threads``
@@ -227,11 +238,14 @@ def run_report(out: str | Path, scale: str | Scale = "quick", sections: str | No
     (only when every job finished; :func:`write_page`). ``table``: a
     section table of your own instead of :data:`SECTIONS`. A failed job does not stop the others;
     the report is written with what finished, then a one-line error names the failed command and
-    its log.
+    its log. ``bench``: the repository's ``bench/`` folder for the ``python bench/...`` jobs
+    (default: ``bench/`` in the current directory; :func:`~straightflow.report.jobs.bench_dir`).
     """
     scale = check_scale(scale) if isinstance(scale, str) else scale
     specs = select_sections(sections, table)
     page = check_page(page) if page is not None else None
+    if bench is not None and bench_dir(bench) is None:
+        raise StraightflowError(f"report --bench {bench}: no {BENCH_MARKER} there; give the repository's bench/ folder")
     n_jobs = default_jobs() if n_jobs is None else n_jobs
     threads = max(1, (os.cpu_count() or 1) // n_jobs) if threads is None else threads
     if n_jobs < 1 or threads < 1:
@@ -241,7 +255,7 @@ def run_report(out: str | Path, scale: str | Scale = "quick", sections: str | No
     _check_settings(out, scale)
     jobs, per_section = collect_jobs(specs, scale)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    run = run_jobs(jobs, out, n_jobs=n_jobs, threads=threads, progress=progress)
+    run = run_jobs(jobs, out, n_jobs=n_jobs, threads=threads, progress=progress, bench=bench)
 
     ctx = Context(out, scale, run.results, jobs_at_once=n_jobs)
     rendered, summary = [], []
@@ -250,7 +264,7 @@ def run_report(out: str | Path, scale: str | Scale = "quick", sections: str | No
         rendered.append(section)
         summary.append([f"[{spec.title.replace('`', '')}](#{section.anchor})", str(info["jobs"]), f"{info['wall'] / 60:.1f}", f"{info['cpu'] / 60:.1f}", info["state"]])
     command = command or shlex.join(["straightflow", "report", f"--{scale.name}", "--out", str(out)] + (["--sections", sections] if sections else [])
-                                    + (["--page", str(page)] if page is not None else []))
+                                    + (["--page", str(page)] if page is not None else []) + (["--bench", str(bench)] if bench is not None else []))
     ran = sum(1 for r in run.results.values() if r.status == "ran")
     reused = sum(1 for r in run.results.values() if r.status == "skipped")
     total_cpu = sum(r.cpu_s or 0.0 for r in run.results.values() if r.done)

@@ -101,10 +101,20 @@ class JobRun:
         return [r for r in self.results.values() if r.status == "failed"]
 
 
-def bench_dir() -> Path | None:
-    """The repository's ``bench/`` folder when straightflow runs from a source checkout, else None."""
-    here = Path(__file__).resolve().parents[3] / "bench"
-    return here if (here / "bench_baseline.py").is_file() else None
+#: a file every ``bench/`` folder of the repository holds: how :func:`bench_dir` recognises one
+BENCH_MARKER = "bench_baseline.py"
+
+
+def bench_dir(where: str | Path | None = None) -> Path | None:
+    """The repository's ``bench/`` scripts that ``python bench/...`` jobs run, as an absolute folder; None when absent.
+
+    ``where`` (``straightflow report --bench DIR``) when given, else ``bench/`` in the current
+    directory: the bench scripts are not part of the installed package, so the report runs them
+    from a clone of the repository (run it from the clone's root, or point ``--bench`` there).
+    Jobs run inside the report folder, hence the absolute path. docs/report.md, "Optional parts".
+    """
+    folder = (Path(where) if where is not None else Path("bench")).resolve()
+    return folder if (folder / BENCH_MARKER).is_file() else None
 
 
 def _marker(out: Path, job: Job) -> Path:
@@ -125,25 +135,31 @@ def finished_record(out: Path, job: Job) -> dict | None:
     return record
 
 
-def unavailable_reason(job: Job) -> str:
-    """Why the job cannot run here ('' when it can)."""
+def _runs_bench_script(job: Job) -> bool:
+    return job.argv[0] == "python" and len(job.argv) > 1 and job.argv[1].startswith("bench/")
+
+
+def unavailable_reason(job: Job, bench: Path | None) -> str:
+    """Why the job cannot run here ('' when it can); ``bench``: the :func:`bench_dir` found (None: none)."""
     missing = [m for m in job.requires if importlib.util.find_spec(m) is None]
     if missing:
         return f"needs {', '.join(missing)} (not installed; `make bench` installs torchcfm)"
-    if job.argv[0] == "python" and len(job.argv) > 1 and job.argv[1].startswith("bench/") and bench_dir() is None:
-        return "needs the repository's bench/ scripts (run from a clone of the repository)"
+    if _runs_bench_script(job) and bench is None:
+        return "needs the repository's bench/ scripts (run from the root of a clone of the repository, or pass --bench DIR)"
     return ""
 
 
-def exec_argv(job: Job, out: Path) -> list[str]:
-    """The argv actually run: ``straightflow`` as ``python -m straightflow``, ``bench/`` from the repository,
-    ``--resume`` added to a train job whose run directory already holds a config."""
+def exec_argv(job: Job, out: Path, bench: Path | None = None) -> list[str]:
+    """The argv actually run: ``straightflow`` as ``python -m straightflow``, ``bench/NAME`` as ``BENCH/NAME``
+    (``bench``: the :func:`bench_dir` found), ``--resume`` added to a train job whose run directory already holds a config."""
     head, rest = job.argv[0], list(job.argv[1:])
     if head == "straightflow":
         argv = [sys.executable, "-m", "straightflow", *rest]
     elif head == "python":
-        if rest and rest[0].startswith("bench/"):
-            rest[0] = str(bench_dir() / rest[0][len("bench/"):])
+        if _runs_bench_script(job):
+            if bench is None:
+                raise StraightflowError(f"report job {job.id}: no bench/ folder to run {rest[0]} from")
+            rest[0] = str(bench / rest[0][len("bench/"):])
         argv = [sys.executable, *rest]
     else:
         raise StraightflowError(f"report job {job.id}: unknown program {head!r} (use straightflow or python)")
@@ -160,7 +176,21 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else "(empty log)"
 
 
-def _execute(job: Job, out: Path, env: dict, procs: set, lock: threading.Lock) -> JobResult:
+@dataclass
+class _Workplace:
+    """Where the jobs of one :func:`run_jobs` call run: the report folder, the bench scripts found, the
+    environment, and the live child processes (under ``lock``; waited for on Ctrl-C)."""
+
+    out: Path
+    bench: Path | None
+    env: dict
+    procs: set = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _execute(job: Job, place: _Workplace) -> JobResult:
+    """Run one job to its end: its log, its stdout file (moved in place only on success), its done record."""
+    out, procs, lock = place.out, place.procs, place.lock
     log = out / job.log_name
     log.parent.mkdir(parents=True, exist_ok=True)
     for p in job.outputs + ((job.stdout,) if job.stdout else ()):
@@ -172,7 +202,7 @@ def _execute(job: Job, out: Path, env: dict, procs: set, lock: threading.Lock) -
         log_fh.flush()
         stdout = open(tmp, "w") if tmp is not None else log_fh
         try:
-            proc = subprocess.Popen(exec_argv(job, out), cwd=out, env=env, stdout=stdout, stderr=log_fh, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(exec_argv(job, out, place.bench), cwd=out, env=place.env, stdout=stdout, stderr=log_fh, stdin=subprocess.DEVNULL)
             with lock:
                 procs.add(proc)
             try:
@@ -212,11 +242,26 @@ def check_graph(jobs: list[Job]) -> None:
         seen.add(job.id)
 
 
-def run_jobs(jobs: list[Job], out: str | Path, n_jobs: int = 1, threads: int = 1, progress: bool = True) -> JobRun:
+def _settled_result(job: Job, results: dict[str, JobResult], place: _Workplace) -> JobResult | None:
+    """The result of a job whose dependencies have ended, when it needs no process: ``blocked`` (a dependency
+    did not finish), ``skipped`` (done by an earlier run) or ``unavailable``; None when it must run."""
+    bad = next((results[d] for d in job.after if not results[d].done), None)
+    if bad is not None:
+        return JobResult(job, "blocked", reason=f"{bad.job.id} {bad.status}")
+    record = finished_record(place.out, job)
+    if record is not None:
+        return JobResult(job, "skipped", record.get("wall_s"), 0, record.get("cpu_s"), log=job.log_name, finished=record.get("finished", ""))
+    reason = unavailable_reason(job, place.bench)
+    return JobResult(job, "unavailable", reason=reason) if reason else None
+
+
+def run_jobs(jobs: list[Job], out: str | Path, *, n_jobs: int = 1, threads: int = 1, progress: bool = True,
+             bench: str | Path | None = None) -> JobRun:
     """Run ``jobs`` (listed dependencies first), ``n_jobs`` at once; returns every job's result.
 
     Jobs done by an earlier run are skipped; a failed job's dependents are ``blocked`` and
     the rest go on. Never raises for a failed job: the caller reports :attr:`JobRun.failed`.
+    ``bench``: where the ``python bench/...`` jobs' scripts are (:func:`bench_dir`).
     """
     from tqdm import tqdm
 
@@ -224,12 +269,10 @@ def run_jobs(jobs: list[Job], out: str | Path, n_jobs: int = 1, threads: int = 1
     check_graph(jobs)
     if n_jobs < 1 or threads < 1:
         raise StraightflowError(f"report: --jobs and --threads must be >= 1, got {n_jobs} and {threads}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    place = _Workplace(out, bench_dir(bench), dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)))
     run = JobRun()
     pending = list(jobs)
     running: dict[Future, Job] = {}
-    procs: set = set()
-    lock = threading.Lock()
     t_start = time.perf_counter()
     bar = tqdm(total=len(jobs), disable=not progress, desc="report jobs", unit="job", dynamic_ncols=True)
     log_path = out / "jobs.jsonl"
@@ -253,31 +296,17 @@ def run_jobs(jobs: list[Job], out: str | Path, n_jobs: int = 1, threads: int = 1
             while launched:  # settle every job that needs no process, launch what fits
                 launched = False
                 for job in list(pending):
-                    deps = [run.results.get(d) for d in job.after]
-                    if any(d is None for d in deps):
+                    if not all(d in run.results for d in job.after):
                         continue
-                    if any(not d.done for d in deps):
-                        bad = next(d for d in deps if not d.done)
-                        pending.remove(job)
-                        finish(JobResult(job, "blocked", reason=f"{bad.job.id} {bad.status}"))
-                        launched = True
+                    result = _settled_result(job, run.results, place)
+                    if result is None and len(running) >= n_jobs:
                         continue
-                    record = finished_record(out, job)
-                    if record is not None:
-                        pending.remove(job)
-                        finish(JobResult(job, "skipped", record.get("wall_s"), 0, record.get("cpu_s"), log=job.log_name, finished=record.get("finished", "")))
-                        launched = True
-                        continue
-                    reason = unavailable_reason(job)
-                    if reason:
-                        pending.remove(job)
-                        finish(JobResult(job, "unavailable", reason=reason))
-                        launched = True
-                        continue
-                    if len(running) < n_jobs:
-                        pending.remove(job)
-                        running[pool.submit(_execute, job, out, env, procs, lock)] = job
-                        launched = True
+                    pending.remove(job)
+                    launched = True
+                    if result is not None:
+                        finish(result)
+                    else:
+                        running[pool.submit(_execute, job, place)] = job
             if not running:
                 if pending:  # cannot happen with a checked graph
                     raise RuntimeError(f"report: jobs left that can never run: {[j.id for j in pending]}")
@@ -287,8 +316,8 @@ def run_jobs(jobs: list[Job], out: str | Path, n_jobs: int = 1, threads: int = 1
                 running.pop(fut)
                 finish(fut.result())
     except KeyboardInterrupt:
-        with lock:
-            children = list(procs)
+        with place.lock:
+            children = list(place.procs)
         for proc in children:  # they got the same SIGINT (one process group): give them time to checkpoint
             try:
                 proc.wait(timeout=60)

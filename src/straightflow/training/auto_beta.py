@@ -60,6 +60,7 @@ from pathlib import Path
 
 from ..data import DataOptions, load_data
 from ..errors import StraightflowError
+from ..formatting import beta_label
 from .monitor import QUALITY_FILE, read_records
 
 #: the fixed betas of the pilots, walked from the baseline (inf) down
@@ -96,10 +97,6 @@ def default_draws(shape: tuple[int, ...]) -> int:
     """The pilots' draws for samples of ``shape`` when ``--beta-auto-draws`` is 0: :data:`VECTOR_DRAWS` for
     vectors, :data:`IMAGE_DRAWS` otherwise."""
     return VECTOR_DRAWS if len(shape) == 1 else IMAGE_DRAWS
-
-
-def beta_label(beta: float) -> str:
-    return "inf" if math.isinf(beta) else f"{beta:g}"
 
 
 def _few_step(p: dict) -> float:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..conditioning import GuidedVelocity, stratified_labels
 from ..errors import StraightflowError
+from ..formatting import significant_or_na
 from ..metrics import energy_distance, wasserstein2
 from ..metrics.frechet import FrechetDistance, feature_extractor
 from ..noise import seeded_noise
@@ -297,8 +298,5 @@ def summary_line(step: int, result: ProbeResult, nfes: list[int]) -> str:
     """``step 500 quality: w2 nfe1 1.23, nfe2 0.61, nfe100 0.15 (floor 0.12)`` (the first metric)."""
     metric = next(k[: -len("_floor")] for k in result.scores if k.endswith("_floor"))
 
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else "n/a"
-
-    parts = ", ".join(f"nfe{k} {fmt(result.scores.get(f'{metric}_nfe{k}'))}" for k in nfes)
-    return f"straightflow: step {step} quality: {metric} {parts} (floor {fmt(result.scores.get(f'{metric}_floor'))})"
+    parts = ", ".join(f"nfe{k} {significant_or_na(result.scores.get(f'{metric}_nfe{k}'))}" for k in nfes)
+    return f"straightflow: step {step} quality: {metric} {parts} (floor {significant_or_na(result.scores.get(f'{metric}_floor'))})"
