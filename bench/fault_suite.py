@@ -3,7 +3,7 @@
     python bench/fault_suite.py                      # N=10 kills each, 500 argv + 300 YAML configs
     python bench/fault_suite.py --kills 3 --argv 60 --yaml 60
 
-Prints one summary block. ``tests/test_faults.py`` runs the same scenarios (imported from this
+Prints one summary block. ``tests/end_to_end/test_faults.py`` runs the same scenarios (imported from this
 file) with smaller counts. Scenarios:
 
 1. ``straightflow train`` / ``straightflow pairs`` as subprocesses, SIGKILLed at a random (seeded)

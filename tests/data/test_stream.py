@@ -323,7 +323,7 @@ def test_pairs_cannot_stream(tmp_path):
 
 def test_the_user_guide_example_runs(tmp_path):
     """docs/data.md's Dataset example, as written there (its run directory moved under tmp_path)."""
-    text = (Path(__file__).parents[1] / "docs" / "data.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
     code = text.split("## Your own Dataset", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     assert 'out="runs/rings"' in code
     exec(compile(code.replace('"runs/rings"', repr(str(tmp_path / "rings"))), "docs/data.md", "exec"), {})

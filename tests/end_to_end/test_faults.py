@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-_spec = importlib.util.spec_from_file_location("fault_suite", Path(__file__).resolve().parents[1] / "bench" / "fault_suite.py")
+_spec = importlib.util.spec_from_file_location("fault_suite", Path(__file__).resolve().parents[2] / "bench" / "fault_suite.py")
 fs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fs)
 

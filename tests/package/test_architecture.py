@@ -13,7 +13,7 @@ import pytest
 import straightflow
 from straightflow.cli.main import COMMANDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _layer_names() -> set[str]:

@@ -19,7 +19,7 @@ from straightflow.report.builder import PAGE_FIGURES, PAGE_MARKER, collect_jobs
 from straightflow.report.document import Figure, Heading, Table, Text
 from straightflow.report.jobs import bench_dir, check_graph, exec_argv, unavailable_reason
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ a tiny section table of real jobs

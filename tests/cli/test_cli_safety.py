@@ -333,7 +333,7 @@ def test_the_makefile_installs_the_cpu_torch_by_default(tmp_path):
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     def torch_line(*variables):
         proc = subprocess.run(["make", "-n", "-C", str(root), "install", f"VENV={tmp_path / 'venv'}", *variables], capture_output=True, text=True)

@@ -15,7 +15,7 @@ import torch
 from straightflow.data import PointCloud
 from straightflow.metrics import wasserstein2
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "own_loop.py"
 FORBIDDEN = ("straightflow.training", "straightflow.cli", "straightflow.run", "straightflow.experiments", "straightflow.models")
 

@@ -21,7 +21,7 @@ from straightflow.errors import StraightflowError
 from straightflow.export import export, read_eval_report
 
 QUICK = dict(width=32, depth=2, batch_size=64, log_every=10, ckpt_every=30, progress=False, steps=30)
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def fresh_python(code: str, *args) -> subprocess.CompletedProcess:
