@@ -162,9 +162,10 @@ def test_kid_in_our_feature_spaces_does_not_depend_on_their_scale():
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
     """A tiny UNet on a folder of 30 synthetic images: 24 for training, 6 held out; random-conv features."""
+    from test_images import TINY_UNET, write_folder
+
     import straightflow as sf
     from straightflow.cli.main import main
-    from test_images import TINY_UNET, write_folder
 
     root = tmp_path_factory.mktemp("imgs")
     data = write_folder(root / "imgs", n=30)
