@@ -9,30 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from image_helpers import TINY_UNET, write_folder  # noqa: I001  (tests/ is on the path: conftest's folder)
 from straightflow.cli.main import main
 from straightflow.config import TrainConfig
 from straightflow.data import load_data
 from straightflow.errors import StraightflowError
 from straightflow.metrics.frechet import FrechetDistance, random_features
 from straightflow.models.unet import build_unet, unet_settings
-
-#: a tiny UNet for fast CLI tests (``preset none``: fields exactly as given)
-TINY_UNET = ["--preset", "none", "--channels", "8", "--channel-mult", "1,2", "--num-res-blocks", "1"]
-
-
-def write_folder(path, n=24, size=8, mode="L", seed=0):
-    """A folder of n synthetic PNGs: bright squares at random places."""
-    from PIL import Image
-
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        a = np.zeros((size, size), np.uint8)
-        r, c = rng.integers(0, size - 3, 2)
-        a[r : r + 3, c : c + 3] = 255
-        im = Image.fromarray(a if mode == "L" else np.stack([a, a // 2, 255 - a], -1))
-        im.save(path / f"img_{i:03d}.png")
-    return path
 
 
 def run_cli(args, capsys):

@@ -162,9 +162,8 @@ def test_kid_in_our_feature_spaces_does_not_depend_on_their_scale():
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
     """A tiny UNet on a folder of 30 synthetic images: 24 for training, 6 held out; random-conv features."""
-    from test_images import TINY_UNET, write_folder
-
     import straightflow as sf
+    from image_helpers import TINY_UNET, write_folder
     from straightflow.cli.main import main
 
     root = tmp_path_factory.mktemp("imgs")
