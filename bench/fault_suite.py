@@ -438,11 +438,11 @@ def fuzz_workspace(base: Path) -> dict[str, Path]:
     return ws
 
 
-def _fake_train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset=None):
+def _fake_train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset=None, custom_method=None):
     """Stands in for the training loop after train()'s real config / run-directory checks."""
-    from straightflow.methods import get_method
+    from straightflow.methods import resolve_method
 
-    get_method(cfg.method)
+    resolve_method(cfg, custom_method)
     return Path(cfg.out)
 
 
