@@ -438,7 +438,7 @@ def fuzz_workspace(base: Path) -> dict[str, Path]:
     return ws
 
 
-def _fake_train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset=None):
+def _fake_train(cfg, ctx, **sections):
     """Stands in for the training loop after train()'s real config / run-directory checks."""
     from straightflow.methods import get_method
 
