@@ -1,5 +1,9 @@
 """The training loop: one function for every method, one process or many (DDP).
 
+It reads top to bottom: :func:`train` checks the call and the run directory, :func:`_train` runs
+the sections of a run in order, each a named function over one :class:`TrainState`, and
+:func:`_run_steps` is the loop, one line per thing a step does (``docs/architecture.md``).
+
 Determinism: every random draw of a rank (data batch, noise, t, OT tie-breaks)
 comes from that rank's own ``torch.Generator``; its state, the global CPU and
 (on CUDA) device RNG states that dropout draws from, the optimizer's, the EMA's
@@ -142,25 +146,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     ``docs/data.md``). ``method``: a method name, or your own :class:`~straightflow.methods.Method`
     instance (recorded as ``method: custom``; pass it again to resume, ``Run.load`` and ``export``).
     """
-    custom_method = overrides.get("method") if isinstance(overrides.get("method"), Method) else None
-    if custom_method is not None:
-        overrides = {**overrides, "method": CUSTOM_METHOD}
-    if velocity_net is not None and not resume:
-        overrides = {**overrides, "model": "custom"}
-    if dataset is not None and not resume:
-        if overrides.get("data", CUSTOM_DATA) != CUSTOM_DATA:
-            raise StraightflowError(f"both data={overrides['data']!r} and dataset= given: pass one of them")
-        overrides = {**overrides, "data": CUSTOM_DATA}
-    if encoder_net is not None and not resume:
-        overrides = {**overrides, "encoder": "custom"}
-    out_value = overrides.get("out")
-    if not out_value and config_file:
-        out_value = load_yaml(config_file).get("out")
-        if out_value is not None and not isinstance(out_value, str):
-            raise StraightflowError(f"config key 'out' in {config_file} expects a folder name, got {out_value!r}")
-    if not out_value:
-        raise StraightflowError("no run directory given: pass --out RUNDIR")
-    out = Path(out_value)
+    overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
+    out = _run_dir_asked(overrides, config_file)
     if resume and not (out / "config.yaml").exists() and _asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
         resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
     cfg = _prepare_run_dir(out, resume, overrides, config_file, custom_method)
@@ -172,6 +159,36 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         cleanup.callback(shutdown_distributed, ctx)
         return _train(cfg, ctx, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, cleanup=cleanup, dataset=dataset,
                       custom_method=custom_method)
+
+
+def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+                       dataset=None) -> tuple[dict, Method | None]:
+    """``overrides`` with what a user's own parts record in the config (``method: custom``; for a new run also
+    ``model``, ``data`` and ``encoder: custom``), and the user's own :class:`Method` instance (None: a name)."""
+    custom_method = overrides.get("method") if isinstance(overrides.get("method"), Method) else None
+    if custom_method is not None:
+        overrides = {**overrides, "method": CUSTOM_METHOD}
+    if velocity_net is not None and not resume:
+        overrides = {**overrides, "model": "custom"}
+    if dataset is not None and not resume:
+        if overrides.get("data", CUSTOM_DATA) != CUSTOM_DATA:
+            raise StraightflowError(f"both data={overrides['data']!r} and dataset= given: pass one of them")
+        overrides = {**overrides, "data": CUSTOM_DATA}
+    if encoder_net is not None and not resume:
+        overrides = {**overrides, "encoder": "custom"}
+    return overrides, custom_method
+
+
+def _run_dir_asked(overrides: dict, config_file: str | None) -> Path:
+    """The run directory asked for: ``out`` of the call, else of the config file."""
+    out_value = overrides.get("out")
+    if not out_value and config_file:
+        out_value = load_yaml(config_file).get("out")
+        if out_value is not None and not isinstance(out_value, str):
+            raise StraightflowError(f"config key 'out' in {config_file} expects a folder name, got {out_value!r}")
+    if not out_value:
+        raise StraightflowError("no run directory given: pass --out RUNDIR")
+    return Path(out_value)
 
 
 def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
