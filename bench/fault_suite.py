@@ -438,11 +438,11 @@ def fuzz_workspace(base: Path) -> dict[str, Path]:
     return ws
 
 
-def _fake_train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset=None, custom_method=None):
+def _fake_train(cfg, ctx, **sections):
     """Stands in for the training loop after train()'s real config / run-directory checks."""
     from straightflow.methods import resolve_method
 
-    resolve_method(cfg, custom_method)
+    resolve_method(cfg, sections.get("custom_method"))
     return Path(cfg.out)
 
 

@@ -1,5 +1,9 @@
 """The training loop: one function for every method, one process or many (DDP).
 
+It reads top to bottom: :func:`train` checks the call and the run directory, :func:`_train` runs
+the sections of a run in order, each a named function over one :class:`TrainState`, and
+:func:`_run_steps` is the loop, one line per thing a step does (``docs/architecture.md``).
+
 Determinism: every random draw of a rank (data batch, noise, t, OT tie-breaks)
 comes from that rank's own ``torch.Generator``; its state, the global CPU and
 (on CUDA) device RNG states that dropout draws from, the optimizer's, the EMA's
@@ -17,8 +21,9 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 import torch
 from torch import nn
@@ -32,7 +37,7 @@ from ..data.pairs import PairData, read_manifest
 from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
-from ..methods import CUSTOM_METHOD, Method, build_module, resolve_method
+from ..methods import CUSTOM_METHOD, FlowTrainingModule, Method, build_module, resolve_method
 from ..models import count_parameters, resolve_model_name
 from .auto_beta import RECORD_FILE as AUTO_RECORD
 from .auto_beta import resolve_auto_beta
@@ -141,6 +146,25 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     ``docs/data.md``). ``method``: a method name, or your own :class:`~straightflow.methods.Method`
     instance (recorded as ``method: custom``; pass it again to resume, ``Run.load`` and ``export``).
     """
+    overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
+    out = _run_dir_asked(overrides, config_file)
+    if resume and not (out / "config.yaml").exists() and _asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
+        resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
+    cfg = _prepare_run_dir(out, resume, overrides, config_file, custom_method)
+    if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
+        resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
+        validate(cfg)
+    with ExitStack() as cleanup:
+        ctx = init_distributed(cfg.device)
+        cleanup.callback(shutdown_distributed, ctx)
+        return _train(cfg, ctx, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, cleanup=cleanup, dataset=dataset,
+                      custom_method=custom_method)
+
+
+def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+                       dataset=None) -> tuple[dict, Method | None]:
+    """``overrides`` with what a user's own parts record in the config (``method: custom``; for a new run also
+    ``model``, ``data`` and ``encoder: custom``), and the user's own :class:`Method` instance (None: a name)."""
     custom_method = overrides.get("method") if isinstance(overrides.get("method"), Method) else None
     if custom_method is not None:
         overrides = {**overrides, "method": CUSTOM_METHOD}
@@ -152,6 +176,11 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         overrides = {**overrides, "data": CUSTOM_DATA}
     if encoder_net is not None and not resume:
         overrides = {**overrides, "encoder": "custom"}
+    return overrides, custom_method
+
+
+def _run_dir_asked(overrides: dict, config_file: str | None) -> Path:
+    """The run directory asked for: ``out`` of the call, else of the config file."""
     out_value = overrides.get("out")
     if not out_value and config_file:
         out_value = load_yaml(config_file).get("out")
@@ -159,17 +188,7 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
             raise StraightflowError(f"config key 'out' in {config_file} expects a folder name, got {out_value!r}")
     if not out_value:
         raise StraightflowError("no run directory given: pass --out RUNDIR")
-    out = Path(out_value)
-    if resume and not (out / "config.yaml").exists() and _asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
-        resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
-    cfg = _prepare_run_dir(out, resume, overrides, config_file, custom_method)
-    if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
-        resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
-        validate(cfg)
-    with ExitStack() as cleanup:
-        ctx = init_distributed(cfg.device)
-        cleanup.callback(shutdown_distributed, ctx)
-        return _train(cfg, ctx, resume, velocity_net, encoder_net, cleanup, dataset, custom_method)
+    return Path(out_value)
 
 
 def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
@@ -226,56 +245,102 @@ class _StopSignals:
         self._previous = {}
 
 
-def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
-    """Where ``--amp bf16`` / ``--compile`` cannot apply, say so (the UNet applies both
-    itself on CUDA, to training and sampling alike; weights stay float32)."""
-    if cfg.amp == "none" and not cfg.compile:
-        return None
-    if device.type != "cuda":
-        return f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled"
-    if not hasattr(velocity, "use_compile"):
-        return f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in float32, uncompiled"
-    return None
+@dataclass
+class TrainState:
+    """What the sections of the training loop share, on one rank: the run's config and ranks, what trains (the
+    method's module and its DDP wrapper ``train_module``, the optimizer over ``params``, the EMA, the aux trainer,
+    the ``--kl-target`` budget), where batches come from (``data``, in memory, or the streamed ``batches``; this
+    rank's ``generator`` for every draw), rank 0's monitor, what each checkpoint records beside the weights
+    (``meta``) and ``step``, the steps done so far."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    out: Path
+    data: object
+    prior: object
+    module: FlowTrainingModule
+    method: Method
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    generator: torch.Generator
+    aux: object | None
+    budget: object | None
+    local_batch: int
+    train_module: nn.Module
+    batches: BatchStream | None = None
+    monitor: TrainingMonitor | None = None
+    meta: dict = field(default_factory=dict)
+    step: int = 0
 
 
-def _build_monitor(cfg: TrainConfig, out: Path, data, prior, module, method: Method, start_step: int, device: torch.device) -> TrainingMonitor:
-    """Rank 0's :class:`TrainingMonitor` for ``--tensorboard`` / ``--eval-every`` (docs/monitoring.md)."""
-    probe = None
-    if cfg.eval_every:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
-            probe = QualityProbe(data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=method.default_solver, prior=prior,
-                                 num_classes=module.num_classes, device=device, draws=cfg.eval_draws,
-                                 split="validation" if cfg.validation_fraction > 0 else "heldout")
-    return TrainingMonitor(out / TENSORBOARD_DIR if cfg.tensorboard else None, out / QUALITY_FILE if cfg.eval_every else None,
-                           probe, start_step)
-
-
-def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
            cleanup: ExitStack, dataset=None, custom_method: Method | None = None) -> Path:
+    """Train the run of ``cfg`` (checked by :func:`train`) on this rank, section by section: check the request,
+    load the data, build what trains, take the run directory's lock, restore the latest checkpoint, open the
+    streamed batches, prepare the run directory (rank 0), then the steps (:func:`_run_steps`). ``cleanup`` closes
+    what the sections open (the lock, the DataLoader, the monitor, the signal handlers) when train() returns."""
+    _check_request(cfg, ctx, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
+    ckpt = latest_checkpoint(Path(cfg.out)) if resume else None
+    saved = load_train_state(ckpt) if ckpt is not None else None
+    data = _load_training_data(cfg, saved, dataset)
+    state = _setup(cfg, ctx, data, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
+    if ctx.is_main:  # one writer per run directory, from here until train() returns
+        cleanup.enter_context(FolderLock(state.out, "run directory"))
+    _restore(state, ckpt, saved, resume=resume)
+    if data.loader == "stream":  # a DataLoader per rank over its share of each epoch (docs/data.md)
+        state.batches = _open_batches(state, saved, cleanup)
+    state.meta = _run_meta(state, custom_method)
+    if ctx.is_main:
+        state.monitor = _open_run_dir(state, cleanup)
+    ctx.barrier()
+    _wrap_for_training(state)
+    start_step = state.step
+    _run_steps(state, cleanup)
+    if start_step >= cfg.steps and ctx.is_main:
+        print(f"straightflow: {state.out} is already trained to step {start_step} (asked for {cfg.steps})")
+    return state.out
+
+
+# ------------------------------------------------------------------ setup: before the first step
+
+
+def _check_request(cfg: TrainConfig, ctx: DistContext, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+                   custom_method: Method | None) -> None:
+    """The errors a run is told before any work: a batch the ranks cannot share, an encoder its method takes
+    none of, a custom model resumed without its module, ``--tensorboard`` without its package (on every rank)."""
     out = Path(cfg.out)
-    device = ctx.device
     if cfg.batch_size % ctx.world_size:
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
-    local_batch = cfg.batch_size // ctx.world_size
-
     if encoder_net is not None and not resolve_method(cfg, custom_method).accepts_encoder:
         raise StraightflowError(f"encoder_net= is a learned coupling's encoder (the curvature method's); --method {cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
         raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
     if cfg.tensorboard:
         summary_writer_class()  # a missing package is an error on every rank, before any work
-    ckpt = latest_checkpoint(out) if resume else None
-    state = load_train_state(ckpt) if ckpt is not None else None
+
+
+def _load_training_data(cfg: TrainConfig, saved: dict | None, dataset=None):
+    """The training data: ``cfg.data`` (a resumed run, ``saved`` its checkpoint's train state, reads it the way it
+    started), or teacher pairs over it with ``--pairs``; ``dataset``: a user's own Dataset (``data: custom``)."""
     options = DataOptions.of(cfg)
-    if cfg.loader == "auto" and state is not None:  # resume the way the run started, whatever auto would choose today
-        options = replace(options, loader="stream" if "sampler" in state else "memory")
+    if cfg.loader == "auto" and saved is not None:  # resume the way the run started, whatever auto would choose today
+        options = replace(options, loader="stream" if "sampler" in saved else "memory")
     if cfg.data == CUSTOM_DATA and dataset is None:
-        raise StraightflowError(f"{out} trains on a user's own Dataset (data: custom): pass dataset= to train(...) to resume it")
+        raise StraightflowError(f"{Path(cfg.out)} trains on a user's own Dataset (data: custom): pass dataset= to train(...) to resume it")
     data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"), require_labels=cfg.conditional, dataset=dataset)
     if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
         data = PairData.open(cfg.pairs, base=data, labels=cfg.conditional)
-    streaming = data.loader == "stream"
-    if not streaming:
+    return data
+
+
+def _setup(cfg: TrainConfig, ctx: DistContext, data, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+           custom_method: Method | None) -> TrainState:
+    """Build what trains, in the order that fixes every random draw: the module from ``cfg.seed`` (the same
+    initial weights on every rank), the method's objective, aux trainer and KL budget, then this rank's seed of
+    the global RNG (dropout), the optimizer, the EMA and this rank's batch generator."""
+    device = ctx.device
+    if data.loader != "stream":
         data.to(device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     module, method, prior = build_module(cfg, data, velocity_net, encoder_net, custom_method)
@@ -290,40 +355,54 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(module, cfg.ema_decay)
     generator = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed, ctx.rank))
+    return TrainState(cfg=cfg, ctx=ctx, out=Path(cfg.out), data=data, prior=prior, module=module, method=method, params=params,
+                      optimizer=optimizer, ema=ema, generator=generator, aux=aux, budget=budget,
+                      local_batch=cfg.batch_size // ctx.world_size, train_module=module)
 
-    if ctx.is_main:  # one writer per run directory, from here until train() returns
-        cleanup.enter_context(FolderLock(out, "run directory"))
-    start_step = 0
+
+def _restore(state: TrainState, ckpt: Path | None, saved: dict | None, *, resume: bool) -> None:
+    """Continue from checkpoint ``ckpt`` (``saved``: its train state), when there is one: the weights, the EMA,
+    the optimizer, the aux trainer, the KL budget, ``state.step`` and every random stream; then give the coupling
+    the budget's beta."""
+    cfg, ctx = state.cfg, state.ctx
     if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
-        print(f"straightflow: note: {out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
+        print(f"straightflow: note: {state.out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
     if ckpt is not None:
-        load_into(module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
-        load_into(ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
-        optimizer.load_state_dict(state["optimizer"])
-        if aux is not None and "aux" in state:
-            aux.load_state_dict(state["aux"])
-        if budget is not None:
-            if "kl_budget" not in state:
+        load_into(state.module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
+        load_into(state.ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
+        state.optimizer.load_state_dict(saved["optimizer"])
+        if state.aux is not None and "aux" in saved:
+            state.aux.load_state_dict(saved["aux"])
+        if state.budget is not None:
+            if "kl_budget" not in saved:
                 raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target {cfg.kl_target:g}")
-            budget.load_state_dict(state["kl_budget"])
-        start_step = int(state["step"])
-        warning = restore_rng_states(state, ctx, generator)
+            state.budget.load_state_dict(saved["kl_budget"])
+        state.step = int(saved["step"])
+        warning = restore_rng_states(saved, ctx, state.generator)
         if warning and ctx.is_main:
             print(warning)
-    if budget is not None:
-        method.set_beta(module, budget.beta)
-    batches = None
-    if streaming:  # a DataLoader per rank over its share of each epoch (docs/data.md)
-        train_items = data.train_dataset(labels=module.conditional)
-        sampler = EpochSampler(len(train_items), local_batch, cfg.seed, ctx.rank, ctx.world_size)
-        if state is not None and "sampler" in state:
-            warning = sampler.load_state_dict(state["sampler"])
-            if warning and ctx.is_main:
-                print(warning)
-        workers = cfg.workers if cfg.workers >= 0 else auto_workers(ctx.world_size, train_items.rows)
-        batches = BatchStream(train_items, sampler, workers, device)
-        cleanup.callback(batches.close)
+    if state.budget is not None:
+        state.method.set_beta(state.module, state.budget.beta)
 
+
+def _open_batches(state: TrainState, saved: dict | None, cleanup: ExitStack) -> BatchStream:
+    """This rank's DataLoader over its share of each epoch, where a resumed run's sampler left off."""
+    cfg, ctx = state.cfg, state.ctx
+    train_items = state.data.train_dataset(labels=state.module.conditional)
+    sampler = EpochSampler(len(train_items), state.local_batch, cfg.seed, ctx.rank, ctx.world_size)
+    if saved is not None and "sampler" in saved:
+        warning = sampler.load_state_dict(saved["sampler"])
+        if warning and ctx.is_main:
+            print(warning)
+    workers = cfg.workers if cfg.workers >= 0 else auto_workers(ctx.world_size, train_items.rows)
+    batches = BatchStream(train_items, sampler, workers, ctx.device)
+    cleanup.callback(batches.close)
+    return batches
+
+
+def _run_meta(state: TrainState, custom_method: Method | None) -> dict:
+    """What every checkpoint's ``meta.json`` says of the run beside the weights."""
+    cfg, data, module = state.cfg, state.data, state.module
     meta = {
         "method": cfg.method if custom_method is None else f"{CUSTOM_METHOD}:{type(custom_method).__qualname__}",
         "model": resolve_model_name(cfg, data) if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}",
@@ -335,132 +414,250 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, velocity_net: nn.Mo
     }
     if module.conditional:
         meta["classes"] = list(data.class_names)
-    n_params = meta["velocity_parameters"]
-    monitor = None
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        _truncate_stats(out / "stats.jsonl", start_step)
-        _truncate_stats(out / QUALITY_FILE, start_step)
-        if cfg.tensorboard or cfg.eval_every:
-            monitor = _build_monitor(cfg, out, data, prior, module, method, start_step, device)
-            cleanup.callback(monitor.close)
-        extra = count_parameters(module) - n_params
-        print(
-            f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
-            f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
-            + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank" if batches is not None else "")
-            + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if module.conditional else "")
-            + f" | device {device} x{ctx.world_size} | run dir {out}"
-        )
-    ctx.barrier()
+    return meta
 
-    train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
-    note = _speed_note(cfg, module.velocity, device)
+
+def _open_run_dir(state: TrainState, cleanup: ExitStack) -> TrainingMonitor | None:
+    """Rank 0: write the config, cut the logs back to ``state.step``, open the monitor (returned; None without
+    ``--tensorboard`` / ``--eval-every``) and print what trains."""
+    cfg, out = state.cfg, state.out
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    _truncate_stats(out / "stats.jsonl", state.step)
+    _truncate_stats(out / QUALITY_FILE, state.step)
+    monitor = None
+    if cfg.tensorboard or cfg.eval_every:
+        monitor = _build_monitor(state)
+        cleanup.callback(monitor.close)
+    print(_banner(state))
+    return monitor
+
+
+def _build_monitor(state: TrainState) -> TrainingMonitor:
+    """Rank 0's :class:`TrainingMonitor` for ``--tensorboard`` / ``--eval-every`` (docs/monitoring.md)."""
+    cfg, device = state.cfg, state.ctx.device
+    probe = None
+    if cfg.eval_every:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
+            probe = QualityProbe(state.data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=state.method.default_solver,
+                                 prior=state.prior, num_classes=state.module.num_classes, device=device, draws=cfg.eval_draws,
+                                 split="validation" if cfg.validation_fraction > 0 else "heldout")
+    return TrainingMonitor(state.out / TENSORBOARD_DIR if cfg.tensorboard else None, state.out / QUALITY_FILE if cfg.eval_every else None,
+                           probe, state.step)
+
+
+def _banner(state: TrainState) -> str:
+    """The line that says what trains: method, data, model, loader, classes, devices, run directory."""
+    cfg, data, batches, meta = state.cfg, state.data, state.batches, state.meta
+    n_params = meta["velocity_parameters"]
+    extra = count_parameters(state.module) - n_params
+    return (
+        f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
+        f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
+        + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank" if batches is not None else "")
+        + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if state.module.conditional else "")
+        + f" | device {state.ctx.device} x{state.ctx.world_size} | run dir {state.out}"
+    )
+
+
+def _wrap_for_training(state: TrainState) -> None:
+    """Wrap the module in DDP across several ranks, say where ``--amp`` / ``--compile`` cannot apply, train mode."""
+    module, ctx = state.module, state.ctx
+    device = ctx.device
+    state.train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
+    note = _speed_note(state.cfg, module.velocity, device)
     if note and ctx.is_main:
         print(note)
     module.train()
 
-    def diverged(step: int, what: str) -> StraightflowError:
-        last = latest_checkpoint(out)
-        kept = f"the last checkpoint ({last.name}) is intact" if last is not None else "no checkpoint was written"
-        return StraightflowError(f"training diverged at step {step}: {what} (lower --lr or set --grad-clip); {kept}")
 
-    def checkpoint(step: int) -> None:
-        if not all(bool(torch.isfinite(p).all()) for p in (*module.parameters(), *ema.shadow.parameters())):
-            raise diverged(step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
-        rngs = rng_states(ctx, generator)
-        if budget is not None and len(set(ctx.gather_objects(budget.log_beta))) > 1:  # never on one rank; a guard for DDP
-            raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged across ranks")
-        if ctx.is_main:
-            state = {"optimizer": optimizer.state_dict(), "step": step, **rngs}
-            if batches is not None:  # the epoch sampler: which rows the next batches are
-                state["sampler"] = batches.state_dict()
-            if aux is not None:
-                state["aux"] = aux.state_dict()
-            if budget is not None:
-                state["kl_budget"] = budget.state_dict()
-            save_checkpoint(out, step, module.state_dict(), ema.state_dict(), state, meta, cfg.keep_checkpoints)
-        ctx.barrier()
+def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
+    """Where ``--amp bf16`` / ``--compile`` cannot apply, say so (the UNet applies both
+    itself on CUDA, to training and sampling alike; weights stay float32)."""
+    if cfg.amp == "none" and not cfg.compile:
+        return None
+    if device.type != "cuda":
+        return f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled"
+    if not hasattr(velocity, "use_compile"):
+        return f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in float32, uncompiled"
+    return None
 
-    def stop_signal(stop: _StopSignals) -> int:
-        """The signal that asked to stop (0: none); under DDP, any rank's, so all ranks stop at the same step."""
-        if not ctx.enabled:
-            return stop.signum or 0
-        return int(ctx.all_max(torch.tensor([float(stop.signum or 0)], device=device)).item())
 
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    t_last = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
-    stats_file = open(out / "stats.jsonl", "a") if ctx.is_main else None
-    stop = cleanup.enter_context(_StopSignals(out))
+# ------------------------------------------------------------------ the steps
+
+
+@dataclass
+class _LogWindow:
+    """The steps since the last log line (their summed stats, how many, when the window began) and where
+    log lines go: the progress bar and rank 0's ``stats.jsonl``."""
+
+    bar: tqdm
+    stats_file: IO[str] | None
+    t_last: float
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+
+def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
+    """The loop, from ``state.step`` to ``cfg.steps``; SIGINT / SIGTERM finish the step, checkpoint it and raise
+    :class:`TrainingInterrupted`."""
+    cfg = state.cfg
+    t_start = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=state.step, disable=not (cfg.progress and state.ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
+    stats_file = open(state.out / "stats.jsonl", "a") if state.ctx.is_main else None
+    window = _LogWindow(bar, stats_file, t_start)
+    stop = cleanup.enter_context(_StopSignals(state.out))
     try:
-        for step in range(start_step, cfg.steps):
-            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if batches is not None:
-                batch, labels = batches.next()
-                batch = data.augment(batch, generator)
-                loss, stats = train_module(batch, generator, labels) if module.conditional else train_module(batch, generator)
-            elif module.conditional:
-                batch, labels = data.sample_train_labeled(local_batch, generator)
-                loss, stats = train_module(batch, generator, labels)
-            else:
-                loss, stats = train_module(data.sample_train(local_batch, generator), generator)
+        for step in range(state.step, cfg.steps):
+            lr = _set_lr(state, step)
+            batch, labels = _draw_batch(state)
+            loss, stats = _compute_loss(state, batch, labels)
             if not torch.isfinite(loss):  # stop at once: nothing non-finite reaches the weights or a checkpoint
-                raise diverged(step + 1, f"the loss is {float(loss.detach())}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
-            optimizer.step()
-            ema.update(step)
-            if aux is not None:  # e.g. a discriminator's own optimizer step
-                stats.update(aux.step(generator))
-            if budget is not None:  # one dual step on the KL of the global batch: every rank holds the same beta
-                method.set_beta(module, budget.update(float(ctx.all_mean(stats["kl"].detach().float().reshape(1)))))
-            for k, v in stats.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
-            count += 1
-            done = step + 1
+                raise _diverged(state, step + 1, f"the loss is {float(loss.detach())}")
+            _optimizer_step(state, loss, stats)
+            state.ema.update(step)
+            if state.aux is not None:  # e.g. a discriminator's own optimizer step
+                stats.update(state.aux.step(state.generator))
+            if state.budget is not None:
+                _kl_budget_step(state, stats)
+            window.add(stats)
+            state.step = step + 1
             bar.update(1)
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                keys = sorted(sums)
-                means = ctx.all_mean(torch.stack([sums[k].float() for k in keys]) / count).tolist()
-                now = time.perf_counter()
-                record = {"step": done, **dict(zip(keys, means)), "lr": lr, "steps_per_sec": count / max(now - t_last, 1e-9)}
-                if budget is not None:  # the controller's state after this step (kl above: the window's mean batch KL)
-                    record.update(budget.stats())
-                if not all(math.isfinite(v) for v in means):
-                    raise StraightflowError(f"training diverged at step {done}: loss is {record.get('loss')} (lower --lr or set --grad-clip)")
-                if stats_file:
-                    stats_file.write(json.dumps(record) + "\n")
-                    stats_file.flush()
-                if monitor is not None:
-                    monitor.log_stats(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                sums, count, t_last = {}, 0, now
-            saved = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if _due(state.step, cfg.log_every, cfg.steps):
+                _log(state, window, lr)
+            saved = _due(state.step, cfg.ckpt_every, cfg.steps)
             if saved:
-                checkpoint(done)
-            if monitor is not None and monitor.probe is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
-                t_check = time.perf_counter()
-                result = monitor.check(done, ema.shadow.velocity)  # rank 0 only; no collective, the other ranks wait at the next one
-                bar.write(summary_line(done, result, monitor.probe.nfes))
-                t_last += time.perf_counter() - t_check  # steps/s counts training only
-            signum = stop_signal(stop)
-            if signum and done < cfg.steps:  # SIGINT / SIGTERM: keep the finished step, then stop
-                if not saved:
-                    checkpoint(done)
-                raise TrainingInterrupted(f"interrupted at step {done}; checkpoint step-{done:06d} written; "
-                                          f"continue with: straightflow train --out {shlex.quote(str(out))} --resume",
-                                          signum, step=done, checkpoint=out / "checkpoints" / f"step-{done:06d}")
+                _checkpoint(state)
+            if state.monitor is not None and state.monitor.probe is not None and _due(state.step, cfg.eval_every, cfg.steps):
+                _quality_check(state, window)
+            _stop_on_signal(state, stop, saved=saved)
     finally:
         bar.close()
         if stats_file:
             stats_file.close()
-    if start_step >= cfg.steps and ctx.is_main:
-        print(f"straightflow: {out} is already trained to step {start_step} (asked for {cfg.steps})")
-    return out
+
+
+def _due(done: int, every: int, steps: int) -> bool:
+    """Whether a periodic action falls after step ``done``: every ``every`` steps, and after the last."""
+    return done % every == 0 or done == steps
+
+
+def _set_lr(state: TrainState, step: int) -> float:
+    """The learning rate of ``step`` (linear warm-up over ``warmup_steps``), set on the optimizer and returned."""
+    lr = state.cfg.lr * min(1.0, (step + 1) / max(1, state.cfg.warmup_steps))
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _draw_batch(state: TrainState) -> tuple:
+    """This rank's next batch and its labels (None for an unconditional module): from the DataLoader (augmented
+    with the generator), else drawn from the in-memory data with the generator."""
+    if state.batches is not None:
+        batch, labels = state.batches.next()
+        return state.data.augment(batch, state.generator), labels
+    if state.module.conditional:
+        return state.data.sample_train_labeled(state.local_batch, state.generator)
+    return state.data.sample_train(state.local_batch, state.generator), None
+
+
+def _compute_loss(state: TrainState, batch, labels) -> tuple[torch.Tensor, dict]:
+    """The loss and stats of ``batch`` (the coupling's and the objective's draws from the generator)."""
+    if state.module.conditional:
+        return state.train_module(batch, state.generator, labels)
+    return state.train_module(batch, state.generator)
+
+
+def _optimizer_step(state: TrainState, loss: torch.Tensor, stats: dict) -> None:
+    """Backward, clip (``--grad-clip``, its norm into ``stats``) and step."""
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if state.cfg.grad_clip > 0:
+        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(state.params, state.cfg.grad_clip).detach()
+    state.optimizer.step()
+
+
+def _kl_budget_step(state: TrainState, stats: dict) -> None:
+    """One dual step of the KL budget on the KL of the global batch: every rank holds the same beta."""
+    kl = float(state.ctx.all_mean(stats["kl"].detach().float().reshape(1)))
+    state.method.set_beta(state.module, state.budget.update(kl))
+
+
+def _log(state: TrainState, window: _LogWindow, lr: float) -> None:
+    """The window's mean stats over every rank, as of ``state.step``: a line of ``stats.jsonl``, the monitor's
+    scalars, the bar's loss; a non-finite mean is a divergence. Starts the next window."""
+    keys = sorted(window.sums)
+    means = state.ctx.all_mean(torch.stack([window.sums[k].float() for k in keys]) / window.count).tolist()
+    now = time.perf_counter()
+    record = {"step": state.step, **dict(zip(keys, means)), "lr": lr, "steps_per_sec": window.count / max(now - window.t_last, 1e-9)}
+    if state.budget is not None:  # the controller's state after this step (kl above: the window's mean batch KL)
+        record.update(state.budget.stats())
+    if not all(math.isfinite(v) for v in means):
+        raise StraightflowError(f"training diverged at step {state.step}: loss is {record.get('loss')} (lower --lr or set --grad-clip)")
+    if window.stats_file:
+        window.stats_file.write(json.dumps(record) + "\n")
+        window.stats_file.flush()
+    if state.monitor is not None:
+        state.monitor.log_stats(record)
+    window.bar.set_postfix(loss=f"{record['loss']:.4f}")
+    window.sums, window.count, window.t_last = {}, 0, now
+
+
+def _checkpoint(state: TrainState) -> None:
+    """Checkpoint ``state.step``: every rank gathers its random state, rank 0 writes (never broken weights)."""
+    step, ctx, budget = state.step, state.ctx, state.budget
+    if not all(bool(torch.isfinite(p).all()) for p in (*state.module.parameters(), *state.ema.shadow.parameters())):
+        raise _diverged(state, step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
+    rngs = rng_states(ctx, state.generator)
+    if budget is not None and len(set(ctx.gather_objects(budget.log_beta))) > 1:  # never on one rank; a guard for DDP
+        raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged across ranks")
+    if ctx.is_main:
+        train_state = {"optimizer": state.optimizer.state_dict(), "step": step, **rngs}
+        if state.batches is not None:  # the epoch sampler: which rows the next batches are
+            train_state["sampler"] = state.batches.state_dict()
+        if state.aux is not None:
+            train_state["aux"] = state.aux.state_dict()
+        if budget is not None:
+            train_state["kl_budget"] = budget.state_dict()
+        save_checkpoint(state.out, step, state.module.state_dict(), state.ema.state_dict(), train_state, state.meta, state.cfg.keep_checkpoints)
+    ctx.barrier()
+
+
+def _diverged(state: TrainState, step: int, what: str) -> StraightflowError:
+    """The error of a run that diverged at ``step``, saying which checkpoint is intact."""
+    last = latest_checkpoint(state.out)
+    kept = f"the last checkpoint ({last.name}) is intact" if last is not None else "no checkpoint was written"
+    return StraightflowError(f"training diverged at step {step}: {what} (lower --lr or set --grad-clip); {kept}")
+
+
+def _quality_check(state: TrainState, window: _LogWindow) -> None:
+    """Rank 0: the monitor's quality check of the EMA weights, a line under the bar; its time is not training time."""
+    t_check = time.perf_counter()
+    result = state.monitor.check(state.step, state.ema.shadow.velocity)  # rank 0 only; no collective, the other ranks wait at the next one
+    window.bar.write(summary_line(state.step, result, state.monitor.probe.nfes))
+    window.t_last += time.perf_counter() - t_check  # steps/s counts training only
+
+
+def _stop_on_signal(state: TrainState, stop: _StopSignals, *, saved: bool) -> None:
+    """After a step: on SIGINT / SIGTERM (any rank's), keep the finished step (checkpointed unless ``saved``
+    already) and raise :class:`TrainingInterrupted`."""
+    signum = _stop_signal(state, stop)
+    done, out = state.step, state.out
+    if signum and done < state.cfg.steps:  # SIGINT / SIGTERM: keep the finished step, then stop
+        if not saved:
+            _checkpoint(state)
+        raise TrainingInterrupted(f"interrupted at step {done}; checkpoint step-{done:06d} written; "
+                                  f"continue with: straightflow train --out {shlex.quote(str(out))} --resume",
+                                  signum, step=done, checkpoint=out / "checkpoints" / f"step-{done:06d}")
+
+
+def _stop_signal(state: TrainState, stop: _StopSignals) -> int:
+    """The signal that asked to stop (0: none); under DDP, any rank's, so all ranks stop at the same step."""
+    if not state.ctx.enabled:
+        return stop.signum or 0
+    return int(state.ctx.all_max(torch.tensor([float(stop.signum or 0)], device=state.ctx.device)).item())
