@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TRAINING = Path(__file__).resolve().parents[1] / "src" / "straightflow" / "training"
+TRAINING = Path(__file__).resolve().parents[2] / "src" / "straightflow" / "training"
 MAX_LINES = 80
 
 
