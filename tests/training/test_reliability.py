@@ -464,7 +464,7 @@ class _Ranks:
 
 def test_checkpoints_hold_and_restore_each_ranks_cuda_rng_state(tmp_path, monkeypatch):
     """No GPU here: torch.cuda's RNG functions are stand-ins; the trainer's save/restore logic is real."""
-    from straightflow.training.trainer import restore_rng_states, rng_states
+    from straightflow.training.resume import restore_rng_states, rng_states
 
     device_states = {0: torch.arange(16, dtype=torch.uint8), 1: torch.arange(16, 32, dtype=torch.uint8)}
     restored = []

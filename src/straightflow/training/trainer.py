@@ -16,14 +16,11 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import signal
 import sys
-import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import IO
 
 import torch
 from torch import nn
@@ -31,102 +28,20 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, load_train_state, save_checkpoint
-from ..config import TrainConfig, apply_overrides, coerce, int_list, load_run_config, load_yaml, resolve_config, save_config, validate
+from ..config import TrainConfig, int_list, save_config, validate
 from ..data import CUSTOM_DATA, BatchStream, DataOptions, EpochSampler, auto_workers, load_data
-from ..data.pairs import PairData, read_manifest
+from ..data.pairs import PairData
 from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
-from ..methods import CUSTOM_METHOD, FlowTrainingModule, Method, build_module, resolve_method
+from ..methods import CUSTOM_METHOD, Method, build_module, resolve_method
 from ..models import count_parameters, resolve_model_name
-from .auto_beta import RECORD_FILE as AUTO_RECORD
 from .auto_beta import resolve_auto_beta
 from .ema import EMA
 from .monitor import QUALITY_FILE, TENSORBOARD_DIR, QualityProbe, TrainingMonitor, summary_line, summary_writer_class
-
-#: config keys that may differ when a run is resumed (they do not change the result)
-RESUMABLE_KEYS = {"steps", "device", "progress", "log_every", "ckpt_every", "keep_checkpoints", "out", "workers",
-                  "tensorboard", "eval_every", "eval_nfe", "eval_n"}
-
-
-def rank_seed(seed: int, rank: int) -> int:
-    """Distinct, reproducible stream per (seed, rank)."""
-    return (seed * 1_000_003 + rank * 7_919 + 12_345) % (2**63 - 1)
-
-
-#: config fields a student takes from its teacher run's config unless given explicitly
-INHERITED_FIELDS = (
-    "data", "prior", "model", "width", "depth", "time_embed_dim", "heldout_fraction", "split_seed",
-    "image_size", "data_root", "preset", "channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout",
-    "label_column", "conditional", "data_kind",
-)
-
-
-def inherit_teacher_config(cfg: TrainConfig, explicit: set[str], method: Method | None = None) -> None:
-    """Fill ``cfg`` for training on ``cfg.pairs``: the data (and, for a teacher run, the
-    architecture) from the pairs' manifest, ``teacher`` from the manifest, and
-    ``init_from_teacher`` from the method (only when the teacher is a run); fields in
-    ``explicit`` (given on the command line or in a config file) are kept."""
-    manifest = read_manifest(cfg.pairs)
-    tcfg = manifest.get("teacher_config") or {}
-    for key in INHERITED_FIELDS:
-        if key not in explicit and key in tcfg:
-            setattr(cfg, key, coerce(key, tcfg[key]))
-    teacher_run = manifest.get("teacher_kind", "run") == "run" and bool(manifest.get("teacher"))
-    if not cfg.teacher and teacher_run:
-        cfg.teacher = manifest["teacher"]
-    if "init_from_teacher" not in explicit:
-        cfg.init_from_teacher = bool(resolve_method(cfg, method).starts_from_teacher and cfg.teacher)
-
-
-def _prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None, method: Method | None = None) -> TrainConfig:
-    saved = out / "config.yaml"
-    if resume:
-        if not saved.exists():
-            raise StraightflowError(f"--resume given but {out} holds no run (no config.yaml)")
-        cfg = load_run_config(saved)
-        file_cfg = resolve_config(config_file, None).to_dict() if config_file else {}
-        asked = {**{k: v for k, v in file_cfg.items()}, **overrides} if config_file else dict(overrides)
-        for key, value in asked.items():
-            key = key.replace("-", "_")
-            if key in RESUMABLE_KEYS:
-                continue
-            if key == "beta" and value == "auto" and (out / AUTO_RECORD).exists():
-                continue  # the rule resolved beta (and kl_target) when the run started: its saved values are the answer
-            probe = TrainConfig()
-            apply_overrides(probe, {key: value}, "command line")
-            if getattr(probe, key) != getattr(cfg, key):
-                raise StraightflowError(f"--resume: {key}={getattr(probe, key)!r} differs from the run's saved {key}={getattr(cfg, key)!r}")
-        apply_overrides(cfg, {k: v for k, v in overrides.items() if k.replace('-', '_') in RESUMABLE_KEYS}, "command line")
-        cfg.out = str(out)
-        return validate(cfg)
-    if saved.exists() or latest_checkpoint(out) is not None:
-        raise StraightflowError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    cfg = resolve_config(config_file, overrides)
-    cfg.out = str(out)
-    if cfg.pairs:  # training on teacher pairs: take the teacher's data/model fields unless given
-        explicit = {k.replace("-", "_") for k in [*overrides, *(load_yaml(config_file) if config_file else {})]}
-        inherit_teacher_config(cfg, explicit, method)
-    return cfg
-
-
-def _asks_auto_beta(overrides: dict, config_file: str | None) -> bool:
-    """Whether the command asks for ``--beta auto`` (on the command line, else in its config file)."""
-    value = overrides.get("beta", load_yaml(config_file).get("beta") if config_file else None)
-    return value == "auto"
-
-
-def _truncate_stats(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    path.write_text("".join(line + "\n" for line in keep))
+from .resume import StopSignals, rank_seed, restore_rng_states, rng_states
+from .run_dir import asks_auto_beta, prepare_run_dir, run_dir_asked, truncate_records
+from .state import LogWindow, TrainState
 
 
 def train(config_file: str | None = None, resume: bool = False, velocity_net: nn.Module | None = None,
@@ -147,10 +62,10 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     instance (recorded as ``method: custom``; pass it again to resume, ``Run.load`` and ``export``).
     """
     overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
-    out = _run_dir_asked(overrides, config_file)
-    if resume and not (out / "config.yaml").exists() and _asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
+    out = run_dir_asked(overrides, config_file)
+    if resume and not (out / "config.yaml").exists() and asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
         resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
-    cfg = _prepare_run_dir(out, resume, overrides, config_file, custom_method)
+    cfg = prepare_run_dir(out, resume, overrides, config_file, custom_method)
     if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
         resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
         validate(cfg)
@@ -177,101 +92,6 @@ def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module
     if encoder_net is not None and not resume:
         overrides = {**overrides, "encoder": "custom"}
     return overrides, custom_method
-
-
-def _run_dir_asked(overrides: dict, config_file: str | None) -> Path:
-    """The run directory asked for: ``out`` of the call, else of the config file."""
-    out_value = overrides.get("out")
-    if not out_value and config_file:
-        out_value = load_yaml(config_file).get("out")
-        if out_value is not None and not isinstance(out_value, str):
-            raise StraightflowError(f"config key 'out' in {config_file} expects a folder name, got {out_value!r}")
-    if not out_value:
-        raise StraightflowError("no run directory given: pass --out RUNDIR")
-    return Path(out_value)
-
-
-def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
-    """Every rank's random state, for a checkpoint: its batch generator, the CPU RNG and, when
-    the rank trains on CUDA, its device's RNG (dropout and other global CUDA draws); one list
-    entry per rank, all tensors, so ``torch.load(weights_only=True)`` reads them."""
-    states = {"generators": ctx.gather_objects(generator.get_state()), "torch_rng": ctx.gather_objects(torch.get_rng_state())}
-    if ctx.device.type == "cuda":
-        states["cuda_rng"] = ctx.gather_objects(torch.cuda.get_rng_state(ctx.device))
-    return states
-
-
-def restore_rng_states(state: dict, ctx: DistContext, generator: torch.Generator) -> str | None:
-    """Set this rank's random state from a checkpoint's (see :func:`rng_states`); returns a
-    warning when some stream cannot be restored and starts afresh instead."""
-    gens = state.get("generators", [])
-    if len(gens) != ctx.world_size:
-        return f"warning: checkpoint was written by {len(gens)} ranks, resuming on {ctx.world_size}: random streams restart"
-    generator.set_state(gens[ctx.rank])
-    torch.set_rng_state(state["torch_rng"][ctx.rank])
-    if ctx.device.type == "cuda":
-        cuda = state.get("cuda_rng")
-        if cuda is None or len(cuda) != ctx.world_size:
-            return "warning: the checkpoint holds no CUDA random state (written on the CPU or by an older version): the CUDA stream (dropout) restarts"
-        torch.cuda.set_rng_state(cuda[ctx.rank], ctx.device)
-    return None
-
-
-class _StopSignals:
-    """``with _StopSignals(out) as stop:`` SIGINT and SIGTERM only set ``stop.signum``; the training
-    loop finishes its step, checkpoints it and raises :class:`TrainingInterrupted`. A second signal
-    stops at once (the last checkpoint stays intact). Handlers are installed only in the main
-    thread (Python allows no other) and the previous ones are restored on exit."""
-
-    def __init__(self, out: Path):
-        self.out, self.signum = out, None
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise TrainingInterrupted(f"interrupted again before the checkpoint was written; the last checkpoint is intact; "
-                                      f"continue with: straightflow train --out {shlex.quote(str(self.out))} --resume", signum)
-        self.signum = signum
-
-    def __enter__(self) -> "_StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous = {}
-
-
-@dataclass
-class TrainState:
-    """What the sections of the training loop share, on one rank: the run's config and ranks, what trains (the
-    method's module and its DDP wrapper ``train_module``, the optimizer over ``params``, the EMA, the aux trainer,
-    the ``--kl-target`` budget), where batches come from (``data``, in memory, or the streamed ``batches``; this
-    rank's ``generator`` for every draw), rank 0's monitor, what each checkpoint records beside the weights
-    (``meta``) and ``step``, the steps done so far."""
-
-    cfg: TrainConfig
-    ctx: DistContext
-    out: Path
-    data: object
-    prior: object
-    module: FlowTrainingModule
-    method: Method
-    params: list[nn.Parameter]
-    optimizer: torch.optim.Optimizer
-    ema: EMA
-    generator: torch.Generator
-    aux: object | None
-    budget: object | None
-    local_batch: int
-    train_module: nn.Module
-    batches: BatchStream | None = None
-    monitor: TrainingMonitor | None = None
-    meta: dict = field(default_factory=dict)
-    step: int = 0
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
@@ -423,8 +243,8 @@ def _open_run_dir(state: TrainState, cleanup: ExitStack) -> TrainingMonitor | No
     cfg, out = state.cfg, state.out
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    _truncate_stats(out / "stats.jsonl", state.step)
-    _truncate_stats(out / QUALITY_FILE, state.step)
+    truncate_records(out / "stats.jsonl", state.step)
+    truncate_records(out / QUALITY_FILE, state.step)
     monitor = None
     if cfg.tensorboard or cfg.eval_every:
         monitor = _build_monitor(state)
@@ -486,23 +306,6 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
 # ------------------------------------------------------------------ the steps
 
 
-@dataclass
-class _LogWindow:
-    """The steps since the last log line (their summed stats, how many, when the window began) and where
-    log lines go: the progress bar and rank 0's ``stats.jsonl``."""
-
-    bar: tqdm
-    stats_file: IO[str] | None
-    t_last: float
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    count: int = 0
-
-    def add(self, stats: dict[str, torch.Tensor]) -> None:
-        for k, v in stats.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.count += 1
-
-
 def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
     """The loop, from ``state.step`` to ``cfg.steps``; SIGINT / SIGTERM finish the step, checkpoint it and raise
     :class:`TrainingInterrupted`."""
@@ -510,8 +313,8 @@ def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
     t_start = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=state.step, disable=not (cfg.progress and state.ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
     stats_file = open(state.out / "stats.jsonl", "a") if state.ctx.is_main else None
-    window = _LogWindow(bar, stats_file, t_start)
-    stop = cleanup.enter_context(_StopSignals(state.out))
+    window = LogWindow(bar, stats_file, t_start)
+    stop = cleanup.enter_context(StopSignals(state.out))
     try:
         for step in range(state.step, cfg.steps):
             lr = _set_lr(state, step)
@@ -588,7 +391,7 @@ def _kl_budget_step(state: TrainState, stats: dict) -> None:
     state.method.set_beta(state.module, state.budget.update(kl))
 
 
-def _log(state: TrainState, window: _LogWindow, lr: float) -> None:
+def _log(state: TrainState, window: LogWindow, lr: float) -> None:
     """The window's mean stats over every rank, as of ``state.step``: a line of ``stats.jsonl``, the monitor's
     scalars, the bar's loss; a non-finite mean is a divergence. Starts the next window."""
     keys = sorted(window.sums)
@@ -635,7 +438,7 @@ def _diverged(state: TrainState, step: int, what: str) -> StraightflowError:
     return StraightflowError(f"training diverged at step {step}: {what} (lower --lr or set --grad-clip); {kept}")
 
 
-def _quality_check(state: TrainState, window: _LogWindow) -> None:
+def _quality_check(state: TrainState, window: LogWindow) -> None:
     """Rank 0: the monitor's quality check of the EMA weights, a line under the bar; its time is not training time."""
     t_check = time.perf_counter()
     result = state.monitor.check(state.step, state.ema.shadow.velocity)  # rank 0 only; no collective, the other ranks wait at the next one
@@ -643,7 +446,7 @@ def _quality_check(state: TrainState, window: _LogWindow) -> None:
     window.t_last += time.perf_counter() - t_check  # steps/s counts training only
 
 
-def _stop_on_signal(state: TrainState, stop: _StopSignals, *, saved: bool) -> None:
+def _stop_on_signal(state: TrainState, stop: StopSignals, *, saved: bool) -> None:
     """After a step: on SIGINT / SIGTERM (any rank's), keep the finished step (checkpointed unless ``saved``
     already) and raise :class:`TrainingInterrupted`."""
     signum = _stop_signal(state, stop)
@@ -656,7 +459,7 @@ def _stop_on_signal(state: TrainState, stop: _StopSignals, *, saved: bool) -> No
                                   signum, step=done, checkpoint=out / "checkpoints" / f"step-{done:06d}")
 
 
-def _stop_signal(state: TrainState, stop: _StopSignals) -> int:
+def _stop_signal(state: TrainState, stop: StopSignals) -> int:
     """The signal that asked to stop (0: none); under DDP, any rank's, so all ranks stop at the same step."""
     if not state.ctx.enabled:
         return stop.signum or 0
