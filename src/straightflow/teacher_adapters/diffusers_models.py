@@ -1,29 +1,5 @@
-"""Teachers from pretrained diffusion models: diffusers pipelines and EDM denoisers (lines paper: x* = Sampler(z)).
-
-The lines paper's teachers are pretrained diffusion models with deterministic samplers. Two
-routes turn one into pairs (``docs/teachers.md``):
-
-* **sampler** - the model's own deterministic sampler, run from the pair's noise z:
-  :class:`DiffusersSamplerTeacher` (the scheduler's loop: DDIM with eta = 0, DPM-Solver
-  multistep, Euler; Song et al. 2021, Lu et al. 2022, Karras et al. 2022) and
-  :class:`EDMSamplerTeacher` (EDM's deterministic Heun sampler, Karras et al. 2022 Alg. 1
-  with S_churn = 0). Both count the network calls they really make.
-* **velocity** - the same network as a velocity in straightflow's convention (t = 0 data,
-  t = 1 noise, ``docs/api.md``), solved by our solvers with an honest NFE:
-  :class:`DiffusersVelocity` (VP models: epsilon / v / sample prediction) and
-  :class:`EDMVelocity` (VE denoisers D(x, sigma)).
-
-The change of variables. A VP state x = alpha x0 + sigma eps (alpha = sqrt(alphas_cumprod[t]),
-sigma = sqrt(1 - alphas_cumprod[t])) divided by alpha + sigma is
-y = (1 - s) x0 + s eps with the **rectified time** s = sigma / (alpha + sigma): the straight
-line of rectified flow. A VE state x = x0 + sigma eps is the case alpha = 1 (s = sigma / (1 + sigma)).
-The probability-flow ODE in (y, s) is dy/ds = eps_hat - x0_hat, so ``v = eps_hat - x0_hat``;
-one DDIM step (eta = 0) is exactly one Euler step of it between the two noise levels
-(``tests/teachers/test_ddim_is_euler.py``).
-
-Nothing here imports diffusers at module import: it is imported inside the functions that
-need it (``pip install straightflow[diffusers]``), and its logging is set to errors only.
-"""
+"""diffusers pipelines and UNets as teachers: the scheduler's own sampler and the VP network as a velocity
+in rectified time (``docs/teachers.md``); diffusers is imported inside the functions that need it."""
 
 from __future__ import annotations
 
@@ -36,20 +12,25 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import StraightflowError
-from .solvers import SolveResult
+from ..errors import StraightflowError
+from ..files import sha256_file
+from ..solvers import SolveResult
+from .common import _batch_times, _per_row
 
 #: ``--scheduler`` name -> the diffusers class that runs the sampler route (all deterministic here)
 DIFFUSERS_SCHEDULERS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
+
+
 #: what a diffusers network predicts (its scheduler config's ``prediction_type``)
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
 #: the schedule's ends are clamped so that log-SNR stays finite (zero-terminal-SNR schedules reach alphas_cumprod = 0)
 _ACP_FLOOR = 2.0**-24
+
+
 #: weight files of a diffusers model folder, hashed for the pairs' resume identity
 _WEIGHT_GLOBS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin")
-
-#: D(x, sigma): x (B, ...) in VE units, sigma (B,) -> the denoised x0_hat (B, ...)
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def import_diffusers():
@@ -63,7 +44,6 @@ def import_diffusers():
     return diffusers
 
 
-# ------------------------------------------------------------------ the VP schedule in rectified time
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear interpolation (``np.interp``) of increasing ``xp``; x inside [xp[0], xp[-1]]."""
     i = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.numel() - 1)
@@ -115,15 +95,6 @@ class VPSchedule:
         timestep = _interp(lam, lam_table, self.timesteps.to(lam.device))
         alpha, sigma = torch.sigmoid(-2 * lam).sqrt(), torch.sigmoid(2 * lam).sqrt()
         return timestep, alpha, sigma
-
-
-def _batch_times(t, x: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(t, device=x.device)
-    return t.expand(x.shape[0]) if t.dim() == 0 else t
-
-
-def _per_row(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return c.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
 
 class DiffusersVelocity:
@@ -226,15 +197,6 @@ def _on_device(module: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     if param is not None and param.device != x.device:
         module.to(x.device)
     return module
-
-
-# ------------------------------------------------------------------ loading a diffusers folder
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_digest(folder: Path) -> str:
@@ -366,7 +328,6 @@ def load_diffusers(path: str | Path, *, scheduler_dir: str | Path | None = None)
                           {"diffusers_version": diffusers.__version__})
 
 
-# ------------------------------------------------------------------ the sampler route
 class DiffusersSamplerTeacher:
     """A diffusers scheduler's own deterministic loop from the pair's noise z (``docs/teachers.md``).
 
@@ -409,97 +370,3 @@ class DiffusersSamplerTeacher:
 
     def settings(self) -> dict:
         return {"solver": f"diffusers-{self.name}", "nfe": self.steps}
-
-
-# ------------------------------------------------------------------ EDM denoisers (VE, Karras preconditioning)
-def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> list[float]:
-    """EDM's noise levels (Karras et al. 2022, Eq. 5): ``steps`` levels from sigma_max down to sigma_min, then 0."""
-    if steps < 1:
-        raise StraightflowError(f"the EDM sampler needs >= 1 step, got {steps}")
-    if not 0 < sigma_min < sigma_max:
-        raise StraightflowError(f"EDM needs 0 < sigma_min < sigma_max, got {sigma_min:g} and {sigma_max:g}")
-    if steps == 1:
-        return [float(sigma_max), 0.0]
-    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    return [(hi + i / (steps - 1) * (lo - hi)) ** rho for i in range(steps)] + [0.0]
-
-
-def _denoise(denoiser: Denoiser, x: torch.Tensor, sigma, labels: torch.Tensor | None) -> torch.Tensor:
-    sig = _batch_times(torch.as_tensor(sigma, dtype=x.dtype, device=x.device), x).to(x.dtype)
-    out = denoiser(x, sig) if labels is None else denoiser(x, sig, labels)
-    if not torch.is_tensor(out) or tuple(out.shape) != tuple(x.shape):
-        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise StraightflowError(f"the EDM denoiser returned {got} for x of shape {tuple(x.shape)}; D(x, sigma) must return x0_hat of the same shape")
-    return out
-
-
-class EDMVelocity:
-    """An EDM denoiser D(x, sigma) (VE, x = x0 + sigma eps) as a velocity in straightflow's convention.
-
-    Rectified time s = sigma / (1 + sigma), state y = x / (1 + sigma) = (1 - s) x0 + s eps;
-    x0_hat = D(x, sigma), eps_hat = (x - x0_hat) / sigma, v = eps_hat - x0_hat. s is clamped to
-    [s(sigma_min), s(sigma_max)] (s = 1 is evaluated at sigma_max, where EDM's sampler starts).
-    ``D`` gets sigma as a (B,) tensor (EDM's ``EDMPrecond`` reshapes it); with labels it is called
-    as D(x, sigma, labels).
-    """
-
-    def __init__(self, denoiser: Denoiser, sigma_min: float = 0.002, sigma_max: float = 80.0):
-        if not 0 < sigma_min < sigma_max:
-            raise StraightflowError(f"EDM needs 0 < sigma_min < sigma_max, got {sigma_min:g} and {sigma_max:g}")
-        self.denoiser, self.sigma_min, self.sigma_max = denoiser, float(sigma_min), float(sigma_max)
-
-    @property
-    def s_range(self) -> tuple[float, float]:
-        return self.sigma_min / (1 + self.sigma_min), self.sigma_max / (1 + self.sigma_max)
-
-    @torch.inference_mode()
-    def __call__(self, y: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        lo, hi = self.s_range
-        s = _batch_times(t, y).detach().to("cpu", torch.float64).clamp(lo, hi)
-        sigma = s / (1 - s)
-        x = _per_row(1 + sigma, y) * y
-        x0 = _denoise(self.denoiser, x, sigma, labels)
-        eps = (x - x0) / _per_row(sigma, y)
-        return eps - x0
-
-
-class EDMSamplerTeacher:
-    """EDM's deterministic Heun sampler (Karras et al. 2022, Alg. 1 with S_churn = 0) from x = z * sigma_max.
-
-    ``steps`` noise levels (:func:`karras_sigmas`) then 0; a Heun step between levels, the last
-    step to sigma = 0 plain Euler: NFE = 2 steps - 1 (EDM's 18 steps: 35).
-    """
-
-    def __init__(self, denoiser: Denoiser, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
-        self.denoiser, self.steps = denoiser, int(steps)
-        self.sigma_min, self.sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
-        self.sigmas = karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
-
-    @property
-    def nfe(self) -> int:
-        return 2 * self.steps - 1
-
-    @torch.inference_mode()
-    def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> SolveResult:
-        x = z * self.sigmas[0]
-        calls = 0
-        for cur, nxt in zip(self.sigmas[:-1], self.sigmas[1:]):
-            d = (x - _denoise(self.denoiser, x, cur, y)) / cur
-            calls += 1
-            x_next = x + (nxt - cur) * d
-            if nxt > 0:
-                d_next = (x_next - _denoise(self.denoiser, x_next, nxt, y)) / nxt
-                calls += 1
-                x_next = x + (nxt - cur) * 0.5 * (d + d_next)
-            x = x_next
-        return SolveResult(x, calls)
-
-    def settings(self) -> dict:
-        return {"solver": "edm-heun", "nfe": self.nfe, "edm": {"steps": self.steps, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
-                                                              "rho": self.rho}}
-
-
-__all__ = [
-    "DIFFUSERS_SCHEDULERS", "PREDICTION_TYPES", "Denoiser", "DiffusersModel", "DiffusersSamplerTeacher", "DiffusersVelocity", "EDMSamplerTeacher",
-    "EDMVelocity", "VPSchedule", "euler_on_grid", "import_diffusers", "karras_sigmas", "load_diffusers", "weights_digest",
-]
