@@ -363,6 +363,9 @@ class PairData(DataSource):
     def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
         return self.base.floor_reference(n, seed)
 
+    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+        return self.base.validation(n, seed)
+
     def reference_labeled(self, n: int, seed: int = 0):
         return self.base.reference_labeled(n, seed)
 

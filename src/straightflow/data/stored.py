@@ -178,6 +178,9 @@ class StoredSource(DataSource):
     def floor_reference(self, n, seed=0):
         return self.source("two-sample floors").floor_reference(n, seed)
 
+    def validation(self, n, seed=0):
+        return self.source("the validation split").validation(n, seed)
+
     def floor_reference_labeled(self, n, seed=0):
         return self.source("two-sample floors").floor_reference_labeled(n, seed)
 
