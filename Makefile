@@ -40,7 +40,7 @@ $(VENV)/.docs: $(VENV)/.installed
 	touch $@
 
 docs: $(VENV)/.docs
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # torchcfm is installed without its dependencies: torchdyn would pull torchvision
 # and a CUDA build of torch; the I-CFM loop needs only torch and POT.
