@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test bench bench-lines bench-teacher report experiments-page clean
+.PHONY: install demo test docs bench bench-lines bench-teacher report experiments-page clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15 tests
+
+# the documentation site (mkdocs.yml): MkDocs + Material, the API reference from the docstrings (mkdocstrings);
+# --strict fails the build on a broken link, a missing anchor or an unresolved reference. Output: site/
+$(VENV)/.docs: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # torchcfm is installed without its dependencies: torchdyn would pull torchvision
 # and a CUDA build of torch; the I-CFM loop needs only torch and POT.
@@ -62,4 +71,4 @@ experiments-page: $(VENV)/.bench
 	$(VENV)/bin/straightflow report --quick --out report_quick --page docs/experiments.md $(REPORT_ARGS)
 
 clean:
-	rm -rf $(VENV) demo_out report_quick report_full report_smoke .cache
+	rm -rf $(VENV) demo_out report_quick report_full report_smoke .cache site
