@@ -42,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .conditioning import stratified_labels
-from .data.pairs import PairData
+from .data.pairs import PairData, teacher_info
 from .errors import StraightflowError
 from .metrics import curvature, energy_distance, nearest_neighbour_accuracy, prediction_drift, wasserstein2
 from .metrics.frechet import classifier_accuracy, classifier_features
@@ -424,20 +424,6 @@ def pair_samples(pairs: PairData, n: int) -> tuple[torch.Tensor, torch.Tensor | 
     x, _ = pairs.gather(idx)
     labels = pairs.gather_labels(idx) if pairs.has_labels else None
     return pairs.denormalize(x), labels, which
-
-
-def teacher_info(manifest: dict, folder: str | Path) -> dict:
-    """What a pairs folder says about its teacher: ``kind`` (run, callable, diffusers, edm), ``source`` (its path or
-    spec), ``solver``, ``nfe`` and, for a guided teacher, ``guidance``."""
-    kind = str(manifest.get("teacher_kind") or "given")
-    source = str(manifest.get("teacher") or "")
-    for prefix in ("callable ", "diffusers ", "edm "):
-        source = source[len(prefix):] if source.startswith(prefix) else source
-    info = {"kind": kind, "source": source, "pairs": str(Path(folder).resolve()), "solver": str(manifest.get("solver") or "given"),
-            "nfe": int(manifest.get("nfe") or 0)}
-    if isinstance(manifest.get("guidance"), (int, float)) and "classes" in manifest:
-        info["guidance"] = float(manifest["guidance"])
-    return info
 
 
 def _teacher_report(run: Run, scoring: HeldoutScoring) -> dict:
