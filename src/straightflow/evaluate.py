@@ -27,6 +27,14 @@ samples of class c against the held-out points of class c, with that class's
 floor), beside the class accuracy of the samples: the dataset's own classifier
 for images, a nearest-neighbour classifier on labelled training points for
 vectors.
+
+One object scores a set of samples against the data's held-out reference
+(:class:`HeldoutScoring`): ``evaluate`` at every NFE and seed, the teacher block
+of a run trained on teacher pairs (its pairs' x*, against the same reference at
+the same n), and :func:`score` (``straightflow score``), which scores any samples
+(a ``.npy``, an array, a pairs folder's x*) exactly as ``eval`` scores a run's.
+Image samples are scored clamped to the data range [-1, 1] unless ``clamp=False``
+(``--raw``); vectors and latents never are.
 """
 
 from __future__ import annotations
