@@ -10,6 +10,7 @@ Quick start::
     run = sf.load(run_dir)                              # a run directory or an exported model folder
     out = run.sample(1000, nfe=4)                       # out.samples, out.nfe
     report = sf.evaluate(run, nfes=[1, 2, 4, 8])        # W2, energy, curvature
+    report = sf.score("samples.npy", "moons")           # any samples, scored as evaluate scores
     sf.export(run_dir, "models/moons")                  # weights, config.json, model card (docs/portable.md)
 
 The components (couplings, objectives, solvers, teachers, metrics) work on their
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from .config import TrainConfig
     from .couplings import IndependentCoupling, LearnedGaussianCoupling, MinibatchOTCoupling, TeacherPairCoupling
     from .errors import StraightflowError, TrainingInterrupted
-    from .evaluate import evaluate, format_table
+    from .evaluate import evaluate, format_table, score
     from .export import export
     from .objectives import AdversarialTerm, DistillObjective, LinesObjective, VelocityObjective
     from .run import Run, load
@@ -51,7 +52,7 @@ _LAZY = {
     "TrainConfig": "config",
     "IndependentCoupling": "couplings", "LearnedGaussianCoupling": "couplings", "MinibatchOTCoupling": "couplings", "TeacherPairCoupling": "couplings",
     "StraightflowError": "errors", "TrainingInterrupted": "errors",
-    "evaluate": "evaluate", "format_table": "evaluate",
+    "evaluate": "evaluate", "format_table": "evaluate", "score": "evaluate",
     "export": "export",
     "AdversarialTerm": "objectives", "DistillObjective": "objectives", "LinesObjective": "objectives", "VelocityObjective": "objectives",
     "Run": "run", "load": "run",
@@ -63,7 +64,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "train", "Run", "load", "export", "hub", "evaluate", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "TrainingInterrupted",
+    "train", "Run", "load", "export", "hub", "evaluate", "score", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "TrainingInterrupted",
     "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling", "TeacherPairCoupling",
     "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
     "VelocityTeacher", "SamplerTeacher", "from_peer_velocity", "generate_pairs", "__version__",

@@ -21,6 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS, is_export, latest_checkpoint, list_checkpoints
 from .config import load_run_config
+from .data.pairs import read_manifest, teacher_info
 from .errors import StraightflowError
 from .files import atomic_write
 from .formatting import significant_or_str
@@ -190,6 +191,7 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
         "parameters": count_parameters(run.module),
         "weights": {"file": EXPORT_WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest(), "contents": "EMA weights: velocity.* (the velocity net), coupling.* (a learned coupling, if any)"},
         "sampling": run.sampling_state(),
+        **({"teacher": teacher} if (teacher := student_teacher(run, report)) is not None else {}),
         # where the data lives and whether to download it are the evaluating machine's choice, not the trainer's
         "train_config": {**cfg.to_dict(), "data_root": "", "download": False},
     }
@@ -205,6 +207,55 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
 
 
 # ---------------------------------------------------------------- model card
+def student_teacher(run: Run, report: dict | None) -> dict | None:
+    """A pair-trained student's teacher (``kind``, ``source``, ``solver``, ``nfe``, ``guidance``; the
+    diffusers scheduler's settings where there are some): from its pairs' manifest, else from the
+    ``teacher`` block of its ``eval.json``, else what its config recorded; None for other methods."""
+    if not run.method.trains_on_pairs:
+        return None
+    if run.cfg.pairs:
+        try:
+            manifest = read_manifest(run.cfg.pairs)
+        except StraightflowError:
+            manifest = None
+        if manifest is not None:
+            info = teacher_info(manifest, run.cfg.pairs)
+            sampler = manifest.get("diffusers") or {}
+            info.update({k: sampler[k] for k in ("scheduler", "steps", "clip_sample") if k in sampler})
+            info["n_pairs"] = int(manifest.get("n", 0))
+            return info
+    block = (report or {}).get("teacher")
+    if isinstance(block, dict) and "kind" in block:
+        return {k: block[k] for k in ("kind", "source", "pairs", "solver", "nfe", "guidance") if k in block}
+    return {"kind": "run" if run.cfg.teacher else "unknown", "source": run.cfg.teacher or "", "pairs": run.cfg.pairs or "",
+            "note": "the pairs folder is gone: solver and NFE unknown"}
+
+
+def _teacher_row(info: dict) -> str:
+    """The model card's teacher row: what kind, where from, how it sampled."""
+    what = {"run": "a straightflow run", "callable": "a callable", "diffusers": "a diffusers model", "edm": "an EDM denoiser"}.get(info["kind"], info["kind"])
+    how = [f"`{info['solver']}` at NFE {info['nfe']}"] if "solver" in info else [info.get("note", "")]
+    if isinstance(info.get("guidance"), (int, float)):
+        how.append(f"guidance {info['guidance']:g}")
+    if "clip_sample" in info:
+        how.append(f"clip_sample {str(info['clip_sample']).lower()}")
+    if info.get("n_pairs"):
+        how.append(f"{info['n_pairs']:,} pairs")
+    source = f" `{info['source']}`" if info.get("source") else ""
+    return f"| teacher | {what}{source} ({', '.join(h for h in how if h)}) |"
+
+
+def _teacher_quality(report: dict) -> list[str]:
+    """The card's line on the teacher's quality: its pairs' x* scored as the student's rows (``eval``'s ``teacher`` block)."""
+    block = report.get("teacher")
+    metric = report.get("quality_metric")
+    if not isinstance(block, dict) or not isinstance(block.get(metric), (int, float)):
+        return []
+    keys = [k for k in ("w2", "energy", "fd", "kid", "precision", "recall") if isinstance(block.get(k), (int, float))]
+    return ["", f"Teacher ({block.get('samples', 'pairs')}, {block.get('solver')} NFE {block.get('nfe')}, n = {block.get('n')}, "
+                "against the same held-out reference): " + ", ".join(f"{k} {significant_or_str(block[k])}" for k in keys) + "  "]
+
+
 def _data_label(name: str) -> str:
     return Path(name).name if ("/" in name or "\\" in name) else name
 
@@ -265,6 +316,7 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
              f"| network | `{config['model']}`, {config['velocity_parameters']:,} parameters"
              + (f" (+{coupling:,} in the learned coupling)" if coupling else "") + " |",
              f"| training | step {config['step']:,} of {cfg.steps:,}, batch size {cfg.batch_size}, lr {significant_or_str(cfg.lr)}, EMA {significant_or_str(cfg.ema_decay)}, seed {cfg.seed} |",
+             *([_teacher_row(config["teacher"])] if isinstance(config.get("teacher"), dict) else []),
              f"| recommended sampling | `{rec['solver']}` at NFE {rec['nfe']}{_guidance_text(rec)} ({rec['source']}) |", "",
              "## Usage", "",
              "```bash",
@@ -285,7 +337,8 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
     if report is not None:
         if report.get("step") != config["step"]:
             lines += [f"Measured at step {report.get('step')}, not at the exported step {config['step']}: re-run `eval` to update it.", ""]
-        lines += [f"`straightflow eval` of the run ({report.get('quality_metric', 'quality')} per NFE; lower is better):", "", *quality_table(report)]
+        lines += [f"`straightflow eval` of the run ({report.get('quality_metric', 'quality')} per NFE; lower is better):", "", *quality_table(report),
+                  *_teacher_quality(report)]
     else:
         why = f" ({eval_note})" if eval_note else ""
         lines += [f"No quality table: the run directory held no usable `eval.json`{why}. Produce one and export again:", "",

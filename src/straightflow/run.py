@@ -64,6 +64,17 @@ def load(path: str | Path, device: str = "auto", checkpoint: str | Path | None =
                     method=method)
 
 
+def clamp_samples(data, samples: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Image samples clamped to the data's value range [-1, 1] (images are in [-1, 1] in data and model units
+    alike, ``docs/data.md``), as ``sample`` writes them and ``eval`` scores them; vectors, latents, or
+    ``clamp=False``: unchanged."""
+    return samples.clamp(-1.0, 1.0) if clamp and data.kind == "image" else samples
+
+
+#: the NFE ``sample`` uses for a run directory when none is given (an export: its recommended NFE)
+RUN_DIR_NFE = 1
+
+
 @dataclass
 class SampleOutput:
     samples: torch.Tensor  #: (n, ...) in data units, CPU
@@ -290,15 +301,28 @@ class Run:
         classes = None if w == 0 else labels  # w = 0 samples the null class alone: the samples have no class
         return SampleOutput(torch.cat(outs), nfe_used, solver, traj, times, z, classes, w, evals, calls, rows, note)
 
-    def sample(self, n: int, nfe: int = 1, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
+    def sampling_defaults(self, nfe: int | None = None, guidance: float | None = None) -> tuple[int, float | None]:
+        """The NFE and guidance weight that sampling uses where they are not given (``Run.sample`` and the
+        ``sample`` command alike): an export's recommended NFE (and, conditional, its recommended guidance),
+        else NFE :data:`RUN_DIR_NFE` for a run directory (and guidance None: the conditional model, w = 1)."""
+        rec = self.recommended or {}
+        if nfe is None:
+            nfe = int(rec.get("nfe", RUN_DIR_NFE))
+        if guidance is None and self.conditional and isinstance(rec.get("guidance"), (int, float)):
+            guidance = float(rec["guidance"])
+        return nfe, guidance
+
+    def sample(self, n: int, nfe: int | None = None, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
                return_trajectory: bool = False, progress=False, classes=None, guidance: float | None = None) -> SampleOutput:
         """Draw ``n`` samples with seeded noise (independent of ``batch_size``); ``solver`` defaults to the method's.
+        ``nfe`` None: an export's recommended NFE, else 1 for a run directory (:meth:`sampling_defaults`).
 
         Conditional runs: ``classes`` ("all" = class i mod K, a class index or name, or (n,) labels)
-        and ``guidance`` w (0 unconditional, 1 conditional (default), > 1 guided)."""
+        and ``guidance`` w (0 unconditional, 1 conditional, > 1 guided; None: an export's recommended weight, else 1)."""
         if n < 1:
             raise StraightflowError(f"-n must be >= 1, got {n}")
         if not self.conditional and (classes is not None or guidance is not None):
             raise self._not_conditional()
+        nfe, guidance = self.sampling_defaults(nfe, guidance)
         labels = self.labels(n, "all" if classes is None else classes) if self.conditional else None
         return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress, labels, guidance)

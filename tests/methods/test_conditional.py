@@ -284,6 +284,10 @@ def test_guided_pairs_store_labels_and_resume_exactly(cond_run, uncond_run, tmp_
     assert float((nearest_mode(out.samples) == 3).double().mean()) > 0.8
     report = sf.evaluate(srun, [1, 2], n=200)  # held-out pair errors use the pairs' labels
     assert report["heldout_pairs"] == 60 and all(math.isfinite(r["pair_mse"]) for r in report["pair_results"])
+    teacher = report["teacher"]  # the labelled x* of the pairs, scored overall and per class like the student's rows
+    assert teacher["guidance"] == 2.0 and teacher["n"] == 200 and 0.9 < teacher["knn_accuracy"] <= 1.0
+    assert [c["class"] for c in teacher["per_class"]] == list(CLASS_NAMES["8gaussians"])
+    assert "teacher (pairs' x*, euler NFE 4, guidance 2): w2" in sf.format_table(report)
 
 
 # ------------------------------------------------------------------ 4. w = 1 and w = 0

@@ -1,4 +1,4 @@
-"""``straightflow`` command line: train, sample, eval, plot, export, push, sweep, pairs, demo, report.
+"""``straightflow`` command line: train, sample, eval, score, plot, export, push, sweep, pairs, demo, report.
 
 The top layer: it parses arguments and calls the library; the library never
 imports it. User errors print one line, ``straightflow: error: ...``, and exit
@@ -163,6 +163,7 @@ def _add_sample(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--device", default="auto")
+    p.add_argument("--raw", action="store_true", help="image data: write the samples as the ODE ends, unclamped (default: clamped to the data range [-1, 1])")
     _add_class_flags(p)
 
 
@@ -184,26 +185,24 @@ def _nfe_text(res) -> str:
 def _run_sample(args) -> int:
     import numpy as np
 
-    from ..run import Run
+    from ..run import Run, clamp_samples
 
     out = Path(args.out)
     if out.suffix.lower() not in (".npy", ".png"):
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
     check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
-    nfe = args.nfe if args.nfe is not None else int((run.recommended or {}).get("nfe", 1))
-    guidance = args.guidance
-    if guidance is None and run.conditional and isinstance((run.recommended or {}).get("guidance"), (int, float)):
-        guidance = float(run.recommended["guidance"])  # an export's recommended weight, as its NFE
+    nfe, guidance = run.sampling_defaults(args.nfe, args.guidance)  # an export's recommendation, else NFE 1 (as Run.sample)
     res = run.sample(args.n, nfe=nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
                      classes=args.classes, guidance=guidance)
+    samples = clamp_samples(run.data, res.samples, clamp=not args.raw)  # images: the data range; vectors, latents: never clamped
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         from ..plots import save_samples_png
 
-        save_samples_png(run, res.samples, out, labels=res.labels)  # None at guidance 0: unconditional samples
+        save_samples_png(run, samples, out, labels=res.labels)  # None at guidance 0: unconditional samples
     else:
-        np.save(out, res.samples.numpy())
+        np.save(out, samples.numpy())
         if res.labels is not None:
             np.save(out.with_name(out.stem + ".labels.npy"), res.labels.numpy())
     labelled = f"; labels in {out.with_name(out.stem + '.labels.npy')}" if res.labels is not None and out.suffix.lower() == ".npy" else ""
@@ -227,24 +226,60 @@ def _add_eval(p):
     p.add_argument("--device", default="auto")
     p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
     p.add_argument("--guidance", type=float, default=None, metavar="W", help="conditional runs: guidance weight (default 1); quality is reported per class and overall")
+    p.add_argument("--raw", action="store_true", help="image data: score the samples unclamped (default: clamped to the data range [-1, 1], as sample writes them)")
 
 
 def _run_eval(args) -> int:
-    from ..evaluate import evaluate, format_table, load_reference
+    from ..evaluate import evaluate, load_reference
     from ..run import Run
 
     run = Run.load(args.rundir, device=args.device)
     run.inception_weights = getattr(args, "inception_weights", None)  # read by the image Fréchet metric
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
     report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json, guidance=args.guidance,
-                      seeds=args.seeds, batch_size=args.batch_size)
-    if args.json:
+                      seeds=args.seeds, batch_size=args.batch_size, clamp=not args.raw)
+    _print_report(report, args.json)
+    return 0
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    from ..evaluate import format_table
+
+    if as_json:
         try:
             print(json.dumps(report, allow_nan=False))  # strict JSON: NaN / inf are not numbers there
         except ValueError:
             raise StraightflowError("the evaluation produced non-finite numbers; refusing to print them as JSON") from None
     else:
         print(format_table(report))
+
+
+# ---------------------------------------------------------------- score
+def _add_score(p):
+    p.add_argument("samples", metavar="SAMPLES", help="a .npy of samples (N x the data's shape, data units), or a pairs folder (its x*: the teacher's quality)")
+    p.add_argument("--data", default=None, help="the data to score against (its held-out set and floor; default for a pairs folder: the manifest's)")
+    p.add_argument("--labels", default=None, metavar="FILE.npy", help="class index of each sample (labelled data): class accuracy and per-class scores too")
+    p.add_argument("-n", type=int, default=None, help="score the first n samples (default: all; a pairs folder: 2000 for vectors, 5000 for images)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out reference and floor draws (eval's --seed)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
+    p.add_argument("--raw", action="store_true", help="image data: score the samples unclamped (default: clamped to [-1, 1], as eval does)")
+    group = p.add_argument_group("data options (as the run was trained with)")
+    for name in ("heldout_fraction", "split_seed", "image_size", "data_kind", "label_column", "data_root"):
+        f = next(f for f in fields(TrainConfig) if f.name == name)
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=type(f.default), default=None,
+                           help=f"{f.metadata.get('help', '')} (default {f.default!r})")
+
+
+def _run_score(args) -> int:
+    from ..evaluate import score
+
+    options = {k: getattr(args, k) for k in ("heldout_fraction", "split_seed", "image_size", "data_kind", "label_column", "data_root")}
+    data = absolute_paths({"data": args.data})["data"] if args.data else None
+    report = score(args.samples, data, labels=args.labels, n=args.n, seed=args.seed, clamp=not args.raw,
+                   inception_weights=args.inception_weights, device=args.device, data_options=options)
+    _print_report(report, args.json)
     return 0
 
 
@@ -503,6 +538,7 @@ COMMANDS: dict[str, tuple] = {
     "train": ("train a model (any config field is a flag)", _add_train, _run_train),
     "sample": ("draw samples from a trained run", _add_sample, _run_sample),
     "eval": ("quality per NFE, curvature and flow loss of a run", _add_eval, _run_eval),
+    "score": ("quality of any samples (.npy, or a pairs folder's x*) against the data's held-out set, as eval scores", _add_score, _run_score),
     "plot": ("plots of a trained run", _add_plot, _run_plot),
     "export": ("write a run as a self-contained model folder (weights, config.json, model card)", _add_export, _run_export),
     "push": ("upload an exported model folder to the Hugging Face Hub (straightflow[hub])", _add_push, _run_push),
@@ -527,6 +563,7 @@ INTERRUPTED = {
     "pairs": "finished shards are kept; rerun the same command to resume",
     "sweep": "finished runs are kept; rerun the same command to continue",
     "eval": "nothing was written",
+    "score": "nothing was written",
     "sample": "nothing was written",
     "plot": "nothing was written",
     "export": "rerun the export; files already in --out are whole (each is written under a temporary name first)",

@@ -201,6 +201,22 @@ def pairs_prior(manifest: dict) -> str:
         return str(name)
 
 
+def teacher_info(manifest: dict, folder: str | Path) -> dict:
+    """What a pairs folder says about its teacher: ``kind`` (run, callable, diffusers, edm; ``given`` for
+    :func:`write_pair_folder`'s arrays), ``source`` (its path or spec), ``pairs`` (the folder), ``solver`` and
+    ``nfe`` (a sampler's own name and steps, e.g. ``diffusers-ddim``), ``guidance`` for a labelled teacher's pairs."""
+    kind = str(manifest.get("teacher_kind") or "given")
+    source = str(manifest.get("teacher") or "")
+    for prefix in ("callable ", "diffusers ", "edm "):
+        if source.startswith(prefix):
+            source = source[len(prefix):]
+    info = {"kind": kind, "source": source, "pairs": str(Path(folder).resolve()), "solver": str(manifest.get("solver") or "given"),
+            "nfe": int(manifest.get("nfe") or 0)}
+    if "classes" in manifest:
+        info["guidance"] = float(manifest.get("guidance", 1.0))
+    return info
+
+
 def check_pairs_prior(folder: str | Path, manifest: dict, prior: DiagonalGaussianPrior, prior_name: str) -> None:
     """Refuse pairs whose z came from another prior than the student's: the student would learn lines
     from noise it never samples (``docs/lines.md``)."""

@@ -144,8 +144,8 @@ class QualityProbe:
         """The metric of ``samples`` (data units) against the reference, keyed ``<metric>_nfe<nfe>``."""
         if not bool(torch.isfinite(samples).all()):  # a diverging net: no score, but training goes on
             return {f"{k[: -len('_floor')]}_nfe{nfe}": None for k in self.floor if k.endswith("_floor")}
-        if self.frechet is not None:
-            return {f"fd_nfe{nfe}": self.frechet.score(samples, self.reference)["fd"]}
+        if self.frechet is not None:  # images scored clamped to the data range [-1, 1], as eval scores them by default
+            return {f"fd_nfe{nfe}": self.frechet.score(samples.clamp(-1.0, 1.0), self.reference)["fd"]}
         return self._vector_scores(samples, f"nfe{nfe}")
 
     @torch.inference_mode()
