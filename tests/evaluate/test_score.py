@@ -103,7 +103,7 @@ def test_run_sample_and_the_sample_command_share_the_default_nfe(moons_student, 
 
 
 def test_image_samples_are_clamped_on_output_and_in_eval_unless_raw(tmp_path, capsys):
-    from test_images import TINY_UNET, write_folder
+    from image_helpers import TINY_UNET, write_folder
 
     data = write_folder(tmp_path / "imgs", n=30)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8", "--progress", "false",
