@@ -117,3 +117,32 @@ def test_plots_do_not_switch_the_matplotlib_backend():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "svg"
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def test_no_module_over_500_lines_and_no_function_over_80():
+    """Modules and functions small enough to read: every file of src/ at most 500 lines, every function at most 80."""
+    import ast
+
+    long_files, long_functions = [], []
+    for path in _python_files("src"):
+        text = path.read_text()
+        if text.count("\n") > 500:
+            long_files.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long_files and not long_functions, (long_files, long_functions)
+
+
+def test_code_and_tests_say_what_they_do_not_which_issue_asked():
+    """No issue numbers in the package or its tests: an issue tracker is not something a user can see."""
+    import re
+
+    pattern = re.compile(r"\bissues? ?#?\d+|\(issue\b", re.IGNORECASE)
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in _python_files("src", "tests") if p.name != "test_architecture.py"
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits

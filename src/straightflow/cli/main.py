@@ -19,113 +19,8 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError, TrainingInterrupted
-from ..formatting import parse_int_list
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and no prefix matching (``--step 50`` is not ``--steps``)."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):  # noqa: D401
-        raise StraightflowError(message if self.prog == "straightflow" else f"{self.prog.split()[-1]}: {message}")
-
-
-def _int_list(text: str) -> list[int]:
-    """argparse type of ``--nfe``: :func:`~straightflow.formatting.parse_int_list` with argparse's error."""
-    try:
-        values = parse_int_list(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def add_config_flags(p, exclude: set[str] = frozenset()) -> None:
-    """One ``--field-name`` flag per TrainConfig field (not in ``exclude``); unset flags are absent from the namespace."""
-    for f in fields(TrainConfig):
-        if f.name in exclude:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if isinstance(f.default, bool):
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL", help=f"{help_text} (default {f.default})")
-        else:
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=f"{help_text} (default {f.default!r})")
-
-
-def _config_values(args) -> dict:
-    names = set(TrainConfig.field_names())
-    return {k: v for k, v in vars(args).items() if k in names}
-
-
-#: config fields that name files or folders; the command line records them as absolute paths
-PATH_FIELDS = ("data", "pairs", "teacher", "data_root", "lpips_weights")
-
-
-def absolute_paths(values: dict, config_file: str | None = None, run_dir: str | Path | None = None) -> dict:
-    """``values`` with its path fields (given, or else set in ``config_file``) made absolute.
-
-    A run records its config, and ``Run.load`` / eval / sample read the data from it:
-    with absolute paths they work from any directory. ``data`` is changed only when it
-    names an existing file or folder and is not a built-in dataset name; the other
-    fields whenever set. Where ``run_dir`` already holds a run (``--resume``), a path
-    naming the same place as the run's saved one is passed as saved, so the original
-    command line resumes a run recorded with a relative path.
-    """
-    from ..config import load_yaml
-    from ..data import builtin_names
-
-    from_file = load_yaml(config_file) if config_file else {}
-    saved_file = Path(run_dir) / "config.yaml" if run_dir else None
-    saved = load_yaml(saved_file) if saved_file is not None and saved_file.is_file() else {}
-    resolved = dict(values)
-    for name in PATH_FIELDS:
-        value = values.get(name, from_file.get(name))
-        if not isinstance(value, str) or not value:
-            continue
-        if name == "data":
-            if value in builtin_names() or not Path(value).exists():
-                continue
-            absolute = os.path.abspath(value)
-        else:
-            absolute = os.path.abspath(os.path.expanduser(value))
-        before = saved.get(name)
-        if isinstance(before, str) and before and os.path.abspath(os.path.expanduser(before)) == absolute:
-            absolute = before
-        if absolute != value or name in values:
-            resolved[name] = absolute
-    return resolved
-
-
-def check_out(path: str | Path, want: str, command: str) -> Path:
-    """Refuse an ``--out`` that cannot be written, before any work is done.
-
-    ``want`` is ``"file"`` (sample, plot) or ``"folder"`` (train, pairs, sweep, demo):
-    an existing path of the other kind, a path below a file, or one whose folder
-    (or nearest existing ancestor, for a path still to be created) is not writable
-    is a one-line error.
-    """
-    out = Path(path)
-    where = f"{command} --out {out}"
-    if want == "file" and out.is_dir():
-        raise StraightflowError(f"{where}: is a folder; give a file name")
-    if want == "folder" and out.exists() and not out.is_dir():
-        raise StraightflowError(f"{where}: is a file; give a folder (a new or an existing one)")
-    existing = out
-    while not existing.exists():  # the nearest part of the path that exists ('.' and '/' always do)
-        existing = existing.parent
-    if existing != out and not existing.is_dir():
-        raise StraightflowError(f"{where}: cannot be created: {existing} is a file")
-    if existing == out and want == "file":  # overwriting a file needs only the file to be writable
-        if not os.access(out, os.W_OK):
-            raise StraightflowError(f"{where}: the file is not writable; choose another --out")
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        raise StraightflowError(f"{where}: cannot write in {existing} (permission denied); choose another --out")
-    return out
+from .common import _MODEL_DIR_HELP, _add_class_flags, _config_values, _int_list, _nfe_text, _Parser, absolute_paths, add_config_flags, check_out
+from .pairs import _add_pairs, _run_pairs
 
 
 # ---------------------------------------------------------------- train
@@ -150,10 +45,6 @@ def _run_train(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- sample
-_MODEL_DIR_HELP = "a run directory or an exported model folder (straightflow export)"
-
-
 def _add_sample(p):
     p.add_argument("rundir", help=_MODEL_DIR_HELP)
     p.add_argument("--nfe", type=int, default=None, help="network evaluations (default: an export's recommended NFE; 1 for a run directory)")
@@ -165,21 +56,6 @@ def _add_sample(p):
     p.add_argument("--device", default="auto")
     p.add_argument("--raw", action="store_true", help="image data: write the samples as the ODE ends, unclamped (default: clamped to the data range [-1, 1])")
     _add_class_flags(p)
-
-
-def _add_class_flags(p) -> None:
-    p.add_argument("--class", dest="classes", default=None, metavar="C|all",
-                   help="conditional runs: a class name or index, or all (sample i gets class i mod K; default all)")
-    p.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="conditional runs: guidance weight w (0 = unconditional: no labels written, 1 = conditional, > 1 guided; costs 2 network "
-                        "evaluations per step; default: an export's recommended weight, else 1)")
-
-
-def _nfe_text(res) -> str:
-    """'NFE k', plus the network evaluations when guidance doubles them."""
-    if res.guidance is None or res.network_evals == res.nfe:
-        return f"NFE {res.nfe}" + (f", guidance {res.guidance:g}" if res.guidance is not None else "")
-    return f"NFE {res.nfe}, guidance {res.guidance:g}: {res.network_evals} network evaluations per sample in {res.network_calls} calls of {res.call_rows} rows"
 
 
 def _run_sample(args) -> int:
@@ -394,105 +270,6 @@ def _run_sweep(args) -> int:
     data = passthrough.pop("data")
     run_sweep(args.out, data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
               solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs, **passthrough)
-    return 0
-
-
-# ---------------------------------------------------------------- pairs
-def _add_pairs(p) -> None:
-    p.add_argument("teacher", nargs="?", help="teacher run directory (any trained run); or use --teacher-callable")
-    p.add_argument("--teacher-callable", default=None, metavar="MODULE:FN",
-                   help="a teacher of your own: package.module:function or path/to/file.py:function (needs --data)")
-    p.add_argument("--teacher-kind", default=None,
-                   help="velocity: FN(x, t) in straightflow's convention, solved by --solver; sampler: FN(z) -> x* (default velocity; "
-                        "with --teacher-diffusers / --teacher-edm: sampler, the model's own deterministic sampler)")
-    p.add_argument("--teacher-arg", action="append", default=None, metavar="KEY=VALUE",
-                   help="repeatable: the --teacher-callable / --teacher-edm function is a factory, called once as FN(KEY=VALUE, ...) "
-                        "(string values) to make the teacher; recorded with the pairs")
-    p.add_argument("--teacher-diffusers", default=None, metavar="DIR",
-                   help="a pretrained diffusers model (docs/teachers.md): a pipeline folder, or a UNet folder with --scheduler-dir (needs --data)")
-    p.add_argument("--scheduler", default=None, help="with --teacher-diffusers: ddim | dpm | euler, the deterministic sampler its saved scheduler is converted to (default ddim; --nfe = its steps)")
-    p.add_argument("--scheduler-dir", default=None, metavar="DIR", help="with --teacher-diffusers: the scheduler folder (scheduler_config.json); overrides a pipeline's own")
-    p.add_argument("--clip-sample", default=None, choices=("true", "false"), help="with --teacher-diffusers --scheduler ddim: clamp DDIM's x0 prediction (default: as the saved config says)")
-    p.add_argument("--teacher-edm", default=None, metavar="MODULE:FN",
-                   help="an EDM denoiser D(x, sigma) (VE, docs/teachers.md): sampler = EDM's Heun sampler at an odd --nfe, velocity = solved by --solver (needs --data)")
-    p.add_argument("--data", default=None, help="with --teacher-callable: the data the teacher models (its shape, units and held-out set)")
-    p.add_argument("-n", type=int, required=True, help="number of pairs")
-    p.add_argument("--out", required=True, help="pairs folder (created; rerun the same command to resume)")
-    p.add_argument("--solver", default="euler", help="euler | heun | rk45 (default euler; rk45 pairs end at t = 0: x* = x_hat at t = 1e-3)")
-    p.add_argument("--nfe", type=int, default=128, help="teacher NFE per pair (default 128; ignored by rk45; a sampler's stated cost)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default: ~32 MiB per array, at most 100,000)")
-    p.add_argument("--heldout", type=int, default=None, help="last pairs kept out of training (default min(2000, n/10))")
-    p.add_argument("--batch-size", type=int, default=4096, help="pairs solved together (RK45's NFE depends on it)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="a conditional teacher run: label every pair and solve the guided velocity at w (default 1); a guided step costs 2 network evaluations")
-    p.add_argument("--prior", default=None, metavar="standard|wide",
-                   help="with --teacher-callable: the noise z is drawn from (default standard = N(0, I)); recorded, and a student of another prior is refused")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def parse_teacher_args(items: list[str] | None) -> dict[str, str]:
-    """``--teacher-arg KEY=VALUE`` flags as a dict (values stay strings); a malformed or repeated key is a one-line error."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise StraightflowError(f"--teacher-arg {item!r}: use KEY=VALUE")
-        if key in out:
-            raise StraightflowError(f"--teacher-arg {key} given twice")
-        out[key] = value
-    return out
-
-
-def _run_pairs(args) -> int:
-    from ..experiments.pairs import pairs_from_callable, pairs_from_diffusers, pairs_from_edm, pairs_from_run
-
-    check_out(args.out, "folder", "pairs")
-    common = dict(solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size, heldout=args.heldout,
-                  batch_size=args.batch_size, device=args.device, progress=not args.quiet)
-    sources = [name for name, given in (("a teacher run directory", args.teacher), ("--teacher-callable", args.teacher_callable),
-                                         ("--teacher-diffusers", args.teacher_diffusers), ("--teacher-edm", args.teacher_edm)) if given]
-    teacher_args = parse_teacher_args(args.teacher_arg)
-    if teacher_args and not (args.teacher_callable or args.teacher_edm):
-        raise StraightflowError("pairs: --teacher-arg goes with --teacher-callable or --teacher-edm (a factory of the teacher)")
-    if not args.teacher_diffusers and (args.scheduler or args.scheduler_dir or args.clip_sample):
-        raise StraightflowError("pairs: --scheduler, --scheduler-dir and --clip-sample go with --teacher-diffusers")
-    if args.teacher_diffusers or args.teacher_edm:
-        if len(sources) > 1:
-            raise StraightflowError(f"pairs: give one teacher, not {' and '.join(sources)}")
-        if args.guidance is not None:
-            raise StraightflowError("pairs: --guidance applies to a conditional teacher run")
-        if args.prior:
-            raise StraightflowError("pairs: --prior goes with --teacher-callable; a diffusion model's noise is N(0, I)")
-        data = absolute_paths({"data": args.data})["data"] if args.data else args.data
-        kind = args.teacher_kind or "sampler"
-        if args.teacher_diffusers:
-            clip = None if args.clip_sample is None else args.clip_sample == "true"
-            s = pairs_from_diffusers(args.teacher_diffusers, data=data, n=args.n, out=args.out, kind=kind, scheduler=args.scheduler or "ddim",
-                                     scheduler_dir=args.scheduler_dir, clip_sample=clip, **common)
-        else:
-            s = pairs_from_edm(args.teacher_edm, data=data, n=args.n, out=args.out, kind=kind, teacher_args=teacher_args, **common)
-    elif args.teacher_callable:
-        if args.teacher:
-            raise StraightflowError("pairs: give a teacher run directory or --teacher-callable, not both")
-        if args.guidance is not None:
-            raise StraightflowError("pairs: --guidance applies to a conditional teacher run; a teacher callable guides itself")
-        data = absolute_paths({"data": args.data})["data"] if args.data else args.data
-        s = pairs_from_callable(args.teacher_callable, data, args.n, args.out, kind=args.teacher_kind or "velocity", teacher_args=teacher_args,
-                                prior=args.prior or "standard", **common)
-    elif args.teacher:
-        if args.data:
-            raise StraightflowError("pairs: --data goes with --teacher-callable; a teacher run brings its own data")
-        if args.prior:
-            raise StraightflowError("pairs: --prior goes with --teacher-callable; a teacher run's pairs use its own prior")
-        s = pairs_from_run(args.teacher, args.n, args.out, guidance=args.guidance, **common)
-    else:
-        raise StraightflowError("pairs: give a teacher run directory, --teacher-callable MODULE:FN, --teacher-diffusers DIR or --teacher-edm MODULE:FN (the last three with --data DATA)")
-    if os.environ.get("RANK", "0") == "0":
-        rate = f", {s['pairs_per_sec']:.0f} pairs/s" if s["generated_pairs"] else ""
-        print(f"straightflow: {args.n} pairs in {args.out} ({s['generated_shards']} shards generated, {s['reused_shards']} reused{rate})")
     return 0
 
 
