@@ -169,3 +169,11 @@ def test_every_page_is_read():
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             if "docs-test" in line:
                 assert MARKER.match(line), f"{page.relative_to(ROOT)}:{number}: not a docs-test marker: {line.strip()}"
+
+
+def test_the_readme_is_a_front_page():
+    """README.md stays a front page (what, install, two short examples, links), at most 200 lines; the manual is the docs site."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, len(lines)
+    for page in ("docs/getting-started.md", "docs/guide.md", "docs/api.md", "docs/architecture.md"):
+        assert f"]({page})" in "\n".join(lines), page
