@@ -117,3 +117,16 @@ def test_plots_do_not_switch_the_matplotlib_backend():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "svg"
+
+
+def test_data_sources_have_one_draw_method_per_idea():
+    """A draw returns ``(x, y)`` with ``y`` None for unlabelled data: no ``*_labeled`` twin methods, nor calls of them."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "src" / "straightflow").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            name = node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else node.attr if isinstance(node, ast.Attribute) else None
+            if name is not None and name.endswith("_labeled"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert found == []

@@ -183,7 +183,7 @@ def test_eval_with_a_reference_has_a_floor_and_says_where_it_came_from(tiny_run)
     ref = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
     report = evaluate(run, [1], n=100, reference=ref)
     assert report["floor_source"] == "run data vs --reference" and report["n_floor"] == 100
-    own = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
+    own, _ = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
     assert report["w2_floor"] == pytest.approx(wasserstein2(own, ref), rel=1e-12)
     assert report["energy_floor"] == pytest.approx(energy_distance(own, ref), rel=1e-12)
     assert "two-sample floor (run data vs --reference): w2 " in format_table(report)
@@ -221,7 +221,7 @@ def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path):
     shutil.rmtree(folder)  # pairs gone: held-out data with independent noise, said so
     report = evaluate(run, [1], n=80)
     assert "held-out pairs unavailable" in report["flow_loss_note"]
-    assert report["flow_loss_heldout"] == pytest.approx(heldout_flow_loss(run, run.data.reference(80, 0)), rel=1e-12)
+    assert report["flow_loss_heldout"] == pytest.approx(heldout_flow_loss(run, run.data.reference(80, 0)[0]), rel=1e-12)
     assert "note: held-out pairs unavailable" in format_table(report)
 
 
@@ -409,7 +409,7 @@ def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training
     monkeypatch.setattr(pairs_mod, "sha256_file", lambda p: hashed.append(p.name) or real_sha(p))
     data = PairData.open(folder, labels=True)
     for _ in range(3):
-        data.sample_train_labeled(64, torch.Generator().manual_seed(0))
+        data.sample_train(64, torch.Generator().manual_seed(0))
     assert sorted(hashed) == sorted(p.name for p in folder.glob("shard-*.npy"))  # each file once, when first opened
     path = folder / victim
     arr = np.load(path)
