@@ -64,6 +64,16 @@ def test_labels_do_not_change_the_draw(tmp_path):
     assert none is None and labels.shape == (64,)
 
 
+def test_the_validation_split_keeps_its_labels(tmp_path):
+    x, y = labelled_points()
+    np.save(tmp_path / "pts.npy", np.concatenate([x, y[:, None]], axis=1))
+    src = load_data(str(tmp_path / "pts.npy"), DataOptions(label_column="2", validation_fraction=0.25))
+    val, labels = src.validation(10_000)
+    assert labels.dtype == torch.int64 and torch.equal(class_of(val), labels)
+    val, labels = src.validation(5, seed=1)
+    assert val.shape[0] == 5 and torch.equal(class_of(val), labels)
+
+
 def test_class_probs_are_training_frequencies(tmp_path):
     x, y = labelled_points(n=100)
     np.save(tmp_path / "pts.npy", np.concatenate([x, y[:, None]], axis=1))
@@ -224,6 +234,8 @@ def test_class_subfolders_give_class_names_and_aligned_labels(tmp_path):
     assert torch.equal(colour_class(x), y)
     x, y = src.floor_reference(100)
     assert torch.equal(colour_class(x), y)
+    x, y = load_data(str(root), DataOptions(validation_fraction=0.25), require_labels=True).validation(100)
+    assert x.shape[0] > 0 and torch.equal(colour_class(x), y)
     p = src.class_probs()
     assert abs(float(p.sum()) - 1) < 1e-6
     torch.testing.assert_close(p.double(), torch.bincount(colour_class(src.train), minlength=3).double() / src.train.shape[0])
