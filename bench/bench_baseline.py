@@ -51,7 +51,7 @@ def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int
     t0 = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad()
-        x1 = data.sample_train(batch, g)
+        x1, _ = data.sample_train(batch, g)
         x0 = torch.randn_like(x1)
         t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
         loss = torch.mean((net(xt, t) - ut) ** 2)
@@ -93,7 +93,7 @@ def images_row(steps: int, batch: int, seed: int, work: Path, loaders: list[str]
     t0 = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad()
-        x1 = data.sample_train(batch, g)
+        x1, _ = data.sample_train(batch, g)
         t, xt, ut = fm.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
         torch.mean((net(xt, t) - ut) ** 2).backward()
         opt.step()
@@ -151,8 +151,8 @@ def main() -> None:
         ours_sps = args.steps / (time.perf_counter() - t0)  # whole call: setup, EMA, logging and checkpoint included
         run = Run.load(run_dir, device="cpu")
         net, theirs_sps = torchcfm_icfm(args.data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed)
-        reference = run.data.reference(args.n, seed=0)
-        floor = wasserstein2(run.data.floor_reference(args.n, seed=0), reference)
+        reference, _ = run.data.reference(args.n, seed=0)
+        floor = wasserstein2(run.data.floor_reference(args.n, seed=0)[0], reference)
         ours = w2_per_nfe(run.velocity, reference, args.n, seed=1)
         theirs = w2_per_nfe(lambda x, t: -net(x, 1.0 - t), reference, args.n, seed=1)
         loaders = [v.strip() for v in args.image_loaders.split(",") if v.strip()]

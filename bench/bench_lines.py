@@ -61,9 +61,9 @@ def bench_one(data: str, args, work: Path) -> dict:
     peer = lambda x, t: -otcfm(x, 1.0 - t)  # torchcfm's t = 0 is noise: convert to t = 0 data
 
     def evaluation(e: int) -> dict:
-        reference = teacher.data.reference(args.n, seed=e)
+        reference, _ = teacher.data.reference(args.n, seed=e)
         return {
-            "floor": wasserstein2(teacher.data.floor_reference(args.n, seed=e), reference),
+            "floor": wasserstein2(teacher.data.floor_reference(args.n, seed=e)[0], reference),
             "teacher_w2_1": w2_at(teacher.velocity, "euler", 1, reference, prior, seed=e + 1),
             "teacher_w2_100": w2_at(teacher.velocity, "euler", 100, reference, prior, seed=e + 1),
             "lines_w2_1": w2_at(lines.velocity, "lines", 1, reference, prior, seed=e + 1),

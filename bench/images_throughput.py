@@ -39,7 +39,8 @@ def main() -> None:
     g = torch.Generator(device=dev).manual_seed(0)
 
     def step():
-        loss, _ = module(data.sample_train(args.batch_size, g), g)
+        x, _ = data.sample_train(args.batch_size, g)
+        loss, _ = module(x, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -97,7 +97,7 @@ def _recheck_draws(run_dir: Path, n: int, seed: int, draws: int) -> dict:
     velocity, data = run.velocity_fn(), getattr(run.data, "base", run.data)
     per_draw: dict = {k: [] for k in NFES}
     for s in range(seed, seed + draws):
-        reference, noise = data.reference(n, s), seeded_noise(n, tuple(data.shape), s, "sample", run.prior)
+        (reference, _), noise = data.reference(n, s), seeded_noise(n, tuple(data.shape), s, "sample", run.prior)
         with torch.inference_mode():
             for k in NFES:
                 samples = data.denormalize(solve(velocity, noise, run.method.default_solver, k).samples).float()

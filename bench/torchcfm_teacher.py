@@ -63,7 +63,7 @@ def train_torchcfm(data_name: str, steps: int, batch: int, width: int, depth: in
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for step in range(steps):
-        x1 = data.sample_train(batch, g)  # data at t_peer = 1
+        x1, _ = data.sample_train(batch, g)  # data at t_peer = 1
         x0 = torch.randn_like(x1)  # noise at t_peer = 0
         t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
         loss = torch.mean((net(xt, t) - ut) ** 2)
@@ -144,8 +144,8 @@ def main() -> None:
 
         # 4. quality: the teacher in-process (the same callable the pairs used), the student through `straightflow eval`
         data = load_data(args.data)
-        reference = data.reference(args.n, 0)
-        floor = wasserstein2(data.floor_reference(args.n, 0), reference)
+        reference, _ = data.reference(args.n, 0)
+        floor = wasserstein2(data.floor_reference(args.n, 0)[0], reference)
         os.environ[teacher_fn.WEIGHTS_ENV] = str(weights)
         teacher = teacher_w2(teacher_fn.velocity, reference, args.n)
         other = teacher_w2(from_peer_velocity(raw if args.ema_decay > 0 else ema), reference, args.n)

@@ -93,7 +93,8 @@ def main(argv=None) -> None:
     coupling, flow = IndependentCoupling(), VelocityObjective(t_min=1e-5)
 
     def data_batches(generator):
-        pair = coupling(data.sample_train(batch, generator), generator)
+        x, _ = data.sample_train(batch, generator)
+        pair = coupling(x, generator)
         return pair.x, pair.z
 
     teacher = train(VelocityNet(dim, args.width), flow, data_batches, args.steps, 1e-3, args.seed)
@@ -117,8 +118,8 @@ def main(argv=None) -> None:
         print(f"wrote {samples.shape[0]} samples (line sampler, NFE {result.nfe}) to {args.out}")
 
         n = min(data.heldout.shape[0], 2000)
-        reference = data.reference(n, args.seed)
-        floor = wasserstein2(reference, data.floor_reference(n, args.seed))
+        reference, _ = data.reference(n, args.seed)
+        floor = wasserstein2(reference, data.floor_reference(n, args.seed)[0])
         w2_teacher = wasserstein2(reference, data.denormalize(solve(teacher, z[:n], "euler", 100).samples))
         w2_student = wasserstein2(reference, samples[:n])
     print(f"W2 against {n} held-out points:")

@@ -208,9 +208,8 @@ class Run:
 
     def heldout(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Held-out data (data units) and, for a conditional run, its labels (else None)."""
-        if self.conditional:
-            return self.data.reference_labeled(n, seed)
-        return self.data.reference(n, seed), None
+        x, y = self.data.reference(n, seed)
+        return x, y if self.conditional else None
 
     def _not_conditional(self) -> StraightflowError:
         return StraightflowError(f"{self.dir} is not class-conditional (trained without --conditional): it takes no class labels and no guidance")

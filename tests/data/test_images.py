@@ -35,8 +35,8 @@ def test_digits_shape_range_split():
     d2 = load_data("digits", TrainConfig())
     assert torch.equal(d.heldout, d2.heldout)  # fixed split
     g = torch.Generator().manual_seed(0)
-    b = d.sample_train(16, g)
-    assert b.shape == (16, 1, 8, 8) and b.dtype == torch.float32
+    b, y = d.sample_train(16, g)
+    assert b.shape == (16, 1, 8, 8) and b.dtype == torch.float32 and y.shape == (16,) and y.dtype == torch.int64
     # held-out and training images are disjoint sets
     tr = {tuple(x.flatten().tolist()) for x in d.train}
     assert sum(tuple(x.flatten().tolist()) in tr for x in d.heldout) < 0.1 * d.heldout.shape[0]
@@ -44,9 +44,8 @@ def test_digits_shape_range_split():
 
 def test_hflip_uses_generator():
     d = load_data("digits", TrainConfig(hflip=True))
-    a = d.sample_train(32, torch.Generator().manual_seed(3))
-    b = d.sample_train(32, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b)
+    (a, ya), (b, yb) = d.sample_train(32, torch.Generator().manual_seed(3)), d.sample_train(32, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(ya, yb)
 
 
 def test_folder_rgb_resize_and_npy(tmp_path):

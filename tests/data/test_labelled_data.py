@@ -27,18 +27,16 @@ def class_of(points: torch.Tensor) -> torch.Tensor:
 
 def check_aligned(src, names=("0", "1", "2")):
     assert src.class_names == tuple(names) and src.num_classes == len(names)
-    x, y = src.sample_train_labeled(500, torch.Generator().manual_seed(3))
+    x, y = src.sample_train(500, torch.Generator().manual_seed(3))
     assert y.dtype == torch.int64
     assert torch.equal(class_of(src.denormalize(x)), y)
-    x, y = src.reference_labeled(10_000)
+    x, y = src.reference(10_000)
     assert torch.equal(class_of(x), y) and x.shape[0] == src.heldout.shape[0]
-    x, y = src.reference_labeled(5, seed=2)
+    x, y = src.reference(5, seed=2)
     assert x.shape[0] == 5 and torch.equal(class_of(x), y)
-    torch.testing.assert_close(x, src.reference(5, seed=2))
-    x, y = src.floor_reference_labeled(7, seed=1)
+    x, y = src.floor_reference(7, seed=1)
     assert x.shape[0] == 7 and torch.equal(class_of(x), y)
-    torch.testing.assert_close(x, src.floor_reference(7, seed=1))
-    x, y = src.floor_reference_labeled(10_000)
+    x, y = src.floor_reference(10_000)
     assert torch.equal(class_of(x), y)
 
 
@@ -55,14 +53,25 @@ def test_npy_label_column_is_removed_and_follows_the_split(tmp_path):
     torch.testing.assert_close(src.train, plain.train)
 
 
-def test_sample_train_labeled_matches_sample_train(tmp_path):
+def test_labels_do_not_change_the_draw(tmp_path):
     x, y = labelled_points()
     np.save(tmp_path / "pts.npy", np.concatenate([x, y[:, None]], axis=1))
+    np.save(tmp_path / "plain.npy", x)
     src = PointCloud(tmp_path / "pts.npy", label_column=2)
-    a = src.sample_train(64, torch.Generator().manual_seed(5))
-    b, labels = src.sample_train_labeled(64, torch.Generator().manual_seed(5))
+    a, none = PointCloud(tmp_path / "plain.npy").sample_train(64, torch.Generator().manual_seed(5))
+    b, labels = src.sample_train(64, torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b)
-    assert labels.shape == (64,)
+    assert none is None and labels.shape == (64,)
+
+
+def test_the_validation_split_keeps_its_labels(tmp_path):
+    x, y = labelled_points()
+    np.save(tmp_path / "pts.npy", np.concatenate([x, y[:, None]], axis=1))
+    src = load_data(str(tmp_path / "pts.npy"), DataOptions(label_column="2", validation_fraction=0.25))
+    val, labels = src.validation(10_000)
+    assert labels.dtype == torch.int64 and torch.equal(class_of(val), labels)
+    val, labels = src.validation(5, seed=1)
+    assert val.shape[0] == 5 and torch.equal(class_of(val), labels)
 
 
 def test_class_probs_are_training_frequencies(tmp_path):
@@ -80,8 +89,8 @@ def test_unlabelled_point_cloud_is_unchanged(tmp_path):
     np.save(tmp_path / "pts.npy", x)
     src = load_data(str(tmp_path / "pts.npy"))
     assert src.class_names == () and src.num_classes == 0
-    with pytest.raises(StraightflowError, match="no class labels"):
-        src.sample_train_labeled(4, torch.Generator().manual_seed(0))
+    for _, y in (src.sample_train(4, torch.Generator().manual_seed(0)), src.reference(4), src.floor_reference(4)):
+        assert y is None
     with pytest.raises(StraightflowError, match="label_column"):
         load_data(str(tmp_path / "pts.npy"), require_labels=True)
 
@@ -117,7 +126,7 @@ def test_integer_labels_sort_numerically(tmp_path):
     values = np.array([2, 10, -1])[y]  # class names sorted numerically: -1, 2, 10
     src = load_data(str(write_csv(tmp_path / "pts.csv", x, values)), DataOptions(label_column="species"))
     assert src.class_names == ("-1", "2", "10")
-    _, labels = src.reference_labeled(100)
+    _, labels = src.reference(100)
     # -1 -> label 0 (x0 = 20), 2 -> label 1 (x0 = 0), 10 -> label 2 (x0 = 10)
     torch.testing.assert_close(class_of(src.heldout), torch.tensor([2, 0, 1])[labels])
 
@@ -219,13 +228,14 @@ def test_class_subfolders_give_class_names_and_aligned_labels(tmp_path):
     (root / "notes.txt").write_text("not an image")  # other files are ignored
     src = load_data(str(root), DataOptions(), require_labels=True)
     assert src.class_names == ("cat", "dog", "eel") and src.shape == (3, 6, 6)
-    x, y = src.sample_train_labeled(40, torch.Generator().manual_seed(0))
+    x, y = src.sample_train(40, torch.Generator().manual_seed(0))
     assert torch.equal(colour_class(x), y)
-    torch.testing.assert_close(x, src.sample_train(40, torch.Generator().manual_seed(0)))
-    x, y = src.reference_labeled(100)
+    x, y = src.reference(100)
     assert torch.equal(colour_class(x), y)
-    x, y = src.floor_reference_labeled(100)
+    x, y = src.floor_reference(100)
     assert torch.equal(colour_class(x), y)
+    x, y = load_data(str(root), DataOptions(validation_fraction=0.25), require_labels=True).validation(100)
+    assert x.shape[0] > 0 and torch.equal(colour_class(x), y)
     p = src.class_probs()
     assert abs(float(p.sum()) - 1) < 1e-6
     torch.testing.assert_close(p.double(), torch.bincount(colour_class(src.train), minlength=3).double() / src.train.shape[0])
@@ -239,7 +249,9 @@ def test_labelled_folder_draws_like_the_same_images_unlabelled(tmp_path):
     a, b = load_data(str(labelled)), load_data(str(flat))
     assert b.class_names == () and b.labels is None
     torch.testing.assert_close(a.train, b.train)
-    torch.testing.assert_close(a.sample_train(20, torch.Generator().manual_seed(1)), b.sample_train(20, torch.Generator().manual_seed(1)))
+    (xa, ya), (xb, yb) = a.sample_train(20, torch.Generator().manual_seed(1)), b.sample_train(20, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(xa, xb)
+    assert torch.equal(colour_class(xa), ya) and yb is None
 
 
 @pytest.mark.parametrize(

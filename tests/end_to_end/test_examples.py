@@ -66,7 +66,7 @@ def test_own_loop_on_a_3d_point_cloud(tmp_path):
     w2 = dict(re.findall(r"^\s+(?:two-sample )?(floor|teacher|student)\b.*\s([\d.]+)$", proc.stdout, re.M))
     assert set(w2) == {"floor", "teacher", "student"}, proc.stdout
     n = data.heldout.shape[0]
-    reference = data.reference(n, 3)
+    reference, _ = data.reference(n, 3)
     student = wasserstein2(reference, torch.from_numpy(samples[:n]))
     assert abs(student - float(w2["student"])) < 1e-3  # the printed number is the student's W2 on the written samples
     noise = wasserstein2(reference, data.denormalize(torch.randn(n, 3, generator=torch.Generator().manual_seed(0))))

@@ -128,7 +128,7 @@ def test_score_per_class_with_labels(unbalanced_points, tmp_path):
     from straightflow.data import load_data
 
     data = load_data(str(unbalanced_points), {"label_column": "kind"})
-    x, y = data.floor_reference_labeled(60, 5)
+    x, y = data.floor_reference(60, 5)
     report = sf.score(x.numpy(), str(unbalanced_points), labels=y.numpy(), data_options={"label_column": "kind"})
     row = report["results"][0]
     assert report["classes"] == ["a", "b"] and [c["class"] for c in row["per_class"]] == ["a", "b"]

@@ -114,7 +114,7 @@ def test_image_folders_are_not_decoded_to_sample(tmp_path, monkeypatch):
     run = sf.load(run_dir, device="cpu")
     out = run.sample(4, nfe=2, seed=0)
     assert out.samples.shape == (4, 1, 6, 6) and reads == []
-    assert run.data.reference(2).shape == (2, 1, 6, 6) and len(reads) == 12  # held-out images: the folder, read once, on demand
+    assert run.data.reference(2)[0].shape == (2, 1, 6, 6) and len(reads) == 12  # held-out images: the folder, read once, on demand
 
 
 # ---------------------------------------------------------------- export, the data deleted, a fresh process
@@ -364,10 +364,10 @@ def test_load_data_of_an_export_matches_the_saved_normalisation(points_run, tmp_
     root, run_dir = points_run
     export(run_dir, tmp_path / "model")
     run = sf.load(tmp_path / "model", device="cpu")
-    ref = run.data.reference(20, seed=0)
+    ref, _ = run.data.reference(20, seed=0)
     assert run.data.loaded
     real = load_data(str(root / "points.npy"))
-    assert torch.equal(ref, real.reference(20, seed=0)) and math.isclose(float(run.data.normalize(ref).std()), float(real.normalize(ref).std()))
+    assert torch.equal(ref, real.reference(20, seed=0)[0]) and math.isclose(float(run.data.normalize(ref).std()), float(real.normalize(ref).std()))
 
 
 def test_an_export_leaves_data_root_and_download_to_the_machine_that_evaluates_it(tmp_path):

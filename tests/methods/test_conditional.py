@@ -70,8 +70,8 @@ def uncond_run(tmp_path_factory):
 
 # ------------------------------------------------------------------ 1. the null branch
 def test_null_branch_is_the_unconditional_model(cond_run):
-    ref = cond_run.data.reference(2000, seed=0)
-    floor = wasserstein2(cond_run.data.floor_reference(2000, seed=0), ref)
+    ref, _ = cond_run.data.reference(2000, seed=0)
+    floor = wasserstein2(cond_run.data.floor_reference(2000, seed=0)[0], ref)
     # w = 0 ignores the requested class: even when every sample asks for class 0, the null
     # branch must reproduce the whole (unconditional) marginal
     out = cond_run.sample(2000, nfe=16, seed=1, classes=0, guidance=0.0)
@@ -241,7 +241,7 @@ def test_guided_pairs_store_labels_and_resume_exactly(cond_run, uncond_run, tmp_
     assert pairs.has_labels and pairs.manifest["guidance"] == 2.0
     assert np.array_equal(pairs.gather_labels(np.arange(n)).numpy(), y)
     assert np.array_equal(pairs.heldout_labels().numpy(), y[pairs.n_train :])
-    (bx, bz), by = pairs.sample_train_labeled(64, torch.Generator().manual_seed(0))
+    (bx, bz), by = pairs.sample_train(64, torch.Generator().manual_seed(0))
     rows = torch.cdist(bz, torch.from_numpy(z)).argmin(dim=1).numpy()  # z rows are distinct: find each drawn pair
     assert np.array_equal(bz.numpy(), z[rows]) and np.array_equal(bx.numpy(), x[rows]) and np.array_equal(by.numpy(), y[rows])
     assert (rows < pairs.n_train).all()

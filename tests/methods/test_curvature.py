@@ -70,7 +70,7 @@ def test_kl_matches_closed_form_per_dimension(std):
 def test_zero_init_head_starts_at_the_independent_coupling(prior_name):
     module, data, prior, cfg = _module(prior=prior_name)
     coupling = module.coupling
-    x = data.sample_train(128, torch.Generator().manual_seed(0))
+    x, _ = data.sample_train(128, torch.Generator().manual_seed(0))
     mu, logvar = coupling.encode(x)
     assert torch.all(mu == 0)
     expected_lv = torch.zeros_like(x) if prior.std is None else (2 * prior.std.log()).expand_as(x)
@@ -91,7 +91,7 @@ def test_zero_init_head_starts_at_the_independent_coupling(prior_name):
 
 def test_gradients_reach_the_encoder_through_x_t_and_through_the_target():
     module, data, prior, cfg = _module(beta=1.0)
-    x = data.sample_train(128, torch.Generator().manual_seed(0))
+    x, _ = data.sample_train(128, torch.Generator().manual_seed(0))
     head = module.coupling.encoder.out
 
     def encoder_grad(which):
@@ -122,7 +122,7 @@ def test_gradients_reach_the_encoder_through_x_t_and_through_the_target():
 def test_beta_inf_is_the_independent_coupling_without_an_encoder():
     module, data, prior, cfg = _module(beta=math.inf)
     assert module.coupling.encoder is None and sum(p.numel() for p in module.coupling.parameters()) == 0
-    x = data.sample_train(64, torch.Generator().manual_seed(0))
+    x, _ = data.sample_train(64, torch.Generator().manual_seed(0))
     a = module.coupling(x, torch.Generator().manual_seed(2))
     b = IndependentCoupling(prior)(x, torch.Generator().manual_seed(2))
     assert torch.equal(a.z, b.z) and a.aux_loss is None

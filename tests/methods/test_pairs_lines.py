@@ -118,9 +118,9 @@ def test_pairs_split_across_torchrun_ranks(teacher, pairdir, tmp_path):
 def test_pair_data_samples_with_the_training_generator(pairdir):
     data = PairData.open(pairdir)
     assert data.n_train == 540 and data.heldout == 60
-    a = data.sample_train(32, torch.Generator().manual_seed(0))
-    b = data.sample_train(32, torch.Generator().manual_seed(0))
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[0].shape == (32, 2)
+    a, ya = data.sample_train(32, torch.Generator().manual_seed(0))
+    b, _ = data.sample_train(32, torch.Generator().manual_seed(0))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[0].shape == (32, 2) and ya is None
     x_all, z_all = _all_pairs(pairdir)
     xh, zh = data.heldout_pairs()
     assert torch.equal(xh, x_all[540:]) and torch.equal(zh, z_all[540:])

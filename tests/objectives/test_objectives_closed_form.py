@@ -71,7 +71,7 @@ def test_adversarial_term_hinge_losses_of_a_linear_critic():
     with torch.no_grad():
         critic.weight.copy_(torch.tensor([[1.0, -2.0]]))
     real = torch.tensor([[1.0, 0.0], [0.0, -1.0]])  # D(real) = 1, 2
-    term = AdversarialTerm(critic, lambda n, generator: real[:n], lr=0.0)  # lr 0: the critic stays as it is
+    term = AdversarialTerm(critic, lambda n, generator: (real[:n], None), lr=0.0)  # lr 0: the critic stays as it is
     fake = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], requires_grad=True)  # D(fake) = -2, -1
     g_loss = term.generator_loss(fake)
     assert g_loss.item() == pytest.approx(1.5)  # -mean D(fake)

@@ -146,3 +146,16 @@ def test_code_and_tests_say_what_they_do_not_which_issue_asked():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in _python_files("src", "tests") if p.name != "test_architecture.py"
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
+
+
+def test_data_sources_have_one_draw_method_per_idea():
+    """A draw returns ``(x, y)`` with ``y`` None for unlabelled data: no ``*_labeled`` twin methods, nor calls of them."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "src" / "straightflow").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            name = node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else node.attr if isinstance(node, ast.Attribute) else None
+            if name is not None and name.endswith("_labeled"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert found == []

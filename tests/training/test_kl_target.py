@@ -128,7 +128,7 @@ def test_kl_target_run_lands_its_heldout_kl_near_the_target(tmp_path):
     assert stats[0]["beta"] < 10.0 and stats[-1]["beta"] < 3.0  # KL below the budget at beta 10: beta falls
     assert abs(stats[-1]["kl_ema"] - 0.15) < 0.02
     run = Run.load(run_dir, device="cpu")
-    _, kl, _ = encode_sample(run, run.data.reference(2000, 0), 0)
+    _, kl, _ = encode_sample(run, run.data.reference(2000, 0)[0], 0)
     assert abs(float(kl.mean()) - 0.15) / 0.15 < 0.2, float(kl.mean())  # held-out, EMA weights
 
 
@@ -349,7 +349,7 @@ def test_beta_auto_pilots_are_priced_on_rows_that_eval_never_reports_on(kind, tm
     pilots = [p for p in captured_probes if p.split == "validation"]
     assert len(pilots) >= 2 * len(record["pilots"])  # each pilot's probe and its second draw
     run = Run.load(run_dir, device="cpu")
-    eval_reference = run.data.reference(ALL_HELDOUT if kind == "digits" else 2000, 0)
+    eval_reference, _ = run.data.reference(ALL_HELDOUT if kind == "digits" else 2000, 0)
     held = _rows(eval_reference)
     priced = set().union(*(_rows(p.reference) for p in pilots))
     assert priced and held and not priced & held

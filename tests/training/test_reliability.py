@@ -183,7 +183,7 @@ def test_eval_with_a_reference_has_a_floor_and_says_where_it_came_from(tiny_run)
     ref = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
     report = evaluate(run, [1], n=100, reference=ref)
     assert report["floor_source"] == "run data vs --reference" and report["n_floor"] == 100
-    own = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
+    own, _ = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
     assert report["w2_floor"] == pytest.approx(wasserstein2(own, ref), rel=1e-12)
     assert report["energy_floor"] == pytest.approx(energy_distance(own, ref), rel=1e-12)
     assert "two-sample floor (run data vs --reference): w2 " in format_table(report)
@@ -201,9 +201,11 @@ def _expected_flow_loss(run, x, z, y=None, seed=0):
     return float(loss)
 
 
-def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path):
+def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path, monkeypatch):
     import shutil
 
+    import straightflow.data as data_mod
+    import straightflow.run as run_mod
     from straightflow.data.pairs import write_pair_folder
     from straightflow.evaluate import evaluate, format_table, heldout_flow_loss
 
@@ -212,8 +214,12 @@ def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path):
     x = z @ torch.tensor([[1.2, 0.5], [-0.3, 0.7]]).T + torch.tensor([0.4, -0.6])  # a known map, not moons
     folder = write_pair_folder(tmp_path / "p", z, x, teacher_config={"data": "moons"}, heldout=100)
     run_dir = train(method="reflow", pairs=str(folder), steps=4, width=16, depth=1, out=str(tmp_path / "r"), log_every=2, ckpt_every=4, progress=False)
+    loads = []
+    for mod in (data_mod, run_mod):  # every way a command loads a data source
+        monkeypatch.setattr(mod, "load_data", lambda *a, _real=mod.load_data, **k: loads.append(a[0]) or _real(*a, **k))
     run = Run.load(run_dir)
     report = evaluate(run, [1], n=80)
+    assert loads == ["moons"]  # one eval, one load of its data (the pairs, the teacher block and the scores share it)
     assert report["flow_loss_source"] == "held-out teacher pairs" and "flow_loss_note" not in report
     # the loss the run trains on (pairs (x*, z), never independent noise), on the first 80 held-out pairs
     assert report["flow_loss_heldout"] == pytest.approx(_expected_flow_loss(run, x[500:580], z[500:580]), rel=1e-6)
@@ -221,7 +227,7 @@ def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path):
     shutil.rmtree(folder)  # pairs gone: held-out data with independent noise, said so
     report = evaluate(run, [1], n=80)
     assert "held-out pairs unavailable" in report["flow_loss_note"]
-    assert report["flow_loss_heldout"] == pytest.approx(heldout_flow_loss(run, run.data.reference(80, 0)), rel=1e-12)
+    assert report["flow_loss_heldout"] == pytest.approx(heldout_flow_loss(run, run.data.reference(80, 0)[0]), rel=1e-12)
     assert "note: held-out pairs unavailable" in format_table(report)
 
 
@@ -409,7 +415,7 @@ def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training
     monkeypatch.setattr(pairs_mod, "sha256_file", lambda p: hashed.append(p.name) or real_sha(p))
     data = PairData.open(folder, labels=True)
     for _ in range(3):
-        data.sample_train_labeled(64, torch.Generator().manual_seed(0))
+        data.sample_train(64, torch.Generator().manual_seed(0))
     assert sorted(hashed) == sorted(p.name for p in folder.glob("shard-*.npy"))  # each file once, when first opened
     path = folder / victim
     arr = np.load(path)

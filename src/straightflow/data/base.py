@@ -81,9 +81,9 @@ class DataOptions:
 
 
 class DataSource(ABC):
-    """A dataset. Labelled sources (``class_names`` not empty) also implement the
-    ``*_labeled`` methods, which return the same draws as their plain twins plus
-    int64 class indices ``0 .. K-1`` (``docs/conditional.md``)."""
+    """A dataset. Every draw is a pair ``(x, y)``: ``y`` holds the int64 class indices ``0 .. K-1`` of
+    the rows of ``x`` when the source is labelled (``class_names`` not empty), else None
+    (``docs/conditional.md``)."""
 
     name: str
     #: shape of one sample, e.g. (2,) or (1, 8, 8)
@@ -109,31 +109,19 @@ class DataSource(ABC):
 
         return StraightflowError(f"data {self.name} has no class labels (see docs/conditional.md for the sources that do)")
 
-    def sample_train_labeled(self, n: int, generator: torch.Generator):
-        """``(batch, y)``: what :meth:`sample_train` returns for the same generator state, plus the labels."""
-        raise self._no_labels()
-
-    def reference_labeled(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`reference` and its labels."""
-        raise self._no_labels()
-
-    def floor_reference_labeled(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`floor_reference` and its labels."""
-        raise self._no_labels()
-
+    @abstractmethod
+    def sample_train(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(x, y)``: ``n`` training samples (normalised, float32), drawn with ``generator`` (on its device, or where
+        the data lives), and their labels (None for unlabelled data)."""
 
     @abstractmethod
-    def sample_train(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` training samples (normalised, float32), drawn with ``generator`` (on its device, or where the data lives)."""
+    def reference(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(x, y)``: held-out samples in data units (fresh draws or the held-out split) and their labels (or None)."""
 
     @abstractmethod
-    def reference(self, n: int, seed: int = 0) -> torch.Tensor:
-        """Held-out samples in data units: fresh draws or the held-out split."""
-
-    @abstractmethod
-    def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
-        """A second sample of the data, independent of :meth:`reference`, for the
-        two-sample floor of a metric (data units)."""
+    def floor_reference(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(x, y)``: a second sample of the data, independent of :meth:`reference`, for the
+        two-sample floor of a metric (data units), and its labels (or None)."""
 
     def with_validation(self, fraction: float, seed: int) -> "DataSource":
         """This data with ``fraction`` of its training rows (chosen by ``seed``) carved out as a validation
@@ -144,9 +132,9 @@ class DataSource(ABC):
 
         raise StraightflowError(f"data {self.name} cannot carve a validation split (validation_fraction)")
 
-    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
-        """Validation samples in data units (all of the carved split, or a seeded subset of ``n``): what
-        model selection is judged on (:meth:`with_validation`)."""
+    def validation(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(x, y)``: validation samples in data units (all of the carved split, or a seeded subset of ``n``):
+        what model selection is judged on (:meth:`with_validation`), and their labels (or None)."""
         from ..errors import StraightflowError
 
         raise StraightflowError(f"data {self.name} has no validation split: load it with validation_fraction > 0")

@@ -71,6 +71,7 @@ class ImageSource(DataSource):
 
     def to(self, device):
         self.train = self.train.to(device)
+        self._train_y = None if self.labels is None else self.labels.to(device)  # drawn beside the images, no copy per batch
         return self
 
     def augment(self, x, generator):
@@ -88,40 +89,28 @@ class ImageSource(DataSource):
         dev = generator.device
         idx = torch.randint(0, self.train.shape[0], (n,), generator=generator, device=dev)
         x = self.train[idx.to(self.train.device)].to(dev)
-        return self.augment(x, generator), idx
+        y = None
+        if self.class_names:
+            labels = getattr(self, "_train_y", None)
+            labels = self.labels if labels is None else labels
+            y = labels[idx.to(labels.device)].to(dev)
+        return self.augment(x, generator), y
 
     def sample_train(self, n, generator):
-        return self._draw(n, generator)[0]
+        return self._draw(n, generator)
 
-    def sample_train_labeled(self, n, generator):
-        if not self.class_names:
-            raise self._no_labels()
-        x, idx = self._draw(n, generator)
-        return x, self.labels.to(x.device)[idx.to(x.device)]
-
-    @staticmethod
-    def _subset(x, y, n, seed):
+    def _subset(self, x, y, n, seed):
         idx = subset_index(x.shape[0], n, seed)
+        y = y if self.class_names else None
         if idx is None:
-            return x.cpu(), y
-        return x[idx.to(x.device)].cpu(), None if y is None else y[idx]
+            return x.cpu(), None if y is None else y.cpu()
+        return x[idx.to(x.device)].cpu(), None if y is None else y[idx.to(y.device)].cpu()
 
     def reference(self, n, seed=0):
-        return self._subset(self.heldout, None, n, seed)[0]
-
-    def reference_labeled(self, n, seed=0):
-        if not self.class_names:
-            raise self._no_labels()
         return self._subset(self.heldout, self.heldout_labels, n, seed)
 
     def floor_reference(self, n, seed=0):
-        return self._subset(self.train, None, n, seed + 1)[0]
-
-    def floor_reference_labeled(self, n, seed=0):
-        if not self.class_names:
-            raise self._no_labels()
-        x, y = self._subset(self.train, self.labels.to(self.train.device), n, seed + 1)
-        return x, y.cpu()
+        return self._subset(self.train, self.labels, n, seed + 1)
 
     def train_images(self) -> torch.Tensor:
         """All training images (CPU, [-1, 1])."""
@@ -137,13 +126,14 @@ class ImageSource(DataSource):
                            hflip=self.hflip, key=f"{self.key}-val{fraction:g}s{seed}", heldout_labels=self.heldout_labels,
                            class_names=self.class_names or None, loader=self.loader)
         view._validation = self.train[val.to(on)].cpu()
+        view._validation_labels = None if self.labels is None else self.labels[val]
         return view
 
-    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+    def validation(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         carved = getattr(self, "_validation", None)
         if carved is None:
             return super().validation(n, seed)
-        return self._subset(carved, None, n, seed)[0]
+        return self._subset(carved, self._validation_labels, n, seed)
 
 
 def _split(n: int, heldout_fraction: float, split_seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:

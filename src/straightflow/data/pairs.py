@@ -230,13 +230,13 @@ def check_pairs_prior(folder: str | Path, manifest: dict, prior: DiagonalGaussia
 class PairData(DataSource):
     """Teacher pairs as a training data source; everything else comes from the base data source.
 
-    ``sample_train`` returns a tuple ``(x*, z)`` (model units) of pairs drawn
+    ``sample_train`` returns ``((x*, z), y)``: pairs (model units) drawn
     uniformly, with the caller's generator, from the training part (all but the
-    last ``heldout`` pairs); shards are memory-mapped, so memory stays bounded.
+    last ``heldout`` pairs), and their labels; shards are memory-mapped, so memory stays bounded.
     ``reference``, ``floor_reference``, (de)normalisation, shape and kind are
     the base (teacher's) data source's, so evaluation is unchanged. Pairs of a
-    conditional teacher carry the class each x* was generated for
-    (``sample_train_labeled`` returns ``((x*, z), y)``).
+    conditional teacher carry the class each x* was generated for (``y``; None for
+    pairs without labels).
     """
 
     def __init__(self, folder: Path, manifest: dict, base: DataSource):
@@ -348,13 +348,10 @@ class PairData(DataSource):
         return torch.randint(0, self.n_train, (n,), generator=generator, device=generator.device).cpu().numpy()
 
     def sample_train(self, n: int, generator: torch.Generator):
-        x, z = self.gather(self._train_index(n, generator))
-        return x.to(self.device), z.to(self.device)
-
-    def sample_train_labeled(self, n: int, generator: torch.Generator):
         idx = self._train_index(n, generator)
         x, z = self.gather(idx)
-        return (x.to(self.device), z.to(self.device)), self.gather_labels(idx).to(self.device)
+        y = self.gather_labels(idx).to(self.device) if self.has_labels else None
+        return (x.to(self.device), z.to(self.device)), y
 
     def heldout_pairs(self, max_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The held-out pairs (x*, z), CPU, model units (the first ``max_n`` of them)."""
@@ -373,20 +370,14 @@ class PairData(DataSource):
         self.base.to(device)  # the adversarial term draws real data from it
         return self
 
-    def reference(self, n: int, seed: int = 0) -> torch.Tensor:
+    def reference(self, n: int, seed: int = 0):
         return self.base.reference(n, seed)
 
-    def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
+    def floor_reference(self, n: int, seed: int = 0):
         return self.base.floor_reference(n, seed)
 
-    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+    def validation(self, n: int, seed: int = 0):
         return self.base.validation(n, seed)
-
-    def reference_labeled(self, n: int, seed: int = 0):
-        return self.base.reference_labeled(n, seed)
-
-    def floor_reference_labeled(self, n: int, seed: int = 0):
-        return self.base.floor_reference_labeled(n, seed)
 
     def class_probs(self) -> torch.Tensor:
         return self.base.class_probs()

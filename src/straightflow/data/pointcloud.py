@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import StraightflowError
-from .base import DataSource, seeded_subset, split_rows, subset_index
+from .base import DataSource, split_rows, subset_index
 from .stream import TensorRows, TrainItems
 
 
@@ -251,36 +251,22 @@ class PointCloud(DataSource):
         return torch.randint(0, self.train.shape[0], (n,), generator=generator, device=generator.device)
 
     def sample_train(self, n, generator):
-        return self.train[self._index(n, generator)]
-
-    def sample_train_labeled(self, n, generator):
-        if self.labels is None:
-            raise self._no_labels()
         idx = self._index(n, generator)
-        return self.train[idx], self.labels[idx]
+        return self.train[idx], None if self.labels is None else self.labels[idx]
 
     def reference(self, n, seed=0):
         # all of the held-out split, or a seeded subset of it
-        return seeded_subset(self.heldout, n, seed)
-
-    def reference_labeled(self, n, seed=0):
-        if self.heldout_labels is None:
-            raise self._no_labels()
         idx = subset_index(self.heldout.shape[0], n, seed)
         if idx is None:
             return self.heldout, self.heldout_labels
-        return self.heldout[idx], self.heldout_labels[idx]
+        return self.heldout[idx], None if self.heldout_labels is None else self.heldout_labels[idx]
 
     def floor_reference(self, n, seed=0):
         # training points, same count as the reference: the two-sample floor
-        return self.denormalize(seeded_subset(self.train, min(n, self.heldout.shape[0]), seed + 1)).cpu()
-
-    def floor_reference_labeled(self, n, seed=0):
-        if self.labels is None:
-            raise self._no_labels()
         idx = subset_index(self.train.shape[0], min(n, self.heldout.shape[0]), seed + 1)
-        x, y = (self.train, self.labels) if idx is None else (self.train[idx.to(self.train.device)], self.labels[idx.to(self.labels.device)])
-        return self.denormalize(x).cpu(), y.cpu()
+        x, y = (self.train, self.labels) if idx is None else (self.train[idx.to(self.train.device)],
+                                                              None if self.labels is None else self.labels[idx.to(self.labels.device)])
+        return self.denormalize(x).cpu(), None if y is None else y.cpu()
 
     def with_validation(self, fraction: float, seed: int) -> "PointCloud":
         """A copy training on all but ``fraction`` of the training rows; those rows are :meth:`validation`.
@@ -289,12 +275,18 @@ class PointCloud(DataSource):
         keep, val = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(val))
         view = copy.copy(self)
         view.train, view._validation = self.train[keep.to(self.train.device)], self.denormalize(self.train[val.to(self.train.device)]).cpu()
+        view._validation_labels = None
         if self.labels is not None:
             view.labels = self.labels[keep.to(self.labels.device)]
+            view._validation_labels = self.labels[val.to(self.labels.device)].cpu()
         return view
 
-    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
+    def validation(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         carved = getattr(self, "_validation", None)
         if carved is None:
             return super().validation(n, seed)
-        return seeded_subset(carved, n, seed)
+        idx = subset_index(carved.shape[0], n, seed)
+        y = self._validation_labels
+        if idx is None:
+            return carved, y
+        return carved[idx], None if y is None else y[idx]

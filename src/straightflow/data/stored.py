@@ -166,23 +166,14 @@ class StoredSource(DataSource):
     def sample_train(self, n, generator):
         return self.source("training batches").sample_train(n, generator)
 
-    def sample_train_labeled(self, n, generator):
-        return self.source("training batches").sample_train_labeled(n, generator)
-
     def reference(self, n, seed=0):
         return self.source("held-out references").reference(n, seed)
-
-    def reference_labeled(self, n, seed=0):
-        return self.source("held-out references").reference_labeled(n, seed)
 
     def floor_reference(self, n, seed=0):
         return self.source("two-sample floors").floor_reference(n, seed)
 
     def validation(self, n, seed=0):
         return self.source("the validation split").validation(n, seed)
-
-    def floor_reference_labeled(self, n, seed=0):
-        return self.source("two-sample floors").floor_reference_labeled(n, seed)
 
     def class_probs(self) -> torch.Tensor:
         if self._class_probs is not None:

@@ -393,12 +393,7 @@ class ItemSource(DataSource):
         return self.augment(x, generator), y
 
     def sample_train(self, n, generator):
-        return self._draw(n, generator, False)[0]
-
-    def sample_train_labeled(self, n, generator):
-        if not self.class_names:
-            raise self._no_labels()
-        return self._draw(n, generator, True)
+        return self._draw(n, generator, bool(self.class_names))
 
     # ---- references (data units, CPU; only the rows asked for are read)
     def _read(self, index: np.ndarray, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -414,20 +409,12 @@ class ItemSource(DataSource):
         return torch.cat(xs), (None if ys[0] is None else torch.cat(ys))
 
     def _labelled(self, x, y):
-        if not self.class_names or y is None:
-            raise self._no_labels()
-        return x, y
+        return x, (y if self.class_names else None)
 
     def reference(self, n, seed=0):
-        return self._read(self.heldout_index, n, seed)[0]
-
-    def reference_labeled(self, n, seed=0):
         return self._labelled(*self._read(self.heldout_index, n, seed))
 
     def floor_reference(self, n, seed=0):
-        return self._read(self.train_index, n, seed + 1)[0]
-
-    def floor_reference_labeled(self, n, seed=0):
         return self._labelled(*self._read(self.train_index, n, seed + 1))
 
     # ---- the validation split (model selection; ``DataSource.with_validation``)
@@ -447,7 +434,7 @@ class ItemSource(DataSource):
         carved = getattr(self, "_validation_index", None)
         if carved is None:
             return super().validation(n, seed)
-        return self._read(carved, n, seed)[0]
+        return self._labelled(*self._read(carved, n, seed))
 
     # ---- the Fréchet module's classifier (labelled images)
     def train_images(self) -> torch.Tensor:

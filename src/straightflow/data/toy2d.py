@@ -98,26 +98,17 @@ class Toy2D(DataSource):
         self._sampler = BUILTIN_2D[name]
         self.class_names = CLASS_NAMES[name]  # every class equally likely
 
-    def sample_train(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self._sampler(n, generator)[0]
-
-    def sample_train_labeled(self, n: int, generator: torch.Generator):
+    def sample_train(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self._sampler(n, generator)
 
     def sample_class(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Points of the given classes (one per label)."""
         return self._sampler(labels.shape[0], generator, labels)[0]
 
-    def reference(self, n: int, seed: int = 0) -> torch.Tensor:
-        return self.reference_labeled(n, seed)[0]
-
-    def reference_labeled(self, n: int, seed: int = 0):
+    def reference(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return self._sampler(n, stream_generator("reference", seed))
 
-    def floor_reference(self, n: int, seed: int = 0) -> torch.Tensor:
-        return self.floor_reference_labeled(n, seed)[0]
-
-    def floor_reference_labeled(self, n: int, seed: int = 0):
+    def floor_reference(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return self._sampler(n, stream_generator("floor", seed))
 
     def with_validation(self, fraction: float, seed: int) -> "Toy2D":
@@ -125,5 +116,5 @@ class Toy2D(DataSource):
         draws from a stream of its own, never the ``reference`` stream ``eval`` scores against."""
         return self
 
-    def validation(self, n: int, seed: int = 0) -> torch.Tensor:
-        return self._sampler(n, stream_generator("validation", seed))[0]
+    def validation(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sampler(n, stream_generator("validation", seed))

@@ -116,7 +116,7 @@ class ClassAccuracy:
             self.name, self.classifier = "classifier_accuracy", classifier_features(data)[0]
         else:  # 1-NN on labelled training points (the floor draw: never the held-out set)
             self.name, self.classifier = "knn_accuracy", None
-            self.points, self.point_labels = data.floor_reference_labeled(5000, seed + 7)
+            self.points, self.point_labels = data.floor_reference(5000, seed + 7)
 
     def __call__(self, samples: torch.Tensor, labels: torch.Tensor) -> float:
         if self.classifier is not None:
@@ -159,19 +159,16 @@ class HeldoutScoring:
         self.user_reference = reference is not None
         images = data.kind == "image"
         n_ref = ALL_HELDOUT if images else n  # images: always the whole held-out set
-        self.ref_labels = self.floor_labels = None
-        if labelled:
-            self.ref, self.ref_labels = data.reference_labeled(n_ref, seed)
-        else:
-            self.ref = reference if reference is not None else data.reference(n_ref, seed)
+        self.ref, self.ref_labels = (reference, None) if reference is not None else data.reference(n_ref, seed)
+        if labelled and self.ref_labels is None:
+            raise data._no_labels()
         self.n = n if images or reference is not None else min(n, self.ref.shape[0])
         # the floor: held-out reference against a second sample of the run's data, as many points as are
         # generated (images: training images; with --reference: the run's own data against the user's)
         n_floor = self.n if images or reference is not None else self.ref.shape[0]
-        if labelled:
-            self.floor_ref, self.floor_labels = data.floor_reference_labeled(n_floor, seed)
-        else:
-            self.floor_ref = data.floor_reference(n_floor, seed)
+        self.floor_ref, self.floor_labels = data.floor_reference(n_floor, seed)
+        if not labelled:  # labels of an unconditional run's data are not scored
+            self.ref_labels = self.floor_labels = None
         self.class_names = tuple(data.class_names) if labelled else ()
         self.accuracy = ClassAccuracy(data, seed) if labelled and per_class else None
 

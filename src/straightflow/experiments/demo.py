@@ -181,7 +181,7 @@ def _run_demo(out: Path, data: str, steps: int, student_steps: int, n_pairs: int
         labels = {"baseline": "baseline (rectified flow)", "curvature": f"curvature method (beta = {beta:g})",
                   "lines": "lines student of the baseline"}
         _stage(6, "drawing the figures")
-        ref = loaded["baseline"].data.reference(n, 0)
+        ref, _ = loaded["baseline"].data.reference(n, 0)
         panels = []
         for name, run in loaded.items():
             k = 1 if name == "lines" else 100  # the student's paths are its straight lines: one step of the line sampler

@@ -90,11 +90,8 @@ class Curvature(Method):
         # reconstruction: x -> z ~ q_phi(z|x) -> ODE (same solver and NFE) -> x_rec, on a second
         # sample of the data (independent of ``reference``), so a perfect encoder + ODE scores the
         # two-sample floor rather than 0
-        if run.conditional:
-            src, src_labels = run.data.floor_reference_labeled(reference.shape[0], seed)
-            src, src_labels = src[:n], src_labels[:n]
-        else:
-            src, src_labels = run.data.floor_reference(reference.shape[0], seed)[:n], None
+        src, src_labels = run.data.floor_reference(reference.shape[0], seed)
+        src, src_labels = src[:n], (src_labels[:n] if run.conditional else None)
         z, _, _ = encode_sample(run, src, seed + 1, labels=src_labels)
         rows = []
         for k in nfes:

@@ -49,7 +49,7 @@ class Lines(PairMethod):
             real = getattr(data, "base", data)  # real data, not pairs
             k = real.num_classes if cfg.conditional else 0
             disc = build_discriminator(tuple(data.shape), data.kind, num_classes=k).to(device)
-            adversary = AdversarialTerm(disc, real.sample_train_labeled if k else real.sample_train, cfg.lr, num_classes=k,
+            adversary = AdversarialTerm(disc, real.sample_train, cfg.lr, num_classes=k,
                                         cond_drop=cfg.cond_drop)
         objective = LinesObjective(recon=cfg.recon, sampler_steps=cfg.sampler_steps, t_min=cfg.t_min,
                                    adv_weight=cfg.adv, adversary=adversary, lpips=lpips)

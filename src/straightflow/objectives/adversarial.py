@@ -83,15 +83,15 @@ def _critic_features(shape: tuple[int, ...], conv: bool, width: int) -> nn.Modul
 
 
 class AdversarialTerm:
-    """Critic ``disc`` between real data (``sample_real(n, generator)``) and x_hat.
+    """Critic ``disc`` between real data (``sample_real(n, generator) -> (x, y)``, e.g. a data source's
+    ``sample_train``) and x_hat.
 
-    Conditional (``num_classes`` > 0): ``disc(x, y)`` is a :class:`ProjectionCritic`, ``sample_real``
-    returns ``(x, y)``, x_hat is judged with the labels it was predicted for, and the real labels are
+    Conditional (``num_classes`` > 0): ``disc(x, y)`` is a :class:`ProjectionCritic`, x_hat is judged with the labels it was predicted for, and the real labels are
     replaced by the null class at ``cond_drop``, the student's own label-dropout rate.
     Under DDP the critic's gradients are averaged over ranks in :meth:`step`.
     """
 
-    def __init__(self, disc: nn.Module, sample_real: Callable[[int, torch.Generator], torch.Tensor], lr: float,
+    def __init__(self, disc: nn.Module, sample_real: Callable[[int, torch.Generator], tuple], lr: float,
                  num_classes: int = 0, cond_drop: float = 0.0):
         self.disc, self.sample_real = disc, sample_real
         self.num_classes, self.cond_drop = int(num_classes), float(cond_drop)
@@ -125,12 +125,12 @@ class AdversarialTerm:
         fake = self.last_fake
         if fake is None:
             raise RuntimeError("AdversarialTerm.step() before any generator_loss()")
+        real, real_y = self.sample_real(fake.shape[0], generator)
+        real = real.to(fake.device, fake.dtype)
         if self.num_classes > 0:
-            real, real_y = self.sample_real(fake.shape[0], generator)
-            real, real_y = real.to(fake.device, fake.dtype), drop_labels(real_y, self.cond_drop, self.num_classes, generator)
+            real_y = drop_labels(real_y, self.cond_drop, self.num_classes, generator)
             d_real, d_fake = self._score(real, real_y), self._score(fake, self.last_labels)
         else:
-            real = self.sample_real(fake.shape[0], generator).to(fake.device, fake.dtype)
             d_real, d_fake = self.disc(real), self.disc(fake)
         loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
         self.opt.zero_grad(set_to_none=True)

@@ -60,7 +60,7 @@ def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None =
     n = n or 300
     x, z = forward_pairs(run, n, seed)
     res = run.sample(n, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes, guidance=guidance)
-    data = run.data.reference(2000, seed)
+    data, _ = run.data.reference(2000, seed)
     fig, axes = subplots(1, 2, figsize=(9, 4.6))
     draw_forward(axes[0], x, z, f"forward: x -> z ~ q_phi(z|x) ({_beta_text(run)})")
     draw_paths(axes[1], res.trajectory, data, f"reverse: z ~ prior -> x ({res.solver}, NFE {res.nfe})")
@@ -188,7 +188,8 @@ def plot_sweep_trajectories(runs: list[tuple[str, object]], out: Path, n: int = 
         x, z = forward_pairs(run, n, seed)
         res = run.sample(n, nfe=nfe, solver="euler", seed=seed, return_trajectory=True)
         draw_forward(axes[0, j], x, z, f"{label}: forward")
-        draw_paths(axes[1, j], res.trajectory, run.data.reference(2000, seed), f"{label}: reverse (euler {nfe})")
+        reference, _ = run.data.reference(2000, seed)
+        draw_paths(axes[1, j], res.trajectory, reference, f"{label}: reverse (euler {nfe})")
     _save(fig, out, dpi=110)
 
 

@@ -34,7 +34,7 @@ def plot_reverse_paths(run, out: Path, n: int | None = None, nfe: int | None = N
     require_2d(run)
     res = run.sample(n or 300, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes, guidance=guidance)
     fig, ax = subplots(figsize=(5, 5))
-    data = run.data.reference(2000, seed) if run.data_available else None
+    data = run.data.reference(2000, seed)[0] if run.data_available else None
     where = "" if data is not None else " (training data not available)"
     draw_paths(ax, res.trajectory, data, f"{run.cfg.method} on {run.cfg.data}: reverse paths ({res.solver}, NFE {res.nfe}){where}")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)

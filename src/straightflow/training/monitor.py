@@ -119,12 +119,12 @@ class QualityProbe:
         base = getattr(data, "base", data)  # teacher pairs: score against the data they stand for
         self.data, self.nfes, self.solver, self.device, self.batch_size = base, list(nfes), solver, torch.device(device), batch_size
         self.split = split
-        self.reference = base.validation(n, seed) if split == "validation" else base.reference(n, seed)
+        self.reference, _ = base.validation(n, seed) if split == "validation" else base.reference(n, seed)
         self.n = min(n, int(self.reference.shape[0]))
         self.noise = seeded_noise(self.n, tuple(base.shape), seed, "sample", prior)
         # in proportion to the training classes, like `eval`: the reference is the held-out data, classes mixed as they are
         self.labels = stratified_labels(self.n, base.class_probs()) if num_classes else None
-        floor_reference = base.floor_reference(int(self.reference.shape[0]), seed)
+        floor_reference, _ = base.floor_reference(int(self.reference.shape[0]), seed)
         if base.kind == "image":
             extractor, features = feature_extractor(base)
             self.frechet = FrechetDistance(extractor, features, device=self.device)

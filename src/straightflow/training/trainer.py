@@ -359,14 +359,12 @@ def _set_lr(state: TrainState, step: int) -> float:
 
 
 def _draw_batch(state: TrainState) -> tuple:
-    """This rank's next batch and its labels (None for an unconditional module): from the DataLoader (augmented
-    with the generator), else drawn from the in-memory data with the generator."""
+    """This rank's next batch and its labels (None for unlabelled data; only a conditional module reads them): from
+    the DataLoader (augmented with the generator), else drawn from the in-memory data with the generator."""
     if state.batches is not None:
         batch, labels = state.batches.next()
         return state.data.augment(batch, state.generator), labels
-    if state.module.conditional:
-        return state.data.sample_train_labeled(state.local_batch, state.generator)
-    return state.data.sample_train(state.local_batch, state.generator), None
+    return state.data.sample_train(state.local_batch, state.generator)
 
 
 def _compute_loss(state: TrainState, batch, labels) -> tuple[torch.Tensor, dict]:
