@@ -23,14 +23,8 @@ from pathlib import Path
 
 from straightflow.formatting import beta_label
 from straightflow.run import Run
-from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, PRICE_NFE, PROBE_N, choose_target, near_line, price_of
+from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, PRICE_NFE, PROBE_N, choose_target, late_kl, near_line, price_of
 from straightflow.training.monitor import QualityProbe, read_records
-
-
-def _kl(run_dir: Path, steps: int) -> float:
-    stats = read_records(run_dir / "stats.jsonl")
-    last = [r["kl"] for r in stats if r["step"] > steps - max(1, steps // 10) and "kl" in r]
-    return sum(last) / len(last) if last else 0.0
 
 
 def price_run(run_dir: Path, draws: int, split: str) -> dict:
@@ -42,7 +36,7 @@ def price_run(run_dir: Path, draws: int, split: str) -> dict:
     key = next(k for k in (f"w2_nfe{PRICE_NFE}", f"fd_nfe{PRICE_NFE}") if k in scores.scores)
     return {"quality": scores.scores[key], "quality_nfe1": scores.scores[key.replace(f"nfe{PRICE_NFE}", "nfe1")],
             "quality_draws": [d[key] for d in scores.draws] if scores.draws else [scores.scores[key]],
-            "kl": _kl(run_dir, run.cfg.steps)}
+            "kl": late_kl(read_records(run_dir / "stats.jsonl"), run.cfg.steps)}
 
 
 def main() -> int:
@@ -67,7 +61,7 @@ def main() -> int:
         if pilot["ratio"] > args.price:
             break
     choice = choose_target(pilots, args.price)
-    close = ", ".join(f"beta={beta_label(r['beta'])}" for r in near_line([{**q, "ratio": q["ratio"], "se": q["se"]} for q in pilots], args.price))
+    close = ", ".join(f"beta={beta_label(r['beta'])}" for r in near_line(pilots, args.price))
     print(f"priced on the {args.split} split, {args.draws} draws of n = {PROBE_N}: K = {choice['kl_target']:.4g}, initial beta "
           f"{choice['beta']:.4g} ({choice['why']})" + (f"; near the line: {close}" if close else ""))
     return 0 if math.isfinite(choice["kl_target"]) else 1

@@ -95,9 +95,7 @@ def recommend(run: Run, report: dict | None, nfe: int | None = None) -> dict:
     the weight the chosen row was measured at (``report["guidance"]``), else 1."""
     rec = _recommend_nfe(run, report, nfe)
     if run.conditional:
-        measured = (report or {}).get("guidance")
-        use_report = nfe is None and report is not None and report.get("step") == run.step and isinstance(measured, (int, float))
-        rec["guidance"] = float(measured) if use_report and rec["source"].startswith("eval.json") else 1.0
+        rec.setdefault("guidance", 1.0)
     return rec
 
 
@@ -115,8 +113,11 @@ def _recommend_nfe(run: Run, report: dict | None, nfe: int | None) -> dict:
             best = min(r[metric] for r in rows)
             good = [r for r in rows if r[metric] <= best + NFE_TOLERANCE * abs(best)]
             pick = min(good, key=lambda r: (int(r["nfe"]), r["solver"] != solver))
-            return {"solver": str(pick["solver"]), "nfe": int(pick["nfe"]),
-                    "source": f"eval.json: the smallest NFE whose {metric} is within {NFE_TOLERANCE:.0%} of the best measured"}
+            rec = {"solver": str(pick["solver"]), "nfe": int(pick["nfe"]),
+                   "source": f"eval.json: the smallest NFE whose {metric} is within {NFE_TOLERANCE:.0%} of the best measured"}
+            if isinstance(report.get("guidance"), (int, float)):  # the weight the chosen row was measured at
+                rec["guidance"] = float(report["guidance"])
+            return rec
     return {"solver": solver, "nfe": int(run.method.default_nfe(run.cfg)),
             "source": f"the {run.method.name or run.cfg.method} method's default; no quality measured at this step"}
 

@@ -201,6 +201,12 @@ def pilot_config(cfg, beta: float, draws: int, *, custom_model: bool = False, cu
                 validation_fraction=validation_fraction(cfg))
 
 
+def late_kl(stats: list[dict], steps: int) -> float:
+    """A run's KL per dimension as the pilots report it: the mean training-batch KL of its last tenth (0 without any)."""
+    last = [r["kl"] for r in stats if r["step"] > steps - max(1, steps // 10) and "kl" in r]
+    return sum(last) / len(last) if last else 0.0
+
+
 def _pilot_result(run_dir: Path, steps: int) -> dict:
     quality = read_records(run_dir / QUALITY_FILE)
     stats = read_records(run_dir / "stats.jsonl")
@@ -210,9 +216,8 @@ def _pilot_result(run_dir: Path, steps: int) -> dict:
     key = next((k for k in (f"w2_nfe{PRICE_NFE}", f"fd_nfe{PRICE_NFE}") if k in q), None)
     if key is None:
         raise StraightflowError(f"--beta auto: the pilot {run_dir} recorded no quality at NFE {PRICE_NFE}")
-    last = [r["kl"] for r in stats if r["step"] > steps - max(1, steps // 10) and "kl" in r]
     value = q[key]
-    return {"quality": math.inf if value is None else float(value), "quality_key": key, "kl": sum(last) / len(last) if last else 0.0,
+    return {"quality": math.inf if value is None else float(value), "quality_key": key, "kl": late_kl(stats, steps),
             "quality_nfe1": q.get(key.replace(f"nfe{PRICE_NFE}", "nfe1")), "quality_draws": q.get(f"{key}_draws")}
 
 
