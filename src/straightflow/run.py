@@ -47,7 +47,7 @@ from .device import resolve_device
 from .errors import StraightflowError
 from .methods import FlowTrainingModule, Method, build_module, resolve_method
 from .noise import seeded_noise
-from .solvers import SolveResult, solve
+from .solvers import SolveResult, check_solver, solve
 
 
 def _data_loader(cfg: TrainConfig, dataset=None):
@@ -89,6 +89,11 @@ class SampleOutput:
     network_calls: int = 0  #: network forward calls per sampling batch (a guided step is one call on 2 x the rows)
     call_rows: int = 0  #: rows of the largest network call (2 x the batch when guided)
     note: str | None = None  #: the solver's caveat (``SolveResult.note``), e.g. Heun at even NFE evaluates t = 0
+
+
+def _check_guidance(guidance: float | None) -> None:
+    if guidance is not None and not math.isfinite(guidance):
+        raise StraightflowError(f"--guidance must be a finite number, got {guidance}")
 
 
 class Run:
@@ -270,8 +275,7 @@ class Run:
         solver = solver or self.method.default_solver
         if self.conditional and labels is None:
             labels = self.labels(z.shape[0])
-        if guidance is not None and not math.isfinite(guidance):
-            raise StraightflowError(f"--guidance must be a finite number, got {guidance}")
+        _check_guidance(guidance)
         outs, trajs, nfe_used, times, note = [], [], 0, None, None
         calls = rows = evals = 0
         # the bar counts samples; a caller's own bar (``progress`` a tqdm, e.g. eval's) is advanced instead
@@ -318,10 +322,20 @@ class Run:
 
         Conditional runs: ``classes`` ("all" = class i mod K, a class index or name, or (n,) labels)
         and ``guidance`` w (0 unconditional, 1 conditional, > 1 guided; None: an export's recommended weight, else 1)."""
+        nfe, solver, guidance, labels = self.sampling_plan(n, nfe, solver, classes, guidance)
+        return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress, labels, guidance)
+
+    def sampling_plan(self, n: int, nfe: int | None = None, solver: str | None = None, classes=None,
+                      guidance: float | None = None) -> tuple[int, str, float | None, torch.Tensor | None]:
+        """What :meth:`sample` would do, checked without solving: ``(nfe, solver, guidance, labels)`` after the
+        defaults, or the error sampling gives (``sample --dry-run``)."""
         if n < 1:
             raise StraightflowError(f"-n must be >= 1, got {n}")
         if not self.conditional and (classes is not None or guidance is not None):
             raise self._not_conditional()
         nfe, guidance = self.sampling_defaults(nfe, guidance)
+        solver = solver or self.method.default_solver
+        check_solver(solver, nfe)
+        _check_guidance(guidance)
         labels = self.labels(n, "all" if classes is None else classes) if self.conditional else None
-        return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress, labels, guidance)
+        return nfe, solver, guidance, labels

@@ -186,6 +186,7 @@ def generate_pairs(
     ctx: DistContext | None = None,
     class_names: tuple[str, ...] | None = None,
     class_probs: torch.Tensor | None = None,
+    dry_run: bool = False,
 ) -> dict:
     """Generate (or finish) a pair folder of ``n`` pairs (z, x* = teacher(z)); returns a summary dict.
 
@@ -206,6 +207,10 @@ def generate_pairs(
     Under ``torchrun`` pass ``ctx`` (:func:`straightflow.distributed.init_distributed`):
     rank r generates the shards ``i`` with ``i % world == r`` and rank 0 writes
     the manifest once all are done.
+
+    ``dry_run``: the same checks, the teacher called once on two noises of the first shard (its samples must
+    come back finite and of ``shape``), the shards that would be reused or generated counted; nothing is written
+    (the summary has ``dry_run: True``).
     """
     shape = tuple(int(s) for s in shape)
     if n < 2:
@@ -220,19 +225,14 @@ def generate_pairs(
         raise StraightflowError(f"--out {out} exists and is not a folder")
     ctx = ctx or DistContext(device=torch.device(device))
     size = shard_size or default_shard_size(shape)
-    settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32", "space": "model",
-                "prior": (prior or DiagonalGaussianPrior()).describe(), **(settings or {})}
-    if class_names:
-        probs = torch.full((len(class_names),), 1.0 / len(class_names)) if class_probs is None else torch.as_tensor(class_probs, dtype=torch.float64)
-        if probs.shape != (len(class_names),) or not bool((probs >= 0).all()) or not float(probs.sum()) > 0:
-            raise StraightflowError(f"class_probs must hold {len(class_names)} non-negative weights")
-        probs = probs / probs.sum()
-        settings.update({"classes": list(class_names), "class_probs": [round(float(p), 12) for p in probs]})
+    settings = _folder_settings(teacher, seed, shape, prior, settings, class_names, class_probs)
     if (out / SETTINGS).exists():
         old = read_json(out / SETTINGS, "pairs settings")
         if old != settings:
             diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
             raise StraightflowError(f"{out} holds pairs made with other settings ({diff}); choose another --out")
+    if dry_run:
+        return _plan(teacher, n, out, shape, seed, prior, to_model, size, held, settings, ctx)
     lock = FolderLock(out, "pairs folder") if ctx.is_main else None
     if lock is not None:  # one writer per pairs folder (under torchrun: rank 0 for all ranks)
         lock.acquire()
@@ -241,6 +241,35 @@ def generate_pairs(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _folder_settings(teacher, seed, shape, prior, settings, class_names, class_probs) -> dict:
+    """What makes two pair folders the same (recorded in ``settings.json``, checked on resume)."""
+    settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32", "space": "model",
+                "prior": (prior or DiagonalGaussianPrior()).describe(), **(settings or {})}
+    if class_names:
+        probs = torch.full((len(class_names),), 1.0 / len(class_names)) if class_probs is None else torch.as_tensor(class_probs, dtype=torch.float64)
+        if probs.shape != (len(class_names),) or not bool((probs >= 0).all()) or not float(probs.sum()) > 0:
+            raise StraightflowError(f"class_probs must hold {len(class_names)} non-negative weights")
+        probs = probs / probs.sum()
+        settings.update({"classes": list(class_names), "class_probs": [round(float(p), 12) for p in probs]})
+    return settings
+
+
+def _plan(teacher, n, out, shape, seed, prior, to_model, size, held, settings, ctx) -> dict:
+    """``generate_pairs(dry_run=True)``: the teacher tried on two noises, the shards to reuse and to generate."""
+    z = seeded_noise(2, shape, seed, "pairs", prior).to(ctx.device)
+    y = seeded_labels(2, torch.tensor(settings["class_probs"]), seed, "labels").to(ctx.device) if "classes" in settings else None
+    res = teacher(z) if y is None else teacher(z, y)
+    x = res.samples if to_model is None else to_model(res.samples)
+    if tuple(x.shape) != (2, *shape):
+        raise StraightflowError(f"the teacher returned samples of shape {tuple(x.shape)[1:]}, not the data's {shape}")
+    if not bool(torch.isfinite(x).all()):
+        raise StraightflowError("the teacher returned non-finite samples for the first noises")
+    starts = list(range(0, n, size))
+    reused = [i for i in range(len(starts)) if complete_shard(out, i, starts[i], min(size, n - starts[i]), settings) is not None]
+    return {"dry_run": True, "out": str(out), "n": n, "heldout": held, "shards": len(starts), "reused_shards": len(reused),
+            "generated_pairs": n - sum(min(size, n - starts[i]) for i in reused), "teacher_nfe": int(res.nfe), "settings": settings}
 
 
 def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings, manifest, ctx) -> dict:

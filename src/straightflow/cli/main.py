@@ -19,7 +19,18 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError, TrainingInterrupted
-from .common import _MODEL_DIR_HELP, _add_class_flags, _config_values, _int_list, _nfe_text, _Parser, absolute_paths, add_config_flags, check_out
+from .common import (
+    _MODEL_DIR_HELP,
+    _add_class_flags,
+    _config_values,
+    _int_list,
+    _nfe_text,
+    _Parser,
+    absolute_paths,
+    add_config_flags,
+    add_dry_run_flag,
+    check_out,
+)
 from .pairs import _add_pairs, _run_pairs
 
 
@@ -27,6 +38,7 @@ from .pairs import _add_pairs, _run_pairs
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint (from step 0 with its saved config if it has none yet)")
+    add_dry_run_flag(p, "train")
     add_config_flags(p)
 
 
@@ -39,8 +51,8 @@ def _run_train(args) -> int:
     if out_value:  # none: train() says so
         check_out(str(out_value), "folder", "train")
     values = absolute_paths(values, args.config, str(out_value) if out_value else None)
-    out = train(config_file=args.config, resume=args.resume, **values)
-    if os.environ.get("RANK", "0") == "0":
+    out = train(config_file=args.config, resume=args.resume, dry_run=args.dry_run, **values)
+    if os.environ.get("RANK", "0") == "0" and not args.dry_run:
         print(f"straightflow: run written to {out}")
     return 0
 
@@ -56,6 +68,7 @@ def _add_sample(p):
     p.add_argument("--device", default="auto")
     p.add_argument("--raw", action="store_true", help="image data: write the samples as the ODE ends, unclamped (default: clamped to the data range [-1, 1])")
     _add_class_flags(p)
+    add_dry_run_flag(p, "sampling")
 
 
 def _run_sample(args) -> int:
@@ -69,6 +82,13 @@ def _run_sample(args) -> int:
     check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
     nfe, guidance = run.sampling_defaults(args.nfe, args.guidance)  # an export's recommendation, else NFE 1 (as Run.sample)
+    if args.dry_run:
+        nfe, solver, guidance, labels = run.sampling_plan(args.n, nfe, args.solver, args.classes, guidance)
+        conditional = f", guidance {1.0 if guidance is None else guidance:g}" if run.conditional else ""
+        print(f"straightflow: dry run: would draw {args.n} samples from {run.dir} (step {run.step}) with {solver} at NFE {nfe}"
+              f"{conditional}, seed {args.seed}, and write {out}" + ("" if labels is None or out.suffix.lower() == ".png" else
+                                                                   " and its .labels.npy") + "; nothing written")
+        return 0
     res = run.sample(args.n, nfe=nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
                      classes=args.classes, guidance=guidance)
     samples = clamp_samples(run.data, res.samples, clamp=not args.raw)  # images: the data range; vectors, latents: never clamped
@@ -103,15 +123,23 @@ def _add_eval(p):
     p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
     p.add_argument("--guidance", type=float, default=None, metavar="W", help="conditional runs: guidance weight (default 1); quality is reported per class and overall")
     p.add_argument("--raw", action="store_true", help="image data: score the samples unclamped (default: clamped to the data range [-1, 1], as sample writes them)")
+    add_dry_run_flag(p, "evaluation")
 
 
 def _run_eval(args) -> int:
-    from ..evaluate import evaluate, load_reference
+    from ..evaluate import evaluate, evaluation_plan, load_reference
     from ..run import Run
 
     run = Run.load(args.rundir, device=args.device)
     run.inception_weights = getattr(args, "inception_weights", None)  # read by the image Fréchet metric
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
+    if args.dry_run:
+        if run.data.kind == "image" and args.inception_weights and not os.path.exists(args.inception_weights):
+            raise StraightflowError(f"Inception weights file {args.inception_weights} does not exist")  # as the metric says
+        plan = evaluation_plan(run, args.nfe, solver=args.solver, n=args.n, guidance=args.guidance, seeds=args.seeds, seed=args.seed,
+                               batch_size=args.batch_size, reference=ref)
+        print(f"straightflow: dry run: {plan}; nothing computed")
+        return 0
     report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json, guidance=args.guidance,
                       seeds=args.seeds, batch_size=args.batch_size, clamp=not args.raw)
     _print_report(report, args.json)
@@ -258,6 +286,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of train config fields for every run")
     p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
     p.add_argument("--jobs", type=int, default=None, help="betas trained at once, as separate processes (default: one per CUDA device when there are several, else 1)")
+    add_dry_run_flag(p, "sweep")
     add_config_flags(p.add_argument_group("train options passed to every run"), exclude=SWEEP_FIELDS)
 
 
@@ -269,7 +298,8 @@ def _run_sweep(args) -> int:
     passthrough = absolute_paths({"data": args.data, **passthrough}, args.config)
     data = passthrough.pop("data")
     run_sweep(args.out, data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
-              solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs, **passthrough)
+              solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs,
+              dry_run=args.dry_run, **passthrough)
     return 0
 
 

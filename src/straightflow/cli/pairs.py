@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import StraightflowError
-from .common import absolute_paths, check_out
+from .common import absolute_paths, add_dry_run_flag, check_out
 
 
 # ---------------------------------------------------------------- pairs
@@ -42,6 +42,7 @@ def _add_pairs(p) -> None:
     p.add_argument("--prior", default=None, metavar="standard|wide",
                    help="with --teacher-callable: the noise z is drawn from (default standard = N(0, I)); recorded, and a student of another prior is refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dry_run_flag(p, "pairs")
 
 
 def parse_teacher_args(items: list[str] | None) -> dict[str, str]:
@@ -63,7 +64,7 @@ def _run_pairs(args) -> int:
 
     check_out(args.out, "folder", "pairs")
     common = dict(solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size, heldout=args.heldout,
-                  batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+                  batch_size=args.batch_size, device=args.device, progress=not args.quiet, dry_run=args.dry_run)
     sources = [name for name, given in (("a teacher run directory", args.teacher), ("--teacher-callable", args.teacher_callable),
                                          ("--teacher-diffusers", args.teacher_diffusers), ("--teacher-edm", args.teacher_edm)) if given]
     teacher_args = parse_teacher_args(args.teacher_arg)
@@ -102,6 +103,11 @@ def _run_pairs(args) -> int:
         s = pairs_from_run(args.teacher, args.n, args.out, guidance=args.guidance, **common)
     else:
         raise StraightflowError("pairs: give a teacher run directory, --teacher-callable MODULE:FN, --teacher-diffusers DIR or --teacher-edm MODULE:FN (the last three with --data DATA)")
+    if s.get("dry_run"):
+        print(f"straightflow: dry run: would make {args.n} pairs in {args.out} ({s['heldout']} held out) with {s['settings'].get('solver')}"
+              f"@{s['settings'].get('nfe')} (the teacher ran on two noises: {s['teacher_nfe']} evaluations each, finite samples of the data's shape); "
+              f"{s['reused_shards']} of {s['shards']} shards reused, {s['generated_pairs']} pairs to generate; nothing written")
+        return 0
     if os.environ.get("RANK", "0") == "0":
         rate = f", {s['pairs_per_sec']:.0f} pairs/s" if s["generated_pairs"] else ""
         print(f"straightflow: {args.n} pairs in {args.out} ({s['generated_shards']} shards generated, {s['reused_shards']} reused{rate})")

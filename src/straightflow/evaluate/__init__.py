@@ -39,6 +39,7 @@ Image samples are scored clamped to the data range [-1, 1] unless ``clamp=False`
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -53,6 +54,7 @@ from ..metrics import curvature, prediction_drift
 from ..noise import seeded_noise, stream_seed
 from ..objectives import VelocityObjective
 from ..run import Run
+from ..solvers import check_solver
 from .scoring import (
     ALL_HELDOUT,
     FLOOR_FROM_DATA,
@@ -156,6 +158,43 @@ def aggregate_seeds(rows: list[dict]) -> dict:
     return out
 
 
+def check_evaluation(run: Run, nfes: list[int], *, solver: str | None = None, n: int | None = None, guidance: float | None = None,
+                     seeds: int = 1, batch_size: int | None = None) -> tuple[int, str, int]:
+    """The errors :func:`evaluate` gives before any work, and its defaults: ``(n, solver, batch_size)``."""
+    if not nfes or any(k < 1 for k in nfes):
+        raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
+    n = default_n(run.data) if n is None else n
+    if seeds < 1:
+        raise StraightflowError(f"--seeds must be >= 1, got {seeds}")
+    if batch_size is not None and batch_size < 1:
+        raise StraightflowError(f"--batch-size must be >= 1, got {batch_size}")
+    if run.data.kind not in QUALITY_METRICS:
+        raise StraightflowError(f"no quality metric for {run.data.kind} data")
+    if not run.conditional and guidance is not None:
+        raise StraightflowError(f"{run.dir} is not class-conditional (trained without --conditional): --guidance does not apply")
+    if n < 2:
+        raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
+    solver = solver or run.method.default_solver
+    for k in nfes:
+        check_solver(solver, k)
+    if guidance is not None and not math.isfinite(guidance):
+        raise StraightflowError(f"--guidance must be a finite number, got {guidance}")
+    return n, solver, batch_size or (4096 if torch.device(run.device).type == "cuda" else 1024)
+
+
+def evaluation_plan(run: Run, nfes: list[int], *, solver: str | None = None, n: int | None = None, guidance: float | None = None,
+                    seeds: int = 1, seed: int = 0, batch_size: int | None = None, reference: torch.Tensor | None = None) -> str:
+    """What :func:`evaluate` would do, checked without sampling (``eval --dry-run``): the run, the NFEs and solver,
+    the samples and the reference they are scored against."""
+    n, solver, batch_size = check_evaluation(run, nfes, solver=solver, n=n, guidance=guidance, seeds=seeds, batch_size=batch_size)
+    ref = reference if reference is not None else run.data.reference(ALL_HELDOUT if run.data.kind == "image" else n, seed)[0]
+    n_scored = n if run.data.kind == "image" or reference is not None else min(n, ref.shape[0])
+    where = "the --reference file" if reference is not None else "the held-out split"
+    return (f"would evaluate {run.dir} (step {run.step}, {run.cfg.method}) at NFE {','.join(map(str, nfes))} with {solver}: "
+            f"{n_scored} samples x {seeds} noise seed(s) from {seed}, scored against {ref.shape[0]} points of {where}" + (f", guidance {1.0 if guidance is None else guidance:g}" if run.conditional else "")
+            + f", batches of {batch_size}")
+
+
 def evaluate(
     run: Run,
     nfes: list[int],
@@ -181,22 +220,8 @@ def evaluate(
     (``clamped`` in the report); vectors and latents never are.
     A run trained on teacher pairs also reports its teacher's quality (``teacher``: the pairs' x*, scored
     against the same reference at the same n), or ``teacher_note`` when the pairs folder is gone."""
-    if not nfes or any(k < 1 for k in nfes):
-        raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
-    n = default_n(run.data) if n is None else n
-    if seeds < 1:
-        raise StraightflowError(f"--seeds must be >= 1, got {seeds}")
-    if batch_size is not None and batch_size < 1:
-        raise StraightflowError(f"--batch-size must be >= 1, got {batch_size}")
-    if run.data.kind not in QUALITY_METRICS:
-        raise StraightflowError(f"no quality metric for {run.data.kind} data")
-    if not run.conditional and guidance is not None:
-        raise StraightflowError(f"{run.dir} is not class-conditional (trained without --conditional): --guidance does not apply")
-    if n < 2:
-        raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
+    n, solver, batch_size = check_evaluation(run, nfes, solver=solver, n=n, guidance=guidance, seeds=seeds, batch_size=batch_size)
     metric = QUALITY_METRICS[run.data.kind](run)
-    solver = solver or run.method.default_solver
-    batch_size = batch_size or (4096 if torch.device(run.device).type == "cuda" else 1024)
     unguided = run.conditional and guidance is not None and float(guidance) == 0  # w = 0: no sample has a class to be scored by
     scoring = HeldoutScoring(run.data, metric, n, seed, reference, labelled=run.conditional, per_class=not unguided, clamp=clamp)
     n_eval, images = scoring.n, run.data.kind == "image"

@@ -4,7 +4,8 @@ Both go through :func:`straightflow.teachers.generate_pairs` (sharded, checksumm
 resumable, split across ranks under ``torchrun``); what differs is what the pairs
 record for the student: a run teacher passes on its data and architecture and
 lets distill / lines students start from its weights, a callable passes on the
-data only (the student's architecture comes from its own flags).
+data only (the student's architecture comes from its own flags). Each takes ``dry_run``: the teacher is
+loaded and tried on two noises, the folder checked, nothing written (:func:`~straightflow.teachers.generate_pairs`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TEACHER_KINDS = ("velocity", "sampler")
 
 def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "euler", nfe: int = 128, seed: int = 0,
                    shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                   device: str = "auto", progress: bool = True, guidance: float | None = None) -> dict:
+                   device: str = "auto", progress: bool = True, guidance: float | None = None, dry_run: bool = False) -> dict:
     """Pairs of the teacher run's EMA velocity (model units) solved by ``solver`` at ``nfe``.
 
     A conditional teacher labels every pair (classes drawn from the data's class frequencies)
@@ -41,7 +42,7 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
         settings = {"teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name, "teacher_step": run.step}
         manifest = {"teacher_kind": "run", "teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(), "data": run.cfg.data}
         velocity_teacher = VelocityTeacher(run.velocity, solver, nfe, 1.0 if guidance is None else guidance, run.module.null_label)
-        return generate_pairs(velocity_teacher, n, out, tuple(run.data.shape), seed=seed, prior=run.prior,
+        return generate_pairs(velocity_teacher, n, out, tuple(run.data.shape), seed=seed, dry_run=dry_run, prior=run.prior,
                               shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
                               settings=settings, manifest=manifest, ctx=ctx,
                               class_names=run.data.class_names if conditional else None,
@@ -53,7 +54,7 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
 def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str = "velocity", solver: str = "euler",
                         nfe: int = 128, seed: int = 0, shard_size: int | None = None, heldout: int | None = None,
                         batch_size: int = 4096, device: str = "auto", progress: bool = True, data_options: dict | None = None,
-                        teacher_args: dict[str, str] | None = None, prior: str = "standard") -> dict:
+                        teacher_args: dict[str, str] | None = None, prior: str = "standard", dry_run: bool = False) -> dict:
     """Pairs of ``package.module:function`` (or ``file.py:function``), a teacher working in ``data``'s units.
 
     ``kind="velocity"``: the function is v(x, t) in our convention (t = 0 data, t = 1 noise),
@@ -92,7 +93,7 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         settings.update(_teacher_args_settings(teacher_args))
         manifest = {"teacher_kind": "callable", "teacher_method": "", "teacher_config": teacher_config, "data": data}
         manifest["teacher_callable_path"] = callable_source(spec)
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, prior=make_prior(prior, tuple(source.shape)),
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run, prior=make_prior(prior, tuple(source.shape)),
                               to_model=source.normalize, shard_size=shard_size,
                               heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
     finally:
@@ -193,7 +194,7 @@ class _SamplerWithErrors:
 def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path, kind: str = "sampler", scheduler: str = "ddim",
                          scheduler_dir: str | Path | None = None, clip_sample: bool | None = None, solver: str = "euler", nfe: int = 50,
                          seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                         device: str = "auto", progress: bool = True, data_options: dict | None = None) -> dict:
+                         device: str = "auto", progress: bool = True, data_options: dict | None = None, dry_run: bool = False) -> dict:
     """Pairs of a pretrained diffusers model (``docs/teachers.md``): a pipeline folder, or a model folder with ``scheduler_dir``.
 
     ``kind="sampler"``: the saved scheduler converted to ``scheduler`` (ddim, dpm, euler) runs its
@@ -239,7 +240,7 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
             info.update({"solver": solver, "nfe": nfe, "s_range": list(velocity.schedule.s_range)})
         manifest = {"teacher_kind": "diffusers", "teacher_method": "", "teacher_config": _data_teacher_config(data, options), "data": data,
                     "diffusers": info}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize, shard_size=shard_size,
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run, to_model=source.normalize, shard_size=shard_size,
                               heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)
@@ -248,7 +249,7 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
 def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str = "sampler", teacher_args: dict[str, str] | None = None,
                    solver: str = "euler", nfe: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                    seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                   device: str = "auto", progress: bool = True, data_options: dict | None = None) -> dict:
+                   device: str = "auto", progress: bool = True, data_options: dict | None = None, dry_run: bool = False) -> dict:
     """Pairs of an EDM denoiser D(x, sigma) named by ``package.module:fn`` or ``file.py:fn`` (``docs/teachers.md``).
 
     ``kind="sampler"``: EDM's deterministic Heun sampler at an odd ``nfe`` = 2 steps - 1
@@ -278,7 +279,7 @@ def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str =
             settings["edm"] = {"sigma_min": float(sigma_min), "sigma_max": float(sigma_max)}
         manifest = {"teacher_kind": "edm", "teacher_method": "", "teacher_config": _data_teacher_config(data, options), "data": data,
                     "teacher_callable_path": callable_source(spec)}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize, shard_size=shard_size,
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run, to_model=source.normalize, shard_size=shard_size,
                               heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)

@@ -77,18 +77,18 @@ def _run_overrides(run_dir: Path, beta: float, overrides: dict) -> dict:
     return kw
 
 
-def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log) -> None:
+def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log, dry_run: bool = False) -> None:
     from ..training import train
 
     kw = _run_overrides(run_dir, beta, overrides)
     done = _trained_step(run_dir)
-    if done >= kw["steps"]:
+    if done >= kw["steps"] and not dry_run:
         log(f"sweep: beta={beta_label(beta)}: already trained to step {done}, skipping training")
         return
     resume = (run_dir / "config.yaml").exists()
     if resume:
         log(f"sweep: beta={beta_label(beta)}: resuming from step {done}")
-    train(config_file=config_file, resume=resume, **kw)
+    train(config_file=config_file, resume=resume, dry_run=dry_run, **kw)
 
 
 def _cli_value(value) -> str:
@@ -233,6 +233,24 @@ def format_sweep_table(sweep: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_sweep(nfes: list[int], solver: str | None, n: int | None, train_overrides: dict) -> None:
+    """The errors a sweep gives before it trains anything (evaluation's included, so none comes after training)."""
+    from ..solvers import check_solver
+
+    if not nfes or any(k < 1 for k in nfes):
+        raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
+    if n is not None and n < 2:
+        raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
+    for k in nfes if solver else ():
+        check_solver(solver, k)
+    bad = set(train_overrides) - set(TrainConfig.field_names())
+    if bad:
+        raise StraightflowError(f"unknown train option(s) for the sweep: {', '.join(sorted(bad))}")
+    if train_overrides.get("kl_target") is not None:
+        raise StraightflowError("sweep: --kl-target would give every beta the same KL target; a sweep fixes beta per run "
+                                "(compare KL targets with bench/kl_target.py, docs/kl_target.md)")
+
+
 def run_sweep(
     out: str | Path,
     data: str,
@@ -247,6 +265,7 @@ def run_sweep(
     trajectories: bool = True,
     quiet: bool = False,
     jobs: int | None = None,
+    dry_run: bool = False,
     **train_overrides,
 ) -> dict:
     """Train and evaluate one run per beta; write sweep.json, sweep.md and the plots. Returns the sweep dict.
@@ -254,38 +273,29 @@ def run_sweep(
     evaluation shows a progress bar counting its samples unless ``quiet``.
 
     ``jobs`` > 1 trains that many betas at once in separate processes (default: one per
-    CUDA device when there are several, else sequentially in this process)."""
+    CUDA device when there are several, else sequentially in this process).
+
+    ``dry_run``: every beta's run checked as ``train(dry_run=True)`` checks it (printing its plan), nothing
+    trained, evaluated or written; returns ``{"dry_run": True, ...}``."""
     from ..plots.curvature import plot_sweep_trajectories, write_sweep_plots
     from ..run import Run
 
     log = (lambda msg: None) if quiet else print
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     nfes = list(nfes)
-    if not nfes or any(k < 1 for k in nfes):
-        raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
-    bad = set(train_overrides) - set(TrainConfig.field_names())
-    if bad:
-        raise StraightflowError(f"unknown train option(s) for the sweep: {', '.join(sorted(bad))}")
-    if train_overrides.get("kl_target") is not None:
-        raise StraightflowError("sweep: --kl-target would give every beta the same KL target; a sweep fixes beta per run "
-                                "(compare KL targets with bench/kl_target.py, docs/kl_target.md)")
+    _check_sweep(nfes, solver, n, train_overrides)
     device = train_overrides.get("device", "auto")
     overrides = dict(train_overrides, data=data, steps=steps, batch_size=batch_size, seed=seed)
-    sweep: dict = {
-        "data": data,
-        "steps": steps,
-        "batch_size": batch_size,
-        "nfe": nfes,
-        "solver": solver or "euler",
-        "n": n,
-        "seed": seed,
-        "train_overrides": {k: v for k, v in train_overrides.items()},
-        "runs": [],
-    }
+    sweep: dict = {"data": data, "steps": steps, "batch_size": batch_size, "nfe": nfes, "solver": solver or "euler", "n": n, "seed": seed,
+                   "train_overrides": dict(train_overrides), "runs": []}
     jobs = default_jobs(device) if jobs is None else jobs
     if jobs < 1:
         raise StraightflowError(f"--jobs must be >= 1, got {jobs}")
+    if dry_run:
+        for beta in sorted(betas):
+            _train_one(out / f"beta-{beta_label(beta)}", beta, overrides, config_file, log, dry_run=True)
+        return {**sweep, "dry_run": True}
+    out.mkdir(parents=True, exist_ok=True)
     if jobs > 1:
         _train_parallel(out, sorted(betas), overrides, config_file, jobs, log)
     for beta in sorted(betas):

@@ -58,6 +58,7 @@ import os
 import statistics
 from pathlib import Path
 
+from ..config import resolve_config
 from ..data import DataOptions, load_data
 from ..errors import StraightflowError
 from ..formatting import beta_label
@@ -201,6 +202,38 @@ def pilot_config(cfg, beta: float, draws: int, *, custom_model: bool = False, cu
                 validation_fraction=validation_fraction(cfg))
 
 
+def _pilot_draws(cfg, dataset=None) -> int:
+    """The draws each pilot's quality averages; the one-process rule of the pilots is checked first."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise StraightflowError("--beta auto runs its pilots in one process: run it once without torchrun (or take K from a "
+                                "one-process pilot's beta_auto.json) and pass --kl-target K under torchrun")
+    return int(cfg.beta_auto_draws) or default_draws(load_data(cfg.data, DataOptions.of(cfg), dataset=dataset).shape)
+
+
+def pilot_plan(cfg, dataset=None, *, custom_model: bool = False, custom_encoder: bool = False) -> list[str]:
+    """What :func:`resolve_auto_beta` would do for ``cfg``, checked but not run (``train(dry_run=True)``): the
+    pilots' draws and split, and per pilot whether it is reused, resumed or trained; each pilot's config is
+    validated, and a finished pilot priced another way is the error the real run gives."""
+    draws = _pilot_draws(cfg, dataset)
+    steps = int(cfg.steps)
+    lines = [f"--beta auto: up to {len(PILOT_BETAS)} pilots of {steps} steps in {Path(cfg.out) / 'pilots'}, each priced on "
+             f"{draws} draws at NFE 1 and {PRICE_NFE} against a {validation_fraction(cfg):g} validation split "
+             f"(price {float(cfg.beta_auto_price):g}x the baseline; docs/kl_target.md)"]
+    for beta in PILOT_BETAS:
+        kw = pilot_config(cfg, beta, draws, custom_model=custom_model, custom_data=dataset is not None,
+                          custom_encoder=custom_encoder)
+        resolve_config(None, {k: v for k, v in kw.items() if k in cfg.to_dict()})
+        run_dir = Path(kw["out"])
+        done = read_records(run_dir / QUALITY_FILE)
+        if done and done[-1]["step"] == steps:
+            _check_finished_pilot(run_dir, done[-1], draws)
+            what = "finished: reused"
+        else:
+            what = "resumes" if (run_dir / "config.yaml").exists() else "trains"
+        lines.append(f"  pilot beta={beta_label(beta)}: {what}")
+    return lines
+
+
 def late_kl(stats: list[dict], steps: int) -> float:
     """A run's KL per dimension as the pilots report it: the mean training-batch KL of its last tenth (0 without any)."""
     last = [r["kl"] for r in stats if r["step"] > steps - max(1, steps // 10) and "kl" in r]
@@ -238,13 +271,10 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     """Run the pilots of ``cfg`` (``beta == "auto"``) with ``train_fn`` (``training.train``), set
     ``cfg.kl_target`` and ``cfg.beta`` (the initial beta) by :func:`choose_target`, write
     ``RUNDIR/beta_auto.json`` and return that record."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise StraightflowError("--beta auto runs its pilots in one process: run it once without torchrun (or take K from a "
-                                "one-process pilot's beta_auto.json) and pass --kl-target K under torchrun")
+    draws = _pilot_draws(cfg, dataset)
     out = Path(cfg.out)
     steps = int(cfg.steps)
     price = float(cfg.beta_auto_price)
-    draws = int(cfg.beta_auto_draws) or default_draws(load_data(cfg.data, DataOptions.of(cfg), dataset=dataset).shape)
     pilots: list[dict] = []
     for beta in PILOT_BETAS:
         kw = pilot_config(cfg, beta, draws, custom_model=velocity_net is not None, custom_data=dataset is not None,

@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sys
 import time
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,25 +25,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from ..checkpoint import latest_checkpoint, load_checkpoint_weights, load_into, load_train_state, save_checkpoint
+from ..checkpoint import latest_checkpoint, load_train_state, save_checkpoint
 from ..config import TrainConfig, int_list, save_config, validate
-from ..data import CUSTOM_DATA, BatchStream, DataOptions, EpochSampler, auto_workers, load_data
-from ..data.pairs import PairData
+from ..data import CUSTOM_DATA, BatchStream, EpochSampler, auto_workers
 from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..errors import StraightflowError, TrainingInterrupted
 from ..locks import FolderLock
-from ..methods import CUSTOM_METHOD, Method, build_module, resolve_method
-from ..models import count_parameters, resolve_model_name
+from ..methods import CUSTOM_METHOD, Method
 from .auto_beta import resolve_auto_beta
-from .ema import EMA
-from .monitor import QUALITY_FILE, TENSORBOARD_DIR, QualityProbe, TrainingMonitor, summary_line, summary_writer_class
-from .resume import StopSignals, rank_seed, restore_rng_states, rng_states
+from .monitor import QUALITY_FILE, TENSORBOARD_DIR, QualityProbe, TrainingMonitor, summary_line
+from .plan import dry_run_train
+from .resume import StopSignals, rng_states
 from .run_dir import asks_auto_beta, prepare_run_dir, run_dir_asked, truncate_records
+from .setup import banner, build_state, check_request, load_training_data, restore, run_meta
 from .state import LogWindow, TrainState
 
 
 def train(config_file: str | None = None, resume: bool = False, velocity_net: nn.Module | None = None,
-          encoder_net: nn.Module | None = None, dataset=None, **overrides) -> Path:
+          encoder_net: nn.Module | None = None, dataset=None, *, dry_run: bool = False, **overrides) -> Path:
     """Train a run; returns its run directory.
 
     ``overrides`` are config fields (see :class:`TrainConfig`); unknown names are
@@ -60,12 +57,17 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     training data (recorded as ``data: custom``; pass it again to ``Run.load`` and to resume;
     ``docs/data.md``). ``method``: a method name, or your own :class:`~straightflow.methods.Method`
     instance (recorded as ``method: custom``; pass it again to resume, ``Run.load`` and ``export``).
+    ``dry_run``: check everything the run would check (the config, the data and its shape, the run directory,
+    a resumed run's checkpoint, ``--beta auto``'s pilots), print what would train and return; nothing is written.
     """
     overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
     out = run_dir_asked(overrides, config_file)
     if resume and not (out / "config.yaml").exists() and asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
         resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
     cfg = prepare_run_dir(out, resume, overrides, config_file, custom_method)
+    if dry_run:
+        return dry_run_train(cfg, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset,
+                             custom_method=custom_method)
     if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
         resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
         validate(cfg)
@@ -100,17 +102,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn
     load the data, build what trains, take the run directory's lock, restore the latest checkpoint, open the
     streamed batches, prepare the run directory (rank 0), then the steps (:func:`_run_steps`). ``cleanup`` closes
     what the sections open (the lock, the DataLoader, the monitor, the signal handlers) when train() returns."""
-    _check_request(cfg, ctx, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
+    check_request(cfg, ctx, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
     ckpt = latest_checkpoint(Path(cfg.out)) if resume else None
     saved = load_train_state(ckpt) if ckpt is not None else None
-    data = _load_training_data(cfg, saved, dataset)
-    state = _setup(cfg, ctx, data, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
+    data = load_training_data(cfg, saved, dataset)
+    state = build_state(cfg, ctx, data, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
     if ctx.is_main:  # one writer per run directory, from here until train() returns
         cleanup.enter_context(FolderLock(state.out, "run directory"))
-    _restore(state, ckpt, saved, resume=resume)
+    restore(state, ckpt, saved, resume=resume)
     if data.loader == "stream":  # a DataLoader per rank over its share of each epoch (docs/data.md)
         state.batches = _open_batches(state, saved, cleanup)
-    state.meta = _run_meta(state, custom_method)
+    state.meta = run_meta(state, custom_method)
     if ctx.is_main:
         state.monitor = _open_run_dir(state, cleanup)
     ctx.barrier()
@@ -123,86 +125,6 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn
 
 
 # ------------------------------------------------------------------ setup: before the first step
-
-
-def _check_request(cfg: TrainConfig, ctx: DistContext, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
-                   custom_method: Method | None) -> None:
-    """The errors a run is told before any work: a batch the ranks cannot share, an encoder its method takes
-    none of, a custom model resumed without its module, ``--tensorboard`` without its package (on every rank)."""
-    out = Path(cfg.out)
-    if cfg.batch_size % ctx.world_size:
-        raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
-    if encoder_net is not None and not resolve_method(cfg, custom_method).accepts_encoder:
-        raise StraightflowError(f"encoder_net= is a learned coupling's encoder (the curvature method's); --method {cfg.method} has none")
-    if cfg.model == "custom" and velocity_net is None:
-        raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
-    if cfg.tensorboard:
-        summary_writer_class()  # a missing package is an error on every rank, before any work
-
-
-def _load_training_data(cfg: TrainConfig, saved: dict | None, dataset=None):
-    """The training data: ``cfg.data`` (a resumed run, ``saved`` its checkpoint's train state, reads it the way it
-    started), or teacher pairs over it with ``--pairs``; ``dataset``: a user's own Dataset (``data: custom``)."""
-    options = DataOptions.of(cfg)
-    if cfg.loader == "auto" and saved is not None:  # resume the way the run started, whatever auto would choose today
-        options = replace(options, loader="stream" if "sampler" in saved else "memory")
-    if cfg.data == CUSTOM_DATA and dataset is None:
-        raise StraightflowError(f"{Path(cfg.out)} trains on a user's own Dataset (data: custom): pass dataset= to train(...) to resume it")
-    data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"), require_labels=cfg.conditional, dataset=dataset)
-    if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
-        data = PairData.open(cfg.pairs, base=data, labels=cfg.conditional)
-    return data
-
-
-def _setup(cfg: TrainConfig, ctx: DistContext, data, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
-           custom_method: Method | None) -> TrainState:
-    """Build what trains, in the order that fixes every random draw: the module from ``cfg.seed`` (the same
-    initial weights on every rank), the method's objective, aux trainer and KL budget, then this rank's seed of
-    the global RNG (dropout), the optimizer, the EMA and this rank's batch generator."""
-    device = ctx.device
-    if data.loader != "stream":
-        data.to(device)
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    module, method, prior = build_module(cfg, data, velocity_net, encoder_net, custom_method)
-    method.prepare(module, cfg, data)
-    module.to(device)
-    module.objective, aux = method.build_objective(cfg, data, device)
-    budget = method.build_kl_budget(cfg)  # --kl-target: beta adapted by dual ascent (docs/kl_target.md)
-    torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # dropout etc. differ per rank
-
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = EMA(module, cfg.ema_decay)
-    generator = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed, ctx.rank))
-    return TrainState(cfg=cfg, ctx=ctx, out=Path(cfg.out), data=data, prior=prior, module=module, method=method, params=params,
-                      optimizer=optimizer, ema=ema, generator=generator, aux=aux, budget=budget,
-                      local_batch=cfg.batch_size // ctx.world_size, train_module=module)
-
-
-def _restore(state: TrainState, ckpt: Path | None, saved: dict | None, *, resume: bool) -> None:
-    """Continue from checkpoint ``ckpt`` (``saved``: its train state), when there is one: the weights, the EMA,
-    the optimizer, the aux trainer, the KL budget, ``state.step`` and every random stream; then give the coupling
-    the budget's beta."""
-    cfg, ctx = state.cfg, state.ctx
-    if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
-        print(f"straightflow: note: {state.out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
-    if ckpt is not None:
-        load_into(state.module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
-        load_into(state.ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
-        state.optimizer.load_state_dict(saved["optimizer"])
-        if state.aux is not None and "aux" in saved:
-            state.aux.load_state_dict(saved["aux"])
-        if state.budget is not None:
-            if "kl_budget" not in saved:
-                raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target {cfg.kl_target:g}")
-            state.budget.load_state_dict(saved["kl_budget"])
-        state.step = int(saved["step"])
-        warning = restore_rng_states(saved, ctx, state.generator)
-        if warning and ctx.is_main:
-            print(warning)
-    if state.budget is not None:
-        state.method.set_beta(state.module, state.budget.beta)
 
 
 def _open_batches(state: TrainState, saved: dict | None, cleanup: ExitStack) -> BatchStream:
@@ -220,23 +142,6 @@ def _open_batches(state: TrainState, saved: dict | None, cleanup: ExitStack) -> 
     return batches
 
 
-def _run_meta(state: TrainState, custom_method: Method | None) -> dict:
-    """What every checkpoint's ``meta.json`` says of the run beside the weights."""
-    cfg, data, module = state.cfg, state.data, state.module
-    meta = {
-        "method": cfg.method if custom_method is None else f"{CUSTOM_METHOD}:{type(custom_method).__qualname__}",
-        "model": resolve_model_name(cfg, data) if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}",
-        "data": cfg.data,
-        "shape": list(data.shape),
-        "velocity_parameters": count_parameters(module.velocity),
-        # what sampling needs without the data (Run.load, export; docs/portable.md)
-        "sampling": {**data.sampling_state(), "prior": cfg.prior},
-    }
-    if module.conditional:
-        meta["classes"] = list(data.class_names)
-    return meta
-
-
 def _open_run_dir(state: TrainState, cleanup: ExitStack) -> TrainingMonitor | None:
     """Rank 0: write the config, cut the logs back to ``state.step``, open the monitor (returned; None without
     ``--tensorboard`` / ``--eval-every``) and print what trains."""
@@ -249,7 +154,7 @@ def _open_run_dir(state: TrainState, cleanup: ExitStack) -> TrainingMonitor | No
     if cfg.tensorboard or cfg.eval_every:
         monitor = _build_monitor(state)
         cleanup.callback(monitor.close)
-    print(_banner(state))
+    print(banner(state))
     return monitor
 
 
@@ -264,20 +169,6 @@ def _build_monitor(state: TrainState) -> TrainingMonitor:
                                  split="validation" if cfg.validation_fraction > 0 else "heldout")
     return TrainingMonitor(state.out / TENSORBOARD_DIR if cfg.tensorboard else None, state.out / QUALITY_FILE if cfg.eval_every else None,
                            probe, state.step)
-
-
-def _banner(state: TrainState) -> str:
-    """The line that says what trains: method, data, model, loader, classes, devices, run directory."""
-    cfg, data, batches, meta = state.cfg, state.data, state.batches, state.meta
-    n_params = meta["velocity_parameters"]
-    extra = count_parameters(state.module) - n_params
-    return (
-        f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
-        f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
-        + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank" if batches is not None else "")
-        + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if state.module.conditional else "")
-        + f" | device {state.ctx.device} x{state.ctx.world_size} | run dir {state.out}"
-    )
 
 
 def _wrap_for_training(state: TrainState) -> None:
