@@ -15,8 +15,8 @@ the line right before a block changes how it runs:
 The docs call a user's own modules ``MyNet``, ``MyEncoder`` and ``MyDataset``; a block that uses them without
 defining them gets the small stand-ins below, as a user would bring their own.
 
-The ``straightflow ...`` command lines of the ```bash blocks are not run here; ``fenced_blocks(page, "bash")`` reads
-them the same way, for a test of the command lines beside this one.
+The ``straightflow ...`` command lines of the ```bash blocks are run by test_docs_commands.py (with ``--dry-run``),
+which reads them with ``fenced_blocks(page, "bash")``.
 
 Cost: about 25 s on 2 shared cores, most of it the getting-started block (a 300-step run, evaluated and exported);
 the blocks marked slow, with STRAIGHTFLOW_DOCS_SLOW=1, add several minutes (three 3000-step runs in the README alone).

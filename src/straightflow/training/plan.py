@@ -1,5 +1,5 @@
 """What ``train(dry_run=True)`` prints: the run it would start or continue, checked but not run
-(``docs/guide.md``, "Checking a command first")."""
+(``docs/guide.md``, "Command line", ``--dry-run``)."""
 
 from __future__ import annotations
 
