@@ -37,10 +37,14 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
         run = Run.load(teacher, device=str(ctx.device))
         conditional = run.module.conditional
         if guidance is not None and not conditional:
-            raise StraightflowError(f"--guidance needs a conditional teacher; {teacher} was trained without --conditional")
-        settings = {"teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name, "teacher_step": run.step}
-        manifest = {"teacher_kind": "run", "teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(), "data": run.cfg.data}
-        velocity_teacher = VelocityTeacher(run.velocity, solver, nfe, 1.0 if guidance is None else guidance, run.module.null_label)
+            raise StraightflowError(f"--guidance needs a conditional teacher; {teacher} was trained without "
+                                    "--conditional")
+        settings = {"teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name,
+                    "teacher_step": run.step}
+        manifest = {"teacher_kind": "run", "teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(),
+                    "data": run.cfg.data}
+        velocity_teacher = VelocityTeacher(run.velocity, solver, nfe, 1.0 if guidance is None else guidance,
+                                           run.module.null_label)
         return generate_pairs(velocity_teacher, n, out, tuple(run.data.shape), seed=seed, prior=run.prior,
                               shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
                               settings=settings, manifest=manifest, ctx=ctx,
@@ -52,8 +56,9 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
 
 def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str = "velocity", solver: str = "euler",
                         nfe: int = 128, seed: int = 0, shard_size: int | None = None, heldout: int | None = None,
-                        batch_size: int = 4096, device: str = "auto", progress: bool = True, data_options: dict | None = None,
-                        teacher_args: dict[str, str] | None = None, prior: str = "standard") -> dict:
+                        batch_size: int = 4096, device: str = "auto", progress: bool = True,
+                        data_options: dict | None = None, teacher_args: dict[str, str] | None = None,
+                        prior: str = "standard") -> dict:
     """Pairs of ``package.module:function`` (or ``file.py:function``), a teacher working in ``data``'s units.
 
     ``kind="velocity"``: the function is v(x, t) in our convention (t = 0 data, t = 1 noise),
@@ -70,7 +75,8 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use velocity or sampler")
     if not data:
-        raise StraightflowError("--teacher-callable needs --data (the data the teacher models: its shape, units and held-out set)")
+        raise StraightflowError("--teacher-callable needs --data (the data the teacher models: its shape, units and "
+                                "held-out set)")
     user_fn = load_teacher_callable(spec, teacher_args)
 
     def fn(*args):  # an exception inside the user's code is their error, reported as one line
@@ -79,7 +85,8 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         except StraightflowError:
             raise
         except Exception as exc:
-            raise StraightflowError(f"the teacher callable {spec} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise StraightflowError(f"the teacher callable {spec} raised {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     options = dict(data_options or {})
     source = load_data(data, options)
     ctx = init_distributed(device)
@@ -87,35 +94,41 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         # the teacher works in data units; x* is stored in model units (``to_model``), z as drawn
         teacher = VelocityTeacher(fn, solver, nfe) if kind == "velocity" else SamplerTeacher(fn, nfe)
         defaults = TrainConfig()
-        teacher_config = {"data": data, **{k: options.get(k, getattr(defaults, k)) for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
+        teacher_config = {"data": data,
+                          **{k: options.get(k, getattr(defaults, k))
+                             for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
         settings = {"teacher": f"callable {spec}", "callable_kind": kind}
         settings.update(_teacher_args_settings(teacher_args))
         manifest = {"teacher_kind": "callable", "teacher_method": "", "teacher_config": teacher_config, "data": data}
         manifest["teacher_callable_path"] = callable_source(spec)
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, prior=make_prior(prior, tuple(source.shape)),
-                              to_model=source.normalize, shard_size=shard_size,
-                              heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed,
+                              prior=make_prior(prior, tuple(source.shape)), to_model=source.normalize,
+                              shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
+                              settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)
 
 
 # ------------------------------------------------------------------ teacher factories and pretrained diffusion models
 def load_teacher_callable(spec: str, teacher_args: dict[str, str] | None = None):
-    """The callable named by ``spec``; with ``teacher_args`` the one it returns when called as ``make(**teacher_args)``."""
+    """The callable named by ``spec``; with ``teacher_args`` the one it returns when called as
+    ``make(**teacher_args)``."""
     obj = load_callable(spec)
     if not teacher_args:
         return obj
     for key in teacher_args:
         if not str(key).isidentifier():
-            raise StraightflowError(f"--teacher-arg {key}=...: the key must be a Python identifier (a keyword of {spec})")
+            raise StraightflowError(f"--teacher-arg {key}=...: the key must be a Python identifier (a keyword "
+                                    f"of {spec})")
     try:
         made = obj(**{str(k): str(v) for k, v in teacher_args.items()})
     except StraightflowError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()
-        raise StraightflowError(f"the teacher factory {spec} called with --teacher-arg {_format_args(teacher_args)} raised "
-                                f"{type(exc).__name__}: {first[0] if first else ''}") from None
+        raise StraightflowError(f"the teacher factory {spec} called with --teacher-arg "
+                                f"{_format_args(teacher_args)} raised {type(exc).__name__}: "
+                                f"{first[0] if first else ''}") from None
     if not callable(made):
         raise StraightflowError(f"the teacher factory {spec} returned {type(made).__name__}, not a callable teacher")
     return made
@@ -131,7 +144,8 @@ def _teacher_args_settings(teacher_args: dict[str, str] | None) -> dict:
 
 
 def callable_source(spec: str) -> str:
-    """``spec`` with its module resolved to an absolute file path (``file.py:fn`` and ``package.module:fn`` alike), once loaded."""
+    """``spec`` with its module resolved to an absolute file path (``file.py:fn`` and ``package.module:fn`` alike), once
+    loaded."""
     target, _, attr = spec.rpartition(":")
     if target.endswith(".py"):
         return f"{Path(target).resolve()}:{attr}"
@@ -153,7 +167,8 @@ def _user_teacher(fn, what: str):
             raise
         except Exception as exc:
             first = str(exc).strip().splitlines()
-            raise StraightflowError(f"the teacher {what} raised {type(exc).__name__}: {first[0] if first else ''}") from None
+            raise StraightflowError(f"the teacher {what} raised {type(exc).__name__}: "
+                                    f"{first[0] if first else ''}") from None
 
     if hasattr(fn, "settings"):
         call.settings = fn.settings
@@ -163,7 +178,9 @@ def _user_teacher(fn, what: str):
 def _data_teacher_config(data: str, options: dict) -> dict:
     """What a student of a data-only teacher (callable, diffusers, EDM) inherits: the data and how it is split."""
     defaults = TrainConfig()
-    return {"data": data, **{k: options.get(k, getattr(defaults, k)) for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
+    return {"data": data,
+            **{k: options.get(k, getattr(defaults, k))
+               for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
 
 
 def _check_unet_shape(model, shape: tuple[int, ...], data: str) -> None:
@@ -173,8 +190,9 @@ def _check_unet_shape(model, shape: tuple[int, ...], data: str) -> None:
         return
     sizes = [size, size] if isinstance(size, int) else list(size or [])
     if len(shape) != 3 or channels != shape[0] or (sizes and list(sizes) != list(shape[1:])):
-        raise StraightflowError(f"the diffusers model {model.unet_dir} makes {channels} x {' x '.join(map(str, sizes))} samples "
-                                f"but --data {data} has shape {' x '.join(map(str, shape))}")
+        raise StraightflowError(f"the diffusers model {model.unet_dir} makes {channels} x "
+                                f"{' x '.join(map(str, sizes))} samples but --data {data} has shape "
+                                f"{' x '.join(map(str, shape))}")
 
 
 class _SamplerWithErrors:
@@ -190,11 +208,14 @@ class _SamplerWithErrors:
         return self.teacher.settings()
 
 
-def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path, kind: str = "sampler", scheduler: str = "ddim",
-                         scheduler_dir: str | Path | None = None, clip_sample: bool | None = None, solver: str = "euler", nfe: int = 50,
-                         seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                         device: str = "auto", progress: bool = True, data_options: dict | None = None) -> dict:
-    """Pairs of a pretrained diffusers model (``docs/teachers.md``): a pipeline folder, or a model folder with ``scheduler_dir``.
+def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path, kind: str = "sampler",
+                         scheduler: str = "ddim", scheduler_dir: str | Path | None = None,
+                         clip_sample: bool | None = None, solver: str = "euler", nfe: int = 50,
+                         seed: int = 0, shard_size: int | None = None, heldout: int | None = None,
+                         batch_size: int = 4096, device: str = "auto", progress: bool = True,
+                         data_options: dict | None = None) -> dict:
+    """Pairs of a pretrained diffusers model (``docs/teachers.md``): a pipeline folder, or a model folder with
+    ``scheduler_dir``.
 
     ``kind="sampler"``: the saved scheduler converted to ``scheduler`` (ddim, dpm, euler) runs its
     own deterministic loop for ``nfe`` steps from the pair's z
@@ -209,9 +230,11 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use sampler or velocity")
     if not data:
-        raise StraightflowError("--teacher-diffusers needs --data (the data the model makes: its shape, units and held-out set)")
+        raise StraightflowError("--teacher-diffusers needs --data (the data the model makes: its shape, units and "
+                                "held-out set)")
     if kind == "velocity" and clip_sample is not None:
-        raise StraightflowError("--clip-sample applies to the sampler route (--teacher-kind sampler); the velocity route never clips")
+        raise StraightflowError("--clip-sample applies to the sampler route (--teacher-kind sampler); the velocity "
+                                "route never clips")
     options = dict(data_options or {})
     source = load_data(data, options)
     model = load_diffusers(path, scheduler_dir=scheduler_dir)
@@ -224,12 +247,13 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
         info = model.info()
         if kind == "sampler":
             sched = model.scheduler(scheduler, clip_sample)
-            teacher = _SamplerWithErrors(DiffusersSamplerTeacher(model.unet, sched, nfe, scheduler), f"diffusers model {model.path}")
+            teacher = _SamplerWithErrors(DiffusersSamplerTeacher(model.unet, sched, nfe, scheduler),
+                                         f"diffusers model {model.path}")
             cfg = sched.config
             resolved = {"scheduler": scheduler, "scheduler_class": type(sched).__name__, "steps": nfe,
                         "clip_sample": cfg.get("clip_sample"), "thresholding": cfg.get("thresholding"),
-                        "set_alpha_to_one": cfg.get("set_alpha_to_one"), "timestep_spacing": cfg.get("timestep_spacing"),
-                        "algorithm_type": cfg.get("algorithm_type")}
+                        "set_alpha_to_one": cfg.get("set_alpha_to_one"),
+                        "timestep_spacing": cfg.get("timestep_spacing"), "algorithm_type": cfg.get("algorithm_type")}
             resolved = {k: v for k, v in resolved.items() if v is not None or k in ("scheduler", "steps")}
             settings.update(resolved)
             info.update(resolved)
@@ -237,16 +261,18 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
             velocity = DiffusersVelocity(model.unet, model.alphas_cumprod(), model.prediction_type)
             teacher = VelocityTeacher(_user_teacher(velocity, f"diffusers model {model.path}"), solver, nfe)
             info.update({"solver": solver, "nfe": nfe, "s_range": list(velocity.schedule.s_range)})
-        manifest = {"teacher_kind": "diffusers", "teacher_method": "", "teacher_config": _data_teacher_config(data, options), "data": data,
-                    "diffusers": info}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize, shard_size=shard_size,
-                              heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
+        manifest = {"teacher_kind": "diffusers", "teacher_method": "",
+                    "teacher_config": _data_teacher_config(data, options), "data": data, "diffusers": info}
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize,
+                              shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
+                              settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)
 
 
-def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str = "sampler", teacher_args: dict[str, str] | None = None,
-                   solver: str = "euler", nfe: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str = "sampler",
+                   teacher_args: dict[str, str] | None = None, solver: str = "euler", nfe: int = 35,
+                   sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                    seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
                    device: str = "auto", progress: bool = True, data_options: dict | None = None) -> dict:
     """Pairs of an EDM denoiser D(x, sigma) named by ``package.module:fn`` or ``file.py:fn`` (``docs/teachers.md``).
@@ -261,9 +287,11 @@ def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str =
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use sampler or velocity")
     if not data:
-        raise StraightflowError("--teacher-edm needs --data (the data the denoiser makes: its shape, units and held-out set)")
+        raise StraightflowError("--teacher-edm needs --data (the data the denoiser makes: its shape, units and "
+                                "held-out set)")
     if kind == "sampler" and (nfe < 1 or nfe % 2 == 0):
-        raise StraightflowError(f"EDM's Heun sampler makes 2 steps - 1 network calls: give an odd --nfe (e.g. 35 for 18 steps), got {nfe}")
+        raise StraightflowError("EDM's Heun sampler makes 2 steps - 1 network calls: give an odd --nfe (e.g. 35 for "
+                                f"18 steps), got {nfe}")
     denoiser = _user_teacher(load_teacher_callable(spec, teacher_args), f"denoiser {spec}")
     options = dict(data_options or {})
     source = load_data(data, options)
@@ -276,9 +304,10 @@ def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str =
         settings = {"teacher": f"edm {spec}", "callable_kind": kind, **_teacher_args_settings(teacher_args)}
         if kind == "velocity":
             settings["edm"] = {"sigma_min": float(sigma_min), "sigma_max": float(sigma_max)}
-        manifest = {"teacher_kind": "edm", "teacher_method": "", "teacher_config": _data_teacher_config(data, options), "data": data,
-                    "teacher_callable_path": callable_source(spec)}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize, shard_size=shard_size,
-                              heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
+        manifest = {"teacher_kind": "edm", "teacher_method": "", "teacher_config": _data_teacher_config(data, options),
+                    "data": data, "teacher_callable_path": callable_source(spec)}
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, to_model=source.normalize,
+                              shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
+                              settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)

@@ -25,11 +25,13 @@ SOLVERS: dict[str, Callable[..., SolveResult]] = {
 }
 
 
-def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int = 1, return_trajectory: bool = False) -> SolveResult:
+def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int = 1,
+          return_trajectory: bool = False) -> SolveResult:
     """Integrate dz/dt = v(z, t) from t = 1 (noise ``z``) to t = 0 with ``solver``; ``result.nfe`` counts the calls."""
     if solver not in SOLVERS:
         raise StraightflowError(f"unknown solver {solver!r}: use one of {', '.join(sorted(SOLVERS))}")
     return SOLVERS[solver](velocity, z, nfe, return_trajectory=return_trajectory)
 
 
-__all__ = ["SOLVERS", "HEUN_EVEN_NOTE", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun", "rk45", "lines", "uniform_grid"]
+__all__ = ["SOLVERS", "HEUN_EVEN_NOTE", "SolveResult", "CountingVelocity", "VelocityFn", "solve", "euler", "heun",
+           "rk45", "lines", "uniform_grid"]

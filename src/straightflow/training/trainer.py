@@ -61,9 +61,11 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     ``docs/data.md``). ``method``: a method name, or your own :class:`~straightflow.methods.Method`
     instance (recorded as ``method: custom``; pass it again to resume, ``Run.load`` and ``export``).
     """
-    overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
+    overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net,
+                                                  dataset=dataset)
     out = run_dir_asked(overrides, config_file)
-    if resume and not (out / "config.yaml").exists() and asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
+    if (resume and not (out / "config.yaml").exists() and asks_auto_beta(overrides, config_file)
+            and (out / "pilots").is_dir()):
         resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
     cfg = prepare_run_dir(out, resume, overrides, config_file, custom_method)
     if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
@@ -72,8 +74,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     with ExitStack() as cleanup:
         ctx = init_distributed(cfg.device)
         cleanup.callback(shutdown_distributed, ctx)
-        return _train(cfg, ctx, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, cleanup=cleanup, dataset=dataset,
-                      custom_method=custom_method)
+        return _train(cfg, ctx, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, cleanup=cleanup,
+                      dataset=dataset, custom_method=custom_method)
 
 
 def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
@@ -94,8 +96,9 @@ def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module
     return overrides, custom_method
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
-           cleanup: ExitStack, dataset=None, custom_method: Method | None = None) -> Path:
+def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn.Module | None,
+           encoder_net: nn.Module | None, cleanup: ExitStack, dataset=None,
+           custom_method: Method | None = None) -> Path:
     """Train the run of ``cfg`` (checked by :func:`train`) on this rank, section by section: check the request,
     load the data, build what trains, take the run directory's lock, restore the latest checkpoint, open the
     streamed batches, prepare the run directory (rank 0), then the steps (:func:`_run_steps`). ``cleanup`` closes
@@ -133,9 +136,11 @@ def _check_request(cfg: TrainConfig, ctx: DistContext, *, velocity_net: nn.Modul
     if cfg.batch_size % ctx.world_size:
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
     if encoder_net is not None and not resolve_method(cfg, custom_method).accepts_encoder:
-        raise StraightflowError(f"encoder_net= is a learned coupling's encoder (the curvature method's); --method {cfg.method} has none")
+        raise StraightflowError("encoder_net= is a learned coupling's encoder (the curvature method's); --method "
+                                f"{cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
-        raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
+        raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass "
+                                "velocity_net= to train(...) to resume it")
     if cfg.tensorboard:
         summary_writer_class()  # a missing package is an error on every rank, before any work
 
@@ -147,8 +152,10 @@ def _load_training_data(cfg: TrainConfig, saved: dict | None, dataset=None):
     if cfg.loader == "auto" and saved is not None:  # resume the way the run started, whatever auto would choose today
         options = replace(options, loader="stream" if "sampler" in saved else "memory")
     if cfg.data == CUSTOM_DATA and dataset is None:
-        raise StraightflowError(f"{Path(cfg.out)} trains on a user's own Dataset (data: custom): pass dataset= to train(...) to resume it")
-    data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"), require_labels=cfg.conditional, dataset=dataset)
+        raise StraightflowError(f"{Path(cfg.out)} trains on a user's own Dataset (data: custom): pass dataset= to "
+                                "train(...) to resume it")
+    data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"),
+                     require_labels=cfg.conditional, dataset=dataset)
     if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
         data = PairData.open(cfg.pairs, base=data, labels=cfg.conditional)
     return data
@@ -175,8 +182,8 @@ def _setup(cfg: TrainConfig, ctx: DistContext, data, *, velocity_net: nn.Module 
     optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(module, cfg.ema_decay)
     generator = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed, ctx.rank))
-    return TrainState(cfg=cfg, ctx=ctx, out=Path(cfg.out), data=data, prior=prior, module=module, method=method, params=params,
-                      optimizer=optimizer, ema=ema, generator=generator, aux=aux, budget=budget,
+    return TrainState(cfg=cfg, ctx=ctx, out=Path(cfg.out), data=data, prior=prior, module=module, method=method,
+                      params=params, optimizer=optimizer, ema=ema, generator=generator, aux=aux, budget=budget,
                       local_batch=cfg.batch_size // ctx.world_size, train_module=module)
 
 
@@ -186,7 +193,8 @@ def _restore(state: TrainState, ckpt: Path | None, saved: dict | None, *, resume
     the budget's beta."""
     cfg, ctx = state.cfg, state.ctx
     if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
-        print(f"straightflow: note: {state.out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
+        print(f"straightflow: note: {state.out} has no checkpoint yet; training it from step 0 with its saved config",
+              file=sys.stderr)
     if ckpt is not None:
         load_into(state.module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
         load_into(state.ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
@@ -195,7 +203,8 @@ def _restore(state: TrainState, ckpt: Path | None, saved: dict | None, *, resume
             state.aux.load_state_dict(saved["aux"])
         if state.budget is not None:
             if "kl_budget" not in saved:
-                raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target {cfg.kl_target:g}")
+                raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target "
+                                        f"{cfg.kl_target:g}")
             state.budget.load_state_dict(saved["kl_budget"])
         state.step = int(saved["step"])
         warning = restore_rng_states(saved, ctx, state.generator)
@@ -225,8 +234,8 @@ def _run_meta(state: TrainState, custom_method: Method | None) -> dict:
     cfg, data, module = state.cfg, state.data, state.module
     meta = {
         "method": cfg.method if custom_method is None else f"{CUSTOM_METHOD}:{type(custom_method).__qualname__}",
-        "model": resolve_model_name(cfg, data) if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}",
-        "data": cfg.data,
+        "model": (resolve_model_name(cfg, data) if cfg.model != "custom"
+                  else f"custom:{type(module.velocity).__qualname__}"), "data": cfg.data,
         "shape": list(data.shape),
         "velocity_parameters": count_parameters(module.velocity),
         # what sampling needs without the data (Run.load, export; docs/portable.md)
@@ -258,12 +267,14 @@ def _build_monitor(state: TrainState) -> TrainingMonitor:
     cfg, device = state.cfg, state.ctx.device
     probe = None
     if cfg.eval_every:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
-            probe = QualityProbe(state.data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=state.method.default_solver,
-                                 prior=state.prior, num_classes=state.module.num_classes, device=device, draws=cfg.eval_draws,
+        # the training streams stay untouched
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            probe = QualityProbe(state.data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n,
+                                 solver=state.method.default_solver, prior=state.prior,
+                                 num_classes=state.module.num_classes, device=device, draws=cfg.eval_draws,
                                  split="validation" if cfg.validation_fraction > 0 else "heldout")
-    return TrainingMonitor(state.out / TENSORBOARD_DIR if cfg.tensorboard else None, state.out / QUALITY_FILE if cfg.eval_every else None,
-                           probe, state.step)
+    return TrainingMonitor(state.out / TENSORBOARD_DIR if cfg.tensorboard else None,
+                           state.out / QUALITY_FILE if cfg.eval_every else None, probe, state.step)
 
 
 def _banner(state: TrainState) -> str:
@@ -274,8 +285,10 @@ def _banner(state: TrainState) -> str:
     return (
         f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
         f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
-        + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank" if batches is not None else "")
-        + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if state.module.conditional else "")
+        + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank"
+           if batches is not None else "")
+        + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}"
+           if state.module.conditional else "")
         + f" | device {state.ctx.device} x{state.ctx.world_size} | run dir {state.out}"
     )
 
@@ -284,7 +297,8 @@ def _wrap_for_training(state: TrainState) -> None:
     """Wrap the module in DDP across several ranks, say where ``--amp`` / ``--compile`` cannot apply, train mode."""
     module, ctx = state.module, state.ctx
     device = ctx.device
-    state.train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
+    state.train_module = (DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+                          if ctx.enabled else module)
     note = _speed_note(state.cfg, module.velocity, device)
     if note and ctx.is_main:
         print(note)
@@ -299,7 +313,8 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     if device.type != "cuda":
         return f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled"
     if not hasattr(velocity, "use_compile"):
-        return f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in float32, uncompiled"
+        return (f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in "
+                "float32, uncompiled")
     return None
 
 
@@ -311,7 +326,8 @@ def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
     :class:`TrainingInterrupted`."""
     cfg = state.cfg
     t_start = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=state.step, disable=not (cfg.progress and state.ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(total=cfg.steps, initial=state.step, disable=not (cfg.progress and state.ctx.is_main), desc="train",
+               dynamic_ncols=True, mininterval=0.5)
     stats_file = open(state.out / "stats.jsonl", "a") if state.ctx.is_main else None
     window = LogWindow(bar, stats_file, t_start)
     stop = cleanup.enter_context(StopSignals(state.out))
@@ -336,7 +352,8 @@ def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
             saved = _due(state.step, cfg.ckpt_every, cfg.steps)
             if saved:
                 _checkpoint(state)
-            if state.monitor is not None and state.monitor.probe is not None and _due(state.step, cfg.eval_every, cfg.steps):
+            if (state.monitor is not None and state.monitor.probe is not None
+                    and _due(state.step, cfg.eval_every, cfg.steps)):
                 _quality_check(state, window)
             _stop_on_signal(state, stop, saved=saved)
     finally:
@@ -395,11 +412,13 @@ def _log(state: TrainState, window: LogWindow, lr: float) -> None:
     keys = sorted(window.sums)
     means = state.ctx.all_mean(torch.stack([window.sums[k].float() for k in keys]) / window.count).tolist()
     now = time.perf_counter()
-    record = {"step": state.step, **dict(zip(keys, means)), "lr": lr, "steps_per_sec": window.count / max(now - window.t_last, 1e-9)}
+    record = {"step": state.step, **dict(zip(keys, means)), "lr": lr,
+              "steps_per_sec": window.count / max(now - window.t_last, 1e-9)}
     if state.budget is not None:  # the controller's state after this step (kl above: the window's mean batch KL)
         record.update(state.budget.stats())
     if not all(math.isfinite(v) for v in means):
-        raise StraightflowError(f"training diverged at step {state.step}: loss is {record.get('loss')} (lower --lr or set --grad-clip)")
+        raise StraightflowError(f"training diverged at step {state.step}: loss is {record.get('loss')} (lower --lr or "
+                                "set --grad-clip)")
     if window.stats_file:
         window.stats_file.write(json.dumps(record) + "\n")
         window.stats_file.flush()
@@ -416,7 +435,8 @@ def _checkpoint(state: TrainState) -> None:
         raise _diverged(state, step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
     rngs = rng_states(ctx, state.generator)
     if budget is not None and len(set(ctx.gather_objects(budget.log_beta))) > 1:  # never on one rank; a guard for DDP
-        raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged across ranks")
+        raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged "
+                                "across ranks")
     if ctx.is_main:
         train_state = {"optimizer": state.optimizer.state_dict(), "step": step, **rngs}
         if state.batches is not None:  # the epoch sampler: which rows the next batches are
@@ -425,7 +445,8 @@ def _checkpoint(state: TrainState) -> None:
             train_state["aux"] = state.aux.state_dict()
         if budget is not None:
             train_state["kl_budget"] = budget.state_dict()
-        save_checkpoint(state.out, step, state.module.state_dict(), state.ema.state_dict(), train_state, state.meta, state.cfg.keep_checkpoints)
+        save_checkpoint(state.out, step, state.module.state_dict(), state.ema.state_dict(), train_state, state.meta,
+                        state.cfg.keep_checkpoints)
     ctx.barrier()
 
 
@@ -439,7 +460,8 @@ def _diverged(state: TrainState, step: int, what: str) -> StraightflowError:
 def _quality_check(state: TrainState, window: LogWindow) -> None:
     """Rank 0: the monitor's quality check of the EMA weights, a line under the bar; its time is not training time."""
     t_check = time.perf_counter()
-    result = state.monitor.check(state.step, state.ema.shadow.velocity)  # rank 0 only; no collective, the other ranks wait at the next one
+    # rank 0 only; no collective, the other ranks wait at the next one
+    result = state.monitor.check(state.step, state.ema.shadow.velocity)
     window.bar.write(summary_line(state.step, result, state.monitor.probe.nfes))
     window.t_last += time.perf_counter() - t_check  # steps/s counts training only
 
