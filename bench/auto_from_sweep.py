@@ -23,7 +23,16 @@ from pathlib import Path
 
 from straightflow.formatting import beta_label
 from straightflow.run import Run
-from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, PRICE_NFE, PROBE_N, choose_target, late_kl, near_line, price_of
+from straightflow.training.auto_beta import (
+    DEFAULT_PRICE,
+    PILOT_BETAS,
+    PRICE_NFE,
+    PROBE_N,
+    choose_target,
+    late_kl,
+    near_line,
+    price_of,
+)
 from straightflow.training.monitor import QualityProbe, read_records
 
 

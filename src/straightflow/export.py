@@ -19,7 +19,15 @@ from pathlib import Path
 
 from safetensors.torch import save as save_safetensors
 
-from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS, is_export, latest_checkpoint, list_checkpoints
+from .checkpoint import (
+    EXPORT_CONFIG,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    EXPORT_WEIGHTS,
+    is_export,
+    latest_checkpoint,
+    list_checkpoints,
+)
 from .config import load_run_config
 from .data.pairs import read_manifest, teacher_info
 from .errors import StraightflowError

@@ -19,7 +19,17 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import StraightflowError, TrainingInterrupted
-from .common import _MODEL_DIR_HELP, _add_class_flags, _config_values, _int_list, _nfe_text, _Parser, absolute_paths, add_config_flags, check_out
+from .common import (
+    _MODEL_DIR_HELP,
+    _add_class_flags,
+    _config_values,
+    _int_list,
+    _nfe_text,
+    _Parser,
+    absolute_paths,
+    add_config_flags,
+    check_out,
+)
 from .pairs import _add_pairs, _run_pairs
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import EXPORT_WEIGHTS, is_export, latest_checkpoint, load_checkpoint_weights, load_export_weights, load_into, read_export_config
+from ..checkpoint import (
+    EXPORT_WEIGHTS,
+    is_export,
+    latest_checkpoint,
+    load_checkpoint_weights,
+    load_export_weights,
+    load_into,
+    read_export_config,
+)
 from ..couplings import TeacherPairCoupling
 from ..data.pairs import PairData, check_pairs_prior
 from ..errors import StraightflowError
