@@ -23,7 +23,16 @@ from pathlib import Path
 
 from straightflow.formatting import beta_label
 from straightflow.run import Run
-from straightflow.training.auto_beta import DEFAULT_PRICE, PILOT_BETAS, PRICE_NFE, PROBE_N, choose_target, late_kl, near_line, price_of
+from straightflow.training.auto_beta import (
+    DEFAULT_PRICE,
+    PILOT_BETAS,
+    PRICE_NFE,
+    PROBE_N,
+    choose_target,
+    late_kl,
+    near_line,
+    price_of,
+)
 from straightflow.training.monitor import QualityProbe, read_records
 
 
@@ -43,7 +52,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweep", help="a `straightflow sweep` folder (beta-<b>/ runs)")
     p.add_argument("--draws", type=int, default=20, help="draws per rung (the pilots' default on vectors: 20)")
-    p.add_argument("--split", default="validation", choices=("validation", "heldout"), help="what the rungs are priced against")
+    p.add_argument("--split", default="validation", choices=("validation", "heldout"),
+                   help="what the rungs are priced against")
     p.add_argument("--price", type=float, default=DEFAULT_PRICE)
     args = p.parse_args()
     sweep = Path(args.sweep)
@@ -56,14 +66,14 @@ def main() -> int:
         pilot = {"beta": beta, **price_run(run_dir, args.draws, args.split)}
         pilot["ratio"], pilot["se"] = price_of(pilot, pilots[0]) if pilots else (1.0, 0.0)
         pilots.append(pilot)
-        print(f"beta={beta_label(beta):>4}: W2@{PRICE_NFE} {pilot['quality']:.4g} ({pilot['ratio']:.3g}x +- {pilot['se']:.2g}), "
-              f"W2@1 {pilot['quality_nfe1']:.4g}, KL {pilot['kl']:.4g}", flush=True)
+        print(f"beta={beta_label(beta):>4}: W2@{PRICE_NFE} {pilot['quality']:.4g} ({pilot['ratio']:.3g}x +- "
+              f"{pilot['se']:.2g}), W2@1 {pilot['quality_nfe1']:.4g}, KL {pilot['kl']:.4g}", flush=True)
         if pilot["ratio"] > args.price:
             break
     choice = choose_target(pilots, args.price)
     close = ", ".join(f"beta={beta_label(r['beta'])}" for r in near_line(pilots, args.price))
-    print(f"priced on the {args.split} split, {args.draws} draws of n = {PROBE_N}: K = {choice['kl_target']:.4g}, initial beta "
-          f"{choice['beta']:.4g} ({choice['why']})" + (f"; near the line: {close}" if close else ""))
+    print(f"priced on the {args.split} split, {args.draws} draws of n = {PROBE_N}: K = {choice['kl_target']:.4g}, "
+          f"initial beta {choice['beta']:.4g} ({choice['why']})" + (f"; near the line: {close}" if close else ""))
     return 0 if math.isfinite(choice["kl_target"]) else 1
 
 

@@ -37,7 +37,8 @@ from straightflow.training import train
 NFES = [1, 2, 4, 8, 100]
 
 
-def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int, lr: float, seed: int, ot: bool = False):
+def torchcfm_icfm(data_name: str, steps: int, batch: int, width: int, depth: int, lr: float, seed: int,
+                  ot: bool = False):
     """torchcfm's training loop as in its examples, sigma = 0: I-CFM (ConditionalFlowMatcher)
     or, with ``ot``, OT-CFM (ExactOptimalTransportConditionalFlowMatcher: exact minibatch OT)."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher, ExactOptimalTransportConditionalFlowMatcher
@@ -76,8 +77,9 @@ def images_row(steps: int, batch: int, seed: int, work: Path, loaders: list[str]
 
     def ours_run(loader: str) -> Path:
         t0 = time.perf_counter()
-        run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed, out=str(work / f"digits-{loader}"),
-                        progress=False, ckpt_every=steps, log_every=max(10, steps // 5), loader=loader)
+        run_dir = train(data="digits", method="rectified", steps=steps, batch_size=batch, seed=seed,
+                        out=str(work / f"digits-{loader}"), progress=False, ckpt_every=steps,
+                        log_every=max(10, steps // 5), loader=loader)
         ours[loader] = steps * batch / (time.perf_counter() - t0)
         return run_dir
 
@@ -133,7 +135,8 @@ def main() -> None:
     ap.add_argument("--images-steps", type=int, default=100, help="steps of the digits image row (0 skips it)")
     ap.add_argument("--image-batch", type=int, default=128)
     ap.add_argument("--image-loaders", default="memory,stream",
-                    help="our image row once per --loader, comma-separated (stream: through the DataLoader, docs/data.md)")
+                    help="our image row once per --loader, comma-separated (stream: through the DataLoader, "
+                         "docs/data.md)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -145,37 +148,44 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         run_dir = train(
-            data=args.data, method="rectified", steps=args.steps, batch_size=args.batch_size, width=args.width, depth=args.depth,
-            lr=args.lr, seed=args.seed, out=str(workdir / "run"), progress=False, ckpt_every=args.steps, log_every=max(100, args.steps // 10),
+            data=args.data, method="rectified", steps=args.steps, batch_size=args.batch_size, width=args.width,
+            depth=args.depth, lr=args.lr, seed=args.seed, out=str(workdir / "run"), progress=False,
+            ckpt_every=args.steps, log_every=max(100, args.steps // 10),
         )
         ours_sps = args.steps / (time.perf_counter() - t0)  # whole call: setup, EMA, logging and checkpoint included
         run = Run.load(run_dir, device="cpu")
-        net, theirs_sps = torchcfm_icfm(args.data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed)
+        net, theirs_sps = torchcfm_icfm(args.data, args.steps, args.batch_size, args.width, args.depth, args.lr,
+                                        args.seed)
         reference, _ = run.data.reference(args.n, seed=0)
         floor = wasserstein2(run.data.floor_reference(args.n, seed=0)[0], reference)
         ours = w2_per_nfe(run.velocity, reference, args.n, seed=1)
         theirs = w2_per_nfe(lambda x, t: -net(x, 1.0 - t), reference, args.n, seed=1)
         loaders = [v.strip() for v in args.image_loaders.split(",") if v.strip()]
-        images = images_row(args.images_steps, args.image_batch, args.seed, workdir, loaders) if args.images_steps > 0 else None
+        images = images_row(args.images_steps, args.image_batch, args.seed, workdir,
+                            loaders) if args.images_steps > 0 else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     cfg = TrainConfig()
-    print(f"data {args.data}, MLP width {args.width} depth {args.depth} ({sum(p.numel() for p in net.parameters()):,} params), "
-          f"batch {args.batch_size}, {args.steps} steps, lr {args.lr}, {args.threads} threads; W2 on n={args.n}, floor {floor:.4f}")
+    print(f"data {args.data}, MLP width {args.width} depth {args.depth} ({sum(p.numel() for p in net.parameters()):,} "
+          f"params), batch {args.batch_size}, {args.steps} steps, lr {args.lr}, {args.threads} threads; W2 on "
+          f"n={args.n}, floor {floor:.4f}")
     print(f"{'':28}{'steps/s':>9} " + " ".join(f"{'W2@' + str(k):>9}" for k in NFES))
     print(f"{'straightflow rectified (EMA)':28}{ours_sps:9.1f} " + " ".join(f"{ours[k]:9.4f}" for k in NFES))
     print(f"{'torchcfm I-CFM':28}{theirs_sps:9.1f} " + " ".join(f"{theirs[k]:9.4f}" for k in NFES))
-    print(f"speed ratio straightflow / torchcfm: {ours_sps / theirs_sps:.2f}x; W2@100 ratio: {ours[100] / theirs[100]:.3f}")
+    print(f"speed ratio straightflow / torchcfm: {ours_sps / theirs_sps:.2f}x; W2@100 ratio: "
+          f"{ours[100] / theirs[100]:.3f}")
     if images is not None:
         theirs_img = images["torchcfm_train_img_s"]
-        ours_txt = ", ".join(f"straightflow --loader {k} {v:.0f} img/s (ratio {v / theirs_img:.2f}x)" for k, v in images["ours_train_img_s_by_loader"].items())
-        print(f"images: digits 8x8, UNet digits-cpu ({images['params']:,} params), batch {args.image_batch}, {args.images_steps} steps: "
-              f"{ours_txt}, torchcfm I-CFM {theirs_img:.0f} img/s; sampling at NFE 1: {images['sample_img_s_nfe1']:.0f} img/s")
+        ours_txt = ", ".join(f"straightflow --loader {k} {v:.0f} img/s (ratio {v / theirs_img:.2f}x)"
+                             for k, v in images["ours_train_img_s_by_loader"].items())
+        print(f"images: digits 8x8, UNet digits-cpu ({images['params']:,} params), batch {args.image_batch}, "
+              f"{args.images_steps} steps: {ours_txt}, torchcfm I-CFM {theirs_img:.0f} img/s; sampling at NFE 1: "
+              f"{images['sample_img_s_nfe1']:.0f} img/s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"ours_steps_per_sec": ours_sps, "torchcfm_steps_per_sec": theirs_sps, "floor": floor,
-                                               "ours_w2": ours, "torchcfm_w2": theirs, "images": images, "args": vars(args),
-                                               "ema_decay": cfg.ema_decay}, indent=1))
+        Path(args.json).write_text(json.dumps({"ours_steps_per_sec": ours_sps, "torchcfm_steps_per_sec": theirs_sps,
+                                               "floor": floor, "ours_w2": ours, "torchcfm_w2": theirs, "images": images,
+                                               "args": vars(args), "ema_decay": cfg.ema_decay}, indent=1))
 
 
 if __name__ == "__main__":

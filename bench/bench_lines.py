@@ -53,7 +53,8 @@ def bench_one(data: str, args, work: Path) -> dict:
     teacher_dir = train(data=data, method="rectified", out=str(work / f"{data}-teacher"), **common)
     pairs = generate_pairs(teacher_dir, args.pairs, work / f"{data}-pairs", solver="euler", nfe=args.teacher_nfe,
                            seed=args.seed, device="cpu", progress=False)
-    lines_dir = train(method="lines", pairs=str(work / f"{data}-pairs"), out=str(work / f"{data}-lines"), adv=args.adv, **common)
+    lines_dir = train(method="lines", pairs=str(work / f"{data}-pairs"), out=str(work / f"{data}-lines"), adv=args.adv,
+                      **common)
     otcfm, _ = torchcfm_icfm(data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed, ot=True)
 
     teacher, lines = Run.load(teacher_dir, device="cpu"), Run.load(lines_dir, device="cpu")
@@ -73,7 +74,8 @@ def bench_one(data: str, args, work: Path) -> dict:
         }
 
     evals = [evaluation(e) for e in range(args.eval_seeds)]
-    row = {"data": data, **{k: sum(ev[k] for ev in evals) / len(evals) for k in evals[0]}, "pairs_per_sec": pairs["pairs_per_sec"]}
+    row = {"data": data, **{k: sum(ev[k] for ev in evals) / len(evals) for k in evals[0]},
+           "pairs_per_sec": pairs["pairs_per_sec"]}
     for name, den in (("teacher", "teacher_w2_100"), ("otcfm", "otcfm_w2_1")):
         ratios = torch.tensor([ev["lines_w2_1"] / ev[den] for ev in evals], dtype=torch.float64)
         row[f"ratio_{name}_mean"] = float(ratios.mean())
@@ -92,11 +94,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--pairs", type=int, default=100_000, help="teacher pairs per set")
     ap.add_argument("--teacher-nfe", type=int, default=100)
-    ap.add_argument("--adv", type=float, default=0.0, help="weight of the lines model's adversarial term (0 = MSE endpoint loss only)")
+    ap.add_argument("--adv", type=float, default=0.0,
+                    help="weight of the lines model's adversarial term (0 = MSE endpoint loss only)")
     ap.add_argument("-n", type=int, default=2000, help="held-out points for W2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-seeds", type=int, default=1, help="average W2 over this many held-out draws and noise seeds")
+    ap.add_argument("--eval-seeds", type=int, default=1,
+                    help="average W2 over this many held-out draws and noise seeds")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,20 +113,23 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.steps} steps for every model, lr {args.lr}, lines --adv {args.adv:g}; "
-          f"{args.pairs} teacher pairs (Euler NFE {args.teacher_nfe}); W2 on n={args.n} held-out points"
+    print(f"MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.steps} steps for every model, lr "
+          f"{args.lr}, lines --adv {args.adv:g}; {args.pairs} teacher pairs (Euler NFE {args.teacher_nfe}); W2 on "
+          f"n={args.n} held-out points"
           + (f", mean over {args.eval_seeds} evaluations" if args.eval_seeds > 1 else ""))
-    head = ["data", "floor", "teacher@1", "teacher@100", "lines@1", "lines@2", "OT-CFM@1", "OT-CFM@2", "lines@1/teacher@100", "lines@1/OT-CFM@1", "pairs/s"]
+    head = ["data", "floor", "teacher@1", "teacher@100", "lines@1", "lines@2", "OT-CFM@1", "OT-CFM@2",
+            "lines@1/teacher@100", "lines@1/OT-CFM@1", "pairs/s"]
     print(" ".join(f"{h:>13}" for h in head))
     for r in rows:
-        vals = [r["floor"], r["teacher_w2_1"], r["teacher_w2_100"], r["lines_w2_1"], r["lines_w2_2"], r["otcfm_w2_1"], r["otcfm_w2_2"],
-                r["lines_w2_1"] / r["teacher_w2_100"], r["lines_w2_1"] / r["otcfm_w2_1"]]
+        vals = [r["floor"], r["teacher_w2_1"], r["teacher_w2_100"], r["lines_w2_1"], r["lines_w2_2"], r["otcfm_w2_1"],
+                r["otcfm_w2_2"], r["lines_w2_1"] / r["teacher_w2_100"], r["lines_w2_1"] / r["otcfm_w2_1"]]
         print(f"{r['data']:>13} " + " ".join(f"{v:13.4f}" for v in vals) + f" {r['pairs_per_sec']:13.0f}")
     if args.eval_seeds > 1:
         print(f"ratios over the {args.eval_seeds} evaluations (mean +- sd):")
         for r in rows:
-            print(f"{r['data']:>13}  lines@1/teacher@100 {r['ratio_teacher_mean']:.3f} +- {r['ratio_teacher_sd']:.3f}   "
-                  f"lines@1/OT-CFM@1 {r['ratio_otcfm_mean']:.3f} +- {r['ratio_otcfm_sd']:.3f}")
+            print(f"{r['data']:>13}  lines@1/teacher@100 {r['ratio_teacher_mean']:.3f} +- "
+                  f"{r['ratio_teacher_sd']:.3f}   lines@1/OT-CFM@1 {r['ratio_otcfm_mean']:.3f} +- "
+                  f"{r['ratio_otcfm_sd']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=1))
 

@@ -6,7 +6,8 @@
 Stages (each resumable: rerun the same command and finished stages are skipped, a half-trained
 network continues from its last checkpoint):
 
-a. ``OUT/ddpm``: a small diffusers ``UNet2DModel`` (channels 32, 64; no attention) trained 3000 steps at batch 128 as an epsilon-prediction DDPM
+a. ``OUT/ddpm``: a small diffusers ``UNet2DModel`` (channels 32, 64; no attention) trained 3000 steps at batch 128
+   as an epsilon-prediction DDPM
    (1000-step linear-beta ``DDPMScheduler``) on the digits training split, in straightflow's units
    (``pixels / 8 - 1``), EMA weights, saved with ``save_pretrained`` as a ``DDPMPipeline`` folder;
    progress is checkpointed in ``OUT/ddpm_train/state.pt``.
@@ -34,7 +35,8 @@ from pathlib import Path
 FULL = dict(ddpm_steps=3000, ddpm_batch=128, ddpm_channels=(32, 64), ddpm_layers=1, pairs=20000, teacher_steps=25,
             student_steps=3000, student_batch=128, student_flags=[], n=5000, seeds=6, ckpt_every=500)
 QUICK = dict(ddpm_steps=60, ddpm_batch=32, ddpm_channels=(8, 16), ddpm_layers=1, pairs=600, teacher_steps=5,
-             student_steps=20, student_batch=32, student_flags=["--channels", "8", "--num-res-blocks", "1"], n=200, seeds=2, ckpt_every=10)
+             student_steps=20, student_batch=32, student_flags=["--channels", "8", "--num-res-blocks", "1"], n=200,
+             seeds=2, ckpt_every=10)
 STUDENTS = {"lines": [], "lines_adv": ["--adv", "0.1"]}
 
 
@@ -63,11 +65,14 @@ def train_ddpm(out: Path, s: dict, seed: int = 0) -> Path:
         log(f"skip DDPM training ({folder} exists)")
         return folder
     torch.manual_seed(seed)
-    images = load_data("digits").train_images().float()  # pixels / 8 - 1, the training split only (the held-out set scores)
+    # pixels / 8 - 1, the training split only (the held-out set scores)
+    images = load_data("digits").train_images().float()
     c = s["ddpm_channels"]
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=c, layers_per_block=s["ddpm_layers"],
-                       norm_num_groups=min(8, c[0]), down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"))  # no attention: 0.65M parameters, ~0.25 s per step on one core
+    # no attention: 0.65M parameters, ~0.25 s per step on one core
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=c,
+                       layers_per_block=s["ddpm_layers"], norm_num_groups=min(8, c[0]),
+                       down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.Adam(unet.parameters(), lr=1e-3 if s is FULL else 2e-3)
@@ -103,7 +108,8 @@ def train_ddpm(out: Path, s: dict, seed: int = 0) -> Path:
         if step % s["ckpt_every"] == 0 or step == s["ddpm_steps"]:
             state_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = state_path.with_suffix(".tmp")
-            torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step}, tmp)
+            torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "gen": gen.get_state(), "step": step}, tmp)
             os.replace(tmp, state_path)
     tmp = out / "ddpm.tmp"
     DDPMPipeline(unet=ema, scheduler=sched).save_pretrained(str(tmp))
@@ -118,8 +124,9 @@ def make_pairs(out: Path, ddpm: Path, s: dict) -> Path:
     if (pairs / "manifest.json").is_file():
         log(f"skip pairs ({pairs} complete)")
         return pairs
+    # a rerun resumes finished shards
     sf("pairs", "--teacher-diffusers", str(ddpm), "--data", "digits", "-n", str(s["pairs"]), "--scheduler", "ddim",
-       "--nfe", str(s["teacher_steps"]), "--clip-sample", "false", "--out", str(pairs), "--quiet")  # a rerun resumes finished shards
+       "--nfe", str(s["teacher_steps"]), "--clip-sample", "false", "--out", str(pairs), "--quiet")
     return pairs
 
 
@@ -154,15 +161,16 @@ def json_of(path: Path, *args: str) -> dict:
 
 def summary(out: Path, pairs: Path, students: dict[str, Path], s: dict) -> str:
     teacher = json_of(out / "teacher_score.json", "score", str(pairs), "-n", str(s["n"]))
-    reports = {name: json_of(run / "eval.json", "eval", str(run), "--nfe", "1,2", "--seeds", str(s["seeds"]), "-n", str(s["n"]))
+    reports = {name: json_of(run / "eval.json", "eval", str(run), "--nfe", "1,2", "--seeds", str(s["seeds"]),
+                             "-n", str(s["n"]))
                for name, run in students.items()}
     t = teacher["results"][0]
-    lines = [f"digits, diffusers DDPM teacher (DDIM {s['teacher_steps']} steps, eta 0, clip_sample off) vs lines students; "
-             f"features {teacher.get('features')}, n={teacher['n']} vs {teacher['n_reference']} held-out images; "
-             f"floor fd {teacher['fd_floor']:.4g}, kid {teacher['kid_floor']:.4g}",
+    lines = [f"digits, diffusers DDPM teacher (DDIM {s['teacher_steps']} steps, eta 0, clip_sample off) vs lines "
+             f"students; features {teacher.get('features')}, n={teacher['n']} vs {teacher['n_reference']} "
+             f"held-out images; floor fd {teacher['fd_floor']:.4g}, kid {teacher['kid_floor']:.4g}",
              f"{'model':<12} {'NFE':>4} {'fd':>16} {'kid':>18} {'precision':>10} {'recall':>8} {'fd / teacher':>12}",
-             f"{'teacher':<12} {s['teacher_steps']:>4} {t['fd']:>16.4g} {t['kid']:>18.4g} {t.get('precision', float('nan')):>10.3f} "
-             f"{t.get('recall', float('nan')):>8.3f} {1.0:>12.3f}"]
+             f"{'teacher':<12} {s['teacher_steps']:>4} {t['fd']:>16.4g} {t['kid']:>18.4g} "
+             f"{t.get('precision', float('nan')):>10.3f} {t.get('recall', float('nan')):>8.3f} {1.0:>12.3f}"]
     for name, rep in reports.items():
         for row in rep["results"]:
             fd = f"{row['fd']:.4g} ± {row.get('fd_sd', 0.0):.2g}"
@@ -173,18 +181,21 @@ def summary(out: Path, pairs: Path, students: dict[str, Path], s: dict) -> str:
         for a, b in zip(reports["lines_adv"]["results"], reports["lines"]["results"]):
             diffs = [x - y for x, y in zip(a.get("fd_seeds", [a["fd"]]), b.get("fd_seeds", [b["fd"]]))]
             sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-            lines.append(f"paired fd difference lines_adv - lines at NFE {a['nfe']} over seeds {rep['seeds'][0]}-{rep['seeds'][-1]}: "
+            lines.append(f"paired fd difference lines_adv - lines at NFE {a['nfe']} over seeds "
+                         f"{rep['seeds'][0]}-{rep['seeds'][-1]}: "
                          + " ".join(f"{d:+.3f}" for d in diffs) + f" | mean {statistics.fmean(diffs):+.3f} sd {sd:.3f}")
         one = next(r for r in reports["lines_adv"]["results"] if r["nfe"] == 1)
-        lines.append(f"lines --adv at NFE 1: fd {one['fd']:.4g} = {one['fd'] / t['fd']:.3f} x the DDIM-{s['teacher_steps']} teacher's {t['fd']:.4g} "
-                     f"(target <= 1.1x: {'met' if one['fd'] <= 1.1 * t['fd'] else 'not met'})")
+        lines.append(f"lines --adv at NFE 1: fd {one['fd']:.4g} = {one['fd'] / t['fd']:.3f} x the "
+                     f"DDIM-{s['teacher_steps']} teacher's {t['fd']:.4g} (target <= 1.1x: "
+                     f"{'met' if one['fd'] <= 1.1 * t['fd'] else 'not met'})")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/diffusers_digits")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that every stage runs (numbers mean nothing)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes: checks that every stage runs (numbers mean nothing)")
     args = ap.parse_args()
     s = QUICK if args.quick else FULL
     out = Path(args.out).resolve()

@@ -135,14 +135,16 @@ def kill_train(base: Path, kills: int, seed: int = 0, workers: int = 2) -> dict:
 
 
 def _compare_chains(reference, chain, kills: int, workers: int) -> dict:
-    """Run the uninterrupted ``reference()`` beside ``kills`` killed-and-resumed ``chain(i)``s; count the bit-identical ones."""
+    """Run the uninterrupted ``reference()`` beside ``kills`` killed-and-resumed ``chain(i)``s; count the bit-identical
+    ones."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         ref = pool.submit(reference)
         chains = [pool.submit(chain, i) for i in range(kills)]
         expected = ref.result()
         results = [c.result() for c in chains]
     mismatched = [where for _, got, where in results if got != expected]
-    return {"kills": sum(k for k, _, _ in results), "runs": kills, "identical": kills - len(mismatched), "mismatched": mismatched}
+    return {"kills": sum(k for k, _, _ in results), "runs": kills, "identical": kills - len(mismatched),
+            "mismatched": mismatched}
 
 
 def teacher_run(path: Path) -> Path:
@@ -150,12 +152,14 @@ def teacher_run(path: Path) -> Path:
     from straightflow.training import train
 
     if not (path / "checkpoints").is_dir():
-        train(data="moons", width=16, depth=1, batch_size=64, steps=20, ckpt_every=20, log_every=10, progress=False, out=str(path))
+        train(data="moons", width=16, depth=1, batch_size=64, steps=20, ckpt_every=20, log_every=10, progress=False,
+              out=str(path))
     return path
 
 
 def _pair_args(teacher: Path, out: Path) -> list:
-    return ["pairs", teacher, "-n", PAIRS_N, "--shard-size", PAIRS_SHARD, "--nfe", "64", "--batch-size", "16", "--quiet", "--out", out]
+    return ["pairs", teacher, "-n", PAIRS_N, "--shard-size", PAIRS_SHARD, "--nfe", "64", "--batch-size", "16",
+            "--quiet", "--out", out]
 
 
 def pair_arrays(folder: Path) -> dict[str, bytes]:
@@ -253,9 +257,11 @@ def damaged_workspace(base: Path) -> dict[str, Path]:
     base.mkdir(parents=True, exist_ok=True)
     run, other, pairs = base / "run", base / "other", base / "pairs"
     if not run.exists():
-        train(data="moons", width=16, depth=1, batch_size=64, steps=10, ckpt_every=5, log_every=5, progress=False, out=str(run))
+        train(data="moons", width=16, depth=1, batch_size=64, steps=10, ckpt_every=5, log_every=5, progress=False,
+              out=str(run))
     if not other.exists():
-        train(data="moons", width=8, depth=2, batch_size=64, steps=5, ckpt_every=5, log_every=5, progress=False, out=str(other), seed=7)
+        train(data="moons", width=8, depth=2, batch_size=64, steps=5, ckpt_every=5, log_every=5, progress=False,
+              out=str(other), seed=7)
     if not pairs.exists():
         pairs_from_run(str(run), 200, str(pairs), nfe=4, shard_size=64, heldout=20, device="cpu", progress=False)
     return {"run": run, "other": other, "pairs": pairs}
@@ -279,7 +285,8 @@ def _foreign_shard(pairs: Path, ws: dict) -> None:
 
 
 def _student(pairs: Path, out: Path) -> list:
-    return ["train", "--pairs", pairs, "--method", "reflow", "--steps", "2", "--batch-size", "16", "--progress", "false", "--out", out]
+    return ["train", "--pairs", pairs, "--method", "reflow", "--steps", "2", "--batch-size", "16",
+            "--progress", "false", "--out", out]
 
 
 #: name -> (what is damaged: "run" or "pairs", damage(path, workspace), argv(path, scratch))
@@ -296,12 +303,15 @@ DAMAGED_CASES = {
                                      lambda p, s: ["sample", p, "-n", "8", "--out", s / "x.npy"]),
     "another model's checkpoint / train --resume": ("run", _foreign_checkpoint,
                                                     lambda p, s: ["train", "--out", p, "--resume", "--steps", "20"]),
-    "another model's checkpoint / eval": ("run", _foreign_checkpoint, lambda p, s: ["eval", p, "--nfe", "1", "-n", "16"]),
+    "another model's checkpoint / eval": ("run", _foreign_checkpoint,
+                                          lambda p, s: ["eval", p, "--nfe", "1", "-n", "16"]),
     "newer checkpoint format / sample": ("run", lambda p, ws: _edit_json(_ckpt(p) / "meta.json", format=99),
                                         lambda p, s: ["sample", p, "-n", "8", "--out", s / "x.npy"]),
     "newer checkpoint format / train --resume": ("run", lambda p, ws: _edit_json(_ckpt(p) / "meta.json", format=99),
                                                  lambda p, s: ["train", "--out", p, "--resume", "--steps", "20"]),
-    "config.yaml with an unknown key / eval": ("run", lambda p, ws: (p / "config.yaml").write_text((p / "config.yaml").read_text() + "from_the_future: 1\n"),
+    "config.yaml with an unknown key / eval": ("run",
+                                               lambda p, ws: (p / "config.yaml").write_text(
+                                                   (p / "config.yaml").read_text() + "from_the_future: 1\n"),
                                                lambda p, s: ["eval", p, "--nfe", "1", "-n", "16"]),
     "truncated shard / train --pairs": ("pairs", lambda p, ws: _truncate(p / "shard-00001.z.npy"), _student),
     "zero-byte shard / train --pairs": ("pairs", lambda p, ws: (p / "shard-00002.x.npy").write_bytes(b""), _student),
@@ -329,7 +339,8 @@ def damaged_files(base: Path) -> dict:
     results = {name: damaged_case(name, ws, base / f"case-{i}") for i, name in enumerate(DAMAGED_CASES)}
     return {"cases": len(results), "one_line": sum(r["problem"] is None for r in results.values()),
             "lost": sum(len(r["lost"]) for r in results.values()),
-            "failures": {k: r["problem"] or f"lost {r['lost']}" for k, r in results.items() if r["problem"] or r["lost"]}}
+            "failures": {k: r["problem"] or f"lost {r['lost']}" for k, r in results.items()
+                         if r["problem"] or r["lost"]}}
 
 
 # ------------------------------------------------------------------ 3. full disk
@@ -355,7 +366,8 @@ class _FullDiskFile:
 
 @contextlib.contextmanager
 def full_disk(module, when):
-    """``open`` in ``module`` (its writes of checkpoint / shard files) fails with ENOSPC for the paths ``when(path)`` accepts."""
+    """``open`` in ``module`` (its writes of checkpoint / shard files) fails with ENOSPC for the paths ``when(path)``
+    accepts."""
     def fake_open(path, mode="r", *args, **kwargs):
         fh = open(path, mode, *args, **kwargs)
         return _FullDiskFile(fh) if "w" in mode and when(Path(path)) else fh
@@ -380,7 +392,8 @@ def full_disk_checkpoint(base: Path) -> dict:
             train(out=str(run), **cfg)
     except StraightflowError as exc:
         error = str(exc)
-    checks = {"one-line error naming the disk": error is not None and "No space left on device" in error and "\n" not in error}
+    checks = {"one-line error naming the disk": error is not None and "No space left on device" in error
+              and "\n" not in error}
     last = latest_checkpoint(run)
     checks["step 5 is the latest checkpoint"] = last is not None and last.name == "step-000005"
     checks["no half-written folder left"] = not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
@@ -397,7 +410,8 @@ def _weights(run: Path, step: int) -> dict[str, bytes]:
 
 
 def full_disk_pairs(base: Path) -> dict:
-    """The disk fills while shard 2 is written: a one-line error, shards 0-1 kept, the rerun equals an uninterrupted folder."""
+    """The disk fills while shard 2 is written: a one-line error, shards 0-1 kept, the rerun equals an uninterrupted
+    folder."""
     import straightflow.files as files_mod  # pair shards are written by files.atomic_write
     from straightflow.data.pairs import complete_shard
     from straightflow.experiments.pairs import pairs_from_run
@@ -413,7 +427,8 @@ def full_disk_pairs(base: Path) -> dict:
     except StraightflowError as exc:
         error = str(exc)
     settings = json.loads((out / "settings.json").read_text())
-    checks = {"one-line error naming the disk": error is not None and "No space left on device" in error and "\n" not in error,
+    checks = {"one-line error naming the disk": error is not None and "No space left on device" in error
+              and "\n" not in error,
               "shards 0 and 1 kept": all(complete_shard(out, i, 64 * i, 64, settings) is not None for i in (0, 1)),
               "no temporary file left": not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]}
     pairs_from_run(str(teacher), 300, str(out), **kw)
@@ -423,7 +438,8 @@ def full_disk_pairs(base: Path) -> dict:
 
 # ------------------------------------------------------------------ 4. fuzzing
 def fuzz_workspace(base: Path) -> dict[str, Path]:
-    """A trained run, a pairs folder, config files and data files to point fuzzed flags at; ``outs`` receives outputs."""
+    """A trained run, a pairs folder, config files and data files to point fuzzed flags at; ``outs`` receives
+    outputs."""
     ws = damaged_workspace(base / "ws")
     ws["outs"] = base / "outs"
     ws["outs"].mkdir(parents=True, exist_ok=True)
@@ -454,7 +470,8 @@ def _fake_job(job, out, env, procs, lock):
 
 
 def _fake_generate(teacher, n, out, shape, seed, prior, to_model, size, held, *rest):
-    return {"out": str(out), "n": n, "generated_shards": 0, "reused_shards": 0, "generated_pairs": 0, "seconds": 0.0, "pairs_per_sec": math.nan}
+    return {"out": str(out), "n": n, "generated_shards": 0, "reused_shards": 0, "generated_pairs": 0, "seconds": 0.0,
+            "pairs_per_sec": math.nan}
 
 
 @contextlib.contextmanager
@@ -471,7 +488,8 @@ def fast_stubs():
         stack.enter_context(mock.patch.dict(plots.PLOTS, fake_plots))
         stack.enter_context(mock.patch("straightflow.experiments.sweep.run_sweep", lambda *a, **k: None))
         stack.enter_context(mock.patch("straightflow.experiments.demo.run_demo", lambda *a, **k: None))
-        stack.enter_context(mock.patch("straightflow.report.jobs._execute", _fake_job))  # `report` would run the real experiments
+        # `report` would run the real experiments
+        stack.enter_context(mock.patch("straightflow.report.jobs._execute", _fake_job))
         yield
 
 
@@ -481,7 +499,8 @@ def parser_flags() -> dict[str, list[str]]:
 
     parser = build_parser()
     sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
-    return {name: sorted(s for a in p._actions for s in a.option_strings if s not in ("-h", "--help")) for name, p in sub.choices.items()}
+    return {name: sorted(s for a in p._actions for s in a.option_strings if s not in ("-h", "--help"))
+            for name, p in sub.choices.items()}
 
 
 #: flags whose size sets how much real work ``sample`` does; fuzzed values above BOUND become BOUND
@@ -495,13 +514,17 @@ def _strategies(ws: dict):
     from straightflow.config import TrainConfig
 
     text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/\\"), max_size=8)
-    numbers = st.one_of(st.integers(-(10**12), 10**12).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                        st.sampled_from(["nan", "-nan", "inf", "-inf", "1e400", "-1", "0", "1", "2", "0.5", "-0", "1_000", "0x10"]))
-    words = st.sampled_from(["", " ", "true", "false", "yes", "all", "moons", "8gaussians", "rectified", "ot", "curvature", "reflow",
-                             "distill", "lines", "euler", "heun", "rk45", "lines", "mlp", "unet", "auto", "cpu", "cuda", "adamw",
-                             "bf16", "mse", "lpips", "grid", "trajectories", "0,1", "1,2,4", "mnist", "cifar10", "--", "-"])
+    numbers = st.one_of(st.integers(-(10**12), 10**12).map(str),
+                        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                        st.sampled_from(["nan", "-nan", "inf", "-inf", "1e400", "-1", "0", "1", "2", "0.5", "-0",
+                                         "1_000", "0x10"]))
+    words = st.sampled_from(["", " ", "true", "false", "yes", "all", "moons", "8gaussians", "rectified", "ot",
+                             "curvature", "reflow", "distill", "lines", "euler", "heun", "rk45", "lines", "mlp", "unet",
+                             "auto", "cpu", "cuda", "adamw", "bf16", "mse", "lpips", "grid", "trajectories", "0,1",
+                             "1,2,4", "mnist", "cifar10", "--", "-"])
     paths = st.sampled_from([ws["run"], ws["other"], ws["pairs"], ws["files"] / "good.yaml", ws["files"] / "bad.yaml",
-                             ws["files"] / "points.csv", ws["files"] / "points.npy", ws["base"] / "missing", ws["files"]]).map(str)
+                             ws["files"] / "points.csv", ws["files"] / "points.npy", ws["base"] / "missing",
+                             ws["files"]]).map(str)
     value = st.one_of(numbers, words, text, paths)
     return st, value, text, TrainConfig
 
@@ -554,10 +577,13 @@ def _bound(tokens: list[str]) -> list[str]:
 def yaml_strategy(ws: dict):
     """Random config files: TrainConfig keys and garbage keys, values of every YAML type, nesting, invalid YAML."""
     st, value, text, TrainConfig = _strategies(ws)
-    scalar = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(allow_nan=True, allow_infinity=True),
-                       text, value)
-    nested = st.recursive(scalar, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(text, inner, max_size=3)), max_leaves=6)
-    keys = st.one_of(st.sampled_from(TrainConfig.field_names()), text, st.integers(-5, 5), st.booleans(), st.none(), st.floats())
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30),
+                       st.floats(allow_nan=True, allow_infinity=True), text, value)
+    nested = st.recursive(scalar,
+                          lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                  st.dictionaries(text, inner, max_size=3)), max_leaves=6)
+    keys = st.one_of(st.sampled_from(TrainConfig.field_names()), text, st.integers(-5, 5), st.booleans(), st.none(),
+                     st.floats())
     mapping = st.dictionaries(keys, nested, max_size=8)
 
     @st.composite
@@ -572,7 +598,8 @@ def yaml_strategy(ws: dict):
         elif kind == 8:
             body = draw(st.text(max_size=40))  # anything, often invalid YAML
         else:
-            body = draw(st.sampled_from(["{", "a: [1,", "- a\nb: 1", "\t\tx: 1", ": :", "!!python/object:os.system x", "a: *b", "%YAML 9.9\n---\n"]))
+            body = draw(st.sampled_from(["{", "a: [1,", "- a\nb: 1", "\t\tx: 1", ": :", "!!python/object:os.system x",
+                                         "a: *b", "%YAML 9.9\n---\n"]))
         extra = draw(st.sampled_from([[], ["--resume"], ["--steps", "2"], ["--width", "abc"]]))
         out = draw(st.sampled_from(["new", "run", "none"]))
         return body, extra, out
@@ -677,11 +704,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
     print(f"fault suite: kill -9 points: train {kt['kills']}, pairs {kp['kills']}; "
           f"resumed bit-identical: {kt['identical'] + kp['identical']}/{kt['runs'] + kp['runs']}")
-    print(f"damaged files: {dmg['cases']} cases, one-line errors {dmg['one_line']}/{dmg['cases']}, files lost {dmg['lost']}")
+    print(f"damaged files: {dmg['cases']} cases, one-line errors {dmg['one_line']}/{dmg['cases']}, files lost "
+          f"{dmg['lost']}")
     print(f"full disk: {len(disks)} cases, previous state loadable {sum(d['ok'] for d in disks)}/{len(disks)}")
-    print(f"fuzz: {fz['argv']} CLI argv + {fz['yaml']} YAML configs, tracebacks {fz['tracebacks']}, files changed outside --out {fz['files']}")
+    print(f"fuzz: {fz['argv']} CLI argv + {fz['yaml']} YAML configs, tracebacks {fz['tracebacks']}, files changed "
+          f"outside --out {fz['files']}")
     print(f"({time.perf_counter() - t0:.0f} s)")
-    problems = kt["mismatched"] + kp["mismatched"] + list(dmg["failures"].items()) + [d["checks"] for d in disks if not d["ok"]] + fz["problems"][:10]
+    problems = (kt["mismatched"] + kp["mismatched"] + list(dmg["failures"].items())
+                + [d["checks"] for d in disks if not d["ok"]] + fz["problems"][:10])
     for problem in problems:
         print("  problem:", problem, file=sys.stderr)
     return 1 if problems else 0

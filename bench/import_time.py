@@ -39,7 +39,8 @@ def wall_time(argv: list[str]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5, help="timed runs of each command; the median is printed (default 5)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="timed runs of each command; the median is printed (default 5)")
     args = ap.parse_args()
     py = sys.executable
     cases = [
@@ -49,7 +50,8 @@ def main() -> None:
         ("from straightflow import * (the API)", [py, "-c", "from straightflow import *"]),
         ("straightflow --help", _cli() + ["--help"]),
     ]
-    where = subprocess.run([py, "-c", "import straightflow; print(straightflow.__file__)"], capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run([py, "-c", "import straightflow; print(straightflow.__file__)"], capture_output=True,
+                           text=True, check=True).stdout.strip()
     print(f"straightflow from {where}; median of {args.repeat} fresh-interpreter runs each")
     medians = {}
     for name, argv in cases:

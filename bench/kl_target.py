@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target            # 4 2D sets, 3000 steps
     OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target --quick    # 1000 steps
     python bench/kl_target.py --out runs/kl_target --sweep-dir runs/curvature   # reuse straightflow sweep folders
-    OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target_s1 --seed 1 --targets ""  # another training seed, auto only
+    # another training seed, auto only
+    OMP_NUM_THREADS=1 python bench/kl_target.py --out runs/kl_target_s1 --seed 1 --targets ""
     python bench/kl_target.py --across runs/kl_target,runs/kl_target_s1               # the Done-when lines across seeds
     python bench/kl_target.py --across runs/kl_target,runs/kl_target_s1 --recheck-seed 200  # and on 30 further draws
 
@@ -19,8 +20,8 @@ too much to judge a 1.5x line (docs/kl_target.md). ``--across`` also tallies the
 the first 5 draws alone, which is the default judge, for folders judged on more; with ``--recheck-seed S`` it
 also judges each same-seed case on ``--recheck-draws`` (30) further draws, seeds S.., and on those pooled with
 the check's (``recheck``: the baseline, auto, the check's best admissible beta and the next lower one are
-drawn again, cached in eval_recheck.json; the other betas are clear of the line and keep the check's draws). Prints per set a table (target K, measured held-out KL, ratio, W2 at NFE 1
-and 100) and the Done-when lines with PASS/FAIL:
+drawn again, cached in eval_recheck.json; the other betas are clear of the line and keep the check's draws). Prints per
+set a table (target K, measured held-out KL, ratio, W2 at NFE 1 and 100) and the Done-when lines with PASS/FAIL:
 
 * auto W2 at NFE 100 <= 1.5x the baseline's (beta = inf);
 * auto W2 at NFE 1 <= 1.15x the best W2 at NFE 1 among the fixed betas whose W2 at NFE 100 is
@@ -80,7 +81,8 @@ def _draws(run_dir: Path, n: int, draws: int) -> dict:
                          draws=draws)
     result = probe(run.velocity_fn())
     keys = {k: _quality_key(result.scores, k) for k in NFES}
-    quality = {"mean": {k: result.scores[keys[k]] for k in NFES}, "per_draw": {k: [d[keys[k]] for d in result.draws] for k in NFES}}
+    quality = {"mean": {k: result.scores[keys[k]] for k in NFES},
+               "per_draw": {k: [d[keys[k]] for d in result.draws] for k in NFES}}
     cache.write_text(json.dumps({"key": key, **quality}, indent=1))
     return quality
 
@@ -135,18 +137,22 @@ def _row(name: str, report: dict, target: float | None) -> dict:
 def bench_set(data: str, out: Path, steps: int, targets: list[float], common: dict, n: int, sweep_dir: Path | None,
               seed: int = 0, auto_kw: dict | None = None, draws: int = EVAL_DRAWS) -> dict:
     common = dict(common, seed=seed)
-    sweep_out = sweep_dir / f"2d-{data}" if sweep_dir is not None and (sweep_dir / f"2d-{data}").is_dir() else out / data / "sweep"
-    sweep = run_sweep(sweep_out, data, list(BETAS), steps, batch_size=common["batch_size"], nfes=list(NFES), n=n, seed=seed,
-                      trajectories=False, quiet=True, width=common["width"], depth=common["depth"], progress=False)
+    sweep_out = (sweep_dir / f"2d-{data}"
+                 if sweep_dir is not None and (sweep_dir / f"2d-{data}").is_dir() else out / data / "sweep")
+    sweep = run_sweep(sweep_out, data, list(BETAS), steps, batch_size=common["batch_size"], nfes=list(NFES), n=n,
+                      seed=seed, trajectories=False, quiet=True, width=common["width"], depth=common["depth"],
+                      progress=False)
     fixed = [_row(f"beta={_label(float(r['beta']))}", r["report"] | {"draws": _draws(Path(r["run"]), n, draws)}, None)
              | {"beta": float(r["beta"])} for r in sweep["runs"]]
     base = next(r for r in fixed if math.isinf(r["beta"]))
     rows = []
     for k in targets:
-        rep = _train_eval(out / data / f"kl-{k:g}", n, draws, data=data, method="curvature", kl_target=k, steps=steps, **common)
+        rep = _train_eval(out / data / f"kl-{k:g}", n, draws, data=data, method="curvature", kl_target=k, steps=steps,
+                          **common)
         rows.append(_row(f"kl_target={k:g}", rep, k))
     auto_dir = out / data / "auto"
-    rep = _train_eval(auto_dir, n, draws, data=data, method="curvature", beta="auto", steps=steps, **common, **(auto_kw or {}))
+    rep = _train_eval(auto_dir, n, draws, data=data, method="curvature", beta="auto", steps=steps, **common,
+                      **(auto_kw or {}))
     auto_k = Run.load(auto_dir, device="cpu").cfg.kl_target
     auto = _row("beta=auto", rep, auto_k)
     rows.append(auto)
@@ -154,15 +160,20 @@ def bench_set(data: str, out: Path, steps: int, targets: list[float], common: di
     admissible = [r for r in fixed if r["w2_100"] <= limit]
     best = min(admissible, key=lambda r: r["w2_1"])
     checks = {
-        "auto W2@100 <= 1.5x baseline": (auto["w2_100"] <= limit, f"{auto['w2_100']:.4g} vs {limit:.4g} ({auto['w2_100'] / base['w2_100']:.3g}x)"),
+        "auto W2@100 <= 1.5x baseline": (auto["w2_100"] <= limit,
+                                         f"{auto['w2_100']:.4g} vs {limit:.4g} "
+                                         f"({auto['w2_100'] / base['w2_100']:.3g}x)"),
         "auto W2@1 <= 1.15x best admissible": (auto["w2_1"] <= 1.15 * best["w2_1"],
-                                               f"{auto['w2_1']:.4g} vs {best['run']} {best['w2_1']:.4g} ({auto['w2_1'] / best['w2_1']:.3g}x)"),
+                                               f"{auto['w2_1']:.4g} vs {best['run']} {best['w2_1']:.4g} "
+                                               f"({auto['w2_1'] / best['w2_1']:.3g}x)"),
         "held-out KL within 20% of K": (all(abs(r["ratio"] - 1) <= 0.2 for r in rows),
                                         ", ".join(f"{r['ratio']:.3g}" for r in rows)),
     }
-    return {"data": data, "steps": steps, "seed": seed, "fixed": fixed, "targets": rows, "baseline": base, "best_admissible": best["run"],
+    return {"data": data, "steps": steps, "seed": seed, "fixed": fixed, "targets": rows, "baseline": base,
+            "best_admissible": best["run"],
             "checks": {k: {"pass": bool(ok), "detail": d} for k, (ok, d) in checks.items()},
-            "auto_record": json.loads((auto_dir / "beta_auto.json").read_text()) if (auto_dir / "beta_auto.json").exists() else None}
+            "auto_record": (json.loads((auto_dir / "beta_auto.json").read_text())
+                            if (auto_dir / "beta_auto.json").exists() else None)}
 
 
 def _f(v) -> str:
@@ -172,7 +183,8 @@ def _f(v) -> str:
 def format_set(res: dict) -> str:
     limit = 1.5 * res["baseline"]["w2_100"]
     lines = [f"**{res['data']}** ({res['steps']} steps, training seed {res.get('seed', 0)})", "",
-             "| run | target K | held-out KL | KL / K | W2 NFE 1 | W2 NFE 100 | W2@100 / baseline |", "|---|---|---|---|---|---|---|"]
+             "| run | target K | held-out KL | KL / K | W2 NFE 1 | W2 NFE 100 | W2@100 / baseline |",
+             "|---|---|---|---|---|---|---|"]
     for r in res["fixed"] + res["targets"]:
         mark = " (best admissible)" if r["run"] == res["best_admissible"] else ""
         adm = "" if r["w2_100"] <= limit else " (over 1.5x)"
@@ -183,7 +195,8 @@ def format_set(res: dict) -> str:
         lines.append(f"- {'PASS' if c['pass'] else 'FAIL'}: {name}: {c['detail']}")
     rec = res.get("auto_record")
     if rec:
-        lines.append(f"- auto: K = {rec['kl_target']:.4g} ({rec['why']}); pilots ({rec['pilot_steps']} steps) beta: W2@100 ratio "
+        lines.append(f"- auto: K = {rec['kl_target']:.4g} ({rec['why']}); pilots ({rec['pilot_steps']} steps) beta: "
+                     "W2@100 ratio "
                      + ", ".join(f"{p['beta']}: {p['ratio']:.3g}" for p in rec["pilots"]))
     return "\n".join(lines)
 
@@ -212,13 +225,14 @@ def across_seeds(folders: list[Path]) -> str:
                     old_judge[1] += 1
                 tally[kind][0] += ok
                 tally[kind][1] += 1
-                lines.append(f"| {data} | {a['seed']} | {b['seed']} | {auto['target']:.4g} | {auto['w2_1']:.4g} | {best['run']} | "
-                             f"{best['w2_1']:.4g} | {r1:.3g} | {r100:.3g} | {'PASS' if ok else 'FAIL'} |")
+                lines.append(f"| {data} | {a['seed']} | {b['seed']} | {auto['target']:.4g} | {auto['w2_1']:.4g} | "
+                             f"{best['run']} | {best['w2_1']:.4g} | {r1:.3g} | {r100:.3g} | "
+                             f"{'PASS' if ok else 'FAIL'} |")
     lines += ["", f"- same seed: {tally['paired'][0]}/{tally['paired'][1]} pass both lines; "
                   f"other seeds: {tally['unpaired'][0]}/{tally['unpaired'][1]}"]
     if old_judge[1]:
-        lines.append(f"- same seed, judged on the first {OLD_DRAWS} draws only (seeds {EVAL_SEED}-{EVAL_SEED + OLD_DRAWS - 1}, the "
-                     f"default judge): {old_judge[0]}/{old_judge[1]}")
+        lines.append(f"- same seed, judged on the first {OLD_DRAWS} draws only (seeds "
+                     f"{EVAL_SEED}-{EVAL_SEED + OLD_DRAWS - 1}, the default judge): {old_judge[0]}/{old_judge[1]}")
     return "\n".join(lines)
 
 
@@ -242,8 +256,10 @@ def _both_lines(auto: dict, res: dict, draws: int) -> bool:
 def recheck(folders: list[Path], seed: int, draws: int, n: int) -> str:
     """The same-seed auto lines of ``folders`` on ``draws`` further draws (seeds ``seed``..), and on those pooled with
     the check's own: how much of a verdict near a line is the check's draw. Rechecked: the baseline, auto, the best
-    admissible fixed beta of the check and the next lower beta; the other betas, clear of the line, keep the check's draws."""
-    lines = ["| set | seed | draws | baseline W2@100 | auto W2@100 / baseline | best admissible | auto W2@1 / its | both lines |",
+    admissible fixed beta of the check and the next lower beta; the other betas, clear of the line, keep the check's
+    draws."""
+    lines = ["| set | seed | draws | baseline W2@100 | auto W2@100 / baseline | best admissible | auto W2@1 / its | "
+             "both lines |",
              "|---|---|---|---|---|---|---|---|"]
     tally = {"check": [0, 0], "recheck": [0, 0], "pooled": [0, 0]}
     for folder in folders:
@@ -266,8 +282,8 @@ def recheck(folders: list[Path], seed: int, draws: int, n: int) -> str:
                 tally[kind][1] += 1
                 label = {"check": f"check, {len(auto['w2_100_draws'])}", "recheck": f"seeds {seed}-{seed + draws - 1}",
                          "pooled": f"pooled, {len(auto['w2_100_draws']) + draws}"}[kind]
-                lines.append(f"| {res['data']} | {res['seed']} | {label} | {q(fixed[0], 100):.4g} | {r100:.3g} | {best['run']} | "
-                             f"{r1:.3g} | {'PASS' if ok else 'FAIL'} |")
+                lines.append(f"| {res['data']} | {res['seed']} | {label} | {q(fixed[0], 100):.4g} | {r100:.3g} | "
+                             f"{best['run']} | {r1:.3g} | {'PASS' if ok else 'FAIL'} |")
     lines += [""] + [f"- {kind}: {a}/{b} pass both lines" for kind, (a, b) in tally.items()]
     return "\n".join(lines)
 
@@ -278,7 +294,8 @@ def _merge(out: Path, results: list[dict]) -> list[dict]:
     path = out / "kl_target.json"
     mine = {r["data"] for r in results}
     merged = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["data"] not in mine] + results
-    merged.sort(key=lambda r: (SETS + ("digits",)).index(r["data"]) if r["data"] in SETS + ("digits",) else len(SETS) + 1)
+    merged.sort(key=lambda r: (SETS + ("digits",)).index(r["data"])
+                if r["data"] in SETS + ("digits",) else len(SETS) + 1)
     path.write_text(json.dumps(merged, indent=1))
     return merged
 
@@ -286,23 +303,28 @@ def _merge(out: Path, results: list[dict]) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", help="bench folder (resumable)")
-    p.add_argument("--across", default=None, help="comma-separated finished bench folders (different --seed): print the "
-                                                  "auto lines of every seed's auto run against every seed's sweep, and exit")
+    p.add_argument("--across", default=None, help="comma-separated finished bench folders (different --seed): "
+                                                  "print the auto lines of every seed's auto run against every seed's "
+                                                  "sweep, and exit")
     p.add_argument("--data", default=",".join(SETS), help="comma-separated 2D sets (default the four)")
     p.add_argument("--digits", action="store_true", help="also the digits set (UNet; slow on CPU)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--quick", action="store_true", help="1000 steps")
     p.add_argument("--targets", default="0.03,0.1,0.3", help="--kl-target values (nats per dimension)")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every run (the sweep's, the targets' and auto's)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed of every run (the sweep's, the targets' and auto's)")
     p.add_argument("--sweep-dir", default=None, help="a folder of `straightflow sweep` outputs named 2d-<set> to reuse")
     p.add_argument("-n", type=int, default=2000)
-    p.add_argument("--eval-draws", type=int, default=EVAL_DRAWS, help="draws of noise and reference each check averages")
-    p.add_argument("--auto-draws", type=int, default=None, help="--beta-auto-draws of the auto runs (default the library's)")
+    p.add_argument("--eval-draws", type=int, default=EVAL_DRAWS,
+                   help="draws of noise and reference each check averages")
+    p.add_argument("--auto-draws", type=int, default=None,
+                   help="--beta-auto-draws of the auto runs (default the library's)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--recheck-seed", type=int, default=None, help="with --across: also judge each same-seed case on "
-                                                                   "--recheck-draws further draws from this seed, and pooled")
+                                                                   "--recheck-draws further draws from this seed, "
+                                                                   "and pooled")
     p.add_argument("--recheck-draws", type=int, default=30)
     args = p.parse_args(argv)
     if args.across:
@@ -322,7 +344,8 @@ def main(argv=None) -> int:
     sets = [s for s in args.data.split(",") if s.strip()] + (["digits"] if args.digits else [])
     results, texts = [], []
     for data in sets:
-        res = bench_set(data, out, steps, targets, common if data != "digits" else dict(batch_size=128, width=args.width, depth=args.depth),
+        res = bench_set(data, out, steps, targets,
+                        common if data != "digits" else dict(batch_size=128, width=args.width, depth=args.depth),
                         args.n, Path(args.sweep_dir) if args.sweep_dir else None, args.seed, auto_kw, args.eval_draws)
         results.append(res)
         texts.append(format_set(res))

@@ -43,9 +43,11 @@ def method_table(data: str, runs: dict[str, dict]) -> None:
     top = max(tq) if tq else None
     metric = (teacher or next(iter(runs.values()))).get("quality_metric", "w2")
     print(f"\n### {data} ({metric}; two-sample floor {_fmt((teacher or {}).get(metric + '_floor'))})\n")
-    head = ["run", "solver", "NFE 1", "NFE 2", "NFE 4"] + ([f"teacher NFE {top}", "NFE 1 / teacher"] if top else []) + ["distill err", "curvature", "pred. drift"]
+    head = (["run", "solver", "NFE 1", "NFE 2", "NFE 4"] + ([f"teacher NFE {top}", "NFE 1 / teacher"] if top else [])
+            + ["distill err", "curvature", "pred. drift"])
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-    for name in [n for n in ORDER if n in runs] + sorted(n for n in runs if n not in ORDER and not n.startswith(("teacher_", "distill_"))):
+    for name in ([n for n in ORDER if n in runs]
+                 + sorted(n for n in runs if n not in ORDER and not n.startswith(("teacher_", "distill_")))):
         r = runs[name]
         q = quality(r)
         solver = r["results"][0]["solver"] if r.get("results") else "-"

@@ -34,7 +34,8 @@ def main() -> None:
         out = run.sample(args.n, nfe=args.nfe, seed=args.seed + c, classes=c, guidance=args.guidance)
         nearest = torch.cdist(out.samples, centres).argmin(dim=1)
         fractions.append(float((nearest == c).float().mean()))
-    print(f"{args.run}: nearest-mode accuracy per class at euler NFE {args.nfe}, guidance {args.guidance:g}, {args.n} samples each: "
+    print(f"{args.run}: nearest-mode accuracy per class at euler NFE {args.nfe}, guidance {args.guidance:g}, {args.n} "
+          "samples each: "
           + " ".join(f"{f:.4f}" for f in fractions) + f" | min {min(fractions):.4f}")
 
 

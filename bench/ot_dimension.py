@@ -47,19 +47,23 @@ def pairing_costs(x: np.ndarray, z: np.ndarray) -> tuple[float, float]:
     return float(np.trace(cost) / len(x) / d), float(cost[rows, cols].mean() / d)
 
 
-def run(dims: list[int], batch: int = 256, big: int = 2048, batches: int = 8, seed: int = 0, kind: str = "mixture") -> list[dict]:
+def run(dims: list[int], batch: int = 256, big: int = 2048, batches: int = 8, seed: int = 0,
+        kind: str = "mixture") -> list[dict]:
     rows = []
     for d in dims:
         rng = np.random.default_rng([seed, d])
         centres = rng.standard_normal((8, d))
         centres *= 2.0 * np.sqrt(d / 2) / np.linalg.norm(centres, axis=1, keepdims=True)
-        small = [pairing_costs(sample_data(kind, batch, d, rng, centres), rng.standard_normal((batch, d))) for _ in range(batches)]
-        large = [pairing_costs(sample_data(kind, big, d, rng, centres), rng.standard_normal((big, d))) for _ in range(max(1, batches // 4))]
+        small = [pairing_costs(sample_data(kind, batch, d, rng, centres), rng.standard_normal((batch, d)))
+                 for _ in range(batches)]
+        large = [pairing_costs(sample_data(kind, big, d, rng, centres), rng.standard_normal((big, d)))
+                 for _ in range(max(1, batches // 4))]
         indep = float(np.mean([s[0] for s in small] + [b[0] for b in large]))
         ot_small, ot_big = float(np.mean([s[1] for s in small])), float(np.mean([b[1] for b in large]))
         gain = 1 - ot_small / indep
-        rows.append({"data": kind, "dim": d, "indep": indep, f"ot@{batch}": ot_small, f"ot@{big}": ot_big, f"gain@{batch}": gain,
-                     f"gain@{big}": 1 - ot_big / indep, "of_reachable": gain / max(1 - ot_big / indep, 1e-12)})
+        rows.append({"data": kind, "dim": d, "indep": indep, f"ot@{batch}": ot_small, f"ot@{big}": ot_big,
+                     f"gain@{batch}": gain, f"gain@{big}": 1 - ot_big / indep,
+                     "of_reachable": gain / max(1 - ot_big / indep, 1e-12)})
     return rows
 
 
@@ -80,9 +84,11 @@ def main() -> None:
         return
     b, B = args.batch, args.big
     print(f"pairing cost per dimension, mean ||x - z||^2 / d, data vs N(0, I); batch {b}, large batch {B}")
-    print(f"{'data':>8} {'dim':>4} {'indep':>8} {'OT@' + str(b):>9} {'OT@' + str(B):>9} {'gain@' + str(b):>10} {'gain@' + str(B):>11} {'of reachable':>13}")
+    print(f"{'data':>8} {'dim':>4} {'indep':>8} {'OT@' + str(b):>9} {'OT@' + str(B):>9} {'gain@' + str(b):>10} "
+          f"{'gain@' + str(B):>11} {'of reachable':>13}")
     for r in rows:
-        print(f"{r['data']:>8} {r['dim']:>4} {r['indep']:>8.3f} {r[f'ot@{b}']:>9.3f} {r[f'ot@{B}']:>9.3f} {r[f'gain@{b}']:>10.1%} {r[f'gain@{B}']:>11.1%} {r['of_reachable']:>13.1%}")
+        print(f"{r['data']:>8} {r['dim']:>4} {r['indep']:>8.3f} {r[f'ot@{b}']:>9.3f} {r[f'ot@{B}']:>9.3f} "
+              f"{r[f'gain@{b}']:>10.1%} {r[f'gain@{B}']:>11.1%} {r['of_reachable']:>13.1%}")
 
 
 if __name__ == "__main__":

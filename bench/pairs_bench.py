@@ -27,8 +27,8 @@ def pairs_per_second(teacher_dir: str | Path, nfe: int = 100, solver: str = "eul
     try:
         s = generate_pairs(teacher_dir, n, tmp / "pairs", solver=solver, nfe=nfe, seed=seed, batch_size=batch_size,
                            device=device, progress=False)
-        return {"row": "pairs", "teacher": str(teacher_dir), "solver": solver, "nfe": nfe, "n": n, "batch_size": batch_size,
-                "seconds": s["seconds"], "pairs_per_sec": s["pairs_per_sec"]}
+        return {"row": "pairs", "teacher": str(teacher_dir), "solver": solver, "nfe": nfe, "n": n,
+                "batch_size": batch_size, "seconds": s["seconds"], "pairs_per_sec": s["pairs_per_sec"]}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -50,7 +50,8 @@ def main() -> None:
         from straightflow.training import train
 
         scratch = Path(tempfile.mkdtemp(prefix="sf-pairs-teacher-"))
-        teacher = train(data=args.data, steps=args.train_steps, out=str(scratch / "teacher"), progress=False, device=args.device)
+        teacher = train(data=args.data, steps=args.train_steps, out=str(scratch / "teacher"), progress=False,
+                        device=args.device)
     try:
         row = pairs_per_second(teacher, args.nfe, args.solver, args.n, args.batch_size, args.device)
     finally:

@@ -35,7 +35,8 @@ def weights_digest(run: Run) -> str:
 
 
 def per_draw_w2(run: Run, n: int, seed: int, draws: int) -> list[float]:
-    probe = QualityProbe(run.data, [NFE], n=n, solver=run.method.default_solver, prior=run.prior, seed=seed, draws=draws)
+    probe = QualityProbe(run.data, [NFE], n=n, solver=run.method.default_solver, prior=run.prior, seed=seed,
+                         draws=draws)
     result = probe(run.velocity_fn())
     return [d[f"w2_nfe{NFE}"] for d in result.draws] if result.draws else [result.scores[f"w2_nfe{NFE}"]]
 
@@ -44,7 +45,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("baseline", help="the beta = inf run")
     ap.add_argument("runs", nargs="+", help="curvature runs to price against it")
-    ap.add_argument("--seeds", default="0,100", help="first draw seed of each set of draws (default 0,100: the pilots' and the bench check's)")
+    ap.add_argument("--seeds", default="0,100",
+                    help="first draw seed of each set of draws (default 0,100: the pilots' and the bench check's)")
     ap.add_argument("--draws", type=int, default=20, help="draws per set (default 20)")
     ap.add_argument("--block", type=int, default=5, help="draws per block (default 5, the default rule's)")
     ap.add_argument("-n", type=int, default=2000)
@@ -62,9 +64,11 @@ def main(argv=None) -> int:
             a, b = per_draw_w2(run, args.n, s, args.draws), base[s]
             ratios = [x / y for x, y in zip(a, b)]
             se = statistics.stdev(ratios) / math.sqrt(len(ratios))
-            blocks = [sum(a[i:i + args.block]) / sum(b[i:i + args.block]) for i in range(0, len(a) - args.block + 1, args.block)]
-            print(f"  seeds {s}-{s + args.draws - 1}: price {sum(a) / sum(b):.3f} (mean per-draw ratio {statistics.fmean(ratios):.3f} +- {se:.3f}); "
-                  f"{args.block}-draw blocks " + ", ".join(f"{r:.3f}" for r in blocks))
+            blocks = [sum(a[i:i + args.block]) / sum(b[i:i + args.block])
+                      for i in range(0, len(a) - args.block + 1, args.block)]
+            print(f"  seeds {s}-{s + args.draws - 1}: price {sum(a) / sum(b):.3f} (mean per-draw ratio "
+                  f"{statistics.fmean(ratios):.3f} +- {se:.3f}); {args.block}-draw blocks "
+                  + ", ".join(f"{r:.3f}" for r in blocks))
     return 0
 
 

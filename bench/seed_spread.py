@@ -24,18 +24,22 @@ def main() -> None:
     ap.add_argument("--nfe", type=int, required=True)
     ap.add_argument("--solver", default=None)
     ap.add_argument("--seeds", type=int, default=6)
-    ap.add_argument("-n", type=int, default=None, help="samples per seed (default: eval's, 2000 for vectors, 5000 for images)")
+    ap.add_argument("-n", type=int, default=None,
+                    help="samples per seed (default: eval's, 2000 for vectors, 5000 for images)")
     ap.add_argument("--guidance", type=float, default=None, help="conditional runs: guidance weight (default 1)")
     args = ap.parse_args()
     for rundir in args.runs:
         run = sf.Run.load(rundir)
         solver = args.solver or run.method.default_solver
-        report = sf.evaluate(run, [args.nfe], solver=solver, n=args.n, seeds=args.seeds, curvature_n=8, guidance=args.guidance)
+        report = sf.evaluate(run, [args.nfe], solver=solver, n=args.n, seeds=args.seeds, curvature_n=8,
+                             guidance=args.guidance)
         metric, row = report["quality_metric"], report["results"][0]
         values = row.get(f"{metric}_seeds", [row[metric]])
         guided = f" guidance {report['guidance']:g}" if "guidance" in report else ""
-        others = "".join(f" | {k} {row[k]:.4g} ± {row.get(f'{k}_sd', 0.0):.2g}" for k in ("kid", "precision", "recall") if k in row)
-        print(f"{rundir}: {metric} at {solver} NFE {args.nfe}{guided}, n={report['n']}, seeds {report['seeds'][0]}-{report['seeds'][-1]}: "
+        others = "".join(f" | {k} {row[k]:.4g} ± {row.get(f'{k}_sd', 0.0):.2g}" for k in ("kid", "precision", "recall")
+                         if k in row)
+        print(f"{rundir}: {metric} at {solver} NFE {args.nfe}{guided}, n={report['n']}, seeds "
+              f"{report['seeds'][0]}-{report['seeds'][-1]}: "
               + " ".join(f"{v:.3f}" for v in values)
               + f" | mean {row[metric]:.3f} sd {row.get(f'{metric}_sd', 0.0):.3f}" + others)
 

@@ -82,9 +82,11 @@ def write_images(folder: Path, n: int, seed: int = 0) -> None:
 
 def run(folder: Path, loader: str, workers: int, work: Path, args) -> dict:
     out = work / f"run-{loader}-{folder.name}"
-    kw = dict(data=str(folder), out=str(out), loader=loader, workers=workers, steps=args.steps, batch_size=args.batch_size)
+    kw = dict(data=str(folder), out=str(out), loader=loader, workers=workers, steps=args.steps,
+              batch_size=args.batch_size)
     mlp = args.model == "mlp" or str(folder) == "moons"  # the floor run: no image net on 2D points
-    kw.update(dict(model="mlp", width=args.width, depth=2) if mlp else dict(model="unet", channels=16, channel_mult="1,2"))
+    kw.update(dict(model="mlp", width=args.width, depth=2)
+              if mlp else dict(model="unet", channels=16, channel_mult="1,2"))
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(kw)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{loader} run failed:\n{proc.stderr[-3000:]}")
@@ -95,14 +97,17 @@ def run(folder: Path, loader: str, workers: int, work: Path, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=20_000)
-    ap.add_argument("--small", type=int, default=5_000, help="a second, smaller folder for the stream path (0 skips it)")
+    ap.add_argument("--small", type=int, default=5_000,
+                    help="a second, smaller folder for the stream path (0 skips it)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--model", choices=["mlp", "unet"], default="mlp",
-                    help="mlp (width --width, 2 layers): the net's own memory stays small, so the data's share shows; unet: channels 16")
+                    help="mlp (width --width, 2 layers): the net's own memory stays small, so the data's share shows; "
+                         "unet: channels 16")
     ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--bound-mib", type=float, default=600.0, help="the stated bound on the stream path's peak RSS (main process)")
+    ap.add_argument("--bound-mib", type=float, default=600.0,
+                    help="the stated bound on the stream path's peak RSS (main process)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sf-stream-mem-"))
     try:
@@ -115,18 +120,20 @@ def main() -> None:
             write_images(small, args.small, seed=1)
             folders.insert(0, small)
         net = f"MLP width {args.width}" if args.model == "mlp" else "UNet channels 16"
-        print(f"wrote {sum(len(list(f.iterdir())) for f in folders):,} PNGs (32x32 RGB) in {time.perf_counter() - t0:.0f} s; "
-              f"{args.steps} steps, batch {args.batch_size}, {net}, {args.workers} workers when streaming", flush=True)
+        print(f"wrote {sum(len(list(f.iterdir())) for f in folders):,} PNGs (32x32 RGB) in "
+              f"{time.perf_counter() - t0:.0f} s; {args.steps} steps, batch {args.batch_size}, {net}, {args.workers} "
+              "workers when streaming", flush=True)
         failed = False
         r = run(Path("moons"), "memory", 0, work, args)
-        print(f"  none {'moons (no data)':>13}: main peak RSS {r['main_peak_mib']:7.0f} MiB: the process's floor (torch, the net, training)", flush=True)
+        print(f"  none {'moons (no data)':>13}: main peak RSS {r['main_peak_mib']:7.0f} MiB: the process's floor "
+              "(torch, the net, training)", flush=True)
         for folder, loader in [*((f, "stream") for f in folders), (big, "memory")]:
             r = run(folder, loader, args.workers if loader == "stream" else 0, work, args)
             under = r["main_peak_mib"] <= args.bound_mib
             failed |= loader == "stream" and not under
             print(f"{loader:>6} {folder.name:>13}: main peak RSS {r['main_peak_mib']:7.0f} MiB "
-                  f"({'under' if under else 'OVER'} the {args.bound_mib:.0f} MiB bound), worker peak {r['worker_peak_mib']:5.0f} MiB "
-                  f"x {r['workers_seen']}, {r['seconds']:.0f} s", flush=True)
+                  f"({'under' if under else 'OVER'} the {args.bound_mib:.0f} MiB bound), worker peak "
+                  f"{r['worker_peak_mib']:5.0f} MiB x {r['workers_seen']}, {r['seconds']:.0f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if failed else 0)

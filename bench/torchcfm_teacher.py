@@ -47,7 +47,8 @@ TEACHER_NFES = [1, 2, 4, 100]
 STUDENT_NFES = [1, 2, 4]
 
 
-def train_torchcfm(data_name: str, steps: int, batch: int, width: int, depth: int, lr: float, seed: int, ema_decay: float):
+def train_torchcfm(data_name: str, steps: int, batch: int, width: int, depth: int, lr: float, seed: int,
+                   ema_decay: float):
     """torchcfm's I-CFM loop in its own convention; returns (raw net, EMA net, seconds)."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
 
@@ -108,7 +109,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay ceiling of the teacher (0: the pairs use the raw weights)")
+    ap.add_argument("--ema-decay", type=float, default=0.9999,
+                    help="EMA decay ceiling of the teacher (0: the pairs use the raw weights)")
     ap.add_argument("-n", type=int, default=2000, help="held-out points for W2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 2),
@@ -124,22 +126,26 @@ def main() -> None:
         shutil.rmtree(work / sub, ignore_errors=True)
     try:
         # 1. the torchcfm teacher
-        raw, ema, train_s = train_torchcfm(args.data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed, args.ema_decay)
+        raw, ema, train_s = train_torchcfm(args.data, args.steps, args.batch_size, args.width, args.depth, args.lr,
+                                           args.seed, args.ema_decay)
         dim = load_data(args.data).shape[0]
         teacher_fn.save_net(raw, work / "teacher_raw.pt", dim, args.width, args.depth)
         teacher_fn.save_net(ema, work / "teacher_ema.pt", dim, args.width, args.depth)
         weights = work / ("teacher_ema.pt" if args.ema_decay > 0 else "teacher_raw.pt")
-        env = {**os.environ, teacher_fn.WEIGHTS_ENV: str(weights), "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        env = {**os.environ, teacher_fn.WEIGHTS_ENV: str(weights), "OMP_NUM_THREADS": str(args.threads),
+               "MKL_NUM_THREADS": str(args.threads)}
 
         # 2. pairs through the CLI
-        pairs_args = ["pairs", "--teacher-callable", TEACHER_SPEC, "--data", args.data, "-n", str(args.pairs), "--solver", "euler",
-                      "--nfe", str(args.pairs_nfe), "--seed", str(args.seed), "--out", str(work / "pairs"), "--device", "cpu", "--quiet"]
+        pairs_args = ["pairs", "--teacher-callable", TEACHER_SPEC, "--data", args.data, "-n", str(args.pairs),
+                      "--solver", "euler", "--nfe", str(args.pairs_nfe), "--seed", str(args.seed),
+                      "--out", str(work / "pairs"), "--device", "cpu", "--quiet"]
         pairs_out, pairs_s = run_cli(pairs_args, env, "straightflow pairs")
 
         # 3. the lines student
-        train_args = ["train", "--method", "lines", "--pairs", str(work / "pairs"), "--steps", str(args.student_steps), "--batch-size", str(args.batch_size),
-                      "--width", str(args.width), "--depth", str(args.depth), "--lr", str(args.lr), "--seed", str(args.seed),
-                      "--out", str(work / "student"), "--progress", "false", "--device", "cpu"]
+        train_args = ["train", "--method", "lines", "--pairs", str(work / "pairs"), "--steps", str(args.student_steps),
+                      "--batch-size", str(args.batch_size), "--width", str(args.width), "--depth", str(args.depth),
+                      "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(work / "student"),
+                      "--progress", "false", "--device", "cpu"]
         _, student_s = run_cli(train_args, env, "straightflow train")
 
         # 4. quality: the teacher in-process (the same callable the pairs used), the student through `straightflow eval`
@@ -149,7 +155,8 @@ def main() -> None:
         os.environ[teacher_fn.WEIGHTS_ENV] = str(weights)
         teacher = teacher_w2(teacher_fn.velocity, reference, args.n)
         other = teacher_w2(from_peer_velocity(raw if args.ema_decay > 0 else ema), reference, args.n)
-        eval_out, _ = run_cli(["eval", str(work / "student"), "--nfe", ",".join(map(str, STUDENT_NFES)), "-n", str(args.n), "--json", "--device", "cpu"],
+        eval_out, _ = run_cli(["eval", str(work / "student"), "--nfe", ",".join(map(str, STUDENT_NFES)),
+                               "-n", str(args.n), "--json", "--device", "cpu"],
                               env, "straightflow eval")
         report = json.loads([line for line in eval_out.splitlines() if line.startswith("{")][-1])
     finally:
@@ -161,25 +168,31 @@ def main() -> None:
     params = sum(p.numel() for p in raw.parameters())
     ratio = student[1] / teacher[100]
     pairs_line = pairs_out.strip().splitlines()[-1] if pairs_out.strip() else ""
-    print(f"teacher: torchcfm I-CFM (ConditionalFlowMatcher, sigma 0) on {args.data}, MLP(x, t) width {args.width} depth {args.depth} SiLU "
-          f"({params:,} params), batch {args.batch_size}, {args.steps} steps, Adam {args.lr}, EMA ceiling {args.ema_decay}; trained in {train_s:.0f} s")
+    print(f"teacher: torchcfm I-CFM (ConditionalFlowMatcher, sigma 0) on {args.data}, MLP(x, t) width {args.width} "
+          f"depth {args.depth} SiLU ({params:,} params), batch {args.batch_size}, {args.steps} steps, Adam {args.lr}, "
+          f"EMA ceiling {args.ema_decay}; trained in {train_s:.0f} s")
     command = " ".join(pairs_args).replace(str(work), "WORK")
-    print(f"pairs ({'EMA' if args.ema_decay > 0 else 'raw'} weights): `straightflow {command}`: {pairs_s:.0f} s wall incl. start-up")
+    print(f"pairs ({'EMA' if args.ema_decay > 0 else 'raw'} weights): `straightflow {command}`: {pairs_s:.0f} s wall "
+          "incl. start-up")
     print(f"  {pairs_line.replace(str(work), 'WORK')}")
-    print(f"student: lines on those pairs, MLP width {args.width} depth {args.depth}, batch {args.batch_size}, {args.student_steps} steps "
-          f"(init from teacher: off); trained in {student_s:.0f} s; {args.threads} threads")
+    print(f"student: lines on those pairs, MLP width {args.width} depth {args.depth}, batch {args.batch_size}, "
+          f"{args.student_steps} steps (init from teacher: off); trained in {student_s:.0f} s; {args.threads} threads")
     print(f"W2 on n={args.n} held-out points (the reference and noise of `straightflow eval`); "
           f"two-sample floor {floor:.4f} (eval's: {report.get('w2_floor', float('nan')):.4f})")
     print(f"{'':40}{'solver':>8} " + " ".join(f"{'W2@' + str(k):>8}" for k in TEACHER_NFES))
     label = "EMA" if args.ema_decay > 0 else "raw"
-    print(f"{'teacher, torchcfm I-CFM (' + label + ')':40}{'euler':>8} " + " ".join(f"{teacher[k]:8.4f}" for k in TEACHER_NFES))
+    print(f"{'teacher, torchcfm I-CFM (' + label + ')':40}{'euler':>8} "
+          + " ".join(f"{teacher[k]:8.4f}" for k in TEACHER_NFES))
     other_label = "raw, not used" if args.ema_decay > 0 else "EMA, not used"
-    print(f"{'teacher, torchcfm I-CFM (' + other_label + ')':40}{'euler':>8} " + " ".join(f"{other[k]:8.4f}" for k in TEACHER_NFES))
-    print(f"{'student, lines':40}{student_solver:>8} " + " ".join(f"{student[k]:8.4f}" if k in student else f"{'-':>8}" for k in TEACHER_NFES))
+    print(f"{'teacher, torchcfm I-CFM (' + other_label + ')':40}{'euler':>8} "
+          + " ".join(f"{other[k]:8.4f}" for k in TEACHER_NFES))
+    print(f"{'student, lines':40}{student_solver:>8} "
+          + " ".join(f"{student[k]:8.4f}" if k in student else f"{'-':>8}" for k in TEACHER_NFES))
     print(f"student W2@1 / teacher W2@100: {ratio:.3f} (target <= 1.3: {'met' if ratio <= 1.3 else 'missed'})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"teacher_w2": teacher, "teacher_other_w2": other, "student_w2": student, "floor": floor,
-                                               "ratio": ratio, "pairs_seconds": pairs_s, "train_seconds": train_s, "student_seconds": student_s,
+        Path(args.json).write_text(json.dumps({"teacher_w2": teacher, "teacher_other_w2": other, "student_w2": student,
+                                               "floor": floor, "ratio": ratio, "pairs_seconds": pairs_s,
+                                               "train_seconds": train_s, "student_seconds": student_s,
                                                "args": vars(args)}, indent=1))
 
 

@@ -1,6 +1,7 @@
 """A torchcfm-trained model as a straightflow teacher: ``velocity(x, t)`` in straightflow's convention.
 
-    straightflow pairs --teacher-callable bench/torchcfm_teacher_fn.py:velocity --data moons -n 100000 --nfe 100 --out PAIRS
+    straightflow pairs --teacher-callable bench/torchcfm_teacher_fn.py:velocity --data moons -n 100000 --nfe 100 \\
+        --out PAIRS
 
 reads the weights that ``bench/torchcfm_teacher.py`` saved from the file named by the
 environment variable ``TORCHCFM_TEACHER_WEIGHTS`` (a ``torch.save`` of

@@ -108,7 +108,8 @@ def main(argv=None) -> None:
         return x_star[idx], z_pairs[idx]
 
     print("student: lines objective on the pairs, started from the teacher")
-    student = train(copy.deepcopy(teacher).requires_grad_(True), LinesObjective(recon="mse"), pair_batches, args.student_steps, 1e-4, args.seed + 1)
+    student = train(copy.deepcopy(teacher).requires_grad_(True), LinesObjective(recon="mse"), pair_batches,
+                    args.student_steps, 1e-4, args.seed + 1)
 
     with torch.no_grad():
         z = seeded_noise(2000, (dim,), args.seed, "sample")

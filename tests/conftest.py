@@ -15,7 +15,8 @@ os.environ.setdefault("STRAIGHTFLOW_CACHE", os.path.join(os.path.dirname(__file_
 # a cache per worker (STRAIGHTFLOW_CACHE-gw0, -gw1, ...; the workers inherit the value set above in the controlling
 # process): what one worker writes there (feature networks, datasets) is never read half-written by another
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["STRAIGHTFLOW_CACHE"] = os.environ["STRAIGHTFLOW_CACHE"].rstrip("/\\") + "-" + os.environ["PYTEST_XDIST_WORKER"]
+    os.environ["STRAIGHTFLOW_CACHE"] = (os.environ["STRAIGHTFLOW_CACHE"].rstrip("/\\") + "-"
+                                        + os.environ["PYTEST_XDIST_WORKER"])
 
 
 @pytest.fixture

@@ -50,23 +50,23 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 #: public name -> the submodule that defines it, imported on first access (PEP 562)
 _LAZY = {
     "TrainConfig": "config",
-    "IndependentCoupling": "couplings", "LearnedGaussianCoupling": "couplings", "MinibatchOTCoupling": "couplings", "TeacherPairCoupling": "couplings",
-    "StraightflowError": "errors", "TrainingInterrupted": "errors",
+    "IndependentCoupling": "couplings", "LearnedGaussianCoupling": "couplings", "MinibatchOTCoupling": "couplings",
+    "TeacherPairCoupling": "couplings", "StraightflowError": "errors", "TrainingInterrupted": "errors",
     "evaluate": "evaluate", "format_table": "evaluate", "score": "evaluate",
     "export": "export",
-    "AdversarialTerm": "objectives", "DistillObjective": "objectives", "LinesObjective": "objectives", "VelocityObjective": "objectives",
-    "Run": "run", "load": "run",
+    "AdversarialTerm": "objectives", "DistillObjective": "objectives", "LinesObjective": "objectives",
+    "VelocityObjective": "objectives", "Run": "run", "load": "run",
     "SolveResult": "solvers", "solve": "solvers",
-    "SamplerTeacher": "teachers", "VelocityTeacher": "teachers", "from_peer_velocity": "teachers", "generate_pairs": "teachers",
-    "DiffusersSamplerTeacher": "teacher_adapters", "DiffusersVelocity": "teacher_adapters", "EDMSamplerTeacher": "teacher_adapters",
-    "EDMVelocity": "teacher_adapters",
+    "SamplerTeacher": "teachers", "VelocityTeacher": "teachers", "from_peer_velocity": "teachers",
+    "generate_pairs": "teachers", "DiffusersSamplerTeacher": "teacher_adapters",
+    "DiffusersVelocity": "teacher_adapters", "EDMSamplerTeacher": "teacher_adapters", "EDMVelocity": "teacher_adapters",
     "train": "training",
 }
 
 __all__ = [
-    "train", "Run", "load", "export", "hub", "evaluate", "score", "format_table", "solve", "SolveResult", "TrainConfig", "StraightflowError", "TrainingInterrupted",
-    "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling", "TeacherPairCoupling",
-    "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
+    "train", "Run", "load", "export", "hub", "evaluate", "score", "format_table", "solve", "SolveResult", "TrainConfig",
+    "StraightflowError", "TrainingInterrupted", "IndependentCoupling", "MinibatchOTCoupling", "LearnedGaussianCoupling",
+    "TeacherPairCoupling", "VelocityObjective", "LinesObjective", "DistillObjective", "AdversarialTerm",
     "VelocityTeacher", "SamplerTeacher", "from_peer_velocity", "generate_pairs", "__version__",
     "DiffusersSamplerTeacher", "DiffusersVelocity", "EDMSamplerTeacher", "EDMVelocity",
 ]

@@ -94,7 +94,8 @@ def _step_folders(root: Path) -> dict[int, list[Path]]:
     return found
 
 
-def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict, train_state: dict, meta: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict, train_state: dict, meta: dict,
+                    keep: int) -> Path:
     """Write ``checkpoints/step-NNNNNN`` complete (fsynced) under a temporary name, then rename it into place.
 
     Re-saving a step that exists never leaves that step without a complete
@@ -120,13 +121,15 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict
         buf = io.BytesIO()
         torch.save(train_state, buf)
         _write(tmp / "state.pt", buf.getvalue())
-        _write(tmp / "meta.json", json.dumps({**meta, "step": step, "format": FORMAT_VERSION, "sha256": sums}, indent=1).encode())
+        _write(tmp / "meta.json",
+               json.dumps({**meta, "step": step, "format": FORMAT_VERSION, "sha256": sums}, indent=1).encode())
         _fsync_dir(tmp)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         last = latest_checkpoint(run_dir)
         kept = f"the last checkpoint ({last.name}) is intact" if last is not None else "no checkpoint was written"
-        raise StraightflowError(f"could not write checkpoint {name} in {root}: {exc.strerror or exc} (is the disk full?); {kept}") from None
+        raise StraightflowError(f"could not write checkpoint {name} in {root}: {exc.strerror or exc} (is the disk "
+                                f"full?); {kept}") from None
     if not final.exists() and not pending.exists():
         os.replace(tmp, final)
     else:  # at every instant below, `final` or `pending` is a complete checkpoint of this step
@@ -163,7 +166,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def read_meta(ckpt: Path) -> dict:
-    """``ckpt/meta.json``; a missing, corrupt or newer-format one (written by a later straightflow) is a one-line error."""
+    """``ckpt/meta.json``; a missing, corrupt or newer-format one (written by a later straightflow) is a one-line
+    error."""
     try:
         meta = json.loads((ckpt / "meta.json").read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -172,11 +176,13 @@ def read_meta(ckpt: Path) -> dict:
         raise StraightflowError(f"checkpoint {ckpt} is corrupt (meta.json is not a JSON object)")
     version = meta.get("format", FORMAT_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise StraightflowError(f"checkpoint {ckpt} has format {version!r}; this straightflow reads format {FORMAT_VERSION} and older: upgrade straightflow to load it")
+        raise StraightflowError(f"checkpoint {ckpt} has format {version!r}; this straightflow reads format "
+                                f"{FORMAT_VERSION} and older: upgrade straightflow to load it")
     return meta
 
 
-def load_weights(path: Path, sha256: str | None = None, what: str = "checkpoint file", recorded_in: str = "meta.json") -> dict[str, torch.Tensor]:
+def load_weights(path: Path, sha256: str | None = None, what: str = "checkpoint file",
+                 recorded_in: str = "meta.json") -> dict[str, torch.Tensor]:
     """Load a safetensors file with a one-line error for missing/truncated files, and
     for contents whose sha256 is not ``sha256`` (when given; ``recorded_in`` names where it was recorded)."""
     if not path.exists():
@@ -186,7 +192,8 @@ def load_weights(path: Path, sha256: str | None = None, what: str = "checkpoint 
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise StraightflowError(f"{what} {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
     if sha256 is not None and sha256_file(path) != sha256:
-        raise StraightflowError(f"{what} {path} is corrupt: its sha256 differs from the one recorded in {recorded_in} when it was saved")
+        raise StraightflowError(f"{what} {path} is corrupt: its sha256 differs from the one recorded in {recorded_in} "
+                                "when it was saved")
     return state
 
 
@@ -202,7 +209,8 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
     if (strict and (missing or unexpected)) or wrong:
         parts = []
         if missing:
@@ -225,9 +233,11 @@ def load_train_state(ckpt: Path) -> dict:
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise StraightflowError(f"checkpoint file {path} holds objects other than tensors and plain containers; "
                                     "refusing to load it (unpickling them could run code)") from None
-        raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+        raise StraightflowError(f"checkpoint file {path} is corrupt or truncated "
+                                f"({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # torch raises several types on truncated zips
-        raise StraightflowError(f"checkpoint file {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+        raise StraightflowError(f"checkpoint file {path} is corrupt or truncated "
+                                f"({str(exc).splitlines()[0]})") from None
 
 
 # ---------------------------------------------------------------- exported models
@@ -238,17 +248,20 @@ def is_export(folder: Path) -> bool:
 
 
 def check_export_config(config, folder: Path) -> dict:
-    """``config`` (an export's parsed ``config.json``) checked for the keys loading needs; a one-line error otherwise."""
+    """``config`` (an export's parsed ``config.json``) checked for the keys loading needs; a one-line error
+    otherwise."""
     where = f"{Path(folder) / EXPORT_CONFIG}"
     if not isinstance(config, dict):
         raise StraightflowError(f"{where} is not a JSON object")
     if config.get("format") != EXPORT_FORMAT:
-        raise StraightflowError(f"{where} is not a straightflow export (its format is {config.get('format')!r}, not {EXPORT_FORMAT!r})")
+        raise StraightflowError(f"{where} is not a straightflow export (its format is {config.get('format')!r}, not "
+                                f"{EXPORT_FORMAT!r})")
     version = config.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise StraightflowError(f"{where} has format_version {version!r}; expected a positive integer")
     if version > EXPORT_VERSION:
-        raise StraightflowError(f"{where} has format_version {version}; this straightflow reads {EXPORT_VERSION} and older: upgrade straightflow to load it")
+        raise StraightflowError(f"{where} has format_version {version}; this straightflow reads {EXPORT_VERSION} and "
+                                "older: upgrade straightflow to load it")
     for key in ("train_config", "sampling", "weights"):
         if not isinstance(config.get(key), dict):
             raise StraightflowError(f"{where} has no {key!r} mapping")
@@ -275,4 +288,5 @@ def read_export_config(folder: Path) -> dict:
 
 def load_export_weights(folder: Path, config: dict) -> dict[str, torch.Tensor]:
     """The weights of an exported model, checked against the sha256 in its ``config.json``."""
-    return load_weights(Path(folder) / EXPORT_WEIGHTS, config["weights"]["sha256"], what="exported weights file", recorded_in=EXPORT_CONFIG)
+    return load_weights(Path(folder) / EXPORT_WEIGHTS, config["weights"]["sha256"], what="exported weights file",
+                        recorded_in=EXPORT_CONFIG)

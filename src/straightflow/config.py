@@ -53,12 +53,16 @@ class TrainConfig:
     prior: str = _opt("standard", "standard = N(0, I); wide = N(0, diag(36, 1)) for 2D")
     heldout_fraction: float = _opt(0.2, "fraction of a user file held out for evaluation")
     split_seed: int = _opt(0, "seed of the train/held-out split of a user file")
-    validation_fraction: float = _opt(0.0, "carve this fraction of the training data (by --split-seed) as a validation split; the run trains on "
-                                            "the rest and its quality checks (--eval-every) score against it, never the held-out split (0 = none)")
+    validation_fraction: float = _opt(0.0, "carve this fraction of the training data (by --split-seed) as a validation "
+                                           "split; the run trains on the rest and its quality checks (--eval-every) "
+                                           "score against it, never the held-out split (0 = none)")
     label_column: str = _opt("", "point-cloud files: the column of class labels (0-based index or CSV header name)")
-    data_kind: str = _opt("auto", "how a file / folder / Dataset is read: auto | image | vector | latent (any float range, standardised per channel)")
-    loader: str = _opt("auto", "how training reads the data: auto (stream above 128 MiB as float32) | memory | stream (DataLoader)")
-    workers: int = _opt(-1, "DataLoader worker processes per rank when streaming (-1 = min(4, CPUs per rank - 1); 0 for data already in memory)")
+    data_kind: str = _opt("auto", "how a file / folder / Dataset is read: auto | image | vector | latent (any float "
+                                  "range, standardised per channel)")
+    loader: str = _opt("auto", "how training reads the data: auto (stream above 128 MiB as float32) | memory | stream "
+                               "(DataLoader)")
+    workers: int = _opt(-1, "DataLoader worker processes per rank when streaming (-1 = min(4, CPUs per rank - 1); 0 "
+                            "for data already in memory)")
     # class-conditional generation (docs/conditional.md)
     conditional: bool = _opt(False, "train a class-conditional model on the data's labels")
     cond_drop: float = _opt(0.1, "rate at which labels are replaced by the null class (classifier-free guidance)")
@@ -79,17 +83,20 @@ class TrainConfig:
     amp: str = _opt("none", "mixed precision on CUDA: none | bf16")
     compile: bool = _opt(False, "torch.compile the velocity net (CUDA)")
     # curvature method (learned coupling)
-    beta: float | str = _opt(10.0, "KL weight of the learned coupling (inf = independent coupling; auto = a KL target picked by a "
-                                   "pilot sweep, docs/kl_target.md); with --kl-target: the initial beta")
-    kl_target: float | None = _opt(None, "curvature method: adapt beta during training so that the KL per dimension settles "
-                                          "at this many nats (dual ascent on log beta; docs/kl_target.md); none = a fixed --beta")
+    beta: float | str = _opt(10.0, "KL weight of the learned coupling (inf = independent coupling; auto = a KL target "
+                                   "picked by a pilot sweep, docs/kl_target.md); with --kl-target: the initial beta")
+    kl_target: float | None = _opt(None, "curvature method: adapt beta during training so that the KL per "
+                                         "dimension settles at this many nats (dual ascent on log beta; "
+                                         "docs/kl_target.md); none = a fixed --beta")
     kl_target_lr: float = _opt(0.01, "step of the dual ascent on log beta per unit relative KL error (--kl-target)")
-    beta_auto_price: float = _opt(1.5, "--beta auto: the largest quality at NFE 100, relative to the baseline pilot's, of a "
-                                       "pilot it may pick (W2 or FD; 1.5 = half as much error again; docs/kl_target.md)")
-    beta_auto_draws: int = _opt(0, "--beta auto: draws of noise and held-out reference that each pilot's quality averages "
-                                    "(0 = 20 for vectors, 5 for images; else at least 2, for the standard error of the price; "
-                                    "docs/kl_target.md)")
-    encoder: str = _opt("small", "encoder size for --method curvature: small | same (custom: a module given to sf.train(encoder_net=...))")
+    beta_auto_price: float = _opt(1.5, "--beta auto: the largest quality at NFE 100, relative to the baseline "
+                                       "pilot's, of a pilot it may pick (W2 or FD; 1.5 = half as much error again; "
+                                       "docs/kl_target.md)")
+    beta_auto_draws: int = _opt(0, "--beta auto: draws of noise and held-out reference that each pilot's "
+                                   "quality averages (0 = 20 for vectors, 5 for images; else at least 2, for the "
+                                   "standard error of the price; docs/kl_target.md)")
+    encoder: str = _opt("small", "encoder size for --method curvature: small | same (custom: a module given to "
+                                 "sf.train(encoder_net=...))")
     # teacher pairs: reflow, distill, lines
     pairs: str = _opt("", "folder of teacher pairs (straightflow pairs ...)")
     teacher: str = _opt("", "teacher run directory (default: the one recorded with the pairs)")
@@ -105,10 +112,12 @@ class TrainConfig:
     progress: bool = _opt(True, "show a progress bar")
     # monitoring (docs/monitoring.md)
     tensorboard: bool = _opt(False, "write TensorBoard event files to RUNDIR/tensorboard (the tensorboard extra)")
-    eval_every: int = _opt(0, "steps between quality checks of the EMA weights during training (0 = off): RUNDIR/quality.jsonl, and samples in TensorBoard")
+    eval_every: int = _opt(0, "steps between quality checks of the EMA weights during training (0 = off): "
+                              "RUNDIR/quality.jsonl, and samples in TensorBoard")
     eval_nfe: str = _opt("1,2,100", "NFEs of the in-training quality checks, comma-separated")
     eval_n: int = _opt(256, "samples per in-training quality check")
-    eval_draws: int = _opt(1, "draws of noise and held-out reference that each in-training quality check averages (more: less noise)")
+    eval_draws: int = _opt(1, "draws of noise and held-out reference that each in-training quality check averages "
+                              "(more: less noise)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,15 +221,18 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (cfg.width >= 1 and cfg.depth >= 1, "width and depth must be >= 1"),
         (cfg.time_embed_dim >= 2 and cfg.time_embed_dim % 2 == 0, "time_embed_dim must be even and >= 2"),
         (0.0 < cfg.heldout_fraction < 1.0, "heldout_fraction must be in (0, 1)"),
-        (0.0 <= cfg.validation_fraction < 1.0, f"validation_fraction must be in [0, 1) (0 = none), got {cfg.validation_fraction}"),
+        (0.0 <= cfg.validation_fraction < 1.0,
+         f"validation_fraction must be in [0, 1) (0 = none), got {cfg.validation_fraction}"),
         (cfg.optimizer in ("adam", "adamw"), f"unknown optimizer {cfg.optimizer!r}: use adam or adamw"),
         (cfg.log_every >= 1 and cfg.ckpt_every >= 1, "log_every and ckpt_every must be >= 1"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (cfg.amp in ("none", "bf16"), f"unknown amp {cfg.amp!r}: use none or bf16"),
         (cfg.loader in ("auto", "memory", "stream"), f"unknown loader {cfg.loader!r}: use auto, memory or stream"),
-        (cfg.data_kind in ("auto", "image", "vector", "latent"), f"unknown data_kind {cfg.data_kind!r}: use auto, image, vector or latent"),
+        (cfg.data_kind in ("auto", "image", "vector", "latent"),
+         f"unknown data_kind {cfg.data_kind!r}: use auto, image, vector or latent"),
         (cfg.workers >= -1, f"workers must be >= 0 (or -1 = auto), got {cfg.workers}"),
-        (not (cfg.pairs and cfg.loader == "stream"), "--loader stream does not apply to --pairs: teacher pairs are read from their memory-mapped shards"),
+        (not (cfg.pairs and cfg.loader == "stream"),
+         "--loader stream does not apply to --pairs: teacher pairs are read from their memory-mapped shards"),
         (cfg.eval_every >= 0, f"eval_every must be >= 0 (0 = off), got {cfg.eval_every}"),
         (cfg.eval_n >= 2, f"eval_n must be >= 2 (quality compares two sets of samples), got {cfg.eval_n}"),
         (cfg.eval_draws >= 1, f"eval_draws must be >= 1, got {cfg.eval_draws}"),
@@ -240,7 +252,8 @@ def _validate_kl_target(cfg: TrainConfig) -> None:
         return
     what = "--beta auto" if auto else "--kl-target"
     if cfg.method != "curvature":
-        raise StraightflowError(f"{what} adapts the curvature method's beta; --method {cfg.method} has none (use --method curvature)")
+        raise StraightflowError(f"{what} adapts the curvature method's beta; --method {cfg.method} has none (use "
+                                "--method curvature)")
     if auto and cfg.kl_target is not None:
         raise StraightflowError("--beta auto picks the KL target itself: drop --kl-target (or give a number as --beta)")
     if not (math.isfinite(cfg.kl_target_lr) and cfg.kl_target_lr > 0):
@@ -250,13 +263,14 @@ def _validate_kl_target(cfg: TrainConfig) -> None:
             raise StraightflowError(f"beta_auto_price must be finite and >= 1 (a quality ratio to the baseline pilot), "
                                     f"got {cfg.beta_auto_price}")
         if not (cfg.beta_auto_draws == 0 or cfg.beta_auto_draws >= 2):
-            raise StraightflowError(f"beta_auto_draws must be 0 (by the data) or >= 2 (the price's standard error needs two draws), "
-                                    f"got {cfg.beta_auto_draws}")
+            raise StraightflowError("beta_auto_draws must be 0 (by the data) or >= 2 (the price's standard error "
+                                    f"needs two draws), got {cfg.beta_auto_draws}")
         return
     if not (math.isfinite(cfg.kl_target) and cfg.kl_target > 0):
         raise StraightflowError(f"--kl-target must be finite and > 0 (nats per dimension), got {cfg.kl_target}")
     if not (math.isfinite(cfg.beta) and cfg.beta > 0):
-        raise StraightflowError(f"--kl-target adapts beta from --beta as its initial value, which must be finite and > 0, got {cfg.beta}")
+        raise StraightflowError("--kl-target adapts beta from --beta as its initial value, which must be finite and > "
+                                f"0, got {cfg.beta}")
 
 
 def resolve_config(config_file: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

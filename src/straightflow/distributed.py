@@ -78,15 +78,16 @@ def all_gather_rows(*tensors: torch.Tensor, what: str = "the local batch") -> li
         return [t.detach() for t in tensors]
     world = dist.get_world_size()
     # first the shapes, so unequal batches are an error on every rank instead of a hang or garbage
-    sizes = torch.tensor([v for t in tensors for v in (t.shape[0], t.numel())], dtype=torch.int64, device=tensors[0].device)
+    sizes = torch.tensor([v for t in tensors for v in (t.shape[0], t.numel())], dtype=torch.int64,
+                         device=tensors[0].device)
     all_sizes = [torch.empty_like(sizes) for _ in range(world)]
     dist.all_gather(all_sizes, sizes)
     table = torch.stack(all_sizes).cpu()
     if not bool((table == table[0]).all()):
         rows = table[:, 0].tolist()
         if len(set(rows)) > 1:
-            raise StraightflowError(f"{what} must be the same size on every rank to gather it, but ranks 0..{world - 1} "
-                                    f"hold {rows} rows: give every rank an equal share of the batch")
+            raise StraightflowError(f"{what} must be the same size on every rank to gather it, but ranks "
+                                    f"0..{world - 1} hold {rows} rows: give every rank an equal share of the batch")
         raise StraightflowError(f"{what} must have the same shape on every rank to gather it; the ranks' "
                                 f"(rows, elements) per tensor differ: {table.tolist()}")
     out = []

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from safetensors.torch import save as save_safetensors
 
-from .checkpoint import EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_VERSION, EXPORT_WEIGHTS, is_export, latest_checkpoint, list_checkpoints
+from .checkpoint import (
+    EXPORT_CONFIG,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    EXPORT_WEIGHTS,
+    is_export,
+    latest_checkpoint,
+    list_checkpoints,
+)
 from .config import load_run_config
 from .data.pairs import read_manifest, teacher_info
 from .errors import StraightflowError
@@ -72,7 +80,8 @@ def resolve_checkpoint(run_dir: Path, spec: str | int | Path | None) -> Path:
 
 
 def read_eval_report(run_dir: Path) -> tuple[dict | None, str | None]:
-    """The run's ``eval.json`` (written by ``eval --json > RUN/eval.json`` or by ``sweep``) and a note when it cannot be used."""
+    """The run's ``eval.json`` (written by ``eval --json > RUN/eval.json`` or by ``sweep``) and a note when it cannot be
+    used."""
     path = Path(run_dir) / "eval.json"
     if not path.is_file():
         return None, None
@@ -80,7 +89,8 @@ def read_eval_report(run_dir: Path) -> tuple[dict | None, str | None]:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, f"{path.name} could not be read ({str(exc).splitlines()[0]})"
-    if isinstance(report, dict) and isinstance(report.get("report"), dict):  # sweep's cache: {"key": ..., "report": ...}
+    # sweep's cache: {"key": ..., "report": ...}
+    if isinstance(report, dict) and isinstance(report.get("report"), dict):
         report = report["report"]
     if not isinstance(report, dict) or not isinstance(report.get("results"), list) or not report["results"] \
             or not all(isinstance(r, dict) and "nfe" in r and "solver" in r for r in report["results"]):
@@ -114,7 +124,8 @@ def _recommend_nfe(run: Run, report: dict | None, nfe: int | None) -> dict:
             good = [r for r in rows if r[metric] <= best + NFE_TOLERANCE * abs(best)]
             pick = min(good, key=lambda r: (int(r["nfe"]), r["solver"] != solver))
             rec = {"solver": str(pick["solver"]), "nfe": int(pick["nfe"]),
-                   "source": f"eval.json: the smallest NFE whose {metric} is within {NFE_TOLERANCE:.0%} of the best measured"}
+                   "source": f"eval.json: the smallest NFE whose {metric} is within {NFE_TOLERANCE:.0%} of the "
+                             "best measured"}
             if isinstance(report.get("guidance"), (int, float)):  # the weight the chosen row was measured at
                 rec["guidance"] = float(report["guidance"])
             return rec
@@ -141,14 +152,16 @@ def _check_out(out: Path, run_dir: Path) -> None:
     if out.exists() and not out.is_dir():
         raise StraightflowError(f"export --out {out}: is a file; give a folder")
     if out.resolve() == run_dir.resolve() or (out / "config.yaml").exists():
-        raise StraightflowError(f"export --out {out}: is a run directory; give a new folder (or an earlier export to replace)")
+        raise StraightflowError(f"export --out {out}: is a run directory; give a new folder (or an earlier export "
+                                "to replace)")
     if (out / EXPORT_CONFIG).exists():
         try:
             fmt = json.loads((out / EXPORT_CONFIG).read_text()).get("format")
         except (OSError, ValueError, AttributeError):
             fmt = None
         if fmt != EXPORT_FORMAT:
-            raise StraightflowError(f"export --out {out}: holds a config.json that is not a straightflow export; give another folder")
+            raise StraightflowError(f"export --out {out}: holds a config.json that is not a straightflow export; give "
+                                    "another folder")
 
 
 def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | None = None, nfe: int | None = None,
@@ -169,14 +182,16 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
     cfg = load_run_config(run_dir / "config.yaml")
     if cfg.model == "custom" or resolve_method(cfg, method).uses_custom_encoder(cfg):
         which = "velocity module (model: custom)" if cfg.model == "custom" else "encoder module (encoder: custom)"
-        raise StraightflowError(f"{run_dir} was trained with a user's own {which}: an export holds built-in networks only, "
-                                "which load from config.json alone; save your module's weights yourself (Run.load(..., velocity_net=...))")
+        raise StraightflowError(f"{run_dir} was trained with a user's own {which}: an export holds built-in "
+                                "networks only, which load from config.json alone; save your module's weights yourself "
+                                "(Run.load(..., velocity_net=...))")
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     _check_out(out, run_dir)
     run = Run.load(run_dir, device="cpu", checkpoint=ckpt, method=method)  # checks the weights (sha256, finite, shapes)
     report, eval_note = read_eval_report(run_dir)
     rec = recommend(run, report, nfe)
-    weights = save_safetensors({k: v.detach().contiguous().cpu() for k, v in run.module.state_dict().items()}, metadata={"format": "pt"})
+    weights = save_safetensors({k: v.detach().contiguous().cpu() for k, v in run.module.state_dict().items()},
+                               metadata={"format": "pt"})
     config = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
@@ -190,7 +205,8 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
         "conditional": run.conditional,
         "velocity_parameters": count_parameters(run.velocity),
         "parameters": count_parameters(run.module),
-        "weights": {"file": EXPORT_WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest(), "contents": "EMA weights: velocity.* (the velocity net), coupling.* (a learned coupling, if any)"},
+        "weights": {"file": EXPORT_WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest(),
+                    "contents": "EMA weights: velocity.* (the velocity net), coupling.* (a learned coupling, if any)"},
         "sampling": run.sampling_state(),
         **({"teacher": teacher} if (teacher := student_teacher(run, report)) is not None else {}),
         # where the data lives and whether to download it are the evaluating machine's choice, not the trainer's
@@ -203,7 +219,8 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
         raise StraightflowError(f"export --out {out}: cannot be created ({exc.strerror or exc})") from None
     _write_atomic(out / EXPORT_WEIGHTS, weights)
     _write_atomic(out / "README.md", card.encode())
-    _write_atomic(out / EXPORT_CONFIG, (json.dumps(_jsonable(config), indent=1, allow_nan=False) + "\n").encode())  # last: marks a complete export
+    # last: marks a complete export
+    _write_atomic(out / EXPORT_CONFIG, (json.dumps(_jsonable(config), indent=1, allow_nan=False) + "\n").encode())
     return ExportResult(out, run.step, rec, report is not None)
 
 
@@ -228,13 +245,14 @@ def student_teacher(run: Run, report: dict | None) -> dict | None:
     block = (report or {}).get("teacher")
     if isinstance(block, dict) and "kind" in block:
         return {k: block[k] for k in ("kind", "source", "pairs", "solver", "nfe", "guidance") if k in block}
-    return {"kind": "run" if run.cfg.teacher else "unknown", "source": run.cfg.teacher or "", "pairs": run.cfg.pairs or "",
-            "note": "the pairs folder is gone: solver and NFE unknown"}
+    return {"kind": "run" if run.cfg.teacher else "unknown", "source": run.cfg.teacher or "",
+            "pairs": run.cfg.pairs or "", "note": "the pairs folder is gone: solver and NFE unknown"}
 
 
 def _teacher_row(info: dict) -> str:
     """The model card's teacher row: what kind, where from, how it sampled."""
-    what = {"run": "a straightflow run", "callable": "a callable", "diffusers": "a diffusers model", "edm": "an EDM denoiser"}.get(info["kind"], info["kind"])
+    what = {"run": "a straightflow run", "callable": "a callable", "diffusers": "a diffusers model",
+            "edm": "an EDM denoiser"}.get(info["kind"], info["kind"])
     how = [f"`{info['solver']}` at NFE {info['nfe']}"] if "solver" in info else [info.get("note", "")]
     if isinstance(info.get("guidance"), (int, float)):
         how.append(f"guidance {info['guidance']:g}")
@@ -247,14 +265,16 @@ def _teacher_row(info: dict) -> str:
 
 
 def _teacher_quality(report: dict) -> list[str]:
-    """The card's line on the teacher's quality: its pairs' x* scored as the student's rows (``eval``'s ``teacher`` block)."""
+    """The card's line on the teacher's quality: its pairs' x* scored as the student's rows (``eval``'s ``teacher``
+    block)."""
     block = report.get("teacher")
     metric = report.get("quality_metric")
     if not isinstance(block, dict) or not isinstance(block.get(metric), (int, float)):
         return []
     keys = [k for k in ("w2", "energy", "fd", "kid", "precision", "recall") if isinstance(block.get(k), (int, float))]
-    return ["", f"Teacher ({block.get('samples', 'pairs')}, {block.get('solver')} NFE {block.get('nfe')}, n = {block.get('n')}, "
-                "against the same held-out reference): " + ", ".join(f"{k} {significant_or_str(block[k])}" for k in keys) + "  "]
+    return ["", f"Teacher ({block.get('samples', 'pairs')}, {block.get('solver')} NFE {block.get('nfe')}, n = "
+                f"{block.get('n')}, against the same held-out reference): "
+                + ", ".join(f"{k} {significant_or_str(block[k])}" for k in keys) + "  "]
 
 
 def _data_label(name: str) -> str:
@@ -264,7 +284,9 @@ def _data_label(name: str) -> str:
 def quality_table(report: dict) -> list[str]:
     """The eval report's quality per NFE as a Markdown table (rows with caveats marked), floors and extras below."""
     skip = {"nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "network_evals"}
-    keys = [k for k in report["results"][0] if k not in skip and not (k == "note" or k.endswith("_note")) and isinstance(report["results"][0][k], (int, float))]
+    keys = [k for k in report["results"][0]
+            if k not in skip and not (k == "note" or k.endswith("_note"))
+            and isinstance(report["results"][0][k], (int, float))]
     notes: dict[str, str] = {}
     lines = ["| solver | NFE | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for r in report["results"]:
@@ -273,7 +295,8 @@ def quality_table(report: dict) -> list[str]:
             if (k == "note" or k.endswith("_note")) and isinstance(v, str) and v:
                 notes.setdefault(v, "*" * (len(notes) + 1))
                 marks += notes[v]
-        lines.append(f"| {r['solver']} | {r['nfe']}{marks} | " + " | ".join(significant_or_str(r.get(k, "-")) for k in keys) + " |")
+        lines.append(f"| {r['solver']} | {r['nfe']}{marks} | "
+                     + " | ".join(significant_or_str(r.get(k, "-")) for k in keys) + " |")
     lines.append("")
     for note, mark in notes.items():
         lines.append(f"{mark} {note}  ")
@@ -281,10 +304,12 @@ def quality_table(report: dict) -> list[str]:
     if floors:
         lines.append(f"Two-sample floor ({report.get('floor_source', 'held-out data vs a second sample')}): "
                      + ", ".join(f"{k[:-6]} {significant_or_str(v)}" for k, v in floors.items()) + "  ")
-    extras = [f"{k} {significant_or_str(report[k])}" for k in ("curvature", "prediction_drift", "flow_loss_heldout") if isinstance(report.get(k), float)]
+    extras = [f"{k} {significant_or_str(report[k])}" for k in ("curvature", "prediction_drift", "flow_loss_heldout")
+              if isinstance(report.get(k), float)]
     if extras:
         lines.append("Curvature and held-out loss: " + ", ".join(extras) + "  ")
-    lines.append(f"n = {report.get('n')} samples per NFE against {report.get('n_reference')} held-out points, step {report.get('step')}.")
+    lines.append(f"n = {report.get('n')} samples per NFE against {report.get('n_reference')} held-out points, step "
+                 f"{report.get('step')}.")
     return lines
 
 
@@ -297,7 +322,8 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
     """README.md of an export: YAML front matter (library_name, tags) and the card."""
     cfg, state, rec = run.cfg, config["sampling"], config["recommended"]
     data = _data_label(state["name"])
-    tags = ["straightflow", "flow-matching", "straight-trajectories", cfg.method, "image-generation" if state["kind"] == "image" else "point-cloud"]
+    tags = ["straightflow", "flow-matching", "straight-trajectories", cfg.method,
+            "image-generation" if state["kind"] == "image" else "point-cloud"]
     if run.conditional:
         tags.append("class-conditional")
     prior = make_prior(cfg.prior, tuple(state["shape"])).describe()
@@ -307,27 +333,34 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
     lines = ["---", "library_name: straightflow", "tags:", *[f"- {t}" for t in dict.fromkeys(tags)], "---", "",
              f"# {cfg.method} on {data}", "",
              f"A straight-trajectory ODE generative model trained with straightflow "
-             f"{__version__}: {run.method.description or run.method.name or cfg.method}. It maps noise z ~ {prior} to samples in a few "
-             "network evaluations (NFE) by integrating dz/dt = v(z, t) from t = 1 (noise) to t = 0 (data).", "",
+             f"{__version__}: {run.method.description or run.method.name or cfg.method}. It maps noise z ~ {prior} to "
+             "samples in a few network evaluations (NFE) by integrating dz/dt = v(z, t) from t = 1 (noise) to t = "
+             "0 (data).", "",
              "| | |", "|---|---|",
              f"| method | `{cfg.method}`{run.method.card_note(cfg)} |",
              f"| data | {data}: {state['kind']}, shape {shape}"
-             + (f", normalised per {'feature' if state['kind'] == 'vector' else 'channel'} (undone on sampling)" if state.get("normalization") else "") + " |",
-             f"| classes | {classes} (class-conditional, classifier-free guidance) |" if run.conditional else "| classes | unconditional |",
+             + (f", normalised per {'feature' if state['kind'] == 'vector' else 'channel'} (undone on sampling)"
+                if state.get("normalization") else "") + " |",
+             (f"| classes | {classes} (class-conditional, classifier-free guidance) |" if run.conditional
+              else "| classes | unconditional |"),
              f"| network | `{config['model']}`, {config['velocity_parameters']:,} parameters"
              + (f" (+{coupling:,} in the learned coupling)" if coupling else "") + " |",
-             f"| training | step {config['step']:,} of {cfg.steps:,}, batch size {cfg.batch_size}, lr {significant_or_str(cfg.lr)}, EMA {significant_or_str(cfg.ema_decay)}, seed {cfg.seed} |",
+             f"| training | step {config['step']:,} of {cfg.steps:,}, batch size {cfg.batch_size}, lr "
+             f"{significant_or_str(cfg.lr)}, EMA {significant_or_str(cfg.ema_decay)}, seed {cfg.seed} |",
              *([_teacher_row(config["teacher"])] if isinstance(config.get("teacher"), dict) else []),
-             f"| recommended sampling | `{rec['solver']}` at NFE {rec['nfe']}{_guidance_text(rec)} ({rec['source']}) |", "",
+             f"| recommended sampling | `{rec['solver']}` at NFE {rec['nfe']}{_guidance_text(rec)} ({rec['source']}) |",
+             "",
              "## Usage", "",
              "```bash",
              "pip install straightflow",
-             f"straightflow sample MODEL_DIR --nfe {rec['nfe']} --solver {rec['solver']} -n 1000 --out samples.npy --seed 0"
+             f"straightflow sample MODEL_DIR --nfe {rec['nfe']} --solver {rec['solver']} -n 1000 --out "
+             "samples.npy --seed 0"
              + (f" --class all --guidance {rec['guidance']:g}" if run.conditional else ""),
              "```", "",
              "```python",
              "import straightflow as sf",
-             "run = sf.load(\"MODEL_DIR\")          # this folder; or sf.hub.from_pretrained(\"user/repo\") with straightflow[hub]",
+             "run = sf.load(\"MODEL_DIR\")          # this folder; or sf.hub.from_pretrained(\"user/repo\") with "
+             "straightflow[hub]",
              f"out = run.sample(1000, nfe={rec['nfe']}, solver=\"{rec['solver']}\", seed=0"
              + (f", classes={state['class_names'][0]!r}, guidance={rec['guidance']:g}" if run.conditional else "")
              + ")   # out.samples: data units",
@@ -337,17 +370,20 @@ def model_card(run: Run, config: dict, report: dict | None, eval_note: str | Non
              "## Quality", ""]
     if report is not None:
         if report.get("step") != config["step"]:
-            lines += [f"Measured at step {report.get('step')}, not at the exported step {config['step']}: re-run `eval` to update it.", ""]
-        lines += [f"`straightflow eval` of the run ({report.get('quality_metric', 'quality')} per NFE; lower is better):", "", *quality_table(report),
+            lines += [f"Measured at step {report.get('step')}, not at the exported step {config['step']}: re-run "
+                      "`eval` to update it.", ""]
+        lines += [f"`straightflow eval` of the run ({report.get('quality_metric', 'quality')} per NFE; lower "
+                  "is better):", "", *quality_table(report),
                   *_teacher_quality(report)]
     else:
         why = f" ({eval_note})" if eval_note else ""
-        lines += [f"No quality table: the run directory held no usable `eval.json`{why}. Produce one and export again:", "",
-                  "```bash", "straightflow eval RUN --nfe 1,2,4,8 -n 2000 --json > RUN/eval.json",
+        lines += [f"No quality table: the run directory held no usable `eval.json`{why}. Produce one and export again:",
+                  "", "```bash", "straightflow eval RUN --nfe 1,2,4,8 -n 2000 --json > RUN/eval.json",
                   "straightflow export RUN --out MODEL_DIR", "```"]
     lines += ["", "## Files", "",
-              f"- `{EXPORT_WEIGHTS}`: EMA weights (`velocity.*`: the velocity net{'; `coupling.*`: the learned coupling' if coupling else ''})",
-              f"- `{EXPORT_CONFIG}`: format `{EXPORT_FORMAT}` version {EXPORT_VERSION}, the train config, the sampling state "
-              "(shape, class names, normalisation, prior) and the recommendation",
+              f"- `{EXPORT_WEIGHTS}`: EMA weights (`velocity.*`: the velocity "
+              f"net{'; `coupling.*`: the learned coupling' if coupling else ''})",
+              f"- `{EXPORT_CONFIG}`: format `{EXPORT_FORMAT}` version {EXPORT_VERSION}, the train config, the "
+              "sampling state (shape, class names, normalisation, prior) and the recommendation",
               "- `README.md`: this card", ""]
     return "\n".join(lines)

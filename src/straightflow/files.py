@@ -31,4 +31,5 @@ def atomic_write(path: Path, data: bytes, on_failure: str = "") -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StraightflowError(f"could not write {path}: {exc.strerror or exc} (is the disk full?)" + (f"; {on_failure}" if on_failure else "")) from None
+        raise StraightflowError(f"could not write {path}: {exc.strerror or exc} (is the disk full?)"
+                                + (f"; {on_failure}" if on_failure else "")) from None

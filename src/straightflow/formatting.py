@@ -15,7 +15,8 @@ import math
 
 # ------------------------------------------------------------------ numbers -> text
 def significant(value, digits: int = 4) -> str:
-    """A float to ``digits`` significant digits (``%g``: 0.1235, 1.235e-05, inf), ``None`` as ``-``, anything else ``str()``.
+    """A float to ``digits`` significant digits (``%g``: 0.1235, 1.235e-05, inf), ``None`` as ``-``, anything else
+    ``str()``.
 
     The cells of the report's and ``straightflow sweep``'s tables.
     """
@@ -25,7 +26,8 @@ def significant(value, digits: int = 4) -> str:
 
 
 def significant_or_str(value) -> str:
-    """A float to 4 significant digits, anything else (``None`` included) ``str()``: the model card's values (docs/portable.md)."""
+    """A float to 4 significant digits, anything else (``None`` included) ``str()``: the model card's values
+    (docs/portable.md)."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -50,7 +52,8 @@ def three_significant_digits(value: float | None) -> str:
 
 
 def beta_label(beta: float) -> str:
-    """The curvature method's beta as written in folder names, logs and tables: ``inf`` (the baseline) or ``%g`` (``0.3``, ``10``)."""
+    """The curvature method's beta as written in folder names, logs and tables: ``inf`` (the baseline) or ``%g``
+    (``0.3``, ``10``)."""
     return "inf" if math.isinf(beta) else f"{beta:g}"
 
 

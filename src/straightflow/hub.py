@@ -42,8 +42,9 @@ def hub_model_class():
                              config: dict | None = None, device: str = "auto") -> Run:
             folder = Path(model_id)
             if not folder.is_dir():
-                folder = Path(hf.snapshot_download(repo_id=model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                                                   local_files_only=local_files_only, token=token, allow_patterns=HUB_FILES))
+                folder = Path(hf.snapshot_download(repo_id=model_id, revision=revision, cache_dir=cache_dir,
+                                                   force_download=force_download, local_files_only=local_files_only,
+                                                   token=token, allow_patterns=HUB_FILES))
             if config is None:  # the mixin found no config.json
                 raise StraightflowError(f"{model_id} is not a straightflow export: it has no {EXPORT_CONFIG}")
             return Run.load_export(folder, device=device, config=config)
@@ -57,8 +58,9 @@ def _is_repo_id(text: str) -> bool:
     return 1 <= len(parts) <= 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
 
 
-def from_pretrained(repo_id_or_dir: str | Path, device: str = "auto", revision: str | None = None, cache_dir: str | Path | None = None,
-                    token: str | bool | None = None, local_files_only: bool = False) -> Run:
+def from_pretrained(repo_id_or_dir: str | Path, device: str = "auto", revision: str | None = None,
+                    cache_dir: str | Path | None = None, token: str | bool | None = None,
+                    local_files_only: bool = False) -> Run:
     """An exported model from a local folder or a Hub repo id (downloaded into the Hub cache), ready to sample."""
     text = str(repo_id_or_dir)
     local = Path(text).is_dir()
@@ -69,7 +71,8 @@ def from_pretrained(repo_id_or_dir: str | Path, device: str = "auto", revision: 
         return model.from_pretrained(text, device=device)
     hf = _huggingface_hub()
     try:
-        return model.from_pretrained(text, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only, device=device)
+        return model.from_pretrained(text, revision=revision, cache_dir=cache_dir, token=token,
+                                     local_files_only=local_files_only, device=device)
     except (OSError, ValueError, hf.errors.EntryNotFoundError) as exc:  # network, missing repo or file, bad id
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StraightflowError(f"could not fetch {text} from the Hugging Face Hub: {first}") from None
@@ -81,7 +84,8 @@ def push_to_hub(export_dir: str | Path, repo_id: str, private: bool | None = Non
     The folder is checked first (config.json, the weights' sha256), so a broken export is never pushed."""
     folder = Path(export_dir)
     if not is_export(folder):
-        raise StraightflowError(f"{folder} is not an exported model (no {EXPORT_CONFIG}): run `straightflow export RUN --out DIR` first")
+        raise StraightflowError(f"{folder} is not an exported model (no {EXPORT_CONFIG}): run `straightflow export RUN "
+                                "--out DIR` first")
     load_export_weights(folder, read_export_config(folder))
     hf = _huggingface_hub()
     api = hf.HfApi(token=token)

@@ -48,12 +48,14 @@ class FolderLock:
         except OSError:
             holder = _read(fd) or "another process"
             os.close(fd)
-            raise StraightflowError(f"{self.what} {self.folder} is being written by {holder}; wait for it to finish or choose another --out") from None
+            raise StraightflowError(f"{self.what} {self.folder} is being written by {holder}; wait for it to finish or "
+                                    "choose another --out") from None
         stale = _read(fd)
         if stale:  # released locks are emptied: text left behind means its holder died
             print(f"straightflow: note: taking over the lock of {stale}, which is no longer running", file=sys.stderr)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        os.pwrite(fd,
+                  f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         os.fsync(fd)
         self._fd = fd
         return self

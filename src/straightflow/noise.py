@@ -47,13 +47,15 @@ def stream_seed(purpose: str, seed: int, chunk: int = 0) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def stream_generator(purpose: str, seed: int, chunk: int = 0, device: torch.device | str | None = None) -> torch.Generator:
+def stream_generator(purpose: str, seed: int, chunk: int = 0,
+                     device: torch.device | str | None = None) -> torch.Generator:
     """A fresh generator on ``device`` (default CPU) seeded for ``(purpose, seed, chunk)``."""
     g = torch.Generator(device=device) if device is not None else torch.Generator()
     return g.manual_seed(stream_seed(purpose, seed, chunk))
 
 
-def seeded_noise(n: int, shape: tuple[int, ...], seed: int, purpose: str = "sample", prior=None, start: int = 0) -> torch.Tensor:
+def seeded_noise(n: int, shape: tuple[int, ...], seed: int, purpose: str = "sample", prior=None,
+                 start: int = 0) -> torch.Tensor:
     """Rows ``start .. start + n - 1`` of the noise stream ``(purpose, seed)`` (CPU, float32).
 
     ``prior`` (an object with ``sample(shape, generator=...)``, e.g.

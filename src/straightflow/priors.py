@@ -41,7 +41,8 @@ class DiagonalGaussianPrior:
         return kl.flatten(1).mean(dim=1)
 
     def describe(self) -> str:
-        return "N(0, I)" if self.std is None else f"N(0, diag({', '.join(f'{s*s:g}' for s in self.std.flatten().tolist())}))"
+        return ("N(0, I)" if self.std is None
+                else f"N(0, diag({', '.join(f'{s*s:g}' for s in self.std.flatten().tolist())}))")
 
 
 def make_prior(name: str, dim_shape: tuple[int, ...]) -> DiagonalGaussianPrior:
@@ -52,6 +53,7 @@ def make_prior(name: str, dim_shape: tuple[int, ...]) -> DiagonalGaussianPrior:
         return DiagonalGaussianPrior(None)
     if name == "wide":
         if tuple(dim_shape) != (2,):
-            raise StraightflowError(f"prior 'wide' is N(0, diag(36, 1)) and needs 2D data, got data of shape {tuple(dim_shape)}")
+            raise StraightflowError("prior 'wide' is N(0, diag(36, 1)) and needs 2D data, got data of shape "
+                                    f"{tuple(dim_shape)}")
         return DiagonalGaussianPrior(torch.tensor([6.0, 1.0]))
     raise StraightflowError(f"unknown prior {name!r}: use standard or wide")

@@ -60,8 +60,8 @@ def load(path: str | Path, device: str = "auto", checkpoint: str | Path | None =
          velocity_net: nn.Module | None = None, encoder_net: nn.Module | None = None, dataset=None,
          method: Method | None = None) -> "Run":
     """``sf.load(DIR)``: a run directory or an exported model folder, ready to sample (:meth:`Run.load`)."""
-    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset,
-                    method=method)
+    return Run.load(path, device=device, checkpoint=checkpoint, velocity_net=velocity_net, encoder_net=encoder_net,
+                    dataset=dataset, method=method)
 
 
 def clamp_samples(data, samples: torch.Tensor, clamp: bool = True) -> torch.Tensor:
@@ -83,7 +83,8 @@ class SampleOutput:
     trajectory: torch.Tensor | None = None  #: (S + 1, n, ...) in data units, t = 1 first
     times: torch.Tensor | None = None
     noise: torch.Tensor | None = None
-    labels: torch.Tensor | None = None  #: (n,) class of each sample (conditional runs; None at guidance 0, which ignores classes)
+    #: (n,) class of each sample (conditional runs; None at guidance 0, which ignores classes)
+    labels: torch.Tensor | None = None
     guidance: float | None = None  #: guidance weight w (conditional runs)
     network_evals: int = 0  #: network evaluations per sample: nfe, or 2 x nfe when guided (conditional + null)
     network_calls: int = 0  #: network forward calls per sampling batch (a guided step is one call on 2 x the rows)
@@ -97,9 +98,10 @@ def _check_guidance(guidance: float | None) -> None:
 
 
 class Run:
-    def __init__(self, run_dir: Path, cfg: TrainConfig, module: FlowTrainingModule, method: Method, data: DataSource, prior, device, checkpoint: Path,
-                 meta: dict | None = None):
-        self.dir, self.cfg, self.module, self.method, self.data, self.prior, self.device = run_dir, cfg, module, method, data, prior, device
+    def __init__(self, run_dir: Path, cfg: TrainConfig, module: FlowTrainingModule, method: Method, data: DataSource,
+                 prior, device, checkpoint: Path, meta: dict | None = None):
+        self.dir, self.cfg, self.module, self.method, self.data, self.prior, self.device = (
+            run_dir, cfg, module, method, data, prior, device)
         self.checkpoint = checkpoint  #: the checkpoint folder (a run) or the export folder
         self.meta = read_meta(checkpoint) if meta is None else meta
 
@@ -113,12 +115,15 @@ class Run:
         run_dir = Path(run_dir)
         if is_export(run_dir):
             if checkpoint is not None:
-                raise StraightflowError(f"{run_dir} is an exported model: it holds one set of weights, so no checkpoint can be chosen")
+                raise StraightflowError(f"{run_dir} is an exported model: it holds one set of weights, so no "
+                                        "checkpoint can be chosen")
             if velocity_net is not None or encoder_net is not None:
-                raise StraightflowError(f"{run_dir} is an exported model of built-in networks: it takes no velocity_net / encoder_net")
+                raise StraightflowError(f"{run_dir} is an exported model of built-in networks: it takes no "
+                                        "velocity_net / encoder_net")
             return cls.load_export(run_dir, device=device, method=method)
         if not (run_dir / "config.yaml").exists():
-            raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml) nor an exported model (no config.json)")
+            raise StraightflowError(f"{run_dir} is not a run directory (no config.yaml) nor an exported model (no "
+                                    "config.json)")
         cfg = load_run_config(run_dir / "config.yaml")
         ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
         if ckpt is None:
@@ -130,13 +135,15 @@ class Run:
             data = load_data(cfg.data, cfg, require_labels=cfg.conditional, dataset=dataset)
             saved_classes = meta.get("classes")
             if cfg.conditional and saved_classes is not None and list(saved_classes) != list(data.class_names):
-                raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has {list(data.class_names)}")
+                raise StraightflowError(f"{run_dir} was trained on classes {saved_classes} but {cfg.data} now has "
+                                        f"{list(data.class_names)}")
         weights = ckpt / "ema.safetensors"
         state = load_checkpoint_weights(ckpt, weights.name)  # checked against meta.json's sha256
         return cls._assemble(run_dir, cfg, data, state, weights, device, ckpt, meta, velocity_net, encoder_net, method)
 
     @classmethod
-    def load_export(cls, folder: str | Path, device: str = "auto", config: dict | None = None, method: Method | None = None) -> "Run":
+    def load_export(cls, folder: str | Path, device: str = "auto", config: dict | None = None,
+                    method: Method | None = None) -> "Run":
         """Load an exported model folder (``straightflow export``); ``config``: its ``config.json``
         already parsed (e.g. by ``huggingface_hub``), checked the same way; ``method``: the user's own
         method of an export recorded as ``method: custom``."""
@@ -146,24 +153,31 @@ class Run:
         apply_overrides(cfg, config["train_config"], source=f"{folder / 'config.json'} (train_config)")
         validate(cfg)
         if cfg.model == "custom" or resolve_method(cfg, method).uses_custom_encoder(cfg):
-            raise StraightflowError(f"{folder / 'config.json'} names a user's own module (custom): an export holds built-in networks only")
+            raise StraightflowError(f"{folder / 'config.json'} names a user's own module (custom): an export holds "
+                                    "built-in networks only")
         data = StoredSource(config["sampling"], loader=_data_loader(cfg), origin=str(folder))
         state = load_export_weights(folder, config)
-        meta = {k: config[k] for k in ("step", "method", "model", "velocity_parameters", "recommended", "straightflow_version") if k in config}
+        meta = {k: config[k]
+                for k in ("step", "method", "model", "velocity_parameters", "recommended", "straightflow_version")
+                if k in config}
         meta["export"] = True
         if cfg.conditional:
             meta["classes"] = list(data.class_names)
-        return cls._assemble(folder, cfg, data, state, folder / "model.safetensors", device, folder, meta, None, None, method)
+        return cls._assemble(folder, cfg, data, state, folder / "model.safetensors", device, folder, meta, None, None,
+                             method)
 
     @classmethod
-    def _assemble(cls, run_dir: Path, cfg: TrainConfig, data: DataSource, state: dict, weights: Path, device: str, checkpoint: Path, meta: dict,
-                  velocity_net: nn.Module | None, encoder_net: nn.Module | None, method: Method | None = None) -> "Run":
+    def _assemble(cls, run_dir: Path, cfg: TrainConfig, data: DataSource, state: dict, weights: Path, device: str,
+                  checkpoint: Path, meta: dict, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+                  method: Method | None = None) -> "Run":
         """Build the networks for ``cfg`` and ``data``, load ``state`` into them, eval mode, no gradients."""
         dev = resolve_device(device)
         module, method, prior = build_module(cfg, data, velocity_net, encoder_net, method)
-        broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())),
+                      None)
         if broken is not None:
-            raise StraightflowError(f"checkpoint {weights} holds non-finite weights ({broken}): the run diverged; nothing to sample from it")
+            raise StraightflowError(f"checkpoint {weights} holds non-finite weights ({broken}): the run diverged; "
+                                    "nothing to sample from it")
         load_into(module, state, weights)
         module.to(dev).eval()
         for p in module.parameters():
@@ -217,7 +231,8 @@ class Run:
         return x, y if self.conditional else None
 
     def _not_conditional(self) -> StraightflowError:
-        return StraightflowError(f"{self.dir} is not class-conditional (trained without --conditional): it takes no class labels and no guidance")
+        return StraightflowError(f"{self.dir} is not class-conditional (trained without --conditional): it takes no "
+                                 "class labels and no guidance")
 
     def class_index(self, name: str | int) -> int:
         """The label of class ``name`` (a class name, or an index as int or text)."""
@@ -233,7 +248,8 @@ class Run:
             index = int(name)
         if not 0 <= index < len(names):
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise StraightflowError(f"unknown class {name!r}: this run's classes are {shown} (or indices 0..{len(names) - 1}, or all)")
+            raise StraightflowError(f"unknown class {name!r}: this run's classes are {shown} (or indices "
+                                    f"0..{len(names) - 1}, or all)")
         return index
 
     def labels(self, n: int, classes="all") -> torch.Tensor:
@@ -259,8 +275,10 @@ class Run:
                 raise self._not_conditional()
             return self.velocity
         if labels is None:
-            raise StraightflowError(f"{self.dir} is class-conditional: its velocity needs labels (e.g. run.labels(n, 'all'))")
-        return GuidedVelocity(self.velocity, labels.to(self.device), 1.0 if guidance is None else float(guidance), self.module.null_label)
+            raise StraightflowError(f"{self.dir} is class-conditional: its velocity needs labels (e.g. "
+                                    "run.labels(n, 'all'))")
+        return GuidedVelocity(self.velocity, labels.to(self.device), 1.0 if guidance is None else float(guidance),
+                              self.module.null_label)
 
     @torch.inference_mode()
     def solve_from(self, z: torch.Tensor, nfe: int, solver: str | None = None, batch_size: int = 4096,
@@ -280,18 +298,22 @@ class Run:
         calls = rows = evals = 0
         # the bar counts samples; a caller's own bar (``progress`` a tqdm, e.g. eval's) is advanced instead
         own_bar = not hasattr(progress, "update")
-        bar = tqdm(total=z.shape[0], disable=not progress, desc=f"sample {solver}@{nfe}", unit="sample", leave=False) if own_bar else progress
+        bar = tqdm(total=z.shape[0], disable=not progress, desc=f"sample {solver}@{nfe}", unit="sample",
+                   leave=False) if own_bar else progress
         if return_trajectory and solver == "rk45":
-            batch_size = max(1, z.shape[0])  # RK45's time grid adapts to the batch: one batch, so one grid for every trajectory
+            # RK45's time grid adapts to the batch: one batch, so one grid for every trajectory
+            batch_size = max(1, z.shape[0])
         for s in range(0, z.shape[0], batch_size):
             velocity = self.velocity_fn(None if labels is None else labels[s : s + batch_size], guidance)
             res: SolveResult = solve(velocity, z[s : s + batch_size].to(self.device), solver, nfe, return_trajectory)
             nfe_used = max(nfe_used, res.nfe)
             note = note or res.note
             if isinstance(velocity, GuidedVelocity):
-                calls, rows, evals = max(calls, velocity.calls), max(rows, velocity.rows), max(evals, res.nfe * velocity.branches)
+                calls, rows, evals = (max(calls, velocity.calls), max(rows, velocity.rows),
+                                      max(evals, res.nfe * velocity.branches))
             else:
-                calls, rows, evals = max(calls, res.nfe), max(rows, min(batch_size, z.shape[0] - s)), max(evals, res.nfe)
+                calls, rows, evals = (max(calls, res.nfe), max(rows, min(batch_size, z.shape[0] - s)),
+                                      max(evals, res.nfe))
             outs.append(self.data.denormalize(res.samples).cpu())
             if return_trajectory:
                 trajs.append(self.data.denormalize(res.trajectory).cpu())
@@ -316,7 +338,8 @@ class Run:
         return nfe, guidance
 
     def sample(self, n: int, nfe: int | None = None, solver: str | None = None, seed: int = 0, batch_size: int = 4096,
-               return_trajectory: bool = False, progress=False, classes=None, guidance: float | None = None) -> SampleOutput:
+               return_trajectory: bool = False, progress=False, classes=None,
+               guidance: float | None = None) -> SampleOutput:
         """Draw ``n`` samples with seeded noise (independent of ``batch_size``); ``solver`` defaults to the method's.
         ``nfe`` None: an export's recommended NFE, else 1 for a run directory (:meth:`sampling_defaults`).
 

@@ -90,12 +90,14 @@ class VelocityTeacher:
         if self.nfe < 1:
             raise StraightflowError(f"--nfe must be >= 1, got {self.nfe}")
         if self.null_label is None and self.guidance != 1.0:
-            raise StraightflowError(f"--guidance {self.guidance:g} needs a conditional teacher (trained with --conditional)")
+            raise StraightflowError(f"--guidance {self.guidance:g} needs a conditional teacher (trained with "
+                                    "--conditional)")
 
     @torch.inference_mode()
     def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> SolveResult:
         velocity = self.velocity if y is None else GuidedVelocity(self.velocity, y, self.guidance, self.null_label)
-        if self.solver == "rk45":  # x* at t = 0: RK45 to t = 1e-3, then x_hat there (one more call; docs/api.md "Solvers")
+        # x* at t = 0: RK45 to t = 1e-3, then x_hat there (one more call; docs/api.md "Solvers")
+        if self.solver == "rk45":
             return rk45(velocity, z, to_zero=True)
         return solve(velocity, z, self.solver, self.nfe)
 
@@ -121,7 +123,8 @@ class SamplerTeacher:
         x = self.sampler(z) if y is None else self.sampler(z, y)
         if not torch.is_tensor(x) or tuple(x.shape) != tuple(z.shape):
             got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise StraightflowError(f"the teacher sampler returned {got} for noise of shape {tuple(z.shape)}; it must return x* of the same shape")
+            raise StraightflowError(f"the teacher sampler returned {got} for noise of shape {tuple(z.shape)}; it must "
+                                    "return x* of the same shape")
         return SolveResult(x, self.nfe)
 
     def settings(self) -> dict:
@@ -160,7 +163,8 @@ def load_callable(spec: str):
     except StraightflowError:
         raise
     except Exception as exc:
-        raise StraightflowError(f"--teacher-callable {spec!r}: could not import {target} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise StraightflowError(f"--teacher-callable {spec!r}: could not import {target} ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     obj = getattr(module, attr, None)
     if obj is None or not callable(obj):
         raise StraightflowError(f"--teacher-callable {spec!r}: {target} has no callable {attr!r}")
@@ -237,7 +241,8 @@ def generate_pairs(
     if lock is not None:  # one writer per pairs folder (under torchrun: rank 0 for all ranks)
         lock.acquire()
     try:
-        return _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings, manifest, ctx)
+        return _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings,
+                         manifest, ctx)
     finally:
         if lock is not None:
             lock.release()
@@ -289,14 +294,16 @@ def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_s
         else:
             todo.append(i)
     total = sum(min(size, n - starts[i]) for i in todo)
-    bar = tqdm(total=total, disable=not (progress and ctx.is_main and total), desc=f"pairs {settings.get('solver')}@{settings.get('nfe')}",
+    bar = tqdm(total=total, disable=not (progress and ctx.is_main and total),
+               desc=f"pairs {settings.get('solver')}@{settings.get('nfe')}",
                unit="pair", dynamic_ncols=True, mininterval=0.5)
     t0 = time.perf_counter()
     try:
         for i in todo:
             start, stop = starts[i], min(starts[i] + size, n)
             z = seeded_noise(stop - start, shape, seed, "pairs", prior, start=start)
-            y = seeded_labels(stop - start, torch.tensor(settings["class_probs"]), seed, "labels", start=start) if "classes" in settings else None
+            y = seeded_labels(stop - start, torch.tensor(settings["class_probs"]), seed, "labels",
+                              start=start) if "classes" in settings else None
             xs, nfe_used = [], 0
             for b in range(0, z.shape[0], batch_size):
                 zb = z[b : b + batch_size].to(ctx.device)
@@ -307,7 +314,8 @@ def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_s
                 bar.update(x.shape[0])
             x_all = torch.cat(xs).numpy()
             if not np.isfinite(x_all).all():
-                raise StraightflowError(f"the teacher returned non-finite samples in shard {i} (pairs {start}..{stop - 1})")
+                raise StraightflowError(f"the teacher returned non-finite samples in shard {i} (pairs "
+                                        f"{start}..{stop - 1})")
             write_shard(out, i, start, z.numpy(), x_all, settings, nfe_used, None if y is None else y.numpy())
     finally:
         bar.close()
@@ -316,14 +324,17 @@ def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_s
     generated, pairs_done = sum(c[0] for c in counts), sum(c[2] for c in counts)
     slowest = max(c[3] for c in counts)
     summary = {"out": str(out), "n": n, "generated_shards": generated, "reused_shards": sum(c[1] for c in counts),
-               "generated_pairs": pairs_done, "seconds": slowest, "pairs_per_sec": pairs_done / slowest if pairs_done else float("nan")}
+               "generated_pairs": pairs_done, "seconds": slowest,
+               "pairs_per_sec": pairs_done / slowest if pairs_done else float("nan")}
     if ctx.is_main:
         shards = []
         for i, start in enumerate(starts):
             entry = complete_shard(out, i, start, min(size, n - start), settings)
             if entry is None:
-                raise StraightflowError(f"shard {i} of {out} is missing or corrupt after generation (disk full?); rerun to regenerate it")
+                raise StraightflowError(f"shard {i} of {out} is missing or corrupt after generation (disk full?); "
+                                        "rerun to regenerate it")
             shards.append(entry)
-        write_manifest(out, settings, shards, held, size, {"batch_size": batch_size, "world_size": ctx.world_size, **(manifest or {})})
+        write_manifest(out, settings, shards, held, size,
+                       {"batch_size": batch_size, "world_size": ctx.world_size, **(manifest or {})})
     ctx.barrier()
     return summary

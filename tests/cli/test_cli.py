@@ -14,11 +14,13 @@ QUICK = ["--width", "32", "--depth", "2", "--batch-size", "64", "--progress", "f
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "straightflow", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "straightflow", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
 
 
 def tree_digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
 
 
 def assert_one_line_error(proc, pattern):
@@ -32,7 +34,8 @@ def assert_one_line_error(proc, pattern):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    proc = cli("train", "--data", "moons", "--method", "rectified", "--steps", "40", "--out", run, "--seed", "1", "--ckpt-every", "20", *QUICK)
+    proc = cli("train", "--data", "moons", "--method", "rectified", "--steps", "40", "--out", run, "--seed", "1",
+               "--ckpt-every", "20", *QUICK)
     assert proc.returncode == 0, proc.stderr
     return run
 
@@ -67,7 +70,8 @@ def test_eval_with_reference_file(trained, tmp_path):
 
 
 def test_unknown_data_name(tmp_path):
-    assert_one_line_error(cli("train", "--data", "moonz", "--out", tmp_path / "r", "--steps", "5"), "unknown data 'moonz'")
+    assert_one_line_error(cli("train", "--data", "moonz", "--out", tmp_path / "r", "--steps", "5"),
+                          "unknown data 'moonz'")
     assert not (tmp_path / "r").exists()
 
 
@@ -82,7 +86,8 @@ def test_nan_in_npy(tmp_path):
     arr = np.random.default_rng(0).normal(size=(100, 3))
     arr[17, 1] = np.nan
     np.save(tmp_path / "p.npy", arr)
-    assert_one_line_error(cli("train", "--data", tmp_path / "p.npy", "--out", tmp_path / "r", "--steps", "5"), "non-finite")
+    assert_one_line_error(cli("train", "--data", tmp_path / "p.npy", "--out", tmp_path / "r", "--steps", "5"),
+                          "non-finite")
 
 
 def test_checkpoint_from_another_model(trained, tmp_path):
@@ -95,7 +100,8 @@ def test_checkpoint_from_another_model(trained, tmp_path):
     shutil.copy(sorted((other / "checkpoints").iterdir())[-1] / "model.safetensors", ckpt / "model.safetensors")
     shutil.copy(sorted((other / "checkpoints").iterdir())[-1] / "meta.json", ckpt / "meta.json")  # with its checksums
     before = tree_digest(victim)
-    assert_one_line_error(cli("sample", victim, "-n", "5", "--out", tmp_path / "x.npy"), "does not match this run's model")
+    assert_one_line_error(cli("sample", victim, "-n", "5", "--out", tmp_path / "x.npy"),
+                          "does not match this run's model")
     assert_one_line_error(cli("train", "--out", victim, "--steps", "60", "--resume"), "does not match this run's model")
     assert tree_digest(victim) == before
 

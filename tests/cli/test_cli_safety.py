@@ -107,7 +107,8 @@ def test_a_bad_out_is_a_one_line_error_before_any_work(command, tmp_path, monkey
     for out, message in _bad_outs(command, tmp_path):
         assert main(_argv_with_out(command, out)) == 2, capsys.readouterr().err
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
+        assert (len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ")
+                and message in err[0]), err
 
 
 def _permissions_apply() -> bool:
@@ -122,7 +123,8 @@ def _permissions_apply() -> bool:
             os.chmod(d, 0o700)
 
 
-@pytest.mark.skipif(not _permissions_apply(), reason="root ignores permissions (the 'below a file' cases above still run)")
+@pytest.mark.skipif(not _permissions_apply(),
+                    reason="root ignores permissions (the 'below a file' cases above still run)")
 @pytest.mark.parametrize("command", sorted(WORK))
 def test_an_out_in_a_read_only_folder_is_a_one_line_error_before_any_work(command, tmp_path, monkeypatch, capsys):
     _no_work(monkeypatch, command)
@@ -134,14 +136,16 @@ def test_an_out_in_a_read_only_folder_is_a_one_line_error_before_any_work(comman
         (ro / "existing").mkdir()
     ro.chmod(0o500)
     try:
-        cases = [(ro / name, f"cannot write in {ro} (permission denied)"), (ro / "new" / name, f"cannot write in {ro} (permission denied)")]
+        cases = [(ro / name, f"cannot write in {ro} (permission denied)"),
+                 (ro / "new" / name, f"cannot write in {ro} (permission denied)")]
         if command in FILE_OUT:
             (ro / f"old-{name}").chmod(0o400)
             cases.append((ro / f"old-{name}", "the file is not writable"))
         for out, message in cases:
             assert main(_argv_with_out(command, out)) == 2, capsys.readouterr().err
             err = capsys.readouterr().err.strip().splitlines()
-            assert len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ") and message in err[0], err
+            assert (len(err) == 1 and err[0].startswith(f"straightflow: error: {command} --out {out}: ")
+                    and message in err[0]), err
     finally:
         ro.chmod(0o700)
 
@@ -151,12 +155,15 @@ def test_a_bad_report_page_is_a_one_line_error_before_any_work(tmp_path, monkeyp
     a_file = tmp_path / "a_file"
     a_file.write_text("user data\n")
     (tmp_path / "docs").mkdir()
-    cases = [(tmp_path / "docs", "is a folder; give a Markdown file name"), (tmp_path / "page.txt", "give a Markdown file name ending in .md"),
+    cases = [(tmp_path / "docs", "is a folder; give a Markdown file name"),
+             (tmp_path / "page.txt", "give a Markdown file name ending in .md"),
              (a_file / "page.md", f"cannot be created: {a_file} is a file")]
     for page, message in cases:
-        assert main(["report", "--smoke", "--out", str(tmp_path / "R"), "--page", str(page)]) == 2, capsys.readouterr().err
+        assert main(["report", "--smoke", "--out", str(tmp_path / "R"),
+                     "--page", str(page)]) == 2, capsys.readouterr().err
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"straightflow: error: report --page {page}: ") and message in err[0], err
+        assert (len(err) == 1 and err[0].startswith(f"straightflow: error: report --page {page}: ")
+                and message in err[0]), err
     assert a_file.read_text() == "user data\n" and not (tmp_path / "page.txt").exists()
 
 
@@ -175,8 +182,10 @@ def quick_demo(monkeypatch):
     """run_demo with real (short) training and pairs; the slow evaluation and plots are stubbed."""
     from straightflow.experiments import demo
 
-    monkeypatch.setattr(demo, "evaluate", lambda run, nfes, **k: {"run": str(run.dir), "w2_floor": 0.1, "n": 10, "n_reference": 10,
-                                                                  "results": [{"nfe": k, "solver": "euler", "w2": 1.0} for k in nfes]})
+    monkeypatch.setattr(demo, "evaluate", lambda run, nfes, **k: {"run": str(run.dir), "w2_floor": 0.1, "n": 10,
+                                                                  "n_reference": 10,
+                                                                  "results": [{"nfe": k, "solver": "euler", "w2": 1.0}
+                                                                              for k in nfes]})
     monkeypatch.setattr(demo, "format_table", lambda report: "table")
     monkeypatch.setattr(demo, "plot_trajectories", lambda run, path, **k: path.write_bytes(b"png"))
     monkeypatch.setattr(demo, "plot_story", lambda panels, data, floor, path, **k: path.write_bytes(b"png"))
@@ -192,7 +201,8 @@ def test_the_demo_reruns_over_its_own_runs_but_never_removes_a_users_files(quick
     out = tmp_path / "D"
     runs = out / "runs"
     quick_demo(out)
-    assert (runs / DEMO_MARKER).exists() and all((runs / name / "config.yaml").exists() for name in ("baseline", "curvature", "lines"))
+    assert (runs / DEMO_MARKER).exists() and all((runs / name / "config.yaml").exists()
+                                                 for name in ("baseline", "curvature", "lines"))
     assert (runs / "pairs" / "manifest.json").exists()
     quick_demo(out)  # rerunning over its own output (make demo twice) is fine
     for mine in [runs / "notes.txt", runs / "baseline" / "loss.png", runs / "pairs" / "notes.txt"]:
@@ -200,7 +210,9 @@ def test_the_demo_reruns_over_its_own_runs_but_never_removes_a_users_files(quick
         capsys.readouterr()
         assert main(["demo", "--out", str(out), *DEMO_ARGV]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"{runs} holds files the demo did not make ({mine}); choose another --out or remove {runs}" in err[0], err
+        assert (len(err) == 1
+                and f"{runs} holds files the demo did not make ({mine}); choose another --out or "
+                    f"remove {runs}" in err[0]), err
         assert mine.read_text() == "mine" and (runs / "lines" / "config.yaml").exists()
         mine.unlink()
     quick_demo(out)
@@ -213,7 +225,8 @@ def test_the_demo_refuses_a_runs_folder_it_did_not_make(tmp_path, monkeypatch, c
     monkeypatch.setattr(demo, "train", lambda **k: (_ for _ in ()).throw(AssertionError("the demo trained")))
     mine = tmp_path / "D" / "runs"
     (mine / "baseline" / "checkpoints").mkdir(parents=True)
-    (mine / "baseline" / "config.yaml").write_text("method: rectified\n")  # the user's own runs, shaped like the demo's, unmarked
+    # the user's own runs, shaped like the demo's, unmarked
+    (mine / "baseline" / "config.yaml").write_text("method: rectified\n")
     (tmp_path / "E").mkdir()
     (tmp_path / "E" / "runs").write_text("a file")
     (tmp_path / "F").mkdir()
@@ -222,7 +235,8 @@ def test_the_demo_refuses_a_runs_folder_it_did_not_make(tmp_path, monkeypatch, c
     for out in [tmp_path / "D", tmp_path / "E", tmp_path / "F"]:
         assert main(["demo", "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'runs'} ") and "choose another --out" in err[0], err
+        assert (len(err) == 1 and err[0].startswith(f"straightflow: error: demo --out {out}: {out / 'runs'} ")
+                and "choose another --out" in err[0]), err
     assert {p: p.read_bytes() for p in before} == before and (mine / "baseline" / "checkpoints").is_dir()
 
 
@@ -237,10 +251,12 @@ def test_the_demo_removes_an_older_demos_run_and_leaves_a_users(quick_demo, tmp_
     (user / "config.yaml").write_text("method: ot\nbatch_size: 512\nsteps: 100\nckpt_every: 50\nout: E/run\n")
     quick_demo(tmp_path / "D")
     quick_demo(tmp_path / "E")
-    assert not old.exists() and (user / "config.yaml").read_text().startswith("method: ot") and (user / "checkpoints").is_dir()
+    assert (not old.exists() and (user / "config.yaml").read_text().startswith("method: ot")
+            and (user / "checkpoints").is_dir())
 
 
-@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--student-steps", "-1"), ("--n-pairs", "3"), ("--beta", "-1")])
+@pytest.mark.parametrize("flag, value",
+                         [("--steps", "0"), ("--student-steps", "-1"), ("--n-pairs", "3"), ("--beta", "-1")])
 def test_the_demo_checks_its_budget_before_any_work(flag, value, tmp_path, monkeypatch, capsys):
     from straightflow.experiments import demo
 
@@ -277,7 +293,8 @@ def test_a_run_trained_on_a_relative_path_loads_from_any_directory(tmp_path, mon
     elsewhere.mkdir()
     np.save(here / "sub" / "pts.npy", np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32))
     monkeypatch.chdir(here)
-    assert main(["train", "--data", "sub/pts.npy", "--steps", "10", "--out", "runs/r", *QUICK]) == 0, capsys.readouterr().err
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "10", "--out", "runs/r",
+                 *QUICK]) == 0, capsys.readouterr().err
     monkeypatch.chdir(elsewhere)
     assert main(["eval", str(here / "runs" / "r"), "--nfe", "1", "-n", "50", "--json"]) == 0, capsys.readouterr().err
     assert main(["sample", str(here / "runs" / "r"), "-n", "5", "--out", "s.npy"]) == 0, capsys.readouterr().err
@@ -286,9 +303,11 @@ def test_a_run_trained_on_a_relative_path_loads_from_any_directory(tmp_path, mon
     assert yaml.safe_load(saved.read_text())["data"] == str(here / "sub" / "pts.npy")
     # the original command line, repeated with --resume, still resumes (also a run recorded with the relative path)
     monkeypatch.chdir(here)
-    assert main(["train", "--data", "sub/pts.npy", "--steps", "15", "--out", "runs/r", "--resume", *QUICK]) == 0, capsys.readouterr().err
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "15", "--out", "runs/r",
+                 "--resume", *QUICK]) == 0, capsys.readouterr().err
     saved.write_text(saved.read_text().replace(str(here / "sub" / "pts.npy"), "sub/pts.npy"))
-    assert main(["train", "--data", "sub/pts.npy", "--steps", "20", "--out", "runs/r", "--resume", *QUICK]) == 0, capsys.readouterr().err
+    assert main(["train", "--data", "sub/pts.npy", "--steps", "20", "--out", "runs/r",
+                 "--resume", *QUICK]) == 0, capsys.readouterr().err
     assert yaml.safe_load(saved.read_text())["data"] == "sub/pts.npy"
 
 
@@ -301,8 +320,10 @@ def test_path_fields_are_made_absolute_but_names_stay_names(tmp_path, monkeypatc
     (tmp_path / "c.yaml").write_text("data: imgs\npairs: p\n")
     assert absolute_paths({"data": "moons"}) == {"data": "moons"}
     assert absolute_paths({"data": "missing.npy"}) == {"data": "missing.npy"}  # train's own error names it as given
-    assert absolute_paths({"data": "imgs", "data_root": "roots", "lr": 0.1}) == {"data": str(tmp_path / "imgs"), "data_root": str(tmp_path / "roots"), "lr": 0.1}
-    assert absolute_paths({}, "c.yaml") == {"data": str(tmp_path / "imgs"), "pairs": str(tmp_path / "p")}  # from --config too
+    assert (absolute_paths({"data": "imgs", "data_root": "roots", "lr": 0.1})
+            == {"data": str(tmp_path / "imgs"), "data_root": str(tmp_path / "roots"), "lr": 0.1})
+    # from --config too
+    assert absolute_paths({}, "c.yaml") == {"data": str(tmp_path / "imgs"), "pairs": str(tmp_path / "p")}
 
 
 @pytest.mark.parametrize("command", ["sweep", "pairs", "demo"])
@@ -318,7 +339,9 @@ def test_sweep_pairs_and_demo_pass_on_an_absolute_data_path(command, tmp_path, m
         monkeypatch.setattr(sweep, "run_sweep", lambda out, data, *a, **k: seen.update(data=data))
         argv = ["sweep", "--data", "pts.npy", "--steps", "5", "--out", "S"]
     elif command == "pairs":
-        monkeypatch.setattr(pairs, "pairs_from_callable", lambda spec, data, *a, **k: seen.update(data=data) or {"generated_pairs": 0, "generated_shards": 0, "reused_shards": 0})
+        monkeypatch.setattr(pairs, "pairs_from_callable",
+                            lambda spec, data, *a, **k: seen.update(data=data)
+                            or {"generated_pairs": 0, "generated_shards": 0, "reused_shards": 0})
         argv = ["pairs", "--teacher-callable", "t.py:f", "--data", "pts.npy", "-n", "10", "--out", "P", "--quiet"]
     else:
         monkeypatch.setattr(demo, "run_demo", lambda out, data, **k: seen.update(data=data))
@@ -327,7 +350,8 @@ def test_sweep_pairs_and_demo_pass_on_an_absolute_data_path(command, tmp_path, m
     assert seen["data"] == str(tmp_path / "pts.npy")
 
 
-# ---------------------------------------------------------------- the Makefile's torch is the CPU build unless told otherwise
+# ---------------------------------------------------------------- the Makefile's torch is the CPU build
+# unless told otherwise
 @pytest.mark.skipif(__import__("shutil").which("make") is None, reason="needs make")
 def test_the_makefile_installs_the_cpu_torch_by_default(tmp_path):
     import subprocess
@@ -336,10 +360,12 @@ def test_the_makefile_installs_the_cpu_torch_by_default(tmp_path):
     root = Path(__file__).resolve().parents[2]
 
     def torch_line(*variables):
-        proc = subprocess.run(["make", "-n", "-C", str(root), "install", f"VENV={tmp_path / 'venv'}", *variables], capture_output=True, text=True)
+        proc = subprocess.run(["make", "-n", "-C", str(root), "install", f"VENV={tmp_path / 'venv'}", *variables],
+                              capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         return next(line for line in proc.stdout.splitlines() if "torch==" in line)
 
     assert '--extra-index-url "https://download.pytorch.org/whl/cpu"' in torch_line()
-    assert '--extra-index-url "https://download.pytorch.org/whl/cu126"' in torch_line("TORCH_INDEX=https://download.pytorch.org/whl/cu126")
+    assert '--extra-index-url "https://download.pytorch.org/whl/cu126"' in torch_line(
+        "TORCH_INDEX=https://download.pytorch.org/whl/cu126")
     assert "index-url" not in torch_line("TORCH_INDEX=")

@@ -104,11 +104,13 @@ def test_a_validation_split_is_carved_from_the_training_rows_and_never_overlaps_
 
 
 def test_a_loaded_run_and_teacher_pairs_pass_the_validation_split_through(tmp_path):
-    """A run's stored data and a pairs folder serve their base data's validation draws (generated data: its own stream)."""
+    """A run's stored data and a pairs folder serve their base data's validation draws (generated data: its own
+    stream)."""
     import straightflow as sf
     from straightflow.data import DataOptions
 
-    run = sf.load(sf.train(data="moons", steps=2, width=8, depth=1, batch_size=16, progress=False, out=str(tmp_path / "r")))
+    run = sf.load(sf.train(data="moons", steps=2, width=8, depth=1, batch_size=16, progress=False,
+                           out=str(tmp_path / "r")))
     expected, labels = load_data("moons", DataOptions(validation_fraction=0.1)).validation(50, 3)
     got, got_labels = run.data.validation(50, 3)
     assert torch.equal(got, expected) and torch.equal(got_labels, labels)

@@ -44,7 +44,8 @@ def test_digits_shape_range_split():
 
 def test_hflip_uses_generator():
     d = load_data("digits", TrainConfig(hflip=True))
-    (a, ya), (b, yb) = d.sample_train(32, torch.Generator().manual_seed(3)), d.sample_train(32, torch.Generator().manual_seed(3))
+    (a, ya), (b, yb) = (d.sample_train(32, torch.Generator().manual_seed(3)),
+                        d.sample_train(32, torch.Generator().manual_seed(3)))
     assert torch.equal(a, b) and torch.equal(ya, yb)
 
 
@@ -107,7 +108,8 @@ def test_torchvision_files_absent(tmp_path, capsys, monkeypatch):
     except ImportError:
         monkeypatch.setitem(sys.modules, "torchvision", fake)
         monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
-    code, _, err = run_cli(["train", "--data", "cifar10", "--data-root", tmp_path / "none", "--out", tmp_path / "r", "--steps", 1], capsys)
+    code, _, err = run_cli(["train", "--data", "cifar10", "--data-root", tmp_path / "none", "--out", tmp_path / "r",
+                            "--steps", 1], capsys)
     assert code == 2 and err.count("\n") == 1 and "--download" in err and "cifar10" in err
 
 
@@ -144,7 +146,8 @@ def test_frechet_self_zero_and_shift_positive():
 def test_folder_train_sample_eval_plot(tmp_path, capsys):
     data = write_folder(tmp_path / "imgs", n=30)
     run = tmp_path / "run"
-    code, out, err = run_cli(["train", "--data", data, "--out", run, "--steps", 6, "--batch-size", 8, "--progress", "false", *TINY_UNET], capsys)
+    code, out, err = run_cli(["train", "--data", data, "--out", run, "--steps", 6, "--batch-size", 8,
+                              "--progress", "false", *TINY_UNET], capsys)
     assert code == 0, err
     assert "parameters" in out
     code, _, err = run_cli(["sample", run, "--nfe", 2, "-n", 9, "--out", tmp_path / "s.png"], capsys)
@@ -158,7 +161,8 @@ def test_folder_train_sample_eval_plot(tmp_path, capsys):
     assert [r["nfe"] for r in report["results"]] == [1, 2]
     assert all(r["features"] == "random-conv-v1" and np.isfinite(r["fd"]) for r in report["results"])
     for kind in ("grid", "xhat"):
-        code, _, err = run_cli(["plot", run, "--kind", kind, "--nfe", 4, "-n", 3, "--out", tmp_path / f"{kind}.png"], capsys)
+        code, _, err = run_cli(["plot", run, "--kind", kind, "--nfe", 4, "-n", 3, "--out", tmp_path / f"{kind}.png"],
+                               capsys)
         assert code == 0 and (tmp_path / f"{kind}.png").exists(), err
 
 
@@ -176,7 +180,8 @@ def test_digits_baseline_end_to_end(tmp_path, capsys):
     fd = {r["nfe"]: r["fd"] for r in report["results"]}
     assert report["features"] == "digits-classifier-v1" and report["fd_floor"] > 0
     assert fd[100] < 0.5 * fd[1], fd
-    code, _, err = run_cli(["plot", out, "--kind", "grid", "--nfe", 20, "-n", 16, "--out", tmp_path / "grid.png"], capsys)
+    code, _, err = run_cli(["plot", out, "--kind", "grid", "--nfe", 20, "-n", 16, "--out", tmp_path / "grid.png"],
+                           capsys)
     assert code == 0 and (tmp_path / "grid.png").stat().st_size > 0, err
 
 
@@ -184,7 +189,8 @@ def test_eval_json_stays_parseable_while_the_feature_net_is_trained(tmp_path, ca
     """The first eval on digits trains the cached feature net: its notice goes to stderr, not into --json."""
     monkeypatch.setenv("STRAIGHTFLOW_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "--data", "digits", "--out", run, "--steps", 4, "--batch-size", 8, "--progress", "false", *TINY_UNET], capsys)
+    code, _, err = run_cli(["train", "--data", "digits", "--out", run, "--steps", 4, "--batch-size", 8,
+                            "--progress", "false", *TINY_UNET], capsys)
     assert code == 0, err
     code, out, err = run_cli(["eval", run, "--nfe", "1", "-n", 50, "--json"], capsys)
     assert code == 0 and "feature network" in err, err

@@ -116,9 +116,11 @@ def test_csv_header_name_and_index_agree(tmp_path):
 def test_csv_text_labels(tmp_path):
     x, y = labelled_points()
     names = np.array(["setosa", "versicolor", "virginica"])  # sorted, so class k is still names[k]
-    check_aligned(load_data(str(write_csv(tmp_path / "pts.csv", x, names[y])), DataOptions(label_column="species")), names)
+    check_aligned(load_data(str(write_csv(tmp_path / "pts.csv", x, names[y])), DataOptions(label_column="species")),
+                  names)
     # quoted text labels without a header, by index
-    check_aligned(load_data(str(write_csv(tmp_path / "q.csv", x, [f'"{n}"' for n in names[y]], header=False)), DataOptions(label_column="1")), names)
+    check_aligned(load_data(str(write_csv(tmp_path / "q.csv", x, [f'"{n}"' for n in names[y]], header=False)),
+                            DataOptions(label_column="1")), names)
 
 
 def test_integer_labels_sort_numerically(tmp_path):
@@ -238,7 +240,8 @@ def test_class_subfolders_give_class_names_and_aligned_labels(tmp_path):
     assert x.shape[0] > 0 and torch.equal(colour_class(x), y)
     p = src.class_probs()
     assert abs(float(p.sum()) - 1) < 1e-6
-    torch.testing.assert_close(p.double(), torch.bincount(colour_class(src.train), minlength=3).double() / src.train.shape[0])
+    torch.testing.assert_close(p.double(),
+                               torch.bincount(colour_class(src.train), minlength=3).double() / src.train.shape[0])
 
 
 def test_labelled_folder_draws_like_the_same_images_unlabelled(tmp_path):
@@ -249,7 +252,8 @@ def test_labelled_folder_draws_like_the_same_images_unlabelled(tmp_path):
     a, b = load_data(str(labelled)), load_data(str(flat))
     assert b.class_names == () and b.labels is None
     torch.testing.assert_close(a.train, b.train)
-    (xa, ya), (xb, yb) = a.sample_train(20, torch.Generator().manual_seed(1)), b.sample_train(20, torch.Generator().manual_seed(1))
+    (xa, ya), (xb, yb) = (a.sample_train(20, torch.Generator().manual_seed(1)),
+                          b.sample_train(20, torch.Generator().manual_seed(1)))
     torch.testing.assert_close(xa, xb)
     assert torch.equal(colour_class(xa), ya) and yb is None
 

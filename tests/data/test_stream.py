@@ -122,11 +122,13 @@ def test_streamed_folder_reads_what_the_in_memory_one_holds(tmp_path):
     mem = load_data(str(folder), {"loader": "memory"}, require_labels=True)
     st = load_data(str(folder), {"loader": "stream"}, require_labels=True)
     assert isinstance(st, ItemSource) and st.shape == mem.shape == (3, 8, 8)
-    for a, b in ((mem.reference(100), st.reference(100)), (mem.floor_reference(7, 2), st.floor_reference(7, 2)), (mem.reference(5, 1), st.reference(5, 1))):
+    for a, b in ((mem.reference(100), st.reference(100)), (mem.floor_reference(7, 2), st.floor_reference(7, 2)),
+                 (mem.reference(5, 1), st.reference(5, 1))):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert torch.equal(mem.train_images(), st.train_images()) and torch.equal(mem.labels, st.labels)
     x, y = st.train_dataset(labels=True).batch([0, 1, 2])
-    assert x.shape == (3, 3, 8, 8) and float(x.min()) >= -1 and float(x.max()) <= 1 and y.tolist() == mem.labels[:3].tolist()
+    assert (x.shape == (3, 3, 8, 8) and float(x.min()) >= -1 and float(x.max()) <= 1
+            and y.tolist() == mem.labels[:3].tolist())
 
 
 # ------------------------------------------------------------------ training through the DataLoader
@@ -153,7 +155,8 @@ def test_auto_resume_keeps_the_loader_the_run_started_with(tmp_path, monkeypatch
     sf.train(out=str(tmp_path / "r"), data=str(folder), steps=2, batch_size=8, ckpt_every=2, **QUICK)
     monkeypatch.setattr(stream_module, "STREAM_AUTO_BYTES", 10**12)  # auto would now keep it in memory
     sf.train(out=str(tmp_path / "r"), resume=True, steps=4)
-    assert load_train_state(latest_checkpoint(tmp_path / "r"))["sampler"]["epoch"] == 2  # still streamed: 16 rows, 8 a batch
+    # still streamed: 16 rows, 8 a batch
+    assert load_train_state(latest_checkpoint(tmp_path / "r"))["sampler"]["epoch"] == 2
 
 
 _DDP_SCRIPT = '''
@@ -183,7 +186,8 @@ def test_two_gloo_ranks_read_disjoint_shares_of_each_epoch(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out), "5"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(out), "5"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = [json.loads((out / f"seen-{r}.json").read_text()) for r in range(2)]
@@ -195,7 +199,8 @@ def test_two_gloo_ranks_read_disjoint_shares_of_each_epoch(tmp_path):
     held = load_data("custom", {}, dataset=type("D", (torch.utils.data.Dataset,), {
         "__len__": lambda self: 100, "__getitem__": lambda self, i: torch.full((1, 2, 2), i / 100.0)})())
     assert train_rows == set(held.train_index.tolist())  # exactly the training split, never a held-out row
-    assert load_train_state(latest_checkpoint(out))["sampler"] == {"epoch": 1, "position": 0, "n": 80, "batch_size": 8, "seed": 0, "world_size": 2}
+    assert load_train_state(latest_checkpoint(out))["sampler"] == {"epoch": 1, "position": 0, "n": 80, "batch_size": 8,
+                                                                   "seed": 0, "world_size": 2}
 
 
 # ------------------------------------------------------------------ latents
@@ -217,8 +222,8 @@ def test_latents_of_any_range_train_and_sample_in_data_units(tmp_path, loader):
     state = data.normalization_state()
     assert np.allclose(state["shift"], mean, atol=1.0) and np.allclose(state["scale"], std, rtol=0.15)
     assert data.sampling_state()["kind"] == "latent" and data.sampling_state()["normalization"] == state
-    run_dir = sf.train(data=str(tmp_path / "lat.npy"), data_kind="latent", loader=loader, workers=1, out=str(tmp_path / "r"),
-                       steps=60, batch_size=64, lr=3e-3, **{**QUICK, "width": 64})
+    run_dir = sf.train(data=str(tmp_path / "lat.npy"), data_kind="latent", loader=loader, workers=1,
+                       out=str(tmp_path / "r"), steps=60, batch_size=64, lr=3e-3, **{**QUICK, "width": 64})
     run = sf.Run.load(run_dir)
     samples = run.sample(400, nfe=4).samples
     assert samples.shape == (400, 4, 4, 4)
@@ -240,10 +245,12 @@ def test_bad_latents_are_one_line_errors(tmp_path, capsys):
     np.save(tmp_path / "three.npy", x[:, 0])
     np.save(tmp_path / "ints.npy", (x * 0).astype(np.int32))
     np.savetxt(tmp_path / "lat.csv", x.reshape(40, -1), delimiter=",")
-    cases = [("nan.npy", "non-finite values (NaN or inf): 1 in rows 0..39, first in row 7"), ("three.npy", "N x C x H x W or N x D"),
-             ("ints.npy", "latents must be floats"), ("lat.csv", "data_kind latent reads a .npy")]
+    cases = [("nan.npy", "non-finite values (NaN or inf): 1 in rows 0..39, first in row 7"),
+             ("three.npy", "N x C x H x W or N x D"), ("ints.npy", "latents must be floats"),
+             ("lat.csv", "data_kind latent reads a .npy")]
     for name, message in cases:
-        code = main(["train", "--data", str(tmp_path / name), "--data-kind", "latent", "--out", str(tmp_path / "r"), "--steps", "1"])
+        code = main(["train", "--data", str(tmp_path / name), "--data-kind", "latent", "--out", str(tmp_path / "r"),
+                     "--steps", "1"])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and message in err, err
     code = main(["train", "--data", "moons", "--loader", "stream", "--out", str(tmp_path / "r"), "--steps", "1"])
@@ -296,7 +303,8 @@ def test_a_users_dataset_trains_conditionally_resumes_and_loads(tmp_path):
 def test_bad_dataset_items_are_one_line_errors(tmp_path):
     row = int(split_rows(120, 0.2, 0, "x")[0][3])  # a training row
     with pytest.raises(StraightflowError, match=rf"dataset item {row} has shape \(3,\) but item 0 has \(2,\)"):
-        sf.train(dataset=Blobs(broken=row), out=str(tmp_path / "r"), steps=30, batch_size=64, loader="stream", workers=1, **QUICK)
+        sf.train(dataset=Blobs(broken=row), out=str(tmp_path / "r"), steps=30, batch_size=64, loader="stream",
+                 workers=1, **QUICK)
 
     class NoClasses(Blobs):
         classes = None
@@ -310,15 +318,17 @@ def test_bad_dataset_items_are_one_line_errors(tmp_path):
 def test_a_corrupt_image_in_a_streamed_folder_stops_training_with_one_line(tmp_path, capsys):
     folder = write_folder(tmp_path / "f", n=30, classes=())
     (folder / "img_005.png").write_bytes(b"not a png")
-    code = main(["train", "--data", str(folder), "--loader", "stream", "--workers", "1", "--model", "mlp", "--width", "16", "--depth", "1",
-                 "--batch-size", "24", "--steps", "4", "--progress", "false", "--out", str(tmp_path / "r")])
+    code = main(["train", "--data", str(folder), "--loader", "stream", "--workers", "1", "--model", "mlp",
+                 "--width", "16", "--depth", "1", "--batch-size", "24", "--steps", "4", "--progress", "false",
+                 "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "could not read image" in err and "img_005.png" in err, err
 
 
 def test_pairs_cannot_stream(tmp_path):
     with pytest.raises(StraightflowError, match="--loader stream does not apply to --pairs"):
-        sf.train(pairs=str(tmp_path / "p"), loader="stream", out=str(tmp_path / "r"), data="moons", teacher="t", method="reflow", steps=1)
+        sf.train(pairs=str(tmp_path / "p"), loader="stream", out=str(tmp_path / "r"), data="moons", teacher="t",
+                 method="reflow", steps=1)
 
 
 def test_the_user_guide_example_runs(tmp_path):

@@ -20,8 +20,10 @@ def test_the_demo_tells_the_story(tmp_path, capsys):
     assert table.strip() in printed
     header = next(line for line in table.splitlines() if line.startswith("| method"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["method", "sampler", *(f"NFE {k}" for k in TABLE_NFES)]
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")}
-    assert list(rows) == ["baseline (rectified flow)", "curvature method (beta = 10)", "lines student of the baseline", "two-sample floor"]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}
+    assert list(rows) == ["baseline (rectified flow)", "curvature method (beta = 10)", "lines student of the baseline",
+                          "two-sample floor"]
     assert all(len(line.strip("|").split("|")) == 2 + len(TABLE_NFES) for line in rows.values())
 
     saved = json.loads((out / "report.json").read_text())

@@ -6,7 +6,8 @@ from straightflow.training import train
 
 
 def test_baseline_on_moons_reaches_the_two_sample_floor(tmp_path):
-    out = train(data="moons", method="rectified", steps=3000, batch_size=256, seed=0, out=str(tmp_path / "moons"), progress=False)
+    out = train(data="moons", method="rectified", steps=3000, batch_size=256, seed=0, out=str(tmp_path / "moons"),
+                progress=False)
     report = evaluate(Run.load(out), [1, 100], n=2000)
     by_nfe = {r["nfe"]: r for r in report["results"]}
     # W2 at NFE 100 within 0.1 of the W2 between two independent true samples

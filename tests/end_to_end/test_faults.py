@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-_spec = importlib.util.spec_from_file_location("fault_suite", Path(__file__).resolve().parents[2] / "bench" / "fault_suite.py")
+_spec = importlib.util.spec_from_file_location("fault_suite",
+                                               Path(__file__).resolve().parents[2] / "bench" / "fault_suite.py")
 fs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fs)
 
 # derandomize: the suite checks the same 60 examples on every run, so a CI verdict can be reproduced and never
 # hangs on one unlucky draw (a fresh draw once generated `report --out X` and ran the whole reproduction);
 # exploring new inputs is `python bench/fault_suite.py --seed S` (500 argv lists and 300 configs per seed)
-FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                suppress_health_check=list(HealthCheck))
 
 
 # ------------------------------------------------------------------ 1. kill -9

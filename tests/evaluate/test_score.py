@@ -48,7 +48,8 @@ def test_score_of_a_runs_samples_prints_evals_numbers(moons_student, tmp_path, c
     evaluated = _json(capsys, ["eval", str(teacher), "--nfe", "2", "-n", "300", "--seed", "3"])
     _same_numbers(scored, evaluated)
     _same_numbers(scored["results"][0], evaluated["results"][0])
-    assert scored["floor_source"] == evaluated["floor_source"] and (scored["n"], scored["n_reference"]) == (evaluated["n"], evaluated["n_reference"])
+    assert (scored["floor_source"] == evaluated["floor_source"]
+            and (scored["n"], scored["n_reference"]) == (evaluated["n"], evaluated["n_reference"]))
     assert "clamped" not in scored  # vectors are never clamped
     capsys.readouterr()
     assert main(["score", str(tmp_path / "s.npy"), "--data", "moons", "-n", "300", "--seed", "3"]) == 0
@@ -87,7 +88,8 @@ def test_the_card_of_a_student_names_its_teacher_and_its_score(moons_student, tm
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["teacher"]["kind"] == "run" and config["teacher"]["source"] == str(teacher.resolve())
     assert f"| teacher | a straightflow run `{teacher.resolve()}` (`euler` at NFE 4, 400 pairs) |" in card
-    assert f"Teacher (pairs' x*, euler NFE 4, n = 40, against the same held-out reference): w2 {report['teacher']['w2']:.4g}" in card
+    assert ("Teacher (pairs' x*, euler NFE 4, n = 40, against the same held-out reference): w2 "
+            f"{report['teacher']['w2']:.4g}" in card)
 
 
 def test_run_sample_and_the_sample_command_share_the_default_nfe(moons_student, tmp_path, capsys):
@@ -106,13 +108,14 @@ def test_image_samples_are_clamped_on_output_and_in_eval_unless_raw(tmp_path, ca
     from image_helpers import TINY_UNET, write_folder
 
     data = write_folder(tmp_path / "imgs", n=30)
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8", "--progress", "false",
-                 "--lr", "0.05", *TINY_UNET]) == 0
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8",
+                 "--progress", "false", "--lr", "0.05", *TINY_UNET]) == 0
     run = sf.load(tmp_path / "run")
     raw = run.sample(20, seed=1).samples
     assert float(raw.abs().max()) > 1  # an untrained net leaves the data range
     for flags, expected in (([], raw.clamp(-1, 1)), (["--raw"], raw)):
-        assert main(["sample", str(tmp_path / "run"), "-n", "20", "--seed", "1", "--out", str(tmp_path / "s.npy"), *flags]) == 0
+        assert main(["sample", str(tmp_path / "run"), "-n", "20", "--seed", "1", "--out", str(tmp_path / "s.npy"),
+                     *flags]) == 0
         np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected.numpy())
     for clamp in (True, False):  # the API of eval --raw and score --raw; curvature of few paths keeps it quick
         evaluated = sf.evaluate(run, [1], n=20, seed=1, curvature_n=4, clamp=clamp)

@@ -20,7 +20,8 @@ from straightflow.methods import build_module  # noqa: E402
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub")
-    run_dir = sf.train(data="moons", out=str(root / "run"), steps=20, width=32, depth=2, batch_size=64, log_every=10, progress=False)
+    run_dir = sf.train(data="moons", out=str(root / "run"), steps=20, width=32, depth=2, batch_size=64, log_every=10,
+                       progress=False)
     export(run_dir, root / "model")
     (root / "model" / "notes.txt").write_text("a local file that is not part of the model")
     return root / "model"
@@ -37,7 +38,8 @@ def test_the_export_loads_through_huggingface_hubs_local_api(exported):
     assert not result.missing_keys and not result.unexpected_keys
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), run.module.state_dict().values()))
     card = hf.ModelCard.load(exported / "README.md")
-    assert card.data.library_name == "straightflow" and "straightflow" in card.data.tags and "rectified" in card.data.tags
+    assert (card.data.library_name == "straightflow" and "straightflow" in card.data.tags
+            and "rectified" in card.data.tags)
 
 
 def test_from_pretrained_downloads_a_repo_id_with_the_hub_client(exported, monkeypatch):
@@ -54,14 +56,16 @@ def test_from_pretrained_downloads_a_repo_id_with_the_hub_client(exported, monke
     monkeypatch.setattr("huggingface_hub.hub_mixin.hf_hub_download", fake_hf_hub_download)
     monkeypatch.setattr(hf, "snapshot_download", fake_snapshot_download)
     run = from_pretrained("someone/moons-model", device="cpu", revision="v1")
-    assert calls == [("config", "someone/moons-model", "config.json"), ("snapshot", "someone/moons-model", tuple(HUB_FILES), "v1")]
+    assert calls == [("config", "someone/moons-model", "config.json"),
+                     ("snapshot", "someone/moons-model", tuple(HUB_FILES), "v1")]
     assert torch.equal(run.sample(8, nfe=1).samples, sf.load(exported, device="cpu").sample(8, nfe=1).samples)
 
     def offline(repo_id, **kwargs):
         raise hf.errors.LocalEntryNotFoundError("no cached copy and the Hub cannot be reached")
 
     monkeypatch.setattr(hf, "snapshot_download", offline)
-    with pytest.raises(StraightflowError, match="could not fetch someone/moons-model from the Hugging Face Hub: no cached copy"):
+    with pytest.raises(StraightflowError,
+                       match="could not fetch someone/moons-model from the Hugging Face Hub: no cached copy"):
         from_pretrained("someone/moons-model")
     with pytest.raises(StraightflowError, match="is neither a folder nor a Hub repo id"):
         from_pretrained("./no/such/folder")
@@ -80,7 +84,8 @@ class FakeApi:
         return type("RepoUrl", (), {"repo_id": repo_id})()
 
     def upload_folder(self, repo_id, repo_type, folder_path, commit_message, revision, allow_patterns):
-        FakeApi.calls.append(("upload_folder", repo_id, repo_type, Path(folder_path), commit_message, list(allow_patterns)))
+        FakeApi.calls.append(("upload_folder", repo_id, repo_type, Path(folder_path), commit_message,
+                              list(allow_patterns)))
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
 
@@ -97,7 +102,8 @@ def test_push_uploads_the_export_folder_as_it_is(exported, monkeypatch, tmp_path
     # a folder that is not a whole export is refused before the Hub is called
     FakeApi.calls = []
     assert main(["push", str(tmp_path), "me/moons"]) == 2
-    assert "is not an exported model (no config.json): run `straightflow export RUN --out DIR` first" in capsys.readouterr().err
+    assert ("is not an exported model (no config.json): run `straightflow export RUN --out DIR` first"
+            in capsys.readouterr().err)
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in HUB_FILES:

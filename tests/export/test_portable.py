@@ -68,19 +68,27 @@ def test_a_student_on_teacher_pairs_records_its_base_datas_normalisation(points_
 
 
 def test_stored_source_broadcasts_per_channel_and_per_feature():
-    per_channel = StoredSource({"name": "lat", "kind": "image", "shape": [2, 3, 3], "normalization": {"shift": [1.0, -2.0], "scale": [2.0, 0.5]}})
+    per_channel = StoredSource({"name": "lat", "kind": "image", "shape": [2, 3, 3],
+                                "normalization": {"shift": [1.0, -2.0], "scale": [2.0, 0.5]}})
     x = torch.randn(4, 2, 3, 3)
     z = per_channel.normalize(x)
     torch.testing.assert_close(z[:, 0], (x[:, 0] - 1.0) / 2.0)
     torch.testing.assert_close(z[:, 1], (x[:, 1] + 2.0) / 0.5)
     torch.testing.assert_close(per_channel.denormalize(z), x)
-    per_feature = StoredSource({"name": "v", "kind": "vector", "shape": [2], "normalization": {"shift": [1.0, 2.0], "scale": [3.0, 4.0]}})
+    per_feature = StoredSource({"name": "v", "kind": "vector", "shape": [2],
+                                "normalization": {"shift": [1.0, 2.0], "scale": [3.0, 4.0]}})
     assert torch.equal(per_feature.denormalize(torch.zeros(1, 2)), torch.tensor([[1.0, 2.0]]))
-    identity = StoredSource({"name": "digits", "kind": "image", "shape": [1, 8, 8], "class_names": ["0", "1"], "normalization": None})
-    assert identity.normalize(x[:, :1, :, :]) is not None and identity.class_names == ("0", "1") and identity.shape == (1, 8, 8)
-    with pytest.raises(StraightflowError, match=r"has 3 entries; data of shape \(2, 3, 3\) needs 2 \(per channel\) or 18"):
-        StoredSource({"name": "lat", "kind": "image", "shape": [2, 3, 3], "normalization": {"shift": [0, 0, 0], "scale": [1, 1, 1]}})
-    with pytest.raises(StraightflowError, match="this model was loaded without its training data: lat could not be loaded .*held-out references"):
+    identity = StoredSource({"name": "digits", "kind": "image", "shape": [1, 8, 8], "class_names": ["0", "1"],
+                             "normalization": None})
+    assert (identity.normalize(x[:, :1, :, :]) is not None and identity.class_names == ("0", "1")
+            and identity.shape == (1, 8, 8))
+    with pytest.raises(StraightflowError,
+                       match=r"has 3 entries; data of shape \(2, 3, 3\) needs 2 \(per channel\) or 18"):
+        StoredSource({"name": "lat", "kind": "image", "shape": [2, 3, 3],
+                      "normalization": {"shift": [0, 0, 0], "scale": [1, 1, 1]}})
+    with pytest.raises(StraightflowError,
+                       match="this model was loaded without its training data: lat could not be loaded .*held-out "
+                             "references"):
         per_channel.reference(5)
     with pytest.raises(StraightflowError, match="needed for training batches"):
         per_channel.sample_train(5, torch.Generator())
@@ -114,7 +122,8 @@ def test_image_folders_are_not_decoded_to_sample(tmp_path, monkeypatch):
     run = sf.load(run_dir, device="cpu")
     out = run.sample(4, nfe=2, seed=0)
     assert out.samples.shape == (4, 1, 6, 6) and reads == []
-    assert run.data.reference(2)[0].shape == (2, 1, 6, 6) and len(reads) == 12  # held-out images: the folder, read once, on demand
+    # held-out images: the folder, read once, on demand
+    assert run.data.reference(2)[0].shape == (2, 1, 6, 6) and len(reads) == 12
 
 
 # ---------------------------------------------------------------- export, the data deleted, a fresh process
@@ -132,7 +141,9 @@ def test_export_samples_the_same_numbers_in_a_fresh_process_after_the_data_is_de
     # samples come back in the file's units (the saved normalisation is applied)
     assert abs(float(before[:, 0].mean()) - 3.0) < 1.5 and abs(float(before[:, 2].mean()) + 2.0) < 0.5
     result = export(run_dir, tmp_path / "model")
-    assert result.step == 30 and sorted(p.name for p in (tmp_path / "model").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert (result.step == 30
+            and sorted(p.name for p in (tmp_path / "model").iterdir())
+            == ["README.md", "config.json", "model.safetensors"])
     # a run saved before the sampling state was recorded still loads its data, as before
     legacy = tmp_path / "legacy"
     shutil.copytree(run_dir, legacy)
@@ -141,7 +152,8 @@ def test_export_samples_the_same_numbers_in_a_fresh_process_after_the_data_is_de
     del meta["sampling"]
     meta_path.write_text(json.dumps(meta))
     legacy_run = sf.load(legacy, device="cpu")
-    assert isinstance(legacy_run.data, PointCloud) and torch.equal(legacy_run.sample(256, nfe=4, seed=7).samples, before)
+    assert isinstance(legacy_run.data, PointCloud) and torch.equal(legacy_run.sample(256, nfe=4, seed=7).samples,
+                                                                   before)
 
     data_file = root / "points.npy"
     saved = data_file.read_bytes()
@@ -153,11 +165,13 @@ def test_export_samples_the_same_numbers_in_a_fresh_process_after_the_data_is_de
         assert torch.equal(torch.from_numpy(np.load(tmp_path / "after.npy")), before)
         # the run directory samples without its data too, the command line from the export
         assert torch.equal(sf.load(run_dir, device="cpu").sample(256, nfe=4, seed=7).samples, before)
-        assert main(["sample", str(tmp_path / "model"), "-n", "256", "--seed", "7", "--out", str(tmp_path / "cli.npy")]) == 0
+        assert main(["sample", str(tmp_path / "model"), "-n", "256", "--seed", "7",
+                     "--out", str(tmp_path / "cli.npy")]) == 0
         assert "(euler, NFE 4)" in capsys.readouterr().out  # the export's recommended NFE is sample's default
         assert np.array_equal(np.load(tmp_path / "cli.npy"), before.numpy())
         # what needs the data says so, in one line
-        one_line_error(capsys, ["eval", tmp_path / "model", "-n", "50"], f"this model was loaded without its training data: {data_file} could not be loaded")
+        one_line_error(capsys, ["eval", tmp_path / "model", "-n", "50"],
+                       f"this model was loaded without its training data: {data_file} could not be loaded")
         one_line_error(capsys, ["eval", run_dir, "-n", "50"], "held-out references; sampling works without it")
         with pytest.raises(StraightflowError, match="does not exist"):
             sf.load(legacy)
@@ -169,9 +183,11 @@ def test_export_config_and_model_card(points_run, tmp_path):
     root, run_dir = points_run
     export(run_dir, tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["format"] == "straightflow-export" and config["format_version"] == 1 and config["straightflow_version"] == sf.__version__
+    assert (config["format"] == "straightflow-export" and config["format_version"] == 1
+            and config["straightflow_version"] == sf.__version__)
     assert config["method"] == "rectified" and config["default_solver"] == "euler" and config["step"] == 30
-    assert config["recommended"] == {"solver": "euler", "nfe": 4, "source": "the rectified method's default; no quality measured at this step"}
+    assert config["recommended"] == {"solver": "euler", "nfe": 4,
+                                     "source": "the rectified method's default; no quality measured at this step"}
     assert config["sampling"]["normalization"] == PointCloud(root / "points.npy").normalization_state()
     assert config["train_config"]["width"] == 32 and config["velocity_parameters"] == config["parameters"] > 0
     card = (tmp_path / "model" / "README.md").read_text()
@@ -196,7 +212,8 @@ def test_eval_json_gives_the_card_its_quality_table_and_the_recommended_nfe(poin
     best = min(w2.values())
     expected = min(k for k, v in w2.items() if v <= best + 0.1 * best)
     assert config["recommended"]["nfe"] == expected and config["recommended"]["source"].startswith("eval.json")
-    assert "| solver | NFE | w2 | energy |" in card and f"| euler | 8 | {w2[8]:.4g} |" in card and "Two-sample floor" in card
+    assert ("| solver | NFE | w2 | energy |" in card and f"| euler | 8 | {w2[8]:.4g} |" in card
+            and "Two-sample floor" in card)
     # sweep's cache format is read too; a file that is no report is said so
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "eval.json").write_text(json.dumps({"key": {}, "report": report}))
@@ -221,7 +238,8 @@ def test_a_conditional_export_keeps_its_class_names_and_samples_a_named_class(tm
     assert run.class_names == ("alpha", "beta", "gamma") and run.conditional
     out = run.sample(64, nfe=2, seed=3, classes="beta")
     assert torch.equal(out.labels, torch.ones(64, dtype=torch.long)) and torch.equal(out.samples, before.samples)
-    assert main(["sample", str(tmp_path / "model"), "--class", "gamma", "-n", "10", "--out", str(tmp_path / "g.npy")]) == 0
+    assert main(["sample", str(tmp_path / "model"), "--class", "gamma", "-n", "10",
+                 "--out", str(tmp_path / "g.npy")]) == 0
     assert np.load(tmp_path / "g.labels.npy").tolist() == [2] * 10
     with pytest.raises(StraightflowError, match="unknown class 'delta': this run's classes are alpha, beta, gamma"):
         run.sample(4, classes="delta")
@@ -229,16 +247,20 @@ def test_a_conditional_export_keeps_its_class_names_and_samples_a_named_class(tm
     path.write_text((tmp_path / "away.csv").read_text().replace("gamma", "delta"))
     run = sf.load(tmp_path / "model", device="cpu")
     assert run.sample(4, nfe=1, classes="gamma").labels.tolist() == [2] * 4
-    with pytest.raises(StraightflowError, match=r"was trained on classes \['alpha', 'beta', 'gamma'\] but .* now has \['alpha', 'beta', 'delta'\]"):
+    with pytest.raises(StraightflowError,
+                       match=r"was trained on classes \['alpha', 'beta', 'gamma'\] but .* now has \['alpha', "
+                             r"'beta', 'delta'\]"):
         sf.evaluate(run, [1], n=50)
 
 
 def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it(tmp_path, capsys, unbalanced_points):
-    """Pairs from an export whose data is gone draw classes 80/20 as the data did; a student starts from the export's weights."""
+    """Pairs from an export whose data is gone draw classes 80/20 as the data did; a student starts from the export's
+    weights."""
     from safetensors.torch import load_file
 
     path = unbalanced_points
-    run_dir = sf.train(data=str(path), label_column="kind", conditional=True, out=str(tmp_path / "run"), **{**QUICK, "steps": 60})
+    run_dir = sf.train(data=str(path), label_column="kind", conditional=True, out=str(tmp_path / "run"),
+                       **{**QUICK, "steps": 60})
     frequencies = load_data(str(path), {"label_column": "kind"}).class_probs()
     model = tmp_path / "model"
     export(run_dir, model)
@@ -252,13 +274,16 @@ def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it
     assert 0.1 < float(np.load(tmp_path / "pairs" / "shard-00000.y.npy").mean()) < 0.3  # 80/20, not 50/50
     # the student (distill, lr ~ 0) starts from the export's weights
     (tmp_path / "away.csv").rename(path)
-    student = sf.train(method="distill", pairs=str(tmp_path / "pairs"), steps=2, lr=1e-12, out=str(tmp_path / "d"), batch_size=64, progress=False)
+    student = sf.train(method="distill", pairs=str(tmp_path / "pairs"), steps=2, lr=1e-12, out=str(tmp_path / "d"),
+                       batch_size=64, progress=False)
     exported = load_file(str(model / "model.safetensors"))
     s_ema = load_file(str(latest_checkpoint(student) / "ema.safetensors"))
     assert all(torch.equal(s_ema[k], v) for k, v in exported.items() if k.startswith("velocity."))
     # another step exported into the teacher's folder since the pairs were made: refused, nothing trained
     export(run_dir, model, checkpoint=30)
-    one_line_error(capsys, ["train", "--method", "distill", "--pairs", tmp_path / "pairs", "--steps", "2", "--out", tmp_path / "d2"],
+    one_line_error(capsys,
+                   ["train", "--method", "distill", "--pairs", tmp_path / "pairs", "--steps", "2",
+                    "--out", tmp_path / "d2"],
                    "now holds step 30, but the pairs were made from its step 60")
     assert not (tmp_path / "d2" / "checkpoints").exists()
     # a corrupt class_probs in config.json is a one-line error
@@ -275,7 +300,8 @@ def test_an_export_is_a_teacher_its_class_frequencies_and_weights_travel_with_it
         meta_path.write_text(json.dumps(meta))
     export(run_dir, tmp_path / "old")
     assert "class_probs" not in json.loads((tmp_path / "old" / "config.json").read_text())["sampling"]
-    one_line_error(capsys, ["pairs", tmp_path / "old", "-n", "10", "--out", tmp_path / "p-old", "--quiet"], "it is needed for the class frequencies")
+    one_line_error(capsys, ["pairs", tmp_path / "old", "-n", "10", "--out", tmp_path / "p-old", "--quiet"],
+                   "it is needed for the class frequencies")
 
 
 # ---------------------------------------------------------------- broken exports, refused exports
@@ -316,7 +342,8 @@ def _break(folder: Path, how: str) -> str:
     raise ValueError(how)
 
 
-BREAKS = ["not json", "other format", "newer format", "wrong width", "unknown key", "bad normalisation", "missing weights", "tampered weights", "missing config"]
+BREAKS = ["not json", "other format", "newer format", "wrong width", "unknown key", "bad normalisation",
+          "missing weights", "tampered weights", "missing config"]
 
 
 def test_broken_exports_are_one_line_errors(points_run, tmp_path, capsys):
@@ -340,21 +367,27 @@ def test_refused_exports(points_run, tmp_path, capsys):
     from straightflow.config import TrainConfig, save_config
 
     save_config(TrainConfig(data="moons", out=str(empty)), empty / "config.yaml")
-    one_line_error(capsys, ["export", empty, "--out", tmp_path / "x"], f"{empty} has no checkpoint yet: nothing to export")
+    one_line_error(capsys, ["export", empty, "--out", tmp_path / "x"],
+                   f"{empty} has no checkpoint yet: nothing to export")
     custom = tmp_path / "custom"
     custom.mkdir()
     save_config(TrainConfig(data="moons", model="custom", out=str(custom)), custom / "config.yaml")
-    one_line_error(capsys, ["export", custom, "--out", tmp_path / "x"], "was trained with a user's own velocity module (model: custom): an export holds built-in networks only")
-    one_line_error(capsys, ["export", run_dir, "--out", tmp_path / "x", "--checkpoint", "999"], "has no checkpoint of step 999 (checkpoints: step-000030)")
+    one_line_error(capsys, ["export", custom, "--out", tmp_path / "x"],
+                   "was trained with a user's own velocity module (model: custom): an export holds built-in "
+                   "networks only")
+    one_line_error(capsys, ["export", run_dir, "--out", tmp_path / "x", "--checkpoint", "999"],
+                   "has no checkpoint of step 999 (checkpoints: step-000030)")
     one_line_error(capsys, ["export", tmp_path, "--out", tmp_path / "x"], "is not a run directory (no config.yaml)")
     one_line_error(capsys, ["export", run_dir, "--out", run_dir], "is a run directory; give a new folder")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "config.json").write_text("{}")
-    one_line_error(capsys, ["export", run_dir, "--out", tmp_path / "foreign"], "holds a config.json that is not a straightflow export")
+    one_line_error(capsys, ["export", run_dir, "--out", tmp_path / "foreign"],
+                   "holds a config.json that is not a straightflow export")
     assert not (tmp_path / "x").exists() and (tmp_path / "foreign" / "config.json").read_text() == "{}"
     assert main(["export", str(run_dir), "--out", str(tmp_path / "x"), "--checkpoint", "30"]) == 0
     assert "step 30 exported to" in capsys.readouterr().out
-    one_line_error(capsys, ["export", tmp_path / "x", "--out", tmp_path / "y"], "is already an exported model; export takes a run directory")
+    one_line_error(capsys, ["export", tmp_path / "x", "--out", tmp_path / "y"],
+                   "is already an exported model; export takes a run directory")
     with pytest.raises(StraightflowError, match="holds one set of weights"):
         sf.load(tmp_path / "x", checkpoint="step-000030")
 
@@ -367,12 +400,15 @@ def test_load_data_of_an_export_matches_the_saved_normalisation(points_run, tmp_
     ref, _ = run.data.reference(20, seed=0)
     assert run.data.loaded
     real = load_data(str(root / "points.npy"))
-    assert torch.equal(ref, real.reference(20, seed=0)[0]) and math.isclose(float(run.data.normalize(ref).std()), float(real.normalize(ref).std()))
+    assert (torch.equal(ref, real.reference(20, seed=0)[0])
+            and math.isclose(float(run.data.normalize(ref).std()), float(real.normalize(ref).std())))
 
 
 def test_an_export_leaves_data_root_and_download_to_the_machine_that_evaluates_it(tmp_path):
-    run_dir = sf.train(data="moons", data_root=str(tmp_path / "my-datasets"), download=True, out=str(tmp_path / "run"), **QUICK)
-    assert sf.load(run_dir).cfg.data_root == str(tmp_path / "my-datasets")  # the run directory keeps the trainer's settings
+    run_dir = sf.train(data="moons", data_root=str(tmp_path / "my-datasets"), download=True, out=str(tmp_path / "run"),
+                       **QUICK)
+    # the run directory keeps the trainer's settings
+    assert sf.load(run_dir).cfg.data_root == str(tmp_path / "my-datasets")
     export(run_dir, tmp_path / "model")
     saved = json.loads((tmp_path / "model" / "config.json").read_text())["train_config"]
     assert saved["data_root"] == "" and saved["download"] is False

@@ -55,8 +55,8 @@ def cond_run(tmp_path_factory) -> Run:
 def tiny_cond_run(tmp_path_factory):
     """A few steps of a small conditional run: a smooth field, cheap for RK45 and the CLI."""
     out = tmp_path_factory.mktemp("tinycond") / "run"
-    sf.train(data="8gaussians", conditional=True, steps=20, batch_size=64, width=32, depth=2, out=str(out), progress=False,
-             log_every=10, ckpt_every=20)
+    sf.train(data="8gaussians", conditional=True, steps=20, batch_size=64, width=32, depth=2, out=str(out),
+             progress=False, log_every=10, ckpt_every=20)
     return out
 
 
@@ -64,7 +64,8 @@ def tiny_cond_run(tmp_path_factory):
 def uncond_run(tmp_path_factory):
     """A tiny unconditional run (only its type matters)."""
     out = tmp_path_factory.mktemp("uncond") / "run"
-    sf.train(data="8gaussians", steps=20, batch_size=64, width=32, depth=2, out=str(out), progress=False, log_every=10, ckpt_every=20)
+    sf.train(data="8gaussians", steps=20, batch_size=64, width=32, depth=2, out=str(out), progress=False, log_every=10,
+             ckpt_every=20)
     return out
 
 
@@ -243,7 +244,8 @@ def test_guided_pairs_store_labels_and_resume_exactly(cond_run, uncond_run, tmp_
     assert np.array_equal(pairs.heldout_labels().numpy(), y[pairs.n_train :])
     (bx, bz), by = pairs.sample_train(64, torch.Generator().manual_seed(0))
     rows = torch.cdist(bz, torch.from_numpy(z)).argmin(dim=1).numpy()  # z rows are distinct: find each drawn pair
-    assert np.array_equal(bz.numpy(), z[rows]) and np.array_equal(bx.numpy(), x[rows]) and np.array_equal(by.numpy(), y[rows])
+    assert (np.array_equal(bz.numpy(), z[rows]) and np.array_equal(bx.numpy(), x[rows])
+            and np.array_equal(by.numpy(), y[rows]))
     assert (rows < pairs.n_train).all()
 
     # resume: a deleted shard and a corrupt label file are regenerated bit for bit
@@ -271,7 +273,8 @@ def test_guided_pairs_store_labels_and_resume_exactly(cond_run, uncond_run, tmp_
     with pytest.raises(StraightflowError, match="no class labels"):
         PairData.open(plain, labels=True)
     with pytest.raises(StraightflowError, match="no class labels"):
-        sf.train(method="reflow", pairs=str(plain), conditional=True, steps=2, out=str(tmp_path / "bad"), progress=False)
+        sf.train(method="reflow", pairs=str(plain), conditional=True, steps=2, out=str(tmp_path / "bad"),
+                 progress=False)
 
     # a conditional student (lines) trained on the labelled pairs inherits the labels
     student = sf.train(method="lines", pairs=str(folder), steps=6, batch_size=64, out=str(tmp_path / "student"),
@@ -424,7 +427,8 @@ def _one_line_error(capsys, err: str | None = None) -> str:
 def test_cli_sample_a_class_with_guidance(tiny_cond_run, tmp_path, capsys):
     out = tmp_path / "s.npy"
     capsys.readouterr()
-    assert main(["sample", str(tiny_cond_run), "-n", "20", "--nfe", "2", "--class", "mode3", "--guidance", "2", "--out", str(out)]) == 0
+    assert main(["sample", str(tiny_cond_run), "-n", "20", "--nfe", "2", "--class", "mode3", "--guidance", "2",
+                 "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "guidance 2: 4 network evaluations per sample in 2 calls of 40 rows" in text, text
     assert np.load(out).shape == (20, 2)
@@ -479,7 +483,8 @@ def test_cli_train_conditional_on_unlabelled_points(tmp_path, capsys):
     pts = tmp_path / "pts.npy"
     np.save(pts, np.random.default_rng(0).normal(size=(100, 2)))
     capsys.readouterr()
-    code = main(["train", "--data", str(pts), "--conditional", "--steps", "5", "--out", str(tmp_path / "r"), "--progress", "false"])
+    code = main(["train", "--data", str(pts), "--conditional", "--steps", "5", "--out", str(tmp_path / "r"),
+                 "--progress", "false"])
     assert code == 2
     assert "has no class labels" in _one_line_error(capsys)
     assert not (tmp_path / "r").exists()
@@ -517,8 +522,8 @@ def test_velocity_fn_of_a_conditional_run_needs_labels(tiny_cond_run):
 @pytest.fixture(scope="module")
 def cond_curvature_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("condcurv") / "run"
-    sf.train(data="8gaussians", method="curvature", beta=1.0, conditional=True, steps=30, batch_size=64, width=32, depth=2,
-             out=str(out), progress=False, log_every=10, ckpt_every=30)
+    sf.train(data="8gaussians", method="curvature", beta=1.0, conditional=True, steps=30, batch_size=64, width=32,
+             depth=2, out=str(out), progress=False, log_every=10, ckpt_every=30)
     return out
 
 
@@ -537,8 +542,8 @@ def test_eval_guidance_reaches_the_reconstruction_rows(cond_curvature_run):
 def test_eval_guidance_reaches_a_students_pair_results(tiny_cond_run, tmp_path):
     pairs = tmp_path / "pairs"
     pairs_from_run(tiny_cond_run, 300, pairs, nfe=2, guidance=2.0, device="cpu", progress=False)
-    student = sf.train(method="lines", pairs=str(pairs), conditional=True, steps=4, batch_size=32, out=str(tmp_path / "s"),
-                       progress=False, ckpt_every=4)
+    student = sf.train(method="lines", pairs=str(pairs), conditional=True, steps=4, batch_size=32,
+                       out=str(tmp_path / "s"), progress=False, ckpt_every=4)
     run = Run.load(student)
     plain, guided = sf.evaluate(run, [1], n=100), sf.evaluate(run, [1], n=100, guidance=3.0)
     assert guided["distill_error"] != plain["distill_error"]
@@ -558,7 +563,8 @@ def test_export_records_the_guidance_of_its_recommendation(cond_curvature_run, t
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert result.recommended["guidance"] == 3.0 and config["recommended"]["guidance"] == 3.0
     card = (tmp_path / "model" / "README.md").read_text()
-    assert "--class all --guidance 3" in card and "guidance=3" in card and f"NFE {config['recommended']['nfe']}, guidance 3" in card
+    assert ("--class all --guidance 3" in card and "guidance=3" in card
+            and f"NFE {config['recommended']['nfe']}, guidance 3" in card)
     assert main(["sample", str(tmp_path / "model"), "-n", "8", "--out", str(tmp_path / "s.npy")]) == 0
     assert "guidance 3" in capsys.readouterr().out  # the CLI samples at the recommended weight unless told otherwise
     export(cond_curvature_run, tmp_path / "plain")  # nothing measured: guidance 1
@@ -574,7 +580,8 @@ def test_guidance_zero_samples_carry_no_labels(tiny_cond_run, tmp_path, capsys):
     assert run.sample(6, nfe=1, guidance=0.0).labels is None and run.sample(6, nfe=1).labels is not None
     report = sf.evaluate(run, [1], n=100, guidance=0.0)
     assert "per_class" not in report["results"][0] and "per_class_floor" not in report
-    assert not any(k.endswith("accuracy") for k in report["results"][0]) and "unconditionally" in report["per_class_note"]
+    assert (not any(k.endswith("accuracy") for k in report["results"][0])
+            and "unconditionally" in report["per_class_note"])
     assert "per class" not in sf.format_table(report)
 
 
@@ -624,8 +631,8 @@ def test_the_conditional_critic_is_a_projection_on_the_labels():
 def test_a_conditional_lines_student_trains_with_the_projection_critic(tiny_cond_run, tmp_path):
     pairs = tmp_path / "pairs"
     pairs_from_run(tiny_cond_run, 300, pairs, nfe=2, device="cpu", progress=False)
-    student = sf.train(method="lines", pairs=str(pairs), conditional=True, adv=0.1, steps=4, batch_size=32, out=str(tmp_path / "s"),
-                       progress=False, ckpt_every=2)
+    student = sf.train(method="lines", pairs=str(pairs), conditional=True, adv=0.1, steps=4, batch_size=32,
+                       out=str(tmp_path / "s"), progress=False, ckpt_every=2)
     state = load_file(latest_checkpoint(student) / "model.safetensors")
     assert state  # trained and checkpointed
     from straightflow.checkpoint import load_train_state

@@ -161,8 +161,8 @@ def test_very_large_beta_trains_like_the_baseline(tmp_path):
 
 def test_sweep_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "sweep"
-    argv = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "100", "--out", str(out), "--nfe", "1,4", "-n", "300",
-            "--width", "32", "--depth", "2", "--batch-size", "128", "--progress", "false", "--log-every", "50"]
+    argv = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "100", "--out", str(out), "--nfe", "1,4", "-n",
+            "300", "--width", "32", "--depth", "2", "--batch-size", "128", "--progress", "false", "--log-every", "50"]
     assert main(argv) == 0
     sweep = json.loads((out / "sweep.json").read_text())
     assert [r["beta"] for r in sweep["runs"]] == [1.0, "inf"]
@@ -196,15 +196,17 @@ def test_sweep_end_to_end_and_resume(tmp_path, capsys):
 def test_sweep_trains_betas_in_parallel_processes(tmp_path, capsys):
     """--jobs 2: both betas train at once as `straightflow train` processes; the table and runs are complete."""
     out = tmp_path / "sweep"
-    argv = ["sweep", "--data", "moons", "--betas", "3,inf", "--steps", "30", "--out", str(out), "--nfe", "1", "-n", "200",
-            "--width", "16", "--depth", "1", "--batch-size", "64", "--progress", "false", "--jobs", "2", "--no-trajectories"]
+    argv = ["sweep", "--data", "moons", "--betas", "3,inf", "--steps", "30", "--out", str(out), "--nfe", "1",
+            "-n", "200", "--width", "16", "--depth", "1", "--batch-size", "64", "--progress", "false", "--jobs", "2",
+            "--no-trajectories"]
     assert main(argv) == 0
     sweep = json.loads((out / "sweep.json").read_text())
     assert [r["method"] for r in sweep["runs"]] == ["curvature", "rectified"]
     assert Run.load(out / "beta-3").cfg.beta == 3.0 and Run.load(out / "beta-3").step == 30
     assert "run written" in (out / "beta-inf.train.log").read_text()
     # a failing training names its beta and log
-    bad = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "5", "--out", str(tmp_path / "bad"), "--jobs", "2", "--lr", "-1"]
+    bad = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "5", "--out", str(tmp_path / "bad"),
+           "--jobs", "2", "--lr", "-1"]
     capsys.readouterr()
     assert main(bad) == 2
     err = capsys.readouterr().err

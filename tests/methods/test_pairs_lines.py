@@ -27,7 +27,8 @@ from straightflow.training import train
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     run = tmp_path_factory.mktemp("teacher") / "t"
-    train(data="moons", steps=40, out=str(run), width=32, depth=2, batch_size=64, log_every=10, ckpt_every=40, progress=False)
+    train(data="moons", steps=40, out=str(run), width=32, depth=2, batch_size=64, log_every=10, ckpt_every=40,
+          progress=False)
     return run
 
 
@@ -51,7 +52,8 @@ def _checksums(folder):
 def test_pair_noise_depends_only_on_seed_and_index():
     prior = DiagonalGaussianPrior()
     whole = seeded_noise(3000, (2,), 7, "pairs", prior)
-    parts = torch.cat([seeded_noise(min(a + 700, 3000) - a, (2,), 7, "pairs", prior, start=a) for a in range(0, 3000, 700)])
+    parts = torch.cat([seeded_noise(min(a + 700, 3000) - a, (2,), 7, "pairs", prior, start=a)
+                       for a in range(0, 3000, 700)])
     assert torch.equal(whole, parts)
     assert not torch.equal(whole, seeded_noise(3000, (2,), 8, "pairs", prior))
 
@@ -70,7 +72,8 @@ def test_pairs_reproduce_for_a_seed_whatever_the_batch_and_shard_size(teacher, p
     assert manifest["teacher"] == str(teacher.resolve()) and manifest["teacher_config"]["width"] == 32
     # x* is the teacher's Euler solve of z (model units)
     run = Run.load(teacher)
-    torch.testing.assert_close(xa[:50], solve(run.velocity, za[:50].to(run.device), "euler", 4).samples.cpu(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(xa[:50], solve(run.velocity, za[:50].to(run.device), "euler", 4).samples.cpu(), rtol=0,
+                               atol=1e-5)
 
 
 def test_pairs_survive_an_interrupted_run(teacher, pairdir, tmp_path, monkeypatch):
@@ -105,8 +108,9 @@ def test_pairs_survive_an_interrupted_run(teacher, pairdir, tmp_path, monkeypatc
 
 def test_pairs_split_across_torchrun_ranks(teacher, pairdir, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow", "pairs",
-           str(teacher), "-n", "600", "--nfe", "4", "--seed", "3", "--shard-size", "256", "--out", str(out), "--device", "cpu", "--quiet"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow",
+           "pairs", str(teacher), "-n", "600", "--nfe", "4", "--seed", "3", "--shard-size", "256", "--out", str(out),
+           "--device", "cpu", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("pairs in") == 1  # rank 0 reports and writes the manifest
@@ -169,13 +173,16 @@ def test_lines_student_recovers_a_straight_map(tmp_path):
 
 
 def test_reflow_and_distill_end_to_end(teacher, pairdir, tmp_path):
-    r = train(method="reflow", pairs=str(pairdir), steps=20, out=str(tmp_path / "r"), batch_size=64, log_every=10, ckpt_every=20, progress=False)
+    r = train(method="reflow", pairs=str(pairdir), steps=20, out=str(tmp_path / "r"), batch_size=64, log_every=10,
+              ckpt_every=20, progress=False)
     run = Run.load(r)
-    assert run.cfg.width == 32 and run.cfg.depth == 2 and not run.cfg.init_from_teacher  # teacher architecture, fresh init
+    # teacher architecture, fresh init
+    assert run.cfg.width == 32 and run.cfg.depth == 2 and not run.cfg.init_from_teacher
     report = evaluate(run, [1, 2], n=200)
     assert {"distill_error", "prediction_drift", "curvature"} <= set(report) and len(report["pair_results"]) == 2
     # distill starts from the teacher's EMA weights (lr ~ 0: the student stays the teacher)
-    d = train(method="distill", pairs=str(pairdir), steps=2, lr=1e-12, out=str(tmp_path / "d"), batch_size=64, progress=False)
+    d = train(method="distill", pairs=str(pairdir), steps=2, lr=1e-12, out=str(tmp_path / "d"), batch_size=64,
+              progress=False)
     student = Run.load(d)
     assert student.cfg.init_from_teacher and student.cfg.teacher == str(teacher.resolve())
     t_ema = load_file(str(latest_checkpoint(teacher) / "ema.safetensors"))
@@ -213,19 +220,26 @@ def _one_line_error(capsys, argv, pattern):
 
 def test_bad_pairs_folders_give_one_line_errors(pairdir, tmp_path, capsys):
     out = str(tmp_path / "run")
-    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(tmp_path / "nope"), "--out", out], "does not exist")
+    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(tmp_path / "nope"), "--out", out],
+                    "does not exist")
     (tmp_path / "empty").mkdir()
-    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(tmp_path / "empty"), "--out", out], "not a pairs folder")
+    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(tmp_path / "empty"), "--out", out],
+                    "not a pairs folder")
     _one_line_error(capsys, ["train", "--method", "lines", "--out", out], "--pairs PAIRDIR")
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in pairdir.iterdir():
         (broken / f.name).write_bytes(f.read_bytes())
     (broken / "shard-00002.z.npy").unlink()
-    _one_line_error(capsys, ["train", "--method", "reflow", "--pairs", str(broken), "--out", out, "--progress", "false"], "shard-00002.z.npy")
-    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(pairdir), "--recon", "lpips", "--out", out], "lpips is for images")
-    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(pairdir), "--recon", "l2", "--out", out], "unknown --recon")
-    _one_line_error(capsys, ["pairs", str(tmp_path / "noteacher"), "-n", "10", "--out", str(tmp_path / "x")], "not a run directory")
+    _one_line_error(capsys,
+                    ["train", "--method", "reflow", "--pairs", str(broken), "--out", out, "--progress", "false"],
+                    "shard-00002.z.npy")
+    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(pairdir), "--recon", "lpips", "--out", out],
+                    "lpips is for images")
+    _one_line_error(capsys, ["train", "--method", "lines", "--pairs", str(pairdir), "--recon", "l2", "--out", out],
+                    "unknown --recon")
+    _one_line_error(capsys, ["pairs", str(tmp_path / "noteacher"), "-n", "10", "--out", str(tmp_path / "x")],
+                    "not a run directory")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -248,7 +262,8 @@ def test_pairs_record_their_prior_and_a_student_of_another_prior_is_refused(pair
     """A pairs folder names the prior its z came from; a student sampling another prior exits 2 with one line."""
     assert PairData.open(pairdir).manifest["prior"] == "N(0, I)"
     wide = tmp_path / "wide-teacher"
-    train(data="moons", prior="wide", steps=4, out=str(wide), width=16, depth=2, batch_size=32, ckpt_every=4, progress=False)
+    train(data="moons", prior="wide", steps=4, out=str(wide), width=16, depth=2, batch_size=32, ckpt_every=4,
+          progress=False)
     wide_pairs = tmp_path / "wide-pairs"
     generate_pairs(wide, 200, wide_pairs, solver="euler", nfe=2, progress=False)
     manifest = PairData.open(wide_pairs).manifest
@@ -256,7 +271,8 @@ def test_pairs_record_their_prior_and_a_student_of_another_prior_is_refused(pair
     _, z = _all_pairs(wide_pairs)
     assert 4.0 < float(z[:, 0].std()) and float(z[:, 1].std()) < 1.5  # the stored z are the wide prior's
     student = ["train", "--method", "lines", "--steps", "2", "--progress", "false", "--width", "16", "--depth", "2"]
-    _one_line_error(capsys, [*student, "--pairs", str(wide_pairs), "--prior", "standard", "--out", str(tmp_path / "s1")],
+    _one_line_error(capsys,
+                    [*student, "--pairs", str(wide_pairs), "--prior", "standard", "--out", str(tmp_path / "s1")],
                     "start from noise z ~ N(0, diag(36, 1)), but this run samples z ~ N(0, I)")
     _one_line_error(capsys, [*student, "--pairs", str(pairdir), "--prior", "wide", "--out", str(tmp_path / "s2")],
                     "start from noise z ~ N(0, I), but this run samples z ~ N(0, diag(36, 1))")

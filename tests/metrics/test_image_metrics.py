@@ -25,7 +25,8 @@ def _spd(d: int, seed: int, rank: int | None = None) -> torch.Tensor:
 
 # ---------------------------------------------------------------- Fréchet distance: our own matrix square root
 def test_frechet_of_commuting_gaussians_is_the_closed_form():
-    """Diagonal covariances commute: Tr (S_a S_b)^(1/2) = sum sqrt(a_i b_i), and FD = |dmu|^2 + sum (sqrt a_i - sqrt b_i)^2."""
+    """Diagonal covariances commute: Tr (S_a S_b)^(1/2) = sum sqrt(a_i b_i), and FD = |dmu|^2 + sum (sqrt a_i - sqrt
+    b_i)^2."""
     a, b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
     mu_a, mu_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, -1.0, 2.0])
     expected = float((mu_a - mu_b).pow(2).sum() + (a.sqrt() - b.sqrt()).pow(2).sum())  # 5 + 4 + 1 + 0
@@ -39,7 +40,8 @@ def test_trace_sqrt_product_matches_scipy_sqrtm(rank_b):
     s_a, s_b = _spd(8, 0), _spd(8, 1, rank=rank_b)
     expected = float(np.real(np.trace(scipy.linalg.sqrtm(s_a.numpy() @ s_b.numpy()))))
     assert trace_sqrt_product(s_a, s_b) == pytest.approx(expected, rel=1e-8)
-    assert trace_sqrt_product(s_b, s_a) == pytest.approx(expected, rel=1e-8)  # the eigenvalues of S_a S_b and S_b S_a agree
+    # the eigenvalues of S_a S_b and S_b S_a agree
+    assert trace_sqrt_product(s_b, s_a) == pytest.approx(expected, rel=1e-8)
 
 
 def test_frechet_of_gaussian_samples_approaches_the_closed_form():
@@ -66,7 +68,8 @@ def _mmd2_by_loops(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_mmd2_is_the_unbiased_statistic_written_out():
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(12, 3, generator=g, dtype=torch.float64), torch.randn(9, 3, generator=g, dtype=torch.float64) + 0.3
+    a, b = (torch.randn(12, 3, generator=g, dtype=torch.float64),
+            torch.randn(9, 3, generator=g, dtype=torch.float64) + 0.3)
     assert mmd2_unbiased(a, b) == pytest.approx(_mmd2_by_loops(a.numpy(), b.numpy()), rel=1e-10)
     # every point in one subset: KID is that statistic, with no spread over subsets
     kid = kernel_distance(a, b, subsets=3, subset_size=100)
@@ -77,7 +80,8 @@ def test_mmd2_is_the_unbiased_statistic_written_out():
 def test_kid_of_identical_distributions_is_zero_in_expectation():
     """Unbiased: the mean over many draws is near 0, and single draws go below 0 (the FD never does)."""
     g = torch.Generator().manual_seed(1)
-    values = np.array([mmd2_unbiased(torch.randn(60, 4, generator=g), torch.randn(60, 4, generator=g)) for _ in range(200)])
+    values = np.array([mmd2_unbiased(torch.randn(60, 4, generator=g), torch.randn(60, 4, generator=g))
+                       for _ in range(200)])
     se = values.std() / np.sqrt(len(values))
     assert abs(values.mean()) < 3 * se
     assert (values < 0).sum() > 20
@@ -90,7 +94,8 @@ def test_kid_of_a_shifted_gaussian_is_the_closed_form():
     delta = 0.5
     closed = 3 * delta**2 + 3 * delta**4 + (delta**3 + 3 * delta) ** 2
     g = torch.Generator().manual_seed(2)
-    kids = [kernel_distance(torch.randn(2000, 1, generator=g, dtype=torch.float64), delta + torch.randn(2000, 1, generator=g, dtype=torch.float64),
+    kids = [kernel_distance(torch.randn(2000, 1, generator=g, dtype=torch.float64),
+                            delta + torch.randn(2000, 1, generator=g, dtype=torch.float64),
                             subsets=10, subset_size=1000, seed=s) for s in range(10)]
     values = np.array([k.mean for k in kids])
     assert abs(values.mean() - closed) < 4 * values.std() / np.sqrt(len(values)) + 1e-3, (values.mean(), closed)
@@ -127,7 +132,8 @@ def test_knn_radii_in_blocks_match_sorted_distances_and_recall_uses_equal_chunks
     monkeypatch.setattr(manifold_module, "KNN_BLOCK", 50)  # one row at a time
     assert torch.allclose(knn_radii(x, 3), expected)
     pr = precision_recall(x, torch.randn(120, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
-    assert (pr.chunk_size, pr.recall_chunks, pr.k) == (37, 3, 3)  # 120 generated points: 3 chunks of the real set's size
+    # 120 generated points: 3 chunks of the real set's size
+    assert (pr.chunk_size, pr.recall_chunks, pr.k) == (37, 3, 3)
     with pytest.raises(ValueError, match="more than 3 points"):
         precision_recall(x[:3], x)
 
@@ -152,7 +158,8 @@ def test_kid_in_our_feature_spaces_does_not_depend_on_their_scale():
 
     g = torch.Generator().manual_seed(4)
     x, ref = torch.rand(80, 1, 4, 4, generator=g) * 2 - 1, torch.rand(60, 1, 4, 4, generator=g) * 2 - 1
-    kid = {(c, rescale): ImageQuality(lambda im, c=c: c * im.flatten(1), "test", kid_rescale=rescale).score(x, ref)["kid"]
+    kid = {(c, rescale): ImageQuality(lambda im, c=c: c * im.flatten(1), "test",
+                                      kid_rescale=rescale).score(x, ref)["kid"]
            for c in (1.0, 50.0) for rescale in (True, False)}
     assert kid[(50.0, True)] == pytest.approx(kid[(1.0, True)], rel=1e-5)  # features are float32
     assert abs(kid[(50.0, False)]) > 100 * abs(kid[(1.0, False)])
@@ -168,8 +175,8 @@ def folder_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("imgs")
     data = write_folder(root / "imgs", n=30)
-    assert main(["train", "--data", str(data), "--out", str(root / "run"), "--steps", "4", "--batch-size", "8", "--progress", "false",
-                 *TINY_UNET]) == 0
+    assert main(["train", "--data", str(data), "--out", str(root / "run"), "--steps", "4", "--batch-size", "8",
+                 "--progress", "false", *TINY_UNET]) == 0
     return sf.Run.load(root / "run")
 
 
@@ -178,15 +185,18 @@ def test_image_eval_generates_more_than_the_heldout_set_and_floors_every_metric(
     from straightflow.metrics.images import image_metric
 
     report = evaluate(folder_run, [1], curvature_n=8)
-    assert (report["n"], report["n_reference"], report["n_floor"]) == (IMAGE_N, 6, 24)  # all held-out images, all training images
+    # all held-out images, all training images
+    assert (report["n"], report["n_reference"], report["n_floor"]) == (IMAGE_N, 6, 24)
     assert "fewer than the 5000 generated" in report["floor_note"]
     row = report["results"][0]
     assert {"fd", "kid", "kid_subset_sd", "precision", "recall"} <= set(row) and report["features"] == "random-conv-v1"
-    expected = image_metric(folder_run).score(folder_run.data.train_images(), folder_run.data.heldout)  # training vs held-out images
+    # training vs held-out images
+    expected = image_metric(folder_run).score(folder_run.data.train_images(), folder_run.data.heldout)
     for key in ("fd", "kid", "precision", "recall"):
         assert report[f"{key}_floor"] == pytest.approx(expected[key], rel=1e-9, abs=1e-12)
     small = evaluate(folder_run, [1], n=20, curvature_n=8)
-    assert (small["n"], small["n_floor"]) == (20, 20) and "floor_note" not in small  # the floor at the size of the generated set
+    # the floor at the size of the generated set
+    assert (small["n"], small["n_floor"]) == (20, 20) and "floor_note" not in small
 
 
 def test_eval_seeds_report_mean_and_sd_of_every_number(folder_run):
@@ -197,10 +207,12 @@ def test_eval_seeds_report_mean_and_sd_of_every_number(folder_run):
     for row in report["results"]:
         for key in ("fd", "kid", "precision", "recall"):
             values = row[f"{key}_seeds"]
-            assert len(values) == 3 and row[key] == pytest.approx(np.mean(values)) and row[f"{key}_sd"] == pytest.approx(np.std(values, ddof=1))
+            assert (len(values) == 3 and row[key] == pytest.approx(np.mean(values))
+                    and row[f"{key}_sd"] == pytest.approx(np.std(values, ddof=1)))
         assert "kid_subset_sd_sd" not in row
     one = evaluate(folder_run, [2], n=40, seed=1, curvature_n=8)["results"][0]
-    assert report["results"][1]["fd_seeds"][1] == pytest.approx(one["fd"], rel=1e-9)  # seed 1's value is eval --seed 1's
+    # seed 1's value is eval --seed 1's
+    assert report["results"][1]["fd_seeds"][1] == pytest.approx(one["fd"], rel=1e-9)
     table = format_table(report)
     assert "mean ± sd over seeds 0-2" in table.splitlines()[0]
     assert f"{report['results'][0]['fd']:.4g} ± {report['results'][0]['fd_sd']:.2g}" in table.splitlines()[3]
@@ -222,7 +234,8 @@ def test_progress_bars_count_samples_not_batches(folder_run, monkeypatch):
     from tqdm.auto import tqdm
 
     # the modules themselves (the package's `evaluate` attribute is the function)
-    evaluate_mod, frechet_mod, run_mod = (importlib.import_module(f"straightflow.{m}") for m in ("evaluate", "metrics.frechet", "run"))
+    evaluate_mod, frechet_mod, run_mod = (importlib.import_module(f"straightflow.{m}")
+                                          for m in ("evaluate", "metrics.frechet", "run"))
 
     bars = []
 

@@ -25,7 +25,8 @@ def test_w2_of_permuted_points_is_zero():
 def test_energy_distance_is_unbiased_at_the_truth_and_detects_shrinkage():
     g = torch.Generator().manual_seed(2)
     same = [energy_distance(torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g)) for _ in range(30)]
-    shrunk = [energy_distance(0.8 * torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g)) for _ in range(30)]
+    shrunk = [energy_distance(0.8 * torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g))
+              for _ in range(30)]
     se = np.std(same) / np.sqrt(len(same))
     assert abs(np.mean(same)) < 3 * se  # zero in expectation
     assert np.mean(shrunk) > np.mean(same) + 5 * se
@@ -35,13 +36,15 @@ def test_w2_floor_can_be_beaten_by_shrinking_but_energy_cannot():
     """Finite-sample W2 rewards samples shrunk toward the mean (below the two-sample floor, METHODS.md 5), while the
     unbiased energy distance is ~0 at the truth and matches its closed form for the shrunk Gaussian."""
     d, n, c = 10, 500, 0.8
-    # E||X - Y|| for X ~ N(0, a^2 I), Y ~ N(0, b^2 I) in d dims: sqrt(a^2 + b^2) * kappa, kappa = sqrt(2) G((d+1)/2) / G(d/2)
+    # E||X - Y|| for X ~ N(0, a^2 I), Y ~ N(0, b^2 I) in d dims: sqrt(a^2 + b^2) * kappa,
+    # kappa = sqrt(2) G((d+1)/2) / G(d/2)
     kappa = math.sqrt(2) * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
     exact = kappa * (2 * math.sqrt(1 + c * c) - math.sqrt(2) * (1 + c))  # about 0.048
     truth_energy, shrunk_energy = [], []
     for seed in range(5):
         g = torch.Generator().manual_seed(seed)
-        ref, truth, shrunk = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g), c * torch.randn(n, d, generator=g)
+        ref, truth, shrunk = (torch.randn(n, d, generator=g), torch.randn(n, d, generator=g),
+                              c * torch.randn(n, d, generator=g))
         assert wasserstein2(shrunk, ref) < wasserstein2(truth, ref)  # below the floor: W2 alone would call this better
         truth_energy.append(energy_distance(truth, ref))
         shrunk_energy.append(energy_distance(shrunk, ref))
@@ -133,14 +136,17 @@ def test_w2_above_its_size_cap_is_a_noted_seeded_subsample_never_a_huge_matrix(m
 
     monkeypatch.setattr(distances, "W2_MAX_ENTRIES", 100 * 100)
     g = torch.Generator().manual_seed(5)
-    a, b = torch.randn(300, 2, generator=g, dtype=torch.float64), torch.randn(200, 2, generator=g, dtype=torch.float64) + 0.5
+    a, b = (torch.randn(300, 2, generator=g, dtype=torch.float64),
+            torch.randn(200, 2, generator=g, dtype=torch.float64) + 0.5)
     real, sizes = torch.cdist, []
-    monkeypatch.setattr(torch, "cdist", lambda x, y, *args, **kw: sizes.append(x.shape[0] * y.shape[0]) or real(x, y, *args, **kw))
+    monkeypatch.setattr(torch, "cdist",
+                        lambda x, y, *args, **kw: sizes.append(x.shape[0] * y.shape[0]) or real(x, y, *args, **kw))
     notes = []
     value = wasserstein2(a, b, notes)
     monkeypatch.setattr(torch, "cdist", real)
     assert max(sizes) <= 100 * 100
-    assert notes == ["w2 on a seeded subsample of 122 of 300 x 81 of 200 points (exact W2 is limited to 10,000 cost entries)"]
+    assert notes == ["w2 on a seeded subsample of 122 of 300 x 81 of 200 points (exact W2 is limited to 10,000 "
+                     "cost entries)"]
     sub = stream_generator("w2-subsample", 0)
     ia, ib = torch.randperm(300, generator=sub)[:122], torch.randperm(200, generator=sub)[:81]
     monkeypatch.setattr(distances, "W2_MAX_ENTRIES", 10**9)

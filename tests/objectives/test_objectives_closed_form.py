@@ -30,7 +30,8 @@ def test_lines_objective_draws_t_from_the_k_step_samplers_times():
     t = objective.times(4000, torch.Generator().manual_seed(0), "cpu")
     assert sorted(set(t.tolist())) == [0.25, 0.5, 0.75, 1.0]
     # v = 0: x_hat = x_t = t z, so the per-sample error is t^2 and the loss is the mean of t^2 over the k times
-    loss, _ = LinesObjective(sampler_steps=4)(lambda x_t, t: torch.zeros_like(x_t), x, z, torch.Generator().manual_seed(0))
+    loss, _ = LinesObjective(sampler_steps=4)(lambda x_t, t: torch.zeros_like(x_t), x, z,
+                                              torch.Generator().manual_seed(0))
     assert loss.item() == pytest.approx(float(t.pow(2).mean()), rel=1e-6)
     assert loss.item() == pytest.approx((1 / 16 + 1 / 4 + 9 / 16 + 1) / 4, rel=0.05)
 
@@ -39,7 +40,8 @@ def test_lines_pseudo_huber_is_sqrt_of_squared_distance_plus_c2_minus_c():
     d = 8
     x, z = torch.zeros(2, d), torch.zeros(2, d)
     shift = torch.tensor([[0.3] * d, [1.0] * d])  # x_hat = x_t - t * (-shift) = shift at t = 1 (x_t = z = 0)
-    loss, _ = LinesObjective(recon="pseudo-huber", sampler_steps=1)(lambda x_t, t: -shift, x, z, torch.Generator().manual_seed(0))
+    loss, _ = LinesObjective(recon="pseudo-huber", sampler_steps=1)(lambda x_t, t: -shift, x, z,
+                                                                    torch.Generator().manual_seed(0))
     c = PSEUDO_HUBER_C * math.sqrt(d)
     expected = sum(math.sqrt(float(s.pow(2).sum()) + c * c) - c for s in shift) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
@@ -53,7 +55,8 @@ def test_lines_objective_adds_the_weighted_adversarial_term():
     x, z = torch.zeros(8, 2), torch.ones(8, 2)
     zero = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731
     plain, _ = LinesObjective(sampler_steps=1)(zero, x, z, torch.Generator().manual_seed(0))
-    mixed, stats = LinesObjective(sampler_steps=1, adv_weight=0.2, adversary=Adversary())(zero, x, z, torch.Generator().manual_seed(0))
+    mixed, stats = LinesObjective(sampler_steps=1, adv_weight=0.2,
+                                  adversary=Adversary())(zero, x, z, torch.Generator().manual_seed(0))
     assert mixed.item() == pytest.approx(plain.item() + 0.2 * 0.5) and stats["adv_g_loss"].item() == 0.5
 
 

@@ -69,8 +69,8 @@ def test_import_graph_has_no_cycle_even_counting_imports_inside_functions():
 
 
 #: what neither ``import straightflow`` nor its whole API may load: each loads where first used
-HEAVY_OPTIONAL = ("ot", "sklearn", "matplotlib", "scipy.stats", "scipy.integrate", "huggingface_hub", "torchvision", "tensorboard",
-                  "torch.utils.tensorboard")
+HEAVY_OPTIONAL = ("ot", "sklearn", "matplotlib", "scipy.stats", "scipy.integrate", "huggingface_hub", "torchvision",
+                  "tensorboard", "torch.utils.tensorboard")
 
 
 def _loaded_in_fresh_python(code: str, names) -> dict:
@@ -84,10 +84,12 @@ def test_import_straightflow_loads_no_torch_and_its_api_none_of_the_heavy_option
     library_only = ("straightflow.cli", "straightflow.plots")
     bare = _loaded_in_fresh_python("import straightflow", ("torch", "numpy") + HEAVY_OPTIONAL + library_only)
     assert bare["loaded"] == []  # the public names load on first use
-    # evaluate and export are functions named as their modules: loading the modules first leaves the functions on the package
+    # evaluate and export are functions named as their modules: loading the modules first leaves
+    # the functions on the package
     api = _loaded_in_fresh_python("import straightflow as sf, straightflow.evaluate, straightflow.export\n"
                                   "print(sf.evaluate.__module__, sf.export.__module__)\n"
-                                  "for name in sf.__all__: getattr(sf, name)", ("torch",) + HEAVY_OPTIONAL + library_only)
+                                  "for name in sf.__all__: getattr(sf, name)",
+                                  ("torch",) + HEAVY_OPTIONAL + library_only)
     assert api["loaded"] == ["torch"]
     assert api["stdout"].split()[:2] == ["straightflow.evaluate", "straightflow.export"]
 
@@ -106,7 +108,8 @@ def test_lazy_public_names_are_the_library_objects():
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_builds_the_parser_without_torch(command):
     argv = ([command] if command else []) + ["--help"]
-    code = (f"from straightflow.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code")
+    code = (f"from straightflow.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert "
+            "exc.code == 0, exc.code")
     res = _loaded_in_fresh_python(code, ("torch", "numpy", "scipy", "PIL", "tqdm", "safetensors") + HEAVY_OPTIONAL)
     assert res["loaded"] == []
     assert "usage: straightflow" in res["stdout"]
@@ -149,13 +152,15 @@ def test_code_and_tests_say_what_they_do_not_which_issue_asked():
 
 
 def test_data_sources_have_one_draw_method_per_idea():
-    """A draw returns ``(x, y)`` with ``y`` None for unlabelled data: no ``*_labeled`` twin methods, nor calls of them."""
+    """A draw returns ``(x, y)`` with ``y`` None for unlabelled data: no ``*_labeled`` twin methods, nor calls of
+    them."""
     import ast
 
     found = []
     for path in sorted((ROOT / "src" / "straightflow").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            name = node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else node.attr if isinstance(node, ast.Attribute) else None
+            name = (node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else node.attr
+                    if isinstance(node, ast.Attribute) else None)
             if name is not None and name.endswith("_labeled"):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert found == []

@@ -38,7 +38,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)[ \t]*(?P<info>[^`\n]*)$")
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<what>continue|(?:skip|slow)\s*\((?P<reason>.*)\))\s*-->\s*$")
 RUN_SLOW = os.environ.get("STRAIGHTFLOW_DOCS_SLOW") == "1"
-STRAIGHTFLOW_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+straightflow[\w.]*[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+straightflow[^\n]*)", re.M)
+STRAIGHTFLOW_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+straightflow[\w.]*[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)"
+                                 r"|import[ \t]+straightflow[^\n]*)", re.M)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def fenced_blocks(page: Path, lang: str) -> list[Block]:
             marker = MARKER.match(before)
             code = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in lines[i + 1 : end])
             blocks.append(Block(page, i + 1, lang, code + "\n",
-                                marker["what"].split("(")[0].strip() if marker else "", (marker["reason"] or "").strip() if marker else ""))
+                                marker["what"].split("(")[0].strip() if marker else "",
+                                (marker["reason"] or "").strip() if marker else ""))
         i = end + 1
     return blocks
 
@@ -152,7 +154,8 @@ def test_python_block_runs(chain: list[Block], tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
     for block in chain:
-        skipped = next((b for b in chain[: chain.index(block) + 1] if b.marker == "skip" or (b.marker == "slow" and not RUN_SLOW)), None)
+        skipped = next((b for b in chain[: chain.index(block) + 1]
+                        if b.marker == "skip" or (b.marker == "slow" and not RUN_SLOW)), None)
         if skipped is not None:
             for rest in chain[chain.index(block):]:
                 check_imports(rest)
@@ -172,7 +175,8 @@ def test_every_page_is_read():
 
 
 def test_the_readme_is_a_front_page():
-    """README.md stays a front page (what, install, two short examples, links), at most 200 lines; the manual is the docs site."""
+    """README.md stays a front page (what, install, two short examples, links), at most 200 lines; the manual is the
+    docs site."""
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 200, len(lines)
     for page in ("docs/getting-started.md", "docs/guide.md", "docs/api.md", "docs/architecture.md"):

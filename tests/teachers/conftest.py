@@ -8,9 +8,9 @@ def tiny_unet(seed: int = 0, num_class_embeds=None):
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       num_class_embeds=num_class_embeds).eval()
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=num_class_embeds).eval()
 
 
 def save_pipeline(path, scheduler, seed: int = 0):

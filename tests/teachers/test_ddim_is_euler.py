@@ -28,8 +28,10 @@ def _diffusers_ddim_loop(unet, scheduler_dir, z, steps=STEPS):
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 @pytest.mark.parametrize("set_alpha_to_one,spacing", [(True, "leading"), (False, "leading"), (True, "trailing")])
-def test_ddim_sampler_equals_diffusers_and_euler_on_its_grid(prediction_type, set_alpha_to_one, spacing, make_pipeline, tmp_path):
-    sched = diffusers.DDIMScheduler(prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=set_alpha_to_one, timestep_spacing=spacing)
+def test_ddim_sampler_equals_diffusers_and_euler_on_its_grid(prediction_type, set_alpha_to_one, spacing, make_pipeline,
+                                                             tmp_path):
+    sched = diffusers.DDIMScheduler(prediction_type=prediction_type, clip_sample=False,
+                                    set_alpha_to_one=set_alpha_to_one, timestep_spacing=spacing)
     folder = make_pipeline(tmp_path / "pipe", sched)
     model = load_diffusers(folder)
     z = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -42,7 +44,8 @@ def test_ddim_sampler_equals_diffusers_and_euler_on_its_grid(prediction_type, se
 
     velocity = DiffusersVelocity(model.unet, model.alphas_cumprod(), prediction_type)
     grid = velocity.ddim_grid(ref_sched)
-    assert len(grid) == STEPS + 1 and (grid[-1] == 0.0) == set_alpha_to_one  # without set_alpha_to_one DDIM ends at alphas_cumprod[0]'s noise
+    # without set_alpha_to_one DDIM ends at alphas_cumprod[0]'s noise
+    assert len(grid) == STEPS + 1 and (grid[-1] == 0.0) == set_alpha_to_one
     y = euler_on_grid(velocity, velocity.to_rectified(z, grid[0]), grid)
     assert y.nfe == STEPS
     torch.testing.assert_close(velocity.to_vp(y.samples, grid[-1]), reference, rtol=1e-5, atol=1e-5)
@@ -53,11 +56,13 @@ def test_a_ddpm_folder_becomes_ddim_ending_on_the_data(make_pipeline, tmp_path):
     folder = make_pipeline(tmp_path / "pipe", diffusers.DDPMScheduler(clip_sample=False))
     model = load_diffusers(folder)
     sch = model.scheduler("ddim")
-    assert type(sch).__name__ == "DDIMScheduler" and sch.config.set_alpha_to_one and float(sch.final_alpha_cumprod) == 1.0
+    assert (type(sch).__name__ == "DDIMScheduler" and sch.config.set_alpha_to_one
+            and float(sch.final_alpha_cumprod) == 1.0)
     sch.set_timesteps(4)
     velocity = DiffusersVelocity(model.unet, model.alphas_cumprod(), model.prediction_type)
     assert velocity.ddim_grid(sch)[-1] == 0.0
-    torch.testing.assert_close(velocity.schedule.acp.float(), sch.alphas_cumprod, rtol=0, atol=0)  # DDPM and DDIM share the training table
+    # DDPM and DDIM share the training table
+    torch.testing.assert_close(velocity.schedule.acp.float(), sch.alphas_cumprod, rtol=0, atol=0)
 
 
 def test_clip_sample_is_the_configs_unless_overridden(make_pipeline, tmp_path):

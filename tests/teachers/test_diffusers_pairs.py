@@ -56,7 +56,8 @@ def pipeline(tmp_path, make_pipeline):
 
 
 def _diffusers_cli(folder, out, *extra, n=12, nfe=3):
-    return main(["pairs", "--teacher-diffusers", str(folder), "--data", "digits", "-n", str(n), "--nfe", str(nfe), "--out", str(out), "--quiet", *extra])
+    return main(["pairs", "--teacher-diffusers", str(folder), "--data", "digits", "-n", str(n), "--nfe", str(nfe),
+                 "--out", str(out), "--quiet", *extra])
 
 
 def test_sampler_pairs_are_diffusers_ddim_loop_and_record_the_model(pipeline, tmp_path):
@@ -65,13 +66,16 @@ def test_sampler_pairs_are_diffusers_ddim_loop_and_record_the_model(pipeline, tm
     import diffusers
 
     out = tmp_path / "pairs"
-    diffusers.utils.logging.set_verbosity_warning()  # as in a fresh process, where loading warns that accelerate is missing
+    # as in a fresh process, where loading warns that accelerate is missing
+    diffusers.utils.logging.set_verbosity_warning()
     assert _diffusers_cli(pipeline, out) == 0
     assert diffusers.utils.logging.get_verbosity() == logging.ERROR  # diffusers' notices are silenced
     pairs = PairData.open(out)
     m = pairs.manifest
-    assert m["teacher_kind"] == "diffusers" and m["solver"] == "diffusers-ddim" and m["nfe"] == m["nfe_used"] == 3 and m["steps"] == 3
-    assert m["teacher"] == f"diffusers {pipeline.resolve()}" and m["scheduler"] == "ddim" and m["scheduler_class"] == "DDIMScheduler"
+    assert (m["teacher_kind"] == "diffusers" and m["solver"] == "diffusers-ddim" and m["nfe"] == m["nfe_used"] == 3
+            and m["steps"] == 3)
+    assert (m["teacher"] == f"diffusers {pipeline.resolve()}" and m["scheduler"] == "ddim"
+            and m["scheduler_class"] == "DDIMScheduler")
     assert m["prediction_type"] == "epsilon" and m["set_alpha_to_one"] is True and m["clip_sample"] is False
     weights = pipeline / "unet" / "diffusion_pytorch_model.safetensors"
     import hashlib
@@ -136,7 +140,8 @@ def test_a_unet_folder_with_a_scheduler_folder(pipeline, tmp_path):
     ids=["bad-scheduler", "wrong-data", "clip-velocity", "teacher-arg"],
 )
 def test_diffusers_bad_input_is_a_one_line_error(extra, data, message, pipeline, tmp_path, capsys):
-    argv = ["pairs", "--teacher-diffusers", str(pipeline), "--data", data, "-n", "4", "--out", str(tmp_path / "o"), "--quiet", *extra]
+    argv = ["pairs", "--teacher-diffusers", str(pipeline), "--data", data, "-n", "4", "--out", str(tmp_path / "o"),
+            "--quiet", *extra]
     assert main(argv) == 2
     assert message in _one_line_error(capsys)
 
@@ -158,7 +163,8 @@ def test_missing_diffusers_is_a_one_line_error(pipeline, tmp_path, monkeypatch, 
 
 # ------------------------------------------------------------------ EDM denoisers and teacher factories
 def _edm_cli(spec, out, *extra, n=40, nfe=35):
-    return main(["pairs", "--teacher-edm", spec, "--data", "moons", "-n", str(n), "--nfe", str(nfe), "--out", str(out), "--quiet", *extra])
+    return main(["pairs", "--teacher-edm", spec, "--data", "moons", "-n", str(n), "--nfe", str(nfe), "--out", str(out),
+                 "--quiet", *extra])
 
 
 def test_edm_sampler_pairs_of_a_factory(teacher_file, tmp_path):
@@ -167,7 +173,8 @@ def test_edm_sampler_pairs_of_a_factory(teacher_file, tmp_path):
     pairs = PairData.open(out)
     m = pairs.manifest
     assert m["solver"] == "edm-heun" and m["nfe_used"] == 35 and m["edm"]["steps"] == 18 and m["teacher_kind"] == "edm"
-    assert m["teacher_args"] == {"c": "0.3", "m": "0.5"} and m["teacher_callable_path"] == f"{teacher_file.resolve()}:make"
+    assert (m["teacher_args"] == {"c": "0.3", "m": "0.5"}
+            and m["teacher_callable_path"] == f"{teacher_file.resolve()}:make")
     x, z = pairs.gather(np.arange(40))
     exact = 0.5 + 0.3 * (80 * z - 0.5) / (0.3**2 + 80**2) ** 0.5
     assert float((x - exact).abs().max()) < 0.1
@@ -175,7 +182,8 @@ def test_edm_sampler_pairs_of_a_factory(teacher_file, tmp_path):
 
 def test_edm_velocity_pairs(teacher_file, tmp_path):
     out = tmp_path / "pairs"
-    assert _edm_cli(f"{teacher_file}:make", out, "--teacher-arg", "m=0.5", "--teacher-kind", "velocity", "--solver", "heun", nfe=31) == 0
+    assert _edm_cli(f"{teacher_file}:make", out, "--teacher-arg", "m=0.5", "--teacher-kind", "velocity",
+                    "--solver", "heun", nfe=31) == 0
     pairs = PairData.open(out)
     x, z = pairs.gather(np.arange(40))
     assert pairs.manifest["nfe_used"] == 31 and float((x - (0.5 + 0.3 * z)).abs().max()) < 0.02
@@ -187,7 +195,8 @@ def test_edm_even_nfe_is_a_one_line_error(teacher_file, tmp_path, capsys):
 
 
 def _callable_cli(spec, out, *extra):
-    return main(["pairs", "--teacher-callable", spec, "--teacher-kind", "sampler", "--data", "moons", "-n", "30", "--out", str(out), "--quiet", *extra])
+    return main(["pairs", "--teacher-callable", spec, "--teacher-kind", "sampler", "--data", "moons", "-n", "30",
+                 "--out", str(out), "--quiet", *extra])
 
 
 def test_teacher_args_make_the_teacher_and_are_its_identity(teacher_file, tmp_path, capsys):

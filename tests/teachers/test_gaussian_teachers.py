@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from straightflow.solvers import solve
-from straightflow.teacher_adapters import DiffusersSamplerTeacher, DiffusersVelocity, EDMSamplerTeacher, EDMVelocity, VPSchedule, karras_sigmas
+from straightflow.teacher_adapters import (
+    DiffusersSamplerTeacher,
+    DiffusersVelocity,
+    EDMSamplerTeacher,
+    EDMVelocity,
+    VPSchedule,
+    karras_sigmas,
+)
 from straightflow.teachers import VelocityTeacher
 
 M, C = 0.5, 0.3

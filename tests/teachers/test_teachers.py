@@ -61,7 +61,8 @@ def test_rk45_teacher_pairs_end_at_t0():
     teacher = VelocityTeacher(lambda x, t: calls.append(1) or x, "rk45")
     res = teacher(z)
     assert res.nfe == len(calls)  # the final x_hat call is counted
-    torch.testing.assert_close(res.samples, z * torch.exp(torch.tensor(-1.0, dtype=torch.float64)), rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(res.samples, z * torch.exp(torch.tensor(-1.0, dtype=torch.float64)), rtol=2e-5,
+                               atol=2e-5)
     assert teacher.settings()["rk45_end"].startswith("t = 0")  # old rk45 pair folders are not resumed into
 
 
@@ -127,11 +128,13 @@ def test_sampler_teacher_wrong_output_is_an_error(bad):
 
 def test_generate_pairs_of_a_sampler(tmp_path):
     out = tmp_path / "p"
-    s = generate_pairs(SamplerTeacher(lambda z: 2 * z + 1), 100, out, (2,), seed=5, shard_size=32, heldout=10, batch_size=7, progress=False)
+    s = generate_pairs(SamplerTeacher(lambda z: 2 * z + 1), 100, out, (2,), seed=5, shard_size=32, heldout=10,
+                       batch_size=7, progress=False)
     assert s["generated_shards"] == 4 and s["generated_pairs"] == 100
     pairs = PairData.open(out, base=_moons())
     x, z = pairs.gather(np.arange(100))
-    torch.testing.assert_close(z, _z(100, seed=5), rtol=0, atol=0)  # row i of the "pairs" stream, whatever the batch / shard
+    # row i of the "pairs" stream, whatever the batch / shard
+    torch.testing.assert_close(z, _z(100, seed=5), rtol=0, atol=0)
     torch.testing.assert_close(x, 2 * z + 1, rtol=0, atol=0)
     assert pairs.n_train == 90 and pairs.heldout_pairs()[0].shape == (10, 2)
 
@@ -161,7 +164,8 @@ def teacher_file(tmp_path_factory):
 
 
 def _pairs_cli(spec, out, *extra, n=300, nfe=4):
-    return main(["pairs", "--teacher-callable", spec, "--data", "moons", "-n", str(n), "--nfe", str(nfe), "--out", str(out), "--quiet", *extra])
+    return main(["pairs", "--teacher-callable", spec, "--data", "moons", "-n", str(n), "--nfe", str(nfe),
+                 "--out", str(out), "--quiet", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +246,8 @@ def test_cli_other_settings_into_the_same_out_is_an_error(velocity_pairs, teache
     assert _pairs_cli(f"{teacher_file}:velocity", velocity_pairs, "--shard-size", "128", nfe=8) == 2
     line = _one_line_error(capsys)
     assert "other settings" in line and "nfe: 4 -> 8" in line
-    assert _pairs_cli(f"{teacher_file}:sampler", velocity_pairs, "--shard-size", "128", "--teacher-kind", "sampler") == 2
+    assert _pairs_cli(f"{teacher_file}:sampler", velocity_pairs, "--shard-size", "128",
+                      "--teacher-kind", "sampler") == 2
     assert "other settings" in _one_line_error(capsys)
     assert PairData.open(velocity_pairs).manifest["nfe"] == 4  # the folder is untouched
 
@@ -251,18 +256,27 @@ def test_cli_other_settings_into_the_same_out_is_an_error(velocity_pairs, teache
     "argv,message",
     [
         (["pairs", "--teacher-callable", "{file}:velocity", "-n", "10", "--out", "{out}"], "needs --data"),
-        (["pairs", "--teacher-callable", "{file}", "--data", "moons", "-n", "10", "--out", "{out}"], "use package.module:function"),
-        (["pairs", "--teacher-callable", "{dir}/absent.py:velocity", "--data", "moons", "-n", "10", "--out", "{out}"], "does not exist"),
-        (["pairs", "--teacher-callable", "{file}:not_callable", "--data", "moons", "-n", "10", "--out", "{out}"], "no callable 'not_callable'"),
-        (["pairs", "--teacher-callable", "{file}:missing", "--data", "moons", "-n", "10", "--out", "{out}"], "no callable 'missing'"),
-        (["pairs", "--teacher-callable", "no_such_module_xyz:velocity", "--data", "moons", "-n", "10", "--out", "{out}"], "could not import"),
-        (["pairs", "{dir}", "--teacher-callable", "{file}:velocity", "--data", "moons", "-n", "10", "--out", "{out}"], "not both"),
-        (["pairs", "--teacher-callable", "{file}:velocity", "--teacher-kind", "score", "--data", "moons", "-n", "10", "--out", "{out}"], "--teacher-kind"),
-        (["pairs", "--teacher-callable", "{file}:velocity", "--data", "no-such-data", "-n", "10", "--out", "{out}"], ""),
-        (["pairs", "--teacher-callable", "{file}:velocity", "--data", "moons", "--solver", "midpoint", "-n", "10", "--out", "{out}"], "unknown solver"),
+        (["pairs", "--teacher-callable", "{file}", "--data", "moons", "-n", "10", "--out", "{out}"],
+         "use package.module:function"),
+        (["pairs", "--teacher-callable", "{dir}/absent.py:velocity", "--data", "moons", "-n", "10", "--out", "{out}"],
+         "does not exist"),
+        (["pairs", "--teacher-callable", "{file}:not_callable", "--data", "moons", "-n", "10", "--out", "{out}"],
+         "no callable 'not_callable'"),
+        (["pairs", "--teacher-callable", "{file}:missing", "--data", "moons", "-n", "10", "--out", "{out}"],
+         "no callable 'missing'"),
+        (["pairs", "--teacher-callable", "no_such_module_xyz:velocity", "--data", "moons", "-n", "10",
+          "--out", "{out}"], "could not import"),
+        (["pairs", "{dir}", "--teacher-callable", "{file}:velocity", "--data", "moons", "-n", "10", "--out", "{out}"],
+         "not both"),
+        (["pairs", "--teacher-callable", "{file}:velocity", "--teacher-kind", "score", "--data", "moons", "-n", "10",
+          "--out", "{out}"], "--teacher-kind"),
+        (["pairs", "--teacher-callable", "{file}:velocity", "--data", "no-such-data", "-n", "10", "--out", "{out}"],
+         ""),
+        (["pairs", "--teacher-callable", "{file}:velocity", "--data", "moons", "--solver", "midpoint", "-n", "10",
+          "--out", "{out}"], "unknown solver"),
     ],
-    ids=["no-data", "no-colon", "missing-file", "not-callable", "missing-attr", "missing-module", "run-and-callable", "bad-kind", "bad-data",
-         "bad-solver"],
+    ids=["no-data", "no-colon", "missing-file", "not-callable", "missing-attr", "missing-module", "run-and-callable",
+         "bad-kind", "bad-data", "bad-solver"],
 )
 def test_cli_bad_input_is_a_one_line_error(argv, message, teacher_file, tmp_path, capsys):
     argv = [a.format(file=teacher_file, dir=tmp_path, out=tmp_path / "out") for a in argv]
@@ -295,8 +309,9 @@ def test_cli_teacher_raising_at_call_time_is_a_one_line_user_error(tmp_path, cap
 # ------------------------------------------------------------------ a student from callable pairs
 def test_lines_student_trains_from_callable_pairs(velocity_pairs, tmp_path, capsys):
     run_dir = tmp_path / "student"
-    argv = ["train", "--method", "lines", "--pairs", str(velocity_pairs), "--steps", "30", "--width", "32", "--depth", "2",
-            "--batch-size", "64", "--log-every", "10", "--ckpt-every", "30", "--progress", "false", "--out", str(run_dir)]
+    argv = ["train", "--method", "lines", "--pairs", str(velocity_pairs), "--steps", "30", "--width", "32", "--depth",
+            "2", "--batch-size", "64", "--log-every", "10", "--ckpt-every", "30", "--progress", "false",
+            "--out", str(run_dir)]
     assert main(argv) == 0, capsys.readouterr().err
     run = Run.load(run_dir, device="cpu")
     assert run.cfg.data == "moons" and run.cfg.init_from_teacher is False and not run.cfg.teacher
@@ -309,7 +324,8 @@ def test_lines_student_trains_from_callable_pairs(velocity_pairs, tmp_path, caps
     assert [r["nfe_requested"] for r in report["results"]] == [1, 2] and report["heldout_pairs"] == 30
 
 
-def test_callable_pairs_record_their_prior_and_refuse_a_student_of_another(velocity_pairs, teacher_file, tmp_path, capsys):
+def test_callable_pairs_record_their_prior_and_refuse_a_student_of_another(velocity_pairs, teacher_file, tmp_path,
+                                                                           capsys):
     """A callable's pairs record N(0, I) (or the --prior they were drawn from); a student of another prior exits 2."""
     assert PairData.open(velocity_pairs).manifest["prior"] == "N(0, I)"
     student = ["train", "--method", "lines", "--steps", "2", "--progress", "false", "--width", "16", "--depth", "2"]

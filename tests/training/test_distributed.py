@@ -13,10 +13,11 @@ from straightflow.run import Run
 
 def test_torchrun_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow", "train",
-           "--data", "moons", "--steps", "300", "--batch-size", "128", "--width", "64", "--depth", "2", "--device", "cpu",
-           "--out", str(out), "--progress", "false", "--log-every", "50", "--ckpt-every", "150",
-           "--tensorboard", "true", "--eval-every", "150", "--eval-nfe", "1,8", "--eval-n", "64"]  # monitoring: rank 0 alone checks
+    # monitoring: rank 0 alone checks
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow",
+           "train", "--data", "moons", "--steps", "300", "--batch-size", "128", "--width", "64", "--depth", "2",
+           "--device", "cpu", "--out", str(out), "--progress", "false", "--log-every", "50", "--ckpt-every", "150",
+           "--tensorboard", "true", "--eval-every", "150", "--eval-nfe", "1,8", "--eval-n", "64"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run written to") == 1  # only rank 0 reports and writes

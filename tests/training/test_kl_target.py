@@ -70,8 +70,9 @@ def test_budget_state_dict_continues_identically():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(target=0.0), "finite and > 0"), (dict(target=-1.0), "finite and > 0"), (dict(target=math.nan), "finite and > 0"),
-    (dict(target=math.inf), "finite and > 0"), (dict(target=0.1, beta=math.inf), "initial beta"),
+    (dict(target=0.0), "finite and > 0"), (dict(target=-1.0), "finite and > 0"),
+    (dict(target=math.nan), "finite and > 0"), (dict(target=math.inf), "finite and > 0"),
+    (dict(target=0.1, beta=math.inf), "initial beta"),
     (dict(target=0.1, beta=0.0), "initial beta"), (dict(target=0.1, lr=0.0), "kl_target_lr"),
 ])
 def test_budget_rejects_bad_settings(kw, match):
@@ -81,7 +82,8 @@ def test_budget_rejects_bad_settings(kw, match):
 
 # ------------------------------------------------------------------ config and CLI errors
 def test_config_parses_kl_target_and_beta_auto():
-    assert coerce("kl_target", "0.1") == 0.1 and coerce("kl_target", "none") is None and coerce("kl_target", None) is None
+    assert (coerce("kl_target", "0.1") == 0.1 and coerce("kl_target", "none") is None
+            and coerce("kl_target", None) is None)
     assert coerce("beta", "auto") == "auto" and coerce("beta", "inf") == math.inf and coerce("beta", "3") == 3.0
     assert TrainConfig().kl_target is None and TrainConfig().beta == 10.0
     assert resolve_config(None, {"method": "curvature", "beta": "auto"}).beta == "auto"
@@ -102,19 +104,22 @@ def test_config_parses_kl_target_and_beta_auto():
     ({"method": "curvature", "kl_target": "0.1", "kl_target_lr": "0"}, "kl_target_lr"),
     ({"method": "curvature", "beta": "auto", "beta_auto_price": "0.9"}, "beta_auto_price must be finite and >= 1"),
     ({"method": "curvature", "beta": "auto", "beta_auto_price": "nan"}, "beta_auto_price must be finite and >= 1"),
-    ({"method": "curvature", "beta": "auto", "beta_auto_draws": "1"}, "beta_auto_draws must be 0 \\(by the data\\) or >= 2"),
+    ({"method": "curvature", "beta": "auto", "beta_auto_draws": "1"},
+     "beta_auto_draws must be 0 \\(by the data\\) or >= 2"),
 ])
 def test_misconfigurations_are_one_line_errors(over, match, tmp_path, capsys):
     with pytest.raises(StraightflowError, match=match):
         resolve_config(None, over)
-    argv = ["train", "--out", str(tmp_path / "r"), "--steps", "1"] + [a for k, v in over.items() for a in ("--" + k.replace("_", "-"), v)]
+    argv = (["train", "--out", str(tmp_path / "r"), "--steps", "1"]
+            + [a for k, v in over.items() for a in ("--" + k.replace("_", "-"), v)])
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_sweep_refuses_a_kl_target_for_all_its_betas(tmp_path, capsys):
-    argv = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "1", "--out", str(tmp_path / "s"), "--kl-target", "0.1"]
+    argv = ["sweep", "--data", "moons", "--betas", "1,inf", "--steps", "1", "--out", str(tmp_path / "s"),
+            "--kl-target", "0.1"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "same KL target" in err and err.count("\n") == 1
@@ -142,7 +147,8 @@ def test_kl_target_resume_is_bit_identical(tmp_path):
     for name in ("model.safetensors", "ema.safetensors"):
         a, b = load_file(str(latest_checkpoint(full) / name)), load_file(str(latest_checkpoint(part) / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    assert load_train_state(latest_checkpoint(full))["kl_budget"] == load_train_state(latest_checkpoint(part))["kl_budget"]
+    assert (load_train_state(latest_checkpoint(full))["kl_budget"]
+            == load_train_state(latest_checkpoint(part))["kl_budget"])
     lines = lambda d: [json.loads(r) for r in (d / "stats.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["beta"] for r in lines(full)] == [r["beta"] for r in lines(part)]
 
@@ -150,10 +156,10 @@ def test_kl_target_resume_is_bit_identical(tmp_path):
 def test_kl_target_under_ddp_gives_every_rank_the_same_beta(tmp_path):
     """Two gloo ranks: the checkpoint's guard raises if the ranks' betas ever differ (their batch KLs do)."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow", "train",
-           "--data", "moons", "--method", "curvature", "--kl-target", "0.1", "--steps", "40", "--batch-size", "64",
-           "--width", "16", "--depth", "1", "--device", "cpu", "--out", str(out), "--progress", "false", "--log-every", "20",
-           "--ckpt-every", "20"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "straightflow",
+           "train", "--data", "moons", "--method", "curvature", "--kl-target", "0.1", "--steps", "40", "--batch-size",
+           "64", "--width", "16", "--depth", "1", "--device", "cpu", "--out", str(out), "--progress", "false",
+           "--log-every", "20", "--ckpt-every", "20"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_train_state(latest_checkpoint(out))["kl_budget"]["steps"] == 40
@@ -177,7 +183,8 @@ def test_auto_rule_picks_the_best_few_step_pilot_within_the_price():
     got = choose_target(_pilots(*ladder), price=1.25, hedge=0)
     assert got["kl_target"] == 0.02 and got["beta"] == 10.0
     # the best NFE 1 quality wins even when it is not the lowest admissible beta (and is never past a measured point)
-    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.2, 1.9), (10.0, 0.02, 0.22, 1.2), (3.0, 0.16, 0.25, 1.3)),
+    got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.002, 0.2, 1.9), (10.0, 0.02, 0.22, 1.2),
+                                (3.0, 0.16, 0.25, 1.3)),
                         hedge=0)
     assert got["kl_target"] == 0.02 and got["beta"] == 10.0
     # no NFE 1 quality recorded: the largest admissible KL, nothing to hedge by
@@ -214,9 +221,11 @@ def test_the_hedge_moves_k_toward_the_safer_pilot_until_it_gives_up_its_share_of
     assert got["hedge_fraction"] == 1 and got["kl_target"] == pytest.approx(0.02) and got["beta"] == pytest.approx(10.0)
     # toward the baseline (no KL to aim at): linear in KL, at most half way, beta raised as KL falls
     got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.21, 1.95), (10.0, 0.04, 0.5, 1.2)))
-    assert got["hedge_fraction"] == 0.5 and got["kl_target"] == pytest.approx(0.002) and got["beta"] == pytest.approx(60.0)
+    assert (got["hedge_fraction"] == 0.5 and got["kl_target"] == pytest.approx(0.002)
+            and got["beta"] == pytest.approx(60.0))
     got = choose_target(_pilots((math.inf, 0.0, 0.2, 2.0), (30.0, 0.004, 0.21, 1.5), (10.0, 0.04, 0.5, 1.2)))
-    assert got["hedge_fraction"] == pytest.approx(0.075 * 1.5 / 0.5) and got["kl_target"] == pytest.approx((1 - 0.225) * 0.004)
+    assert (got["hedge_fraction"] == pytest.approx(0.075 * 1.5 / 0.5)
+            and got["kl_target"] == pytest.approx((1 - 0.225) * 0.004))
 
 
 def test_the_price_carries_the_standard_error_of_its_paired_draws_and_admission_is_on_the_mean():
@@ -225,8 +234,10 @@ def test_the_price_carries_the_standard_error_of_its_paired_draws_and_admission_
     ratio, se = price_of(edge, base)
     per_draw = [1.3, 1.4, 0.46 / 0.3]
     mean = sum(per_draw) / 3
-    assert ratio == pytest.approx(1.45) and se == pytest.approx(math.sqrt(sum((r - mean) ** 2 for r in per_draw) / 2 / 3))
-    safe = {"beta": 10.0, "kl": 0.02, "quality": 0.22, "quality_nfe1": 1.6, "quality_draws": [0.11, 0.22, 0.33]}  # 1.1x, se 0
+    assert (ratio == pytest.approx(1.45)
+            and se == pytest.approx(math.sqrt(sum((r - mean) ** 2 for r in per_draw) / 2 / 3)))
+    # 1.1x, se 0
+    safe = {"beta": 10.0, "kl": 0.02, "quality": 0.22, "quality_nfe1": 1.6, "quality_draws": [0.11, 0.22, 0.33]}
     assert price_of(safe, base) == (pytest.approx(1.1), pytest.approx(0.0, abs=1e-12))
     # 1.45 is within 1.5 (its standard error, about 0.07, is reported, not added): beta 3 is the edge
     got = choose_target([base, safe, edge], hedge=0)
@@ -240,7 +251,8 @@ def test_a_pilot_within_two_standard_errors_of_the_price_is_flagged_near_the_lin
     assert NEAR_LINE_SE == 2.0
     rows = [{"beta": math.inf, "ratio": 1.0, "se": 0.0},
             {"beta": 10.0, "ratio": 1.1, "se": 0.05},    # 8 se under 1.5: settled
-            {"beta": 3.0, "ratio": 1.47, "se": 0.068},   # 0.44 se under (the 8gaussians edge rung's 20-draw price, docs/kl_target.md)
+            # 0.44 se under (the 8gaussians edge rung's 20-draw price, docs/kl_target.md)
+            {"beta": 3.0, "ratio": 1.47, "se": 0.068},
             {"beta": 1.0, "ratio": 1.59, "se": 0.05},    # 1.8 se over: near
             {"beta": 0.3, "ratio": 1.61, "se": 0.05},    # 2.2 se over: settled
             {"beta": 0.1, "ratio": 1.5, "se": 0.0},      # no standard error (one draw): nothing to judge it by
@@ -260,23 +272,27 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     monkeypatch.setattr(auto_beta, "PROBE_N", 400)  # the same rule on a smaller quality probe (seconds of CPU)
     monkeypatch.setattr(auto_beta, "VECTOR_DRAWS", 3)  # the by-data default (--beta-auto-draws 0), made cheap
     run_dir = tmp_path / "auto"
-    assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
-                 "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]) == 0
+    assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width",
+                 "16", "--depth", "1", "--batch-size", "128", "--out", str(run_dir), "--progress", "false"]) == 0
     record = json.loads((run_dir / "beta_auto.json").read_text())
     pilots = [{**p, "beta": float(p["beta"])} for p in record["pilots"]]
     assert record["pilot_steps"] == 150 and pilots[0]["beta"] == math.inf and len(pilots) >= 2
-    assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])  # walked down the ladder, stopped at the first failure
-    assert record["price"] == DEFAULT_PRICE and record["draws"] == 3 and all(len(p["quality_draws"]) == 3 for p in pilots)
+    # walked down the ladder, stopped at the first failure
+    assert [p["beta"] for p in pilots] == list(PILOT_BETAS[: len(pilots)])
+    assert (record["price"] == DEFAULT_PRICE and record["draws"] == 3
+            and all(len(p["quality_draws"]) == 3 for p in pilots))
     assert all(p["ratio"] <= DEFAULT_PRICE for p in pilots[:-1])
     assert pilots[-1]["ratio"] > DEFAULT_PRICE or len(pilots) == len(PILOT_BETAS)
     choice = choose_target(pilots, record["price"])
     assert record["near_line"] == [auto_beta.beta_label(p["beta"]) for p in near_line(pilots, record["price"])]
     cfg = Run.load(run_dir, device="cpu").cfg
-    assert cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"]) and cfg.beta != "auto"
+    assert (cfg.kl_target == pytest.approx(choice["kl_target"]) and cfg.beta == pytest.approx(choice["beta"])
+            and cfg.beta != "auto")
     assert (run_dir / "pilots" / "beta-inf" / "config.yaml").is_file()
     out = capsys.readouterr().out
     assert "--beta auto: kl_target" in out
-    assert ("priced within 2 standard errors" in out) == bool(record["near_line"])  # the log names what the record lists
+    # the log names what the record lists
+    assert ("priced within 2 standard errors" in out) == bool(record["near_line"])
     assert all(f"beta={b} (" in out.split("--beta auto: note:")[1] for b in record["near_line"])
     # the same command with --resume, or --resume alone, continues the finished run instead of failing on beta auto
     command = ["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
@@ -294,8 +310,9 @@ def test_beta_auto_runs_pilots_and_trains_at_the_rule_s_target(tmp_path, capsys,
     # the same pilots priced on another number of draws are refused, not silently mixed
     again = tmp_path / "again"
     shutil.copytree(run_dir / "pilots", again / "pilots")
-    assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150", "--width", "16",
-                 "--depth", "1", "--batch-size", "128", "--out", str(again), "--progress", "false", "--beta-auto-draws", "4"]) == 2
+    assert main(["train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--steps", "150",
+                 "--width", "16", "--depth", "1", "--batch-size", "128", "--out", str(again), "--progress", "false",
+                 "--beta-auto-draws", "4"]) == 2
     err = capsys.readouterr().err
     assert "priced on 3 draws, not the 4 of --beta-auto-draws" in err and err.count("\n") == 1, err
     assert (again / "pilots" / "beta-inf" / "config.yaml").is_file() and not (again / "beta_auto.json").exists()
@@ -356,11 +373,14 @@ def test_beta_auto_pilots_are_priced_on_rows_that_eval_never_reports_on(kind, tm
     for beta_dir in (run_dir / "pilots").iterdir():
         assert read_records(beta_dir / QUALITY_FILE)[-1]["split"] == "validation"
         source = Run.load(beta_dir, device="cpu").data.source("the training rows")
-        trained_on = _rows(source.denormalize(source.train.cpu()) if hasattr(source, "train") else source.train_images())
+        trained_on = _rows(source.denormalize(source.train.cpu())
+                           if hasattr(source, "train") else source.train_images())
         assert not trained_on & priced and not trained_on & held
-    assert run.cfg.validation_fraction == 0  # the run itself trains on all of its training split, validation rows included
+    # the run itself trains on all of its training split, validation rows included
+    assert run.cfg.validation_fraction == 0
     full = run.data.source("the training rows")
-    assert priced <= _rows(full.denormalize(full.train.cpu()))  # the rows compared are the same floats: the checks can fail
+    # the rows compared are the same floats: the checks can fail
+    assert priced <= _rows(full.denormalize(full.train.cpu()))
 
 
 def test_a_finished_pilot_priced_on_the_heldout_split_is_not_reused(tmp_path):

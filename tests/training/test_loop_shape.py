@@ -17,7 +17,8 @@ def _functions(path: Path):
 
 @pytest.mark.parametrize("path", sorted(TRAINING.glob("*.py")), ids=lambda p: p.name)
 def test_no_function_in_training_is_longer_than_a_screen(path):
-    long = [f"{fn.name}: {fn.end_lineno - fn.lineno + 1} lines" for fn in _functions(path) if fn.end_lineno - fn.lineno + 1 > MAX_LINES]
+    long = [f"{fn.name}: {fn.end_lineno - fn.lineno + 1} lines" for fn in _functions(path)
+            if fn.end_lineno - fn.lineno + 1 > MAX_LINES]
     assert not long, f"{path.name}: split these into named sections: {long}"
 
 
@@ -25,7 +26,8 @@ def test_the_trainer_has_no_nested_functions_and_many_arguments_are_keyword_only
     path = TRAINING / "trainer.py"
     nested, positional = [], []
     for fn in _functions(path):
-        nested += [f"{fn.name}.{inner.name}" for inner in ast.walk(fn) if inner is not fn and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        nested += [f"{fn.name}.{inner.name}" for inner in ast.walk(fn)
+                   if inner is not fn and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef))]
         args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args) if a.arg not in ("self", "cls")]
         if len(args) + len(fn.args.kwonlyargs) > 5 and len(args) > 5:
             positional.append(fn.name)

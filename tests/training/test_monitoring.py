@@ -59,7 +59,8 @@ def test_tensorboard_holds_the_stats_the_quality_and_the_samples(curvature_runs)
     for tag in ("train/loss", "train/lr", "train/steps_per_sec", "train/kl", "train/flow_loss", "train/z_norm"):
         assert steps(acc, tag) == [10, 20, 30, 40], tag
     stats = [json.loads(r) for r in (run / "stats.jsonl").read_text().splitlines()]
-    assert [e.value for e in acc.Scalars("train/kl")] == pytest.approx([s["kl"] for s in stats], rel=1e-6)  # float32 in the event file
+    # float32 in the event file
+    assert [e.value for e in acc.Scalars("train/kl")] == pytest.approx([s["kl"] for s in stats], rel=1e-6)
     for tag in ("quality/w2_nfe1", "quality/w2_nfe4", "quality/energy_nfe1", "quality/w2_floor"):
         assert steps(acc, tag) == [20, 40], tag
     assert sorted(tags["images"]) == ["samples/nfe1", "samples/nfe4"]
@@ -101,16 +102,18 @@ def test_a_probe_of_several_draws_scores_the_mean_of_evals_at_successive_seeds(c
         QualityProbe(run.data, [1], n=16, draws=0)
 
 
-def test_a_conditional_runs_checks_sample_the_classes_as_often_as_the_data_holds_them(tmp_path, quick_overrides, unbalanced_points):
+def test_a_conditional_runs_checks_sample_the_classes_as_often_as_the_data_holds_them(tmp_path, quick_overrides,
+                                                                                      unbalanced_points):
     """Classes 80/20: the checks' samples are 80/20 too (not alternating), and score exactly as `eval` does."""
     path = unbalanced_points
-    run_dir = Path(train(data=str(path), label_column="kind", conditional=True, steps=40, eval_every=40, eval_nfe="1,4", eval_n=100,
-                         out=str(tmp_path / "run"), **quick_overrides))
+    run_dir = Path(train(data=str(path), label_column="kind", conditional=True, steps=40, eval_every=40, eval_nfe="1,4",
+                         eval_n=100, out=str(tmp_path / "run"), **quick_overrides))
     run = Run.load(run_dir)
     probs = run.data.class_probs()
     probe = QualityProbe(run.data, [1], n=100, prior=run.prior, num_classes=2)
     n = probe.n  # the held-out split's size where that is smaller than n
-    assert torch.bincount(probe.labels, minlength=2).tolist() == [round(n * float(probs[0])), n - round(n * float(probs[0]))]
+    assert torch.bincount(probe.labels, minlength=2).tolist() == [round(n * float(probs[0])),
+                                                                  n - round(n * float(probs[0]))]
     assert 0.7 < float(probs[0]) < 0.9
     last = quality_lines(run_dir)[-1]
     report = evaluate(run, [1, 4], n=100)
@@ -157,8 +160,8 @@ def test_image_runs_log_sample_grids_and_their_frechet_distance(tmp_path):
     images[torch.arange(300), 0, torch.arange(300) % 8] = 1.0
     np.save(tmp_path / "bars.npy", images.numpy())
     run = tmp_path / "bars"
-    train(out=str(run), data=str(tmp_path / "bars.npy"), steps=10, channels=8, batch_size=32, log_every=5, ckpt_every=10,
-          progress=False, tensorboard=True, eval_every=10, eval_nfe="1", eval_n=64)
+    train(out=str(run), data=str(tmp_path / "bars.npy"), steps=10, channels=8, batch_size=32, log_every=5,
+          ckpt_every=10, progress=False, tensorboard=True, eval_every=10, eval_nfe="1", eval_n=64)
     acc = events(run)
     assert steps(acc, "samples/nfe1", "Images") == [10] and steps(acc, "quality/fd_nfe1") == [10]
     q = quality_lines(run)[-1]
@@ -180,15 +183,18 @@ def test_missing_tensorboard_is_a_one_line_error_naming_the_extra(tmp_path, quic
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if the package were not installed
     with pytest.raises(StraightflowError, match=r"pip install 'straightflow\[tensorboard\]'"):
         train(out=str(tmp_path / "r"), data="moons", steps=10, tensorboard=True, **quick_overrides)
-    assert main(["train", "--data", "moons", "--steps", "10", "--tensorboard", "--progress", "false", "--out", str(tmp_path / "c")]) == 2
+    assert main(["train", "--data", "moons", "--steps", "10", "--tensorboard", "--progress", "false",
+                 "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "straightflow[tensorboard]" in err[0]
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("bad, message", [(dict(eval_nfe="1,0"), "eval_nfe must be comma-separated positive integers"),
-                                          (dict(eval_nfe="a"), "eval_nfe must be"), (dict(eval_every=-1), "eval_every must be >= 0"),
-                                          (dict(eval_n=1), "eval_n must be >= 2"), (dict(eval_draws=0), "eval_draws must be >= 1")])
+                                          (dict(eval_nfe="a"), "eval_nfe must be"),
+                                          (dict(eval_every=-1), "eval_every must be >= 0"),
+                                          (dict(eval_n=1), "eval_n must be >= 2"),
+                                          (dict(eval_draws=0), "eval_draws must be >= 1")])
 def test_bad_monitoring_settings_are_one_line_errors(tmp_path, bad, message):
     with pytest.raises(StraightflowError, match=message):
         train(out=str(tmp_path / "r"), data="moons", steps=10, **bad)
@@ -219,10 +225,12 @@ def test_plot_loss_on_one_line_and_on_a_resumed_runs_stats(tmp_path):
     (one / "stats.jsonl").write_text(json.dumps({"step": 5, "loss": 1.5, "lr": 1e-3, "steps_per_sec": 9.0}) + "\n")
     res = plot_loss(one, tmp_path / "one.png")
     assert res.series["loss"] == ([5], [1.5]) and res.panels == ["loss", "lr", "steps_per_sec"]
-    # a resumed run whose old lines were never truncated (and a half-written last line): each step once, the later line wins
+    # a resumed run whose old lines were never truncated (and a half-written last line): each step once,
+    # the later line wins
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    rows = [{"step": s, "loss": float(s), "lr": 0.1} for s in (10, 20, 30)] + [{"step": s, "loss": -float(s), "lr": 0.1} for s in (20, 30, 40)]
+    rows = ([{"step": s, "loss": float(s), "lr": 0.1} for s in (10, 20, 30)]
+            + [{"step": s, "loss": -float(s), "lr": 0.1} for s in (20, 30, 40)])
     (resumed / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 50, "lo')
     res = plot_loss(resumed, tmp_path / "resumed.png")
     assert res.series["loss"] == ([10, 20, 30, 40], [10.0, -20.0, -30.0, -40.0])
@@ -238,5 +246,6 @@ def test_plot_loss_errors_are_one_line(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "missing"), "--kind", "loss", "--out", str(tmp_path / "x.png")]) == 2
     assert main(["plot", str(empty), "--kind", "loss", "--nfe", "4", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "has no training stats" in err[0] and "is not a run directory" in err[1] and "--nfe does not apply" in err[2]
+    assert (len(err) == 3 and "has no training stats" in err[0] and "is not a run directory" in err[1]
+            and "--nfe does not apply" in err[2])
     assert not (tmp_path / "x.png").exists()

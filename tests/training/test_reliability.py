@@ -18,12 +18,14 @@ from straightflow.training import train
 
 
 def _cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "straightflow", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "straightflow", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_a_second_writer_of_a_run_gets_a_one_line_error_and_the_stats_stay_ordered(tmp_path):
     run = tmp_path / "R"
-    train(data="moons", width=64, depth=2, steps=100, out=str(run), seed=3, log_every=100, ckpt_every=100, progress=False)
+    train(data="moons", width=64, depth=2, steps=100, out=str(run), seed=3, log_every=100, ckpt_every=100,
+          progress=False)
     argv = ["train", "--data", "moons", "--width", "64", "--depth", "2", "--out", run, "--seed", "3", "--resume",
             "--steps", "30000", "--ckpt-every", "1000", "--log-every", "100", "--progress", "false"]
     first = _cli(*argv)
@@ -75,17 +77,20 @@ def test_flags_are_not_matched_by_prefix(tmp_path, capsys):
 
 
 def test_a_diverged_run_stops_at_once_and_never_scores(tmp_path):
-    """The reproduction: lr 1e15 used to checkpoint NaN weights, prune the good ones and score W2 = 0.0 with bare NaN in --json."""
+    """The reproduction: lr 1e15 used to checkpoint NaN weights, prune the good ones and score W2 = 0.0 with bare NaN in
+    --json."""
     run = tmp_path / "R"
-    proc = subprocess.run([sys.executable, "-m", "straightflow", "train", "--data", "moons", "--lr", "1e15", "--steps", "200", "--width", "32",
-                           "--depth", "2", "--ckpt-every", "10", "--keep-checkpoints", "3", "--out", str(run), "--progress", "false"],
+    proc = subprocess.run([sys.executable, "-m", "straightflow", "train", "--data", "moons", "--lr", "1e15", "--steps",
+                           "200", "--width", "32", "--depth", "2", "--ckpt-every", "10", "--keep-checkpoints", "3",
+                           "--out", str(run), "--progress", "false"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "training diverged at step" in proc.stderr, proc.stderr
     for ckpt in (run / "checkpoints").glob("step-*"):  # whatever was kept is finite
         from safetensors.torch import load_file
 
         assert all(torch.isfinite(v).all() for v in load_file(str(ckpt / "ema.safetensors")).values())
-    ev = subprocess.run([sys.executable, "-m", "straightflow", "eval", str(run), "-n", "200", "--nfe", "1", "--json"], capture_output=True, text=True)
+    ev = subprocess.run([sys.executable, "-m", "straightflow", "eval", str(run), "-n", "200", "--nfe", "1", "--json"],
+                        capture_output=True, text=True)
     assert ev.returncode == 2 and ev.stdout == "" and len(ev.stderr.strip().splitlines()) == 1, (ev.stdout, ev.stderr)
 
 
@@ -147,7 +152,8 @@ def test_non_finite_weights_or_samples_are_errors_not_scores(tmp_path):
     (["eval", "{run}", "-n", "1"], "-n must be >= 2"),
     (["eval", "{run}", "--reference", "{one_row}", "-n", "10"], "needs at least 2"),
     (["train", "--data", "moons", "--weight-decay", "-1", "--out", "{new}"], "weight_decay must be >= 0"),
-    (["train", "--data", "moons", "--method", "ot", "--sinkhorn-reg", "0", "--out", "{new}"], "sinkhorn_reg must be > 0"),
+    (["train", "--data", "moons", "--method", "ot", "--sinkhorn-reg", "0", "--out", "{new}"],
+     "sinkhorn_reg must be > 0"),
     (["train", "--data", "moons", "--dropout", "1.5", "--out", "{new}"], "dropout must be in [0, 1)"),
     (["plot", "{run}", "--out", "{txt}"], "use a .png file name"),
     (["train", "--data", "{csv}", "--out", "{new}"], "row 3 column 1 holds text 'x'"),
@@ -159,7 +165,8 @@ def test_bad_values_are_one_line_errors_not_internal_errors(argv, message, tmp_p
     train(data="moons", width=16, depth=1, steps=4, out=str(run), log_every=2, ckpt_every=4, progress=False)
     np.save(tmp_path / "one.npy", np.zeros((1, 2), dtype=np.float32))
     (tmp_path / "t.csv").write_text("a,b\n1,2\nx,3\n" + "".join(f"{i},{i}\n" for i in range(20)))
-    names = {"run": run, "one_row": tmp_path / "one.npy", "new": tmp_path / "new", "txt": tmp_path / "p.txt", "csv": tmp_path / "t.csv"}
+    names = {"run": run, "one_row": tmp_path / "one.npy", "new": tmp_path / "new", "txt": tmp_path / "p.txt",
+             "csv": tmp_path / "t.csv"}
     capsys.readouterr()
     assert main([a.format(**names) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -183,7 +190,8 @@ def test_eval_with_a_reference_has_a_floor_and_says_where_it_came_from(tiny_run)
     ref = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
     report = evaluate(run, [1], n=100, reference=ref)
     assert report["floor_source"] == "run data vs --reference" and report["n_floor"] == 100
-    own, _ = run.data.floor_reference(100, 0)  # n points of the run's data, scored against the reference as the samples are
+    # n points of the run's data, scored against the reference as the samples are
+    own, _ = run.data.floor_reference(100, 0)
     assert report["w2_floor"] == pytest.approx(wasserstein2(own, ref), rel=1e-12)
     assert report["energy_floor"] == pytest.approx(energy_distance(own, ref), rel=1e-12)
     assert "two-sample floor (run data vs --reference): w2 " in format_table(report)
@@ -213,7 +221,8 @@ def test_pair_runs_report_the_flow_loss_of_their_own_heldout_pairs(tmp_path, mon
     z = torch.randn(600, 2, generator=g)
     x = z @ torch.tensor([[1.2, 0.5], [-0.3, 0.7]]).T + torch.tensor([0.4, -0.6])  # a known map, not moons
     folder = write_pair_folder(tmp_path / "p", z, x, teacher_config={"data": "moons"}, heldout=100)
-    run_dir = train(method="reflow", pairs=str(folder), steps=4, width=16, depth=1, out=str(tmp_path / "r"), log_every=2, ckpt_every=4, progress=False)
+    run_dir = train(method="reflow", pairs=str(folder), steps=4, width=16, depth=1, out=str(tmp_path / "r"),
+                    log_every=2, ckpt_every=4, progress=False)
     loads = []
     for mod in (data_mod, run_mod):  # every way a command loads a data source
         monkeypatch.setattr(mod, "load_data", lambda *a, _real=mod.load_data, **k: loads.append(a[0]) or _real(*a, **k))
@@ -239,10 +248,10 @@ def test_conditional_pair_runs_use_the_labels_of_their_heldout_pairs(tmp_path):
 
     data = load_data("moons")
     folder = tmp_path / "p"
-    generate_pairs(SamplerTeacher(lambda z, y: z + 3.0 * y[:, None].float()), 400, folder, (2,), heldout=60, progress=False,
-                   manifest={"teacher_config": {"data": "moons"}}, class_names=data.class_names)
-    run_dir = train(method="reflow", pairs=str(folder), conditional=True, steps=4, width=16, depth=1, out=str(tmp_path / "r"),
-                    log_every=2, ckpt_every=4, progress=False)
+    generate_pairs(SamplerTeacher(lambda z, y: z + 3.0 * y[:, None].float()), 400, folder, (2,), heldout=60,
+                   progress=False, manifest={"teacher_config": {"data": "moons"}}, class_names=data.class_names)
+    run_dir = train(method="reflow", pairs=str(folder), conditional=True, steps=4, width=16, depth=1,
+                    out=str(tmp_path / "r"), log_every=2, ckpt_every=4, progress=False)
     run = Run.load(run_dir)
     report = evaluate(run, [1], n=50)
     pairs = PairData.open(folder)
@@ -258,15 +267,16 @@ def test_heun_rows_at_even_nfe_are_labelled_in_every_table(tiny_run):
     from straightflow.solvers import HEUN_EVEN_NOTE
 
     run = Run.load(tiny_run)
-    assert run.sample(10, nfe=4, solver="heun").note == HEUN_EVEN_NOTE and run.sample(10, nfe=3, solver="heun").note is None
+    assert (run.sample(10, nfe=4, solver="heun").note == HEUN_EVEN_NOTE
+            and run.sample(10, nfe=3, solver="heun").note is None)
     report = evaluate(run, [1, 2, 4, 8], solver="heun", n=50)  # eval's default NFE list keeps working
     assert [r.get("note") for r in report["results"]] == [None, HEUN_EVEN_NOTE, HEUN_EVEN_NOTE, HEUN_EVEN_NOTE]
     table = format_table(report).splitlines()
     rows = [line for line in table if line.strip().startswith("heun")]
     assert [line.endswith("*") for line in rows] == [False, True, True, True]
     assert f"* {HEUN_EVEN_NOTE}" in table
-    sweep = {"quality_metric": "w2", "nfe": [1, 2, 4, 8], "data": "moons", "steps": 4, "batch_size": 64, "solver": "heun", "n": 50,
-             "runs": [{"beta": 1.0, "method": "curvature", "report": report}]}
+    sweep = {"quality_metric": "w2", "nfe": [1, 2, 4, 8], "data": "moons", "steps": 4, "batch_size": 64,
+             "solver": "heun", "n": 50, "runs": [{"beta": 1.0, "method": "curvature", "report": report}]}
     md = format_sweep_table(sweep)
     assert "| w2 NFE 1 | w2 NFE 2 * |" in md and md.endswith(f"* {HEUN_EVEN_NOTE}")
 
@@ -281,7 +291,8 @@ def test_eval_reports_w2_notes_in_its_rows_and_tables(tiny_run, monkeypatch):
     assert [r["w2_note"] for r in report["results"]] == [note, note] and report["w2_floor_note"] == note
     table = format_table(report)
     assert "w2_note" not in table.splitlines()[2]  # a footnote, not a column
-    assert all(line.endswith("*") for line in table.splitlines()[3:5]) and f"* {note}" in table and f"note: {note}" in table
+    assert (all(line.endswith("*") for line in table.splitlines()[3:5]) and f"* {note}" in table
+            and f"note: {note}" in table)
 
 
 def _tiny_state(value: float):
@@ -395,7 +406,8 @@ def _labelled_pairs(folder, n=300, shard_size=128):
     settings = {"format": pairs_mod.FORMAT_VERSION, "teacher": "", "solver": "", "nfe": 0, "seed": 0, "shape": [2],
                 "classes": ["upper", "lower"]}
     folder.mkdir()
-    shards = [pairs_mod.write_shard(folder, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, 0, y[s : s + shard_size])
+    shards = [pairs_mod.write_shard(folder, i, s, z[s : s + shard_size], x[s : s + shard_size], settings, 0,
+                                    y[s : s + shard_size])
               for i, s in enumerate(range(0, n, shard_size))]
     pairs_mod.atomic_write(folder / pairs_mod.SETTINGS, json.dumps(settings).encode())
     pairs_mod.write_manifest(folder, settings, shards, 20, shard_size, {"teacher_config": {"data": "moons"}})
@@ -423,12 +435,13 @@ def test_a_pairs_shard_overwritten_with_the_same_size_is_refused_before_training
     size = path.stat().st_size
     np.save(path, arr)
     assert path.stat().st_size == size
-    with pytest.raises(StraightflowError, match=rf"pairs shard {path} is corrupt .*rerun the same `straightflow pairs` command"):
+    with pytest.raises(StraightflowError,
+                       match=rf"pairs shard {path} is corrupt .*rerun the same `straightflow pairs` command"):
         PairData.open(folder, labels=True)
     capsys.readouterr()
     run = tmp_path / "student"
-    assert main(["train", "--method", "reflow", "--pairs", str(folder), "--conditional", "true", "--steps", "5", "--width", "16",
-                 "--depth", "1", "--out", str(run), "--progress", "false"]) == 2
+    assert main(["train", "--method", "reflow", "--pairs", str(folder), "--conditional", "true", "--steps", "5",
+                 "--width", "16", "--depth", "1", "--out", str(run), "--progress", "false"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and victim in err[0] and "rerun the same `straightflow pairs` command" in err[0], err
     assert latest_checkpoint(run) is None
@@ -459,7 +472,8 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path,
 
 
 class _Ranks:
-    """A DistContext stand-in: rank ``rank`` of ``world`` on ``device``; a gather takes the other ranks' objects from ``others``."""
+    """A DistContext stand-in: rank ``rank`` of ``world`` on ``device``; a gather takes the other ranks' objects from
+    ``others``."""
 
     def __init__(self, device, rank=0, world=1, others=()):
         self.device, self.rank, self.world_size, self.others = torch.device(device), rank, world, iter(others)
@@ -474,8 +488,10 @@ def test_checkpoints_hold_and_restore_each_ranks_cuda_rng_state(tmp_path, monkey
 
     device_states = {0: torch.arange(16, dtype=torch.uint8), 1: torch.arange(16, 32, dtype=torch.uint8)}
     restored = []
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": device_states[torch.device(device).index].clone())
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((torch.device(device), state.clone())))
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device="cuda": device_states[torch.device(device).index].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device="cuda": restored.append((torch.device(device), state.clone())))
     gen = torch.Generator().manual_seed(5)
     # rank 1 of 2 on cuda:1; rank 0's generator, CPU and CUDA states arrive through the gathers
     ctx = _Ranks("cuda:1", rank=1, world=2, others=[gen.get_state(), torch.get_rng_state(), device_states[0]])
@@ -484,7 +500,8 @@ def test_checkpoints_hold_and_restore_each_ranks_cuda_rng_state(tmp_path, monkey
     torch.save({"step": 3, **states}, tmp_path / "state.pt")
     loaded = torch.load(tmp_path / "state.pt", weights_only=True)  # plain tensors and lists only
     assert restore_rng_states(loaded, ctx, torch.Generator()) is None
-    assert len(restored) == 1 and restored[0][0] == torch.device("cuda:1") and torch.equal(restored[0][1], device_states[1])
+    assert (len(restored) == 1 and restored[0][0] == torch.device("cuda:1")
+            and torch.equal(restored[0][1], device_states[1]))
     # a checkpoint without CUDA state (written on the CPU, or by an older version) resumes with a warning
     del loaded["cuda_rng"]
     assert "no CUDA random state" in restore_rng_states(loaded, ctx, torch.Generator())
@@ -522,13 +539,14 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_continues_exactly(sig,
     assert proc.returncode == status, err
     assert "Traceback" not in err and latest_checkpoint(run) is not None, err
     line = err.strip().splitlines()[-1]
-    match = re.fullmatch(r"straightflow: interrupted at step (\d+); checkpoint (step-\d{6}) written; continue with: straightflow train --out (\S+) --resume", line)
+    match = re.fullmatch(r"straightflow: interrupted at step (\d+); checkpoint (step-\d{6}) written; continue with: "
+                         r"straightflow train --out (\S+) --resume", line)
     assert match and match.group(3) == str(run), line
     n = int(match.group(1))
     assert match.group(2) == f"step-{n:06d}" and [p.name for p in list_checkpoints(run)] == [match.group(2)]
     assert load_train_state(latest_checkpoint(run))["step"] == n
-    resumed = subprocess.run([sys.executable, "-m", "straightflow", "train", "--out", str(run), "--resume", "--steps", str(n + 20),
-                              "--progress", "false"], capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-m", "straightflow", "train", "--out", str(run), "--resume",
+                              "--steps", str(n + 20), "--progress", "false"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert [p.name for p in list_checkpoints(run)] == [f"step-{n:06d}", f"step-{n + 20:06d}"]
     steps = [json.loads(row)["step"] for row in (run / "stats.jsonl").read_text().splitlines()]
@@ -564,13 +582,15 @@ def test_train_raises_training_interrupted_and_restores_the_signal_handlers(tmp_
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     run = tmp_path / "r"
     with pytest.raises(TrainingInterrupted) as info:
-        train(data="moons", steps=50, out=str(run), velocity_net=_SignalAt(7, signal.SIGTERM), batch_size=16, ckpt_every=20, progress=False)
+        train(data="moons", steps=50, out=str(run), velocity_net=_SignalAt(7, signal.SIGTERM), batch_size=16,
+              ckpt_every=20, progress=False)
     assert isinstance(info.value, KeyboardInterrupt) and info.value.exit_status == 143 and info.value.step == 7
     assert info.value.checkpoint == latest_checkpoint(run) and latest_checkpoint(run).name == "step-000007"
     assert {s: signal.getsignal(s) for s in before} == before
     # outside the main thread no handler is installed (Python allows none there), and training still works
     errors = []
-    worker = threading.Thread(target=lambda: _catch(errors, lambda: train(data="moons", steps=4, out=str(tmp_path / "t"), width=16, depth=1,
+    worker = threading.Thread(target=lambda: _catch(errors, lambda: train(data="moons", steps=4,
+                                                                          out=str(tmp_path / "t"), width=16, depth=1,
                                                                           ckpt_every=4, log_every=2, progress=False)))
     worker.start()
     worker.join()

@@ -43,7 +43,8 @@ def test_run_directory_layout_and_keep(tmp_path, quick_overrides):
     ckpt = latest_checkpoint(run)
     assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "state.pt", "meta.json"}
     lines = [json.loads(row) for row in (run / "stats.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in lines] == [10, 20, 30, 40, 50] and all("loss" in r and "steps_per_sec" in r for r in lines)
+    assert [r["step"] for r in lines] == [10, 20, 30, 40, 50] and all("loss" in r and "steps_per_sec" in r
+                                                                      for r in lines)
 
 
 def test_existing_run_is_never_overwritten(tmp_path, quick_overrides):
@@ -161,7 +162,8 @@ def test_train_accepts_a_users_own_velocity_module_with_resume_and_loading(tmp_p
 
 def test_curvature_method_wraps_a_users_own_encoder(tmp_path, quick_overrides):
     run_dir = tmp_path / "cur"
-    train(data="moons", method="curvature", beta=1.0, steps=20, out=str(run_dir), velocity_net=_OwnVelocity(), encoder_net=_OwnEncoder(), **quick_overrides)
+    train(data="moons", method="curvature", beta=1.0, steps=20, out=str(run_dir), velocity_net=_OwnVelocity(),
+          encoder_net=_OwnEncoder(), **quick_overrides)
     state = load_file(str(latest_checkpoint(run_dir) / "ema.safetensors"))
     assert any(k.startswith("coupling.encoder.out.") for k in state)
     assert "encoder: custom" in (run_dir / "config.yaml").read_text()
@@ -187,5 +189,6 @@ def test_minibatch_ot_rejects_an_unknown_solver(tmp_path):
 
 def test_the_encoder_config_field_still_reaches_the_config_through_train(tmp_path, quick_overrides):
     """``encoder="same"`` is the config field (an encoder size), not a module (regression: it was taken for one)."""
-    run_dir = train(data="moons", method="curvature", beta=1.0, encoder="same", steps=2, out=str(tmp_path / "r"), **quick_overrides)
+    run_dir = train(data="moons", method="curvature", beta=1.0, encoder="same", steps=2, out=str(tmp_path / "r"),
+                    **quick_overrides)
     assert "encoder: same" in (run_dir / "config.yaml").read_text()

@@ -36,14 +36,16 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_config_flags(p, exclude: set[str] = frozenset()) -> None:
-    """One ``--field-name`` flag per TrainConfig field (not in ``exclude``); unset flags are absent from the namespace."""
+    """One ``--field-name`` flag per TrainConfig field (not in ``exclude``); unset flags are absent from the
+    namespace."""
     for f in fields(TrainConfig):
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         if isinstance(f.default, bool):
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL", help=f"{help_text} (default {f.default})")
+            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, nargs="?", const="true", metavar="BOOL",
+                           help=f"{help_text} (default {f.default})")
         else:
             p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=f"{help_text} (default {f.default!r})")
 
@@ -134,7 +136,8 @@ def _add_class_flags(p) -> None:
     p.add_argument("--class", dest="classes", default=None, metavar="C|all",
                    help="conditional runs: a class name or index, or all (sample i gets class i mod K; default all)")
     p.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="conditional runs: guidance weight w (0 = unconditional: no labels written, 1 = conditional, > 1 guided; costs 2 network "
+                   help="conditional runs: guidance weight w (0 = unconditional: no labels written, 1 = conditional, "
+                        "> 1 guided; costs 2 network "
                         "evaluations per step; default: an export's recommended weight, else 1)")
 
 
@@ -142,4 +145,5 @@ def _nfe_text(res) -> str:
     """'NFE k', plus the network evaluations when guidance doubles them."""
     if res.guidance is None or res.network_evals == res.nfe:
         return f"NFE {res.nfe}" + (f", guidance {res.guidance:g}" if res.guidance is not None else "")
-    return f"NFE {res.nfe}, guidance {res.guidance:g}: {res.network_evals} network evaluations per sample in {res.network_calls} calls of {res.call_rows} rows"
+    return (f"NFE {res.nfe}, guidance {res.guidance:g}: {res.network_evals} network evaluations per sample in "
+            f"{res.network_calls} calls of {res.call_rows} rows")

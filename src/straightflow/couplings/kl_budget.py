@@ -73,9 +73,11 @@ class KLBudget:
         self.target = check_target(target)
         beta, lr, ema = float(beta), float(lr), float(ema)
         if not (math.isfinite(beta_min) and math.isfinite(beta_max) and 0 < beta_min < beta_max):
-            raise StraightflowError(f"the beta range must be 0 < beta_min < beta_max < inf, got [{beta_min}, {beta_max}]")
+            raise StraightflowError(f"the beta range must be 0 < beta_min < beta_max < inf, got [{beta_min}, "
+                                    f"{beta_max}]")
         if not (math.isfinite(beta) and beta_min <= beta <= beta_max):
-            raise StraightflowError(f"the initial beta of a KL budget must be in [{beta_min:g}, {beta_max:g}], got {beta}")
+            raise StraightflowError(f"the initial beta of a KL budget must be in [{beta_min:g}, {beta_max:g}], "
+                                    f"got {beta}")
         if not (math.isfinite(lr) and lr > 0):
             raise StraightflowError(f"kl_target_lr must be finite and > 0, got {lr}")
         if not (0 <= ema < 1):

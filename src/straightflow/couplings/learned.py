@@ -84,12 +84,14 @@ class LearnedGaussianCoupling(Coupling):
         std = self.prior.std
         return None if std is None else std.to(like.device, like.dtype)
 
-    def _standardised_moments(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _standardised_moments(self, x: torch.Tensor,
+                              y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu', logvar') of q in the prior's standardised units; x is normalised data, y its labels (conditional)."""
         t = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)  # time-independent: t = 1
         h = call_velocity(self.encoder, x, t, y)
         if h.dim() != x.dim() or h.shape[1] != 2 * x.shape[1] or h.shape[2:] != x.shape[2:]:
-            raise StraightflowError(f"encoder output {tuple(h.shape)} is not data shape {tuple(x.shape)} with doubled channels")
+            raise StraightflowError(f"encoder output {tuple(h.shape)} is not data shape {tuple(x.shape)} with "
+                                    "doubled channels")
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
 
@@ -106,7 +108,8 @@ class LearnedGaussianCoupling(Coupling):
             mu, logvar = mu * std, logvar + 2 * std.log()
         return mu, logvar
 
-    def sample_z(self, x: torch.Tensor, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_z(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reparameterised z ~ q_phi(z|x); returns (z, per-sample KL per dim, eps scaled to the prior).
 
         ``eps`` is drawn exactly as :class:`IndependentCoupling` draws z, so at the

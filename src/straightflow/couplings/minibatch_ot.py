@@ -49,7 +49,8 @@ EMD_NUM_ITERMAX = 1_000_000
 SINKHORN_NUM_ITERMAX = 5000
 
 
-def ot_plan(x: torch.Tensor, z: torch.Tensor, solver: str = "exact", reg: float = 0.05, notes: list[str] | None = None) -> np.ndarray:
+def ot_plan(x: torch.Tensor, z: torch.Tensor, solver: str = "exact", reg: float = 0.05,
+            notes: list[str] | None = None) -> np.ndarray:
     """The OT plan between the rows of ``x`` and ``z`` for the squared Euclidean cost (POT).
 
     POT's warnings (the iteration limit reached before convergence) are appended to ``notes``
@@ -93,7 +94,8 @@ class MinibatchOTCoupling(Coupling):
             return torch.from_numpy(plan.argmax(axis=1))
         rows = torch.from_numpy(plan).float()
         rows = rows / rows.sum(dim=1, keepdim=True).clamp_min(1e-30)
-        cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item()))
+        cpu_gen = torch.Generator().manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item()))
         return torch.multinomial(rows, 1, generator=cpu_gen).squeeze(1)
 
     def _pairing(self, x: torch.Tensor, z: torch.Tensor, generator, y=None) -> tuple[torch.Tensor, int, int]:
@@ -114,7 +116,8 @@ class MinibatchOTCoupling(Coupling):
                     solves, unconverged = solves + 1, unconverged + int(bool(notes))
         return j, solves, unconverged
 
-    def _global_pairing(self, x: torch.Tensor, z: torch.Tensor, generator, y=None) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    def _global_pairing(self, x: torch.Tensor, z: torch.Tensor, generator,
+                        y=None) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         """(j, z_global, solves, unconverged): this rank's rows of one plan over every rank's batch;
         row i of x is paired with z_global[j[i]]. A collective: every rank calls it at the same step."""
         # x is data and z noise: neither carries a gradient here, so gathering detached copies loses nothing
@@ -139,7 +142,8 @@ class MinibatchOTCoupling(Coupling):
             raise error
         ok, solves, unconverged = message[:3].tolist()
         if not ok:
-            raise StraightflowError("minibatch OT over the global batch failed on rank 0 (its error is in rank 0's output)")
+            raise StraightflowError("minibatch OT over the global batch failed on rank 0 (its error is in rank "
+                                    "0's output)")
         n = x.shape[0]
         start = process_group_rank() * n
         return message[3 + start : 3 + start + n], zg, solves, unconverged

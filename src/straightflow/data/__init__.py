@@ -62,13 +62,16 @@ def load_data(spec: str, options=None, require_labels: bool = False, dataset=Non
             raise StraightflowError(f"both data={spec!r} and dataset= given: pass one of them")
         return _carve_validation(dataset_source(dataset, options, require_labels), options)
     if spec == CUSTOM_DATA:
-        raise StraightflowError("data 'custom' is a user's own Dataset: pass it again as dataset= (for a folder named custom, write ./custom)")
+        raise StraightflowError("data 'custom' is a user's own Dataset: pass it again as dataset= (for a folder named "
+                                "custom, write ./custom)")
     source = _resolve(spec, options, require_labels)
     if options.label_column and not isinstance(source, PointCloud):
-        raise StraightflowError(f"label_column applies to point-cloud files (.csv/.npy); {spec} is {source.kind} data with its own labels, if any")
+        raise StraightflowError(f"label_column applies to point-cloud files (.csv/.npy); {spec} is {source.kind} data "
+                                "with its own labels, if any")
     if require_labels and not source.num_classes:
         if isinstance(source, PointCloud):
-            raise StraightflowError(f"{source.name} has no class labels: name the column that holds them with label_column (a 0-based index or a CSV header name)")
+            raise StraightflowError(f"{source.name} has no class labels: name the column that holds them with "
+                                    "label_column (a 0-based index or a CSV header name)")
         raise source._no_labels()
     return _carve_validation(source, options)
 
@@ -84,7 +87,8 @@ def _carve_validation(source: DataSource, options: DataOptions) -> DataSource:
 
 def _kind_applies(spec: str, kind: str, allowed: tuple[str, ...], what: str) -> None:
     if kind not in ("auto", *allowed):
-        raise StraightflowError(f"data_kind {kind} does not apply to {spec} ({what}); use {' or '.join(('auto', *allowed))}")
+        raise StraightflowError(f"data_kind {kind} does not apply to {spec} ({what}); use "
+                                f"{' or '.join(('auto', *allowed))}")
 
 
 def _resolve(spec: str, options: DataOptions, require_labels: bool) -> DataSource:
@@ -92,7 +96,8 @@ def _resolve(spec: str, options: DataOptions, require_labels: bool) -> DataSourc
     if spec in BUILTIN_2D:
         _kind_applies(spec, kind, ("vector",), "a generated 2D set")
         if options.loader == "stream":
-            raise StraightflowError(f"{spec} is generated afresh for every batch: there is nothing to stream (use --loader auto or memory)")
+            raise StraightflowError(f"{spec} is generated afresh for every batch: there is nothing to stream (use "
+                                    "--loader auto or memory)")
         return Toy2D(spec)
     if spec in NAMED_SOURCES:
         _kind_applies(spec, kind, ("image",), "an image set")
@@ -103,18 +108,21 @@ def _resolve(spec: str, options: DataOptions, require_labels: bool) -> DataSourc
             raise StraightflowError(f"data path {path} does not exist")
         if kind == "latent":
             if path.suffix.lower() != ".npy" or path.is_dir():
-                raise StraightflowError(f"data_kind latent reads a .npy array (N x C x H x W or N x D); {path} is not one")
+                raise StraightflowError(f"data_kind latent reads a .npy array (N x C x H x W or N x D); {path} is "
+                                        "not one")
             return load_latents(path, options)
         if kind in ("auto", "image"):
             images = image_path_loader(path, options, require_labels=require_labels)
             if images is not None:
                 return images
             if kind == "image":
-                raise StraightflowError(f"data_kind image needs an image folder or a 3-/4-d .npy image array; {path} is neither")
+                raise StraightflowError(f"data_kind image needs an image folder or a 3-/4-d .npy image array; {path} "
+                                        "is neither")
         elif path.is_dir():
             raise StraightflowError(f"{path} is a folder (images); data_kind {kind} reads a .npy or .csv file")
         return _point_cloud(path, options)
-    raise StraightflowError(f"unknown data {spec!r}: use one of {', '.join(builtin_names())}, or a .npy/.csv file or an image folder")
+    raise StraightflowError(f"unknown data {spec!r}: use one of {', '.join(builtin_names())}, or a .npy/.csv file or "
+                            "an image folder")
 
 
 def _point_cloud(path: Path, options: DataOptions) -> DataSource:
@@ -122,16 +130,20 @@ def _point_cloud(path: Path, options: DataOptions) -> DataSource:
     if path.suffix.lower() == ".npy" and not options.label_column and options.loader != "memory":
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            nbytes = round(arr.shape[0] * (1 - options.heldout_fraction)) * int(np.prod(arr.shape[1:])) * 4 if arr.ndim == 2 else 0
+            nbytes = (round(arr.shape[0] * (1 - options.heldout_fraction)) * int(np.prod(arr.shape[1:])) * 4
+                      if arr.ndim == 2 else 0)
         except Exception:
             nbytes = 0  # PointCloud reports it
         if resolve_loader(options.loader, nbytes, str(path)) == "stream" and nbytes:
             return load_latents(path, options, kind="vector")
-    source = PointCloud(path, heldout_fraction=options.heldout_fraction, split_seed=options.split_seed, label_column=options.label_column)
-    source.loader = resolve_loader(options.loader, 0, str(path))  # a CSV or labelled file: in memory, streamed from there when asked
+    source = PointCloud(path, heldout_fraction=options.heldout_fraction, split_seed=options.split_seed,
+                        label_column=options.label_column)
+    # a CSV or labelled file: in memory, streamed from there when asked
+    source.loader = resolve_loader(options.loader, 0, str(path))
     return source
 
 
-__all__ = ["DataOptions", "DataSource", "ImageSource", "ItemSource", "PointCloud", "StoredSource", "Toy2D", "BUILTIN_2D", "NAMED_SOURCES", "load_data", "builtin_names",
-           "seeded_subset", "DATA_KINDS", "LOADER_MODES", "STREAM_AUTO_BYTES", "EpochSampler", "BatchStream", "auto_workers", "dataset_source",
-           "load_latents", "CUSTOM_DATA"]
+__all__ = ["DataOptions", "DataSource", "ImageSource", "ItemSource", "PointCloud", "StoredSource", "Toy2D",
+           "BUILTIN_2D", "NAMED_SOURCES", "load_data", "builtin_names",
+           "seeded_subset", "DATA_KINDS", "LOADER_MODES", "STREAM_AUTO_BYTES", "EpochSampler", "BatchStream",
+           "auto_workers", "dataset_source", "load_latents", "CUSTOM_DATA"]

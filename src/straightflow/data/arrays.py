@@ -112,7 +112,8 @@ def scan_array(arr: np.ndarray, path: Path, train_rows: np.ndarray | None = None
         if bad.any():
             row = start + int(np.argwhere(bad)[0][0])
             total = int(bad.sum())
-            raise StraightflowError(f"{path} contains non-finite values (NaN or inf): {total} in rows {start}..{start + a.shape[0] - 1}, first in row {row}")
+            raise StraightflowError(f"{path} contains non-finite values (NaN or inf): {total} in rows "
+                                    f"{start}..{start + a.shape[0] - 1}, first in row {row}")
         if a.size:
             lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
         if is_train is not None:
@@ -135,7 +136,8 @@ def _open(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
-        raise StraightflowError(f"could not read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise StraightflowError(f"could not read {path}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
         raise StraightflowError(f"{path} holds non-numeric data (dtype {arr.dtype})")
     if arr.size == 0:
@@ -151,14 +153,17 @@ def load_latents(path: Path, options: DataOptions = DataOptions(), kind: str = "
         want = "N x D" if kind == "vector" else "N x C x H x W or N x D"
         raise StraightflowError(f"{path} has shape {arr.shape}; {kind} arrays must be {want}")
     if not np.issubdtype(arr.dtype, np.floating) and kind == "latent":
-        raise StraightflowError(f"{path} holds {arr.dtype} values; latents must be floats (use --data-kind image for uint8 images)")
+        raise StraightflowError(f"{path} holds {arr.dtype} values; latents must be floats (use --data-kind image for "
+                                "uint8 images)")
     tr, ho = split_rows(arr.shape[0], options.heldout_fraction, options.split_seed, str(path))
     nbytes = tr.shape[0] * int(np.prod(arr.shape[1:])) * 4
     loader = resolve_loader(options.loader, nbytes, str(path))
     scan = scan_array(arr, path, train_rows=tr)
     return ItemSource(str(path), kind, tuple(arr.shape[1:]), ArrayRows(path), tr, ho, loader=loader,
-                      key=f"{kind}-{path.resolve()}-s{options.split_seed}-h{options.heldout_fraction:g}", shift=scan.mean, scale=scan.std,
-                      note=f"values in [{scan.lo:.4g}, {scan.hi:.4g}], standardised per {'channel' if arr.ndim == 4 else 'feature'}")
+                      key=f"{kind}-{path.resolve()}-s{options.split_seed}-h{options.heldout_fraction:g}",
+                      shift=scan.mean, scale=scan.std,
+                      note=f"values in [{scan.lo:.4g}, {scan.hi:.4g}], standardised per "
+                           f"{'channel' if arr.ndim == 4 else 'feature'}")
 
 
 def image_array_layout(shape: tuple[int, ...], path: Path) -> str:
@@ -168,7 +173,8 @@ def image_array_layout(shape: tuple[int, ...], path: Path) -> str:
     if len(shape) == 4 and shape[1] not in (1, 3) and shape[-1] in (1, 3):
         return "nhwc"
     if len(shape) != 4 or shape[1] not in (1, 3):
-        raise StraightflowError(f"{path} has shape {shape}; image arrays must be N x H x W or N x C x H x W with C = 1 or 3 (other arrays: --data-kind latent)")
+        raise StraightflowError(f"{path} has shape {shape}; image arrays must be N x H x W or N x C x H x W with C = 1 "
+                                "or 3 (other arrays: --data-kind latent)")
     return "nchw"
 
 
@@ -184,8 +190,8 @@ def image_scaling(arr: np.ndarray, path: Path) -> str:
         return "unit"
     if lo >= 0 and hi <= 255.0:
         return "byte"
-    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, 1], [0, 1] "
-                            "or [0, 255] (--data-kind latent reads any range)")
+    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, "
+                            "1], [0, 1] or [0, 255] (--data-kind latent reads any range)")
 
 
 def stream_image_array(path: Path, options: DataOptions) -> ItemSource:
@@ -195,8 +201,9 @@ def stream_image_array(path: Path, options: DataOptions) -> ItemSource:
     scaling = image_scaling(arr, path)
     size = int(options.image_size or 0)
     c = 1 if layout == "nhw" else (arr.shape[-1] if layout == "nhwc" else arr.shape[1])
-    h, w = (size, size) if size else ((arr.shape[1], arr.shape[2]) if layout in ("nhw", "nhwc") else (arr.shape[2], arr.shape[3]))
+    h, w = (size, size) if size else ((arr.shape[1], arr.shape[2])
+                                      if layout in ("nhw", "nhwc") else (arr.shape[2], arr.shape[3]))
     tr, ho = split_rows(arr.shape[0], options.heldout_fraction, options.split_seed, str(path), unit="images")
     key = f"npy-{path.resolve()}-s{options.split_seed}-h{options.heldout_fraction:g}-{w}px"
-    return ItemSource(str(path), "image", (c, h, w), ArrayRows(path, layout, scaling, size), tr, ho, loader="stream", key=key,
-                      hflip=bool(options.hflip))
+    return ItemSource(str(path), "image", (c, h, w), ArrayRows(path, layout, scaling, size), tr, ho, loader="stream",
+                      key=key, hflip=bool(options.hflip))

@@ -16,13 +16,15 @@ import torch
 
 
 def subset_index(count: int, n: int, seed: int) -> torch.Tensor | None:
-    """None (all rows) when ``n`` covers ``count`` rows, else ``n`` row indices drawn without replacement by ``seed``."""
+    """None (all rows) when ``n`` covers ``count`` rows, else ``n`` row indices drawn without replacement by
+    ``seed``."""
     if n >= count:
         return None
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
 
 
-def split_rows(n: int, heldout_fraction: float, split_seed: int, what: str, unit: str = "rows") -> tuple[np.ndarray, np.ndarray]:
+def split_rows(n: int, heldout_fraction: float, split_seed: int, what: str,
+               unit: str = "rows") -> tuple[np.ndarray, np.ndarray]:
     """(train rows, held-out rows) of ``n`` rows: a permutation by ``split_seed``, the first
     ``heldout_fraction`` of it held out (at least 1, at most n - 1)."""
     if n < 10:
@@ -44,7 +46,8 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize N x C x H x W images in [-1, 1] to size x size (antialiased bilinear); size <= 0 keeps them."""
     if size <= 0 or tuple(x.shape[-2:]) == (size, size):
         return x
-    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(-1, 1)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,8 @@ class DataSource(ABC):
     def _no_labels(self):
         from ..errors import StraightflowError
 
-        return StraightflowError(f"data {self.name} has no class labels (see docs/conditional.md for the sources that do)")
+        return StraightflowError(f"data {self.name} has no class labels (see docs/conditional.md for the sources "
+                                 "that do)")
 
     @abstractmethod
     def sample_train(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -46,9 +46,9 @@ class ImageSource(DataSource):
 
     kind = "image"
 
-    def __init__(self, name: str, train: torch.Tensor, heldout: torch.Tensor, labels: torch.Tensor | None = None, hflip: bool = False,
-                 key: str | None = None, heldout_labels: torch.Tensor | None = None, class_names: tuple[str, ...] | None = None,
-                 loader: str = "memory"):
+    def __init__(self, name: str, train: torch.Tensor, heldout: torch.Tensor, labels: torch.Tensor | None = None,
+                 hflip: bool = False, key: str | None = None, heldout_labels: torch.Tensor | None = None,
+                 class_names: tuple[str, ...] | None = None, loader: str = "memory"):
         if train.dim() != 4 or heldout.dim() != 4:
             raise ValueError("image tensors must be N x C x H x W")
         self.name = name
@@ -71,7 +71,8 @@ class ImageSource(DataSource):
 
     def to(self, device):
         self.train = self.train.to(device)
-        self._train_y = None if self.labels is None else self.labels.to(device)  # drawn beside the images, no copy per batch
+        # drawn beside the images, no copy per batch
+        self._train_y = None if self.labels is None else self.labels.to(device)
         return self
 
     def augment(self, x, generator):
@@ -122,9 +123,10 @@ class ImageSource(DataSource):
         keep, val = split_rows(self.train.shape[0], fraction, seed, f"the training split of {self.name}", unit="images")
         keep, val = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(val))
         on = self.train.device
-        view = ImageSource(self.name, self.train[keep.to(on)], self.heldout, labels=None if self.labels is None else self.labels[keep],
-                           hflip=self.hflip, key=f"{self.key}-val{fraction:g}s{seed}", heldout_labels=self.heldout_labels,
-                           class_names=self.class_names or None, loader=self.loader)
+        view = ImageSource(self.name, self.train[keep.to(on)], self.heldout,
+                           labels=None if self.labels is None else self.labels[keep],
+                           hflip=self.hflip, key=f"{self.key}-val{fraction:g}s{seed}",
+                           heldout_labels=self.heldout_labels, class_names=self.class_names or None, loader=self.loader)
         view._validation = self.train[val.to(on)].cpu()
         view._validation_labels = None if self.labels is None else self.labels[val]
         return view
@@ -172,7 +174,8 @@ def _read_image(path: Path):
             im.load()
             return im.copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise StraightflowError(f"could not read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise StraightflowError(f"could not read image {path}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def _folder_classes(path: Path, files: list[Path], require_labels: bool) -> tuple[str, ...]:
@@ -218,14 +221,16 @@ def _image_tensor(im, mode: str) -> torch.Tensor:
 
 def _size_error(path: Path, f, got, first_file, first) -> StraightflowError:
     return StraightflowError(
-        f"images in {path} differ in size: {f} is {got[0]}x{got[1]} but {first_file} is {first[0]}x{first[1]}; pass --image-size N to resize them"
+        f"images in {path} differ in size: {f} is {got[0]}x{got[1]} but {first_file} is {first[0]}x{first[1]}; pass "
+        "--image-size N to resize them"
     )
 
 
 def _image_files(path: Path) -> list[Path]:
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} files found")
+        raise StraightflowError(f"image folder {path} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} "
+                                "files found")
     return files
 
 
@@ -237,7 +242,8 @@ def _image_header(path: Path) -> tuple[str, tuple[int, int]]:
         with Image.open(path) as im:
             return im.mode, im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise StraightflowError(f"could not read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise StraightflowError(f"could not read image {path}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 class ImageFiles:
@@ -248,8 +254,10 @@ class ImageFiles:
     a one-line error naming it when its batch is read.
     """
 
-    def __init__(self, root: Path, files: list[Path], channels: int, size: int, first_size: tuple[int, int], labels: np.ndarray | None):
-        self.root, self.files, self.channels, self.size, self.first_size = str(root), [str(f) for f in files], channels, size, first_size
+    def __init__(self, root: Path, files: list[Path], channels: int, size: int, first_size: tuple[int, int],
+                 labels: np.ndarray | None):
+        self.root, self.files, self.channels, self.size, self.first_size = (
+            str(root), [str(f) for f in files], channels, size, first_size)
         self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
     def __len__(self) -> int:
@@ -259,8 +267,8 @@ class ImageFiles:
         f = Path(self.files[i])
         im = _read_image(f)
         if self.channels == 1 and im.mode not in GRAY_MODES:
-            raise StraightflowError(f"{f} is a colour image but the first image of {self.root} ({self.files[0]}) is grayscale: "
-                                    "a streamed folder takes its channels from its first image")
+            raise StraightflowError(f"{f} is a colour image but the first image of {self.root} ({self.files[0]}) is "
+                                    "grayscale: a streamed folder takes its channels from its first image")
         if not self.size and im.size != self.first_size:
             raise _size_error(Path(self.root), f, im.size, self.files[0], self.first_size)
         a = _image_tensor(im, "L" if self.channels == 1 else "RGB")
@@ -274,7 +282,8 @@ class ImageFiles:
         return x, (None if self.labels is None else self.labels[torch.from_numpy(idx)])
 
 
-def stream_image_folder(path: Path, options: DataOptions, files: list[Path], class_names: tuple[str, ...]) -> ItemSource:
+def stream_image_folder(path: Path, options: DataOptions, files: list[Path],
+                        class_names: tuple[str, ...]) -> ItemSource:
     """An image folder read file by file (``--loader stream``): nothing is decoded up front."""
     heldout_fraction, split_seed, hflip, size = _opts(options)
     mode, first = _image_header(files[0])
@@ -286,20 +295,24 @@ def stream_image_folder(path: Path, options: DataOptions, files: list[Path], cla
     rows = ImageFiles(path, files, channels, size, first, labels)
     tr, ho = _split(len(files), heldout_fraction, split_seed, f"image folder {path}")
     w, h = (size, size) if size else first
-    key = f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{w}px" + (f"-classes-{'|'.join(class_names)}" if class_names else "")
-    return ItemSource(str(path), "image", (channels, h, w), rows, tr, ho, loader="stream", key=_classifier_key(key, len(tr)), hflip=hflip,
-                      class_names=class_names, train_labels=None if labels is None else labels[tr])
+    key = (f"folder-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{w}px"
+           + (f"-classes-{'|'.join(class_names)}" if class_names else ""))
+    return ItemSource(str(path), "image", (channels, h, w), rows, tr, ho, loader="stream",
+                      key=_classifier_key(key, len(tr)), hflip=hflip, class_names=class_names,
+                      train_labels=None if labels is None else labels[tr])
 
 
 def _classifier_key(key: str, n_train: int) -> str:
-    """A streamed source trains its classifier feature net on at most CLASSIFIER_MAX_IMAGES images: another cache entry then."""
+    """A streamed source trains its classifier feature net on at most CLASSIFIER_MAX_IMAGES images: another cache entry
+    then."""
     from .stream import CLASSIFIER_MAX_IMAGES
 
     return key if n_train <= CLASSIFIER_MAX_IMAGES else f"{key}-first{CLASSIFIER_MAX_IMAGES}"
 
 
 def _folder_loader(path: Path, options: DataOptions, require_labels: bool) -> DataSource:
-    """An image folder in memory (:func:`load_image_folder`) or streamed (:func:`stream_image_folder`), by ``options.loader``."""
+    """An image folder in memory (:func:`load_image_folder`) or streamed (:func:`stream_image_folder`), by
+    ``options.loader``."""
     files = _image_files(path)
     class_names = _folder_classes(path, files, require_labels)
     mode, first = _image_header(files[0])
@@ -345,7 +358,8 @@ def load_image_folder(path: Path, options: DataOptions = DataOptions(), *, requi
     index = {name: i for i, name in enumerate(class_names)}
     y = torch.tensor([index[f.relative_to(path).parts[0]] for f in files], dtype=torch.int64)
     key += f"-classes-{'|'.join(class_names)}"  # a classifier feature net cached for this key knows these classes
-    return ImageSource(str(path), x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho], class_names=class_names)
+    return ImageSource(str(path), x[tr], x[ho], labels=y[tr], hflip=hflip, key=key, heldout_labels=y[ho],
+                       class_names=class_names)
 
 
 # ---------------------------------------------------------------- .npy arrays
@@ -364,7 +378,8 @@ def _scale_array(arr: np.ndarray, path: Path) -> np.ndarray:
         return a * 2.0 - 1.0
     if lo >= 0 and hi <= 255.0:
         return a / 127.5 - 1.0
-    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, 1], [0, 1] or [0, 255] (--data-kind latent reads any range)")
+    raise StraightflowError(f"{path} has values in [{lo:.4g}, {hi:.4g}]; image arrays must be uint8, or floats in [-1, "
+                            "1], [0, 1] or [0, 255] (--data-kind latent reads any range)")
 
 
 def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageSource:
@@ -379,10 +394,12 @@ def load_image_array(path: Path, options: DataOptions = DataOptions()) -> ImageS
     elif arr.ndim == 4 and arr.shape[1] not in (1, 3) and arr.shape[-1] in (1, 3):
         arr = arr.transpose(0, 3, 1, 2)
     if arr.ndim != 4 or arr.shape[1] not in (1, 3):
-        raise StraightflowError(f"{path} has shape {arr.shape}; image arrays must be N x H x W or N x C x H x W with C = 1 or 3 (other arrays: --data-kind latent)")
+        raise StraightflowError(f"{path} has shape {arr.shape}; image arrays must be N x H x W or N x C x H x W with C "
+                                "= 1 or 3 (other arrays: --data-kind latent)")
     x = resize_images(torch.from_numpy(np.ascontiguousarray(_scale_array(arr, path))), size)
     tr, ho = _split(len(x), heldout_fraction, split_seed, str(path))
-    return ImageSource(str(path), x[tr], x[ho], hflip=hflip, key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
+    return ImageSource(str(path), x[tr], x[ho], hflip=hflip,
+                       key=f"npy-{path.resolve()}-s{split_seed}-h{heldout_fraction:g}-{x.shape[-1]}px")
 
 
 def image_path_loader(path: Path, options: DataOptions, *, require_labels: bool = False) -> DataSource | None:
@@ -413,7 +430,8 @@ def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
     try:
         import torchvision.datasets as tvd
     except ImportError:
-        raise StraightflowError(f"--data {name} needs torchvision: pip install 'straightflow[vision]' (or pip install torchvision)") from None
+        raise StraightflowError(f"--data {name} needs torchvision: pip install 'straightflow[vision]' (or pip install "
+                                "torchvision)") from None
     heldout_fraction, split_seed, hflip, size = _opts(options)
     root = Path(options.data_root or cache_dir() / "datasets").expanduser()
     download = bool(options.download)
@@ -422,7 +440,8 @@ def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
         train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
     except RuntimeError as exc:
         if not download:
-            raise StraightflowError(f"{name} was not found under {root}; pass --download to fetch it there, or --data-root FOLDER where it is") from None
+            raise StraightflowError(f"{name} was not found under {root}; pass --download to fetch it there, or "
+                                    "--data-root FOLDER where it is") from None
         raise StraightflowError(f"could not load {name} from {root}: {exc}") from None
     except OSError as exc:
         raise StraightflowError(f"could not load {name} from {root}: {exc}") from None
@@ -447,7 +466,8 @@ def _torchvision_source(name: str, options: DataOptions) -> ImageSource:
         n, m = stored.shape[0], len(test.data)
         c = 1 if stored.ndim == 3 else stored.shape[-1]
         return ItemSource(name, "image", (c, side, side), rows, np.arange(n), np.arange(n, n + m), loader="stream",
-                          key=_classifier_key(f"{name}-{side}px", n), hflip=hflip, class_names=names or tuple(str(i) for i in range(int(labels.max()) + 1)),
+                          key=_classifier_key(f"{name}-{side}px", n), hflip=hflip,
+                          class_names=names or tuple(str(i) for i in range(int(labels.max()) + 1)),
                           train_labels=labels.numpy())
     x_train = tensor(train)
     return ImageSource(name, x_train, tensor(test), labels=labels, hflip=hflip, key=f"{name}-{x_train.shape[-1]}px",

@@ -90,7 +90,8 @@ def _labels_name(index: int) -> str:
 
 def write_shard(out: Path, index: int, start: int, z: np.ndarray, x: np.ndarray, settings: dict, nfe_used: int,
                 y: np.ndarray | None = None) -> dict:
-    """Write one shard atomically (``y``: int64 labels of a conditional teacher); the sidecar (written last) marks it complete."""
+    """Write one shard atomically (``y``: int64 labels of a conditional teacher); the sidecar (written last) marks it
+    complete."""
     z_name, x_name, side_name = _shard_names(index)
     zb, xb = _npy_bytes(z), _npy_bytes(x)
     atomic_write(out / z_name, zb)
@@ -129,7 +130,8 @@ def read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except OSError:
-        raise StraightflowError(f"{path.parent} is not a pairs folder (no {path.name}; make one with `straightflow pairs`)") from None
+        raise StraightflowError(f"{path.parent} is not a pairs folder (no {path.name}; make one with "
+                                "`straightflow pairs`)") from None
     except json.JSONDecodeError as exc:
         raise StraightflowError(f"{what} {path} is corrupt ({exc})") from None
     if not isinstance(data, dict):
@@ -142,13 +144,16 @@ def read_manifest(folder: str | Path) -> dict:
     if not folder.is_dir():
         raise StraightflowError(f"pairs folder {folder} does not exist (make one with `straightflow pairs`)")
     if not (folder / MANIFEST).exists() and (folder / SETTINGS).exists():
-        raise StraightflowError(f"pairs folder {folder} is incomplete (no manifest.json): rerun the same `straightflow pairs` command to finish it")
+        raise StraightflowError(f"pairs folder {folder} is incomplete (no manifest.json): rerun the same `straightflow "
+                                "pairs` command to finish it")
     manifest = read_json(folder / MANIFEST, "pairs manifest")
     version = manifest.get("format")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise StraightflowError(f"pairs manifest {folder / MANIFEST} has format {version}; this straightflow reads format {FORMAT_VERSION}: upgrade straightflow to use it")
+        raise StraightflowError(f"pairs manifest {folder / MANIFEST} has format {version}; this straightflow reads "
+                                f"format {FORMAT_VERSION}: upgrade straightflow to use it")
     if version != FORMAT_VERSION or not isinstance(manifest.get("shards"), list) or "shape" not in manifest:
-        raise StraightflowError(f"pairs manifest {folder / MANIFEST} is not a straightflow pairs manifest (format {FORMAT_VERSION})")
+        raise StraightflowError(f"pairs manifest {folder / MANIFEST} is not a straightflow pairs manifest (format "
+                                f"{FORMAT_VERSION})")
     return manifest
 
 
@@ -210,8 +215,8 @@ def teacher_info(manifest: dict, folder: str | Path) -> dict:
     for prefix in ("callable ", "diffusers ", "edm "):
         if source.startswith(prefix):
             source = source[len(prefix):]
-    info = {"kind": kind, "source": source, "pairs": str(Path(folder).resolve()), "solver": str(manifest.get("solver") or "given"),
-            "nfe": int(manifest.get("nfe") or 0)}
+    info = {"kind": kind, "source": source, "pairs": str(Path(folder).resolve()),
+            "solver": str(manifest.get("solver") or "given"), "nfe": int(manifest.get("nfe") or 0)}
     if "classes" in manifest:
         info["guidance"] = float(manifest.get("guidance", 1.0))
     return info
@@ -223,7 +228,8 @@ def check_pairs_prior(folder: str | Path, manifest: dict, prior: DiagonalGaussia
     made, wanted = pairs_prior(manifest), prior.describe()
     if made != wanted:
         raise StraightflowError(f"the pairs in {folder} start from noise z ~ {made}, but this run samples z ~ {wanted} "
-                                f"(--prior {prior_name}): train with the teacher's prior or make pairs from the student's")
+                                f"(--prior {prior_name}): train with the teacher's prior or make pairs from "
+                                "the student's")
 
 
 # ------------------------------------------------------------------ training data
@@ -252,7 +258,8 @@ class PairData(DataSource):
         self.heldout = int(manifest.get("heldout", 0))
         self.n_train = self.n - self.heldout
         if self.n_train < 1:
-            raise StraightflowError(f"pairs folder {folder} has no training pairs ({self.n} pairs, {self.heldout} held out)")
+            raise StraightflowError(f"pairs folder {folder} has no training pairs ({self.n} pairs, {self.heldout} "
+                                    "held out)")
         self.device = torch.device("cpu")
         self._arrays: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(shards)
         self._label_arrays: list[np.ndarray | None] = [None] * len(shards)
@@ -274,11 +281,14 @@ class PairData(DataSource):
                 raise StraightflowError(f"pairs manifest in {folder} records no teacher data; pass --data")
             base = load_data(tcfg["data"], tcfg)
         if list(manifest["shape"]) != list(base.shape):
-            raise StraightflowError(f"pairs in {folder} have shape {tuple(manifest['shape'])} but data {base.name} has shape {tuple(base.shape)}")
+            raise StraightflowError(f"pairs in {folder} have shape {tuple(manifest['shape'])} but data {base.name} has "
+                                    f"shape {tuple(base.shape)}")
         if labels and "classes" not in manifest:
-            raise StraightflowError(f"pairs in {folder} hold no class labels (an unconditional teacher made them): a conditional student needs pairs of a conditional teacher")
+            raise StraightflowError(f"pairs in {folder} hold no class labels (an unconditional teacher made them): a "
+                                    "conditional student needs pairs of a conditional teacher")
         if "classes" in manifest and list(manifest["classes"]) != list(base.class_names):
-            raise StraightflowError(f"pairs in {folder} are labelled with classes {manifest['classes']} but data {base.name} has {list(base.class_names)}")
+            raise StraightflowError(f"pairs in {folder} are labelled with classes {manifest['classes']} but data "
+                                    f"{base.name} has {list(base.class_names)}")
         return cls(Path(folder), manifest, base)
 
     def _shard(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,10 +300,12 @@ class PairData(DataSource):
                 try:
                     arr = np.load(path, mmap_mode="r", allow_pickle=False)
                 except (OSError, ValueError, EOFError) as exc:  # EOFError: a zero-byte file
-                    raise StraightflowError(f"pairs shard {path} is missing or unreadable ({str(exc).splitlines()[0]})") from None
+                    raise StraightflowError(f"pairs shard {path} is missing or unreadable "
+                                            f"({str(exc).splitlines()[0]})") from None
                 self._check_sha256(path, entry.get(f"{key}_sha256"))
                 if arr.shape != (int(entry["count"]), *self.shape) or arr.dtype != np.float32:
-                    raise StraightflowError(f"pairs shard {path} has shape {arr.shape} {arr.dtype}; the manifest says ({entry['count']}, {', '.join(map(str, self.shape))}) float32")
+                    raise StraightflowError(f"pairs shard {path} has shape {arr.shape} {arr.dtype}; the manifest says "
+                                            f"({entry['count']}, {', '.join(map(str, self.shape))}) float32")
                 arrays.append(arr)
             self._arrays[i] = (arrays[0], arrays[1])
         return self._arrays[i]
@@ -302,8 +314,9 @@ class PairData(DataSource):
         """A shard file's bytes against the sha256 the manifest recorded for it (once, when the shard is first
         opened); an overwritten file of the same size is caught here, not trained on."""
         if expected is not None and sha256_file(path) != expected:
-            raise StraightflowError(f"pairs shard {path} is corrupt (its sha256 differs from the one in {self.folder / MANIFEST}); "
-                                    "regenerate it: rerun the same `straightflow pairs` command")
+            raise StraightflowError(f"pairs shard {path} is corrupt (its sha256 differs from the one in "
+                                    f"{self.folder / MANIFEST}); regenerate it: rerun the same `straightflow "
+                                    "pairs` command")
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs at global indices ``idx`` as CPU float32 tensors (x*, z)."""
@@ -337,10 +350,12 @@ class PairData(DataSource):
             try:
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as exc:
-                raise StraightflowError(f"pairs labels {path} are missing or unreadable ({str(exc).splitlines()[0]})") from None
+                raise StraightflowError(f"pairs labels {path} are missing or unreadable "
+                                        f"({str(exc).splitlines()[0]})") from None
             self._check_sha256(path, entry.get("y_sha256"))
             if arr.shape != (int(entry["count"]),) or arr.dtype != np.int64:
-                raise StraightflowError(f"pairs labels {path} have shape {arr.shape} {arr.dtype}; the manifest says ({entry['count']},) int64")
+                raise StraightflowError(f"pairs labels {path} have shape {arr.shape} {arr.dtype}; the manifest says "
+                                        f"({entry['count']},) int64")
             self._label_arrays[i] = arr
         return self._label_arrays[i]
 

@@ -64,7 +64,8 @@ def _reject_text_cells(path: Path, arr: np.ndarray, skip_rows: int, skip_col: in
                 try:
                     float(cell)
                 except ValueError:
-                    raise StraightflowError(f"{path} row {row + 1} column {col + 1} holds text {cell.strip()[:30]!r}, not a number") from None
+                    raise StraightflowError(f"{path} row {row + 1} column {col + 1} holds text {cell.strip()[:30]!r}, "
+                                            "not a number") from None
 
 
 def _cell(text: str) -> str:
@@ -82,22 +83,28 @@ def _column_index(path: Path, label_column: str, ncols: int, header: list[str] |
     except ValueError:
         if path.suffix.lower() == ".npy":
             raise StraightflowError(
-                f"label column {label_column!r} is a name, but {path} is a .npy file without column names: give a 0-based column index"
+                f"label column {label_column!r} is a name, but {path} is a .npy file without column names: give a "
+                "0-based column index"
             ) from None
         if header is None:
-            raise StraightflowError(f"label column {label_column!r} is a name, but {path} has no header row: give a 0-based column index") from None
+            raise StraightflowError(f"label column {label_column!r} is a name, but {path} has no header row: give a "
+                                    "0-based column index") from None
         if label_column not in header:
-            raise StraightflowError(f"label column {label_column!r} is not in the header of {path}: columns are {', '.join(map(repr, header))}") from None
+            raise StraightflowError(f"label column {label_column!r} is not in the header of {path}: columns are "
+                                    f"{', '.join(map(repr, header))}") from None
         col = header.index(label_column)
     if not 0 <= col < ncols:
-        raise StraightflowError(f"label column {col} is out of range: {path} has {ncols} column{'s' if ncols != 1 else ''} (0..{ncols - 1})")
+        raise StraightflowError(f"label column {col} is out of range: {path} has {ncols} "
+                                f"column{'s' if ncols != 1 else ''} (0..{ncols - 1})")
     if ncols < 2:
-        raise StraightflowError(f"{path} has only the label column {label_column!r}; the points need at least one more column")
+        raise StraightflowError(f"{path} has only the label column {label_column!r}; the points need at least one "
+                                "more column")
     return col
 
 
 def _read_labelled_csv(path: Path, label_column: str) -> tuple[np.ndarray, list[str], int, int]:
-    """(numbers with the label column still in, label cells, label column, file row of the first label (1-based)) of a CSV file."""
+    """(numbers with the label column still in, label cells, label column, file row of the first label (1-based)) of a
+    CSV file."""
     if path.stat().st_size == 0:
         raise StraightflowError(f"{path} is empty")
     arr = np.genfromtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
@@ -105,7 +112,8 @@ def _read_labelled_csv(path: Path, label_column: str) -> tuple[np.ndarray, list[
     if arr.size == 0 or cells.size == 0:
         raise StraightflowError(f"{path} is empty")
     if cells.shape != arr.shape:  # both readers skip the same blank / comment lines
-        raise StraightflowError(f"could not read the label column of {path}: rows do not line up ({cells.shape} cells, {arr.shape} numbers)")
+        raise StraightflowError(f"could not read the label column of {path}: rows do not line up ({cells.shape} cells, "
+                                f"{arr.shape} numbers)")
     header = arr.shape[0] > 1 and bool(np.isnan(arr[0]).all())
     names = [_cell(c) for c in cells[0]] if header else None
     col = _column_index(path, label_column, arr.shape[1], names)
@@ -119,7 +127,8 @@ def _class_labels(path: Path, values: list, first_row: int) -> tuple[np.ndarray,
     """int64 class indices and class names of the raw label values (numbers or text)."""
     empty = [row for row, value in enumerate(values) if isinstance(value, str) and not value]
     if empty:
-        raise StraightflowError(f"{path} row {empty[0] + first_row} has an empty label ({len(empty)} empty label{'s' if len(empty) > 1 else ''} in all)")
+        raise StraightflowError(f"{path} row {empty[0] + first_row} has an empty label ({len(empty)} empty "
+                                f"label{'s' if len(empty) > 1 else ''} in all)")
     numbers: list[float] | None = []
     for value in values:
         try:
@@ -135,14 +144,16 @@ def _class_labels(path: Path, values: list, first_row: int) -> tuple[np.ndarray,
         ints = []
         for row, value in enumerate(numbers):
             if not (np.isfinite(value) and value == int(value)):
-                raise StraightflowError(f"{path} row {row + first_row} has label {values[row]!r}, not an integer class (use integers or text)")
+                raise StraightflowError(f"{path} row {row + first_row} has label {values[row]!r}, not an integer class "
+                                        "(use integers or text)")
             ints.append(int(value))
         uniq = sorted(set(ints))
         index = {v: i for i, v in enumerate(uniq)}
         labels = np.array([index[v] for v in ints], dtype=np.int64)
         names = [str(v) for v in uniq]
     if len(names) < 2:
-        raise StraightflowError(f"the label column of {path} holds only {len(names)} class ({', '.join(map(repr, names))}); class labels need at least 2")
+        raise StraightflowError(f"the label column of {path} holds only {len(names)} class "
+                                f"({', '.join(map(repr, names))}); class labels need at least 2")
     return labels, tuple(names)
 
 
@@ -161,7 +172,8 @@ def load_labelled(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray
     except StraightflowError:
         raise
     except Exception as exc:  # numpy raises many types for malformed files
-        raise StraightflowError(f"could not read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise StraightflowError(f"could not read {path}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     labels, names = _class_labels(path, values, first_row)
     return np.delete(arr, col, axis=1), labels, names
 
@@ -193,7 +205,8 @@ class PointCloud(DataSource):
 
     kind = "vector"
 
-    def __init__(self, path: str | Path, heldout_fraction: float = 0.2, split_seed: int = 0, label_column: str | int | None = ""):
+    def __init__(self, path: str | Path, heldout_fraction: float = 0.2, split_seed: int = 0,
+                 label_column: str | int | None = ""):
         path = Path(path)
         if not path.exists():
             raise StraightflowError(f"data file {path} does not exist")
@@ -264,8 +277,9 @@ class PointCloud(DataSource):
     def floor_reference(self, n, seed=0):
         # training points, same count as the reference: the two-sample floor
         idx = subset_index(self.train.shape[0], min(n, self.heldout.shape[0]), seed + 1)
-        x, y = (self.train, self.labels) if idx is None else (self.train[idx.to(self.train.device)],
-                                                              None if self.labels is None else self.labels[idx.to(self.labels.device)])
+        x, y = (self.train, self.labels) if idx is None else (
+            self.train[idx.to(self.train.device)],
+            None if self.labels is None else self.labels[idx.to(self.labels.device)])
         return self.denormalize(x).cpu(), None if y is None else y.cpu()
 
     def with_validation(self, fraction: float, seed: int) -> "PointCloud":
@@ -274,7 +288,8 @@ class PointCloud(DataSource):
         keep, val = split_rows(self.train.shape[0], fraction, seed, f"the training split of {self.name}")
         keep, val = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(val))
         view = copy.copy(self)
-        view.train, view._validation = self.train[keep.to(self.train.device)], self.denormalize(self.train[val.to(self.train.device)]).cpu()
+        view.train, view._validation = (self.train[keep.to(self.train.device)],
+                                        self.denormalize(self.train[val.to(self.train.device)]).cpu())
         view._validation_labels = None
         if self.labels is not None:
             view.labels = self.labels[keep.to(self.labels.device)]

@@ -25,7 +25,8 @@ from .base import DataSource
 
 
 def _float_list(value, what: str) -> list[float]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise StraightflowError(f"{what} must be a non-empty list of numbers")
     if not all(math.isfinite(v) for v in value):
         raise StraightflowError(f"{what} holds non-finite numbers")
@@ -50,7 +51,8 @@ class StoredSource(DataSource):
             raise StraightflowError(f"{where} has no data name")
         if not isinstance(kind, str) or not kind:
             raise StraightflowError(f"{where} has no data kind")
-        if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        if (not isinstance(shape, list) or not shape
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
             raise StraightflowError(f"{where} has shape {shape!r}; expected a list of positive integers")
         names = state.get("class_names", [])
         if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
@@ -60,7 +62,8 @@ class StoredSource(DataSource):
         if state.get("class_probs") is not None:  # saved since the sampling state holds them; older runs ask the data
             probs = _float_list(state["class_probs"], f"{where}: class_probs")
             if len(probs) != len(names) or min(probs) < 0 or sum(probs) <= 0:
-                raise StraightflowError(f"{where}: class_probs must hold {len(names)} non-negative weights, one per class, not all zero")
+                raise StraightflowError(f"{where}: class_probs must hold {len(names)} non-negative weights, one per "
+                                        "class, not all zero")
             self._class_probs = torch.tensor(probs, dtype=torch.float64) / sum(probs)
         self._norm = state.get("normalization")
         self.shift: torch.Tensor | None = None
@@ -87,7 +90,8 @@ class StoredSource(DataSource):
         if len(values) == self.shape[0]:
             return t.reshape(self.shape[0], *([1] * (len(self.shape) - 1)))
         needs = f"{numel}" if numel == self.shape[0] else f"{self.shape[0]} (per channel) or {numel} (per feature)"
-        raise StraightflowError(f"{where}: the normalisation has {len(values)} entries; data of shape {self.shape} needs {needs}")
+        raise StraightflowError(f"{where}: the normalisation has {len(values)} entries; data of shape {self.shape} "
+                                f"needs {needs}")
 
     # ------------------------------------------------------------ what sampling needs
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,25 +141,29 @@ class StoredSource(DataSource):
                     self._check(source)
                     self._source = source if self._device is None else source.to(self._device)
                     return self._source
-        raise StraightflowError(f"this model was loaded without its training data: {self.name} could not be loaded ({self._failure}); "
-                                f"it is needed for {what}; sampling works without it")
+        raise StraightflowError(f"this model was loaded without its training data: {self.name} could not be loaded "
+                                f"({self._failure}); it is needed for {what}; sampling works without it")
 
     def _check(self, source: DataSource) -> None:
         """The data found now must be the data the model was trained on."""
         if tuple(source.shape) != self.shape or source.kind != self.kind:
-            raise StraightflowError(f"{self.origin} was trained on {self.kind} data of shape {self.shape} but {self.name} now holds "
-                                    f"{source.kind} data of shape {tuple(source.shape)}")
+            raise StraightflowError(f"{self.origin} was trained on {self.kind} data of shape {self.shape} but "
+                                    f"{self.name} now holds {source.kind} data of shape {tuple(source.shape)}")
         if tuple(source.class_names) != self.class_names:
-            raise StraightflowError(f"{self.origin} was trained on classes {list(self.class_names)} but {self.name} now has {list(source.class_names)}")
+            raise StraightflowError(f"{self.origin} was trained on classes {list(self.class_names)} but {self.name} "
+                                    f"now has {list(source.class_names)}")
         now = source.normalization_state()
         if (now is None) != (self._norm is None):
-            raise StraightflowError(f"{self.name} has changed since {self.origin} was trained: its normalisation differs from the saved one")
+            raise StraightflowError(f"{self.name} has changed since {self.origin} was trained: its normalisation "
+                                    "differs from the saved one")
         if now is not None:
-            same = all(len(now[k]) == len(self._norm[k]) and torch.allclose(torch.tensor(now[k], dtype=torch.float64),
-                                                                             torch.tensor(self._norm[k], dtype=torch.float64), rtol=1e-5, atol=1e-7)
+            same = all(len(now[k]) == len(self._norm[k])
+                       and torch.allclose(torch.tensor(now[k], dtype=torch.float64),
+                                          torch.tensor(self._norm[k], dtype=torch.float64), rtol=1e-5, atol=1e-7)
                        for k in ("shift", "scale"))
             if not same:
-                raise StraightflowError(f"{self.name} has changed since {self.origin} was trained: its normalisation (shift/scale) differs from the saved one")
+                raise StraightflowError(f"{self.name} has changed since {self.origin} was trained: its normalisation "
+                                        "(shift/scale) differs from the saved one")
 
     def to(self, device) -> "StoredSource":
         self._device = device

@@ -40,7 +40,8 @@ CLASSIFIER_MAX_IMAGES = 10_000
 
 
 def resolve_loader(requested: str, nbytes: int, what: str) -> str:
-    """``memory`` or ``stream`` for a training set of ``nbytes`` float32 bytes (``requested``: a :data:`LOADER_MODES` value)."""
+    """``memory`` or ``stream`` for a training set of ``nbytes`` float32 bytes (``requested``: a :data:`LOADER_MODES`
+    value)."""
     if requested not in LOADER_MODES:
         raise StraightflowError(f"unknown loader {requested!r}: use one of {', '.join(LOADER_MODES)}")
     if requested == "auto":
@@ -75,7 +76,8 @@ class Rows(Protocol):
 
 
 def rows_in_memory(rows: "Rows") -> bool:
-    """Whether reading ``rows`` is a gather from memory (no decoding, no disk): its ``in_memory`` attribute, default False."""
+    """Whether reading ``rows`` is a gather from memory (no decoding, no disk): its ``in_memory`` attribute, default
+    False."""
     return bool(getattr(rows, "in_memory", False))
 
 
@@ -144,9 +146,10 @@ class TrainItems(torch.utils.data.Dataset):
     memory-mapped array is read with one fancy index and a tensor with one gather.
     """
 
-    def __init__(self, rows: Rows, index: np.ndarray, shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-                 labels: bool = False):
-        self.rows, self.index, self.shift, self.scale, self.labels = rows, np.asarray(index, dtype=np.int64), shift, scale, labels
+    def __init__(self, rows: Rows, index: np.ndarray, shift: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None, labels: bool = False):
+        self.rows, self.index, self.shift, self.scale, self.labels = (rows, np.asarray(index, dtype=np.int64), shift,
+                                                                      scale, labels)
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -191,7 +194,8 @@ class EpochSampler:
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if n < 1:
             raise StraightflowError("the training set is empty")
-        self.n, self.batch_size, self.seed, self.rank, self.world_size = int(n), int(batch_size), int(seed), int(rank), int(world_size)
+        self.n, self.batch_size, self.seed, self.rank, self.world_size = (
+            int(n), int(batch_size), int(seed), int(rank), int(world_size))
         self.epoch, self.position = 0, 0
 
     @property
@@ -238,12 +242,13 @@ class EpochSampler:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         if int(state["n"]) != self.n:
             self.position = 0
-            return (f"warning: the training set has {self.n} rows but had {state['n']} when the checkpoint was written: "
-                    f"the data changed; batches restart at epoch {self.epoch}")
+            return (f"warning: the training set has {self.n} rows but had {state['n']} when the checkpoint "
+                    f"was written: the data changed; batches restart at epoch {self.epoch}")
         if int(state["world_size"]) != self.world_size or int(state["batch_size"]) != self.batch_size:
             consumed = self.position * int(state["world_size"])  # rows of this epoch all ranks had read
             self.position = min(consumed // self.world_size, self.shard_size - 1)
-            return f"warning: the checkpoint read batches on {state['world_size']} ranks, resuming on {self.world_size}: epoch {self.epoch} continues approximately"
+            return (f"warning: the checkpoint read batches on {state['world_size']} ranks, resuming on "
+                    f"{self.world_size}: epoch {self.epoch} continues approximately")
         return None
 
 
@@ -312,12 +317,13 @@ class ItemSource(DataSource):
     before :meth:`to`), and references read only the rows asked for.
     """
 
-    def __init__(self, name: str, kind: str, shape: tuple[int, ...], rows: Rows, train_index: np.ndarray, heldout_index: np.ndarray, *,
-                 loader: str = "stream", key: str | None = None, hflip: bool = False, shift: torch.Tensor | None = None,
-                 scale: torch.Tensor | None = None, class_names: tuple[str, ...] = (), train_labels: np.ndarray | None = None,
-                 note: str = ""):
+    def __init__(self, name: str, kind: str, shape: tuple[int, ...], rows: Rows, train_index: np.ndarray,
+                 heldout_index: np.ndarray, *, loader: str = "stream", key: str | None = None, hflip: bool = False,
+                 shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                 class_names: tuple[str, ...] = (), train_labels: np.ndarray | None = None, note: str = ""):
         self.name, self.kind, self.shape, self.rows = name, kind, tuple(int(s) for s in shape), rows
-        self.train_index, self.heldout_index = np.asarray(train_index, dtype=np.int64), np.asarray(heldout_index, dtype=np.int64)
+        self.train_index, self.heldout_index = (np.asarray(train_index, dtype=np.int64),
+                                                np.asarray(heldout_index, dtype=np.int64))
         self.loader, self.key, self.hflip, self.note = loader, key or name, hflip, note
         self.shift = None if shift is None else channel_view(shift.float(), self.shape)
         self.scale = None if scale is None else channel_view(scale.float(), self.shape)
@@ -438,7 +444,8 @@ class ItemSource(DataSource):
 
     # ---- the Fréchet module's classifier (labelled images)
     def train_images(self) -> torch.Tensor:
-        """A seeded subset of at most :data:`CLASSIFIER_MAX_IMAGES` training images (CPU, data units); :attr:`labels` are theirs."""
+        """A seeded subset of at most :data:`CLASSIFIER_MAX_IMAGES` training images (CPU, data units); :attr:`labels`
+        are theirs."""
         return self._classifier()[0]
 
     @property

@@ -1,7 +1,7 @@
 """Built-in 2D sets, generated on the fly from a torch generator.
 
-Each set yields unlimited fresh samples with a natural class label (:data:`CLASS_NAMES`); ``reference`` and ``floor_reference``
-draw from their own named noise streams (:mod:`straightflow.noise`), disjoint
+Each set yields unlimited fresh samples with a natural class label (:data:`CLASS_NAMES`); ``reference`` and
+``floor_reference`` draw from their own named noise streams (:mod:`straightflow.noise`), disjoint
 from training and from sampling noise, so held-out comparisons are honest.
 """
 
@@ -65,7 +65,8 @@ def _two_gaussians(n: int, g: torch.Generator, labels: torch.Tensor | None = Non
     left = torch.rand(n, generator=g, device=g.device) < 0.5 if labels is None else labels.to(g.device) == 0
     sign = torch.where(left, -1.0, 1.0)
     mean = torch.stack([8.0 * sign, torch.full((n,), 8.0, device=g.device)], dim=1)
-    pts = mean + torch.randn(n, 2, generator=g, device=g.device) * torch.tensor([math.sqrt(3.0), math.sqrt(0.1)], device=g.device)
+    pts = mean + torch.randn(n, 2, generator=g, device=g.device) * torch.tensor(
+        [math.sqrt(3.0), math.sqrt(0.1)], device=g.device)
     return pts, (~left).long()
 
 

@@ -38,7 +38,8 @@ def _as_tensor(value, what: str) -> torch.Tensor:
 def _split_item(item, i: int):
     if isinstance(item, (tuple, list)):
         if len(item) != 2:
-            raise StraightflowError(f"dataset item {i} is a {type(item).__name__} of {len(item)} values; items are x or (x, y)")
+            raise StraightflowError(f"dataset item {i} is a {type(item).__name__} of {len(item)} values; items are "
+                                    "x or (x, y)")
         return item[0], item[1]
     return item, None
 
@@ -61,18 +62,21 @@ class DatasetRows:
                 raise
             except Exception as exc:
                 text = str(exc).strip().splitlines()
-                raise StraightflowError(f"dataset item {i} could not be read: {type(exc).__name__}: {text[0] if text else ''}") from None
+                raise StraightflowError(f"dataset item {i} could not be read: {type(exc).__name__}: "
+                                        f"{text[0] if text else ''}") from None
             x, y = _split_item(item, i)
             x = _as_tensor(x, f"dataset item {i}")
             if tuple(x.shape) != self.shape:
-                raise StraightflowError(f"dataset item {i} has shape {tuple(x.shape)} but item 0 has {self.shape}; every item must have one shape")
+                raise StraightflowError(f"dataset item {i} has shape {tuple(x.shape)} but item 0 has {self.shape}; "
+                                        "every item must have one shape")
             if not bool(torch.isfinite(x).all()):
                 raise StraightflowError(f"dataset item {i} holds non-finite values (NaN or inf)")
             xs.append(x)
             if self.num_classes:
                 label = int(y) if y is not None else -1
                 if not 0 <= label < self.num_classes:
-                    raise StraightflowError(f"dataset item {i} has label {y!r}; labels must be integers 0..{self.num_classes - 1} (one per name in dataset.classes)")
+                    raise StraightflowError(f"dataset item {i} has label {y!r}; labels must be integers "
+                                            f"0..{self.num_classes - 1} (one per name in dataset.classes)")
                 ys.append(label)
         x = torch.stack(xs) if xs else torch.empty(0, *self.shape)
         return x, (torch.tensor(ys, dtype=torch.int64) if self.num_classes else None)
@@ -81,7 +85,8 @@ class DatasetRows:
 def dataset_source(dataset, options: DataOptions = DataOptions(), require_labels: bool = False) -> ItemSource:
     """A user's map-style Dataset as a data source (see the module docstring)."""
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-        raise StraightflowError(f"dataset= must be a map-style torch.utils.data.Dataset (with __len__ and __getitem__), got {type(dataset).__name__}")
+        raise StraightflowError("dataset= must be a map-style torch.utils.data.Dataset (with __len__ and "
+                                f"__getitem__), got {type(dataset).__name__}")
     n = len(dataset)
     if n == 0:
         raise StraightflowError(f"dataset {type(dataset).__name__} is empty")
@@ -91,20 +96,22 @@ def dataset_source(dataset, options: DataOptions = DataOptions(), require_labels
         raise
     except Exception as exc:
         text = str(exc).strip().splitlines()
-        raise StraightflowError(f"dataset item 0 could not be read: {type(exc).__name__}: {text[0] if text else ''}") from None
+        raise StraightflowError(f"dataset item 0 could not be read: {type(exc).__name__}: "
+                                f"{text[0] if text else ''}") from None
     x0 = _as_tensor(x0, "dataset item 0")
     shape = tuple(x0.shape)
     kind = options.data_kind
     if kind == "auto":
         kind = {3: "image", 1: "vector"}.get(len(shape), "")
         if not kind:
-            raise StraightflowError(f"dataset items have shape {shape}: give C x H x W images or D vectors, or set data_kind='latent'")
+            raise StraightflowError(f"dataset items have shape {shape}: give C x H x W images or D vectors, or set "
+                                    "data_kind='latent'")
     if kind == "image":
         if len(shape) != 3:
             raise StraightflowError(f"data_kind image needs C x H x W items; dataset items have shape {shape}")
         if float(x0.min()) < -1 or float(x0.max()) > 1:
-            raise StraightflowError(f"dataset item 0 has values in [{float(x0.min()):.4g}, {float(x0.max()):.4g}]: image items must lie in [-1, 1] "
-                                    "(or pass data_kind='latent' to standardise them)")
+            raise StraightflowError(f"dataset item 0 has values in [{float(x0.min()):.4g}, {float(x0.max()):.4g}]: "
+                                    "image items must lie in [-1, 1] (or pass data_kind='latent' to standardise them)")
     elif kind == "vector" and len(shape) != 1:
         raise StraightflowError(f"data_kind vector needs D-vector items; dataset items have shape {shape}")
     elif kind == "latent" and len(shape) not in (1, 3):
@@ -112,14 +119,17 @@ def dataset_source(dataset, options: DataOptions = DataOptions(), require_labels
     classes = tuple(str(c) for c in (getattr(dataset, "classes", None) or ()))
     if require_labels:
         if y0 is None:
-            raise StraightflowError(f"dataset {type(dataset).__name__} has no class labels: its items must be (x, y) for conditional training")
+            raise StraightflowError(f"dataset {type(dataset).__name__} has no class labels: its items must be (x, y) "
+                                    "for conditional training")
         if len(classes) < 2:
-            raise StraightflowError(f"dataset {type(dataset).__name__} returns (x, y) but has no 'classes' attribute naming at least 2 classes; "
-                                    "set dataset.classes = [name of class 0, name of class 1, ...]")
+            raise StraightflowError(f"dataset {type(dataset).__name__} returns (x, y) but has no 'classes' attribute "
+                                    "naming at least 2 classes; set dataset.classes = [name of class 0, name of "
+                                    "class 1, ...]")
     if y0 is None:
         classes = ()
     rows = DatasetRows(dataset, shape, len(classes))
-    tr, ho = split_rows(n, options.heldout_fraction, options.split_seed, f"dataset {type(dataset).__name__}", unit="items")
+    tr, ho = split_rows(n, options.heldout_fraction, options.split_seed, f"dataset {type(dataset).__name__}",
+                        unit="items")
     shift = scale = None
     if kind in ("vector", "latent"):
         pick = subset_index(tr.shape[0], STATS_ITEMS, options.split_seed)
@@ -134,5 +144,6 @@ def dataset_source(dataset, options: DataOptions = DataOptions(), require_labels
     fingerprint = hashlib.sha1(x0.numpy().tobytes()).hexdigest()[:10]
     name = type(dataset).__name__
     loader = "stream" if options.loader == "auto" else resolve_loader(options.loader, 0, name)
-    return ItemSource(name, kind, shape, rows, tr, ho, loader=loader, key=f"dataset-{name}-{n}-{fingerprint}-s{options.split_seed}-h{options.heldout_fraction:g}",
+    return ItemSource(name, kind, shape, rows, tr, ho, loader=loader,
+                      key=f"dataset-{name}-{n}-{fingerprint}-s{options.split_seed}-h{options.heldout_fraction:g}",
                       shift=shift, scale=scale, class_names=classes, train_labels=train_labels)

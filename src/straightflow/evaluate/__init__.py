@@ -78,10 +78,11 @@ from .scoring import (
 from .table import format_table, notes_of, row_notes
 
 __all__ = [
-    "evaluate", "score", "format_table", "notes_of", "row_notes", "aggregate_seeds", "heldout_flow_loss", "heldout_pair_flow_loss",
-    "default_n", "load_reference", "is_pairs_folder", "pair_samples", "HeldoutScoring", "ClassAccuracy", "QualityMetric",
-    "VectorQuality", "LatentQuality", "QUALITY_METRICS", "FLOOR_FROM_DATA", "FLOOR_FROM_REFERENCE", "FLOW_LOSS_FROM_PAIRS",
-    "TEACHER_SOURCE", "VECTOR_N", "IMAGE_N", "IMAGE_CURVATURE_N", "ALL_HELDOUT",
+    "evaluate", "score", "format_table", "notes_of", "row_notes", "aggregate_seeds", "heldout_flow_loss",
+    "heldout_pair_flow_loss", "default_n", "load_reference", "is_pairs_folder", "pair_samples", "HeldoutScoring",
+    "ClassAccuracy", "QualityMetric", "VectorQuality", "LatentQuality", "QUALITY_METRICS", "FLOOR_FROM_DATA",
+    "FLOOR_FROM_REFERENCE", "FLOW_LOSS_FROM_PAIRS", "TEACHER_SOURCE", "VECTOR_N", "IMAGE_N", "IMAGE_CURVATURE_N",
+    "ALL_HELDOUT",
 ]
 
 
@@ -91,7 +92,8 @@ IMAGE_CURVATURE_N = 512
 
 
 @torch.no_grad()
-def _flow_loss(run: Run, x_all: torch.Tensor, z_all: torch.Tensor | None, labels: torch.Tensor | None, seed: int, batch_size: int) -> float:
+def _flow_loss(run: Run, x_all: torch.Tensor, z_all: torch.Tensor | None, labels: torch.Tensor | None, seed: int,
+               batch_size: int) -> float:
     """The velocity loss (curvature paper Eq. 1) of ``x_all`` (model units) under the run's coupling;
     ``z_all``: the noise paired with each row (teacher pairs pass through the pair coupling as they are)."""
     g = torch.Generator(device=run.device).manual_seed(stream_seed("heldout-loss", seed))
@@ -102,14 +104,17 @@ def _flow_loss(run: Run, x_all: torch.Tensor, z_all: torch.Tensor | None, labels
         batch = x if z_all is None else (x, z_all[s : s + batch_size].to(run.device))
         y = None if labels is None else labels[s : s + batch_size].to(run.device)
         pair = run.module.coupling(batch, g, y)
-        loss, _ = objective(run.velocity, pair.x, pair.z, g) if y is None else objective(run.velocity, pair.x, pair.z, g, y=y)
+        loss, _ = (objective(run.velocity, pair.x, pair.z, g)
+                   if y is None else objective(run.velocity, pair.x, pair.z, g, y=y))
         total += float(loss) * x.shape[0]
         count += x.shape[0]
     return total / max(count, 1)
 
 
-def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024, labels: torch.Tensor | None = None) -> float:
-    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if given)."""
+def heldout_flow_loss(run: Run, reference: torch.Tensor, seed: int = 0, batch_size: int = 1024,
+                      labels: torch.Tensor | None = None) -> float:
+    """Eq. 8 upper bound: the flow loss on held-out data under the run's coupling (conditional on ``labels`` if
+    given)."""
     return _flow_loss(run, run.data.normalize(reference.to(run.device)), None, labels, seed, batch_size)
 
 
@@ -133,8 +138,10 @@ def _flow_loss_report(run: Run, reference: torch.Tensor, n: int, seed: int, labe
     try:
         return {"flow_loss_heldout": heldout_pair_flow_loss(run, n, seed), "flow_loss_source": FLOW_LOSS_FROM_PAIRS}
     except StraightflowError as exc:
-        return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels), "flow_loss_source": "held-out data, independent noise",
-                "flow_loss_note": f"held-out pairs unavailable ({exc}): flow loss on held-out data with independent noise instead"}
+        return {"flow_loss_heldout": heldout_flow_loss(run, reference, seed, labels=labels),
+                "flow_loss_source": "held-out data, independent noise",
+                "flow_loss_note": f"held-out pairs unavailable ({exc}): flow loss on held-out data with independent "
+                                  "noise instead"}
 
 
 def aggregate_seeds(rows: list[dict]) -> dict:
@@ -225,10 +232,11 @@ def evaluate(
     unguided = run.conditional and guidance is not None and float(guidance) == 0  # w = 0: no sample has a class to be scored by
     scoring = HeldoutScoring(run.data, metric, n, seed, reference, labelled=run.conditional, per_class=not unguided, clamp=clamp)
     n_eval, images = scoring.n, run.data.kind == "image"
-    report: dict = {"method": run.cfg.method, "data": run.cfg.data, "run": str(run.dir), "step": run.step, **scoring.sizes(),
-                    "seeds": list(range(seed, seed + seeds))}
+    report: dict = {"method": run.cfg.method, "data": run.cfg.data, "run": str(run.dir), "step": run.step,
+                    **scoring.sizes(), "seeds": list(range(seed, seed + seeds))}
     report.update(scoring.floors())
-    z = seeded_noise(curvature_n or min(n_eval, IMAGE_CURVATURE_N if images else VECTOR_N), tuple(run.data.shape), seed, "curvature", run.prior)
+    z = seeded_noise(curvature_n or min(n_eval, IMAGE_CURVATURE_N if images else VECTOR_N), tuple(run.data.shape), seed,
+                     "curvature", run.prior)
     probs = run.data.class_probs() if run.conditional else None
     velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
     report["curvature"] = curvature(velocity, z.to(run.device))
@@ -240,7 +248,8 @@ def evaluate(
         report["per_class_note"] = "guidance 0 samples unconditionally: no per-class scores or class accuracy"
     report.update(scoring.class_floors())
     results = []
-    bar = tqdm(total=len(nfes) * seeds * n_eval, disable=not progress, desc="eval", unit="sample", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+    bar = tqdm(total=len(nfes) * seeds * n_eval, disable=not progress, desc="eval", unit="sample", dynamic_ncols=True,
+               mininterval=0.5, file=sys.stderr)
     try:
         for k in nfes:
             rows = []
@@ -251,21 +260,26 @@ def evaluate(
     finally:
         bar.close()
     report["results"] = results
-    report.update(run.method.evaluate_extra(run, scoring.ref, n_eval, seed, list(nfes), solver, metric, labels=scoring.ref_labels, guidance=guidance))
+    report.update(run.method.evaluate_extra(run, scoring.ref, n_eval, seed, list(nfes), solver, metric,
+                                            labels=scoring.ref_labels, guidance=guidance))
     if run.method.trains_on_pairs and run.cfg.pairs:
         report.update(_teacher_report(run, scoring))
     return report
 
 
 def _score_nfe(run, scoring: HeldoutScoring, k, solver, seed, probs, guidance, batch_size, bar) -> dict:
-    """The result row of one NFE and one noise seed: quality (and, conditional, class accuracy and per-class quality)."""
+    """The result row of one NFE and one noise seed: quality (and, conditional, class accuracy and per-class
+    quality)."""
     t0 = time.perf_counter()
     classes = stratified_labels(scoring.n, probs) if run.conditional else None
-    weight = (1.0 if guidance is None else guidance) if run.conditional else None  # eval's default is w = 1, an export's recommendation or not
-    out = run.sample(scoring.n, nfe=k, solver=solver, seed=seed, batch_size=batch_size, progress=bar, classes=classes, guidance=weight)
+    # eval's default is w = 1, an export's recommendation or not
+    weight = (1.0 if guidance is None else guidance) if run.conditional else None
+    out = run.sample(scoring.n, nfe=k, solver=solver, seed=seed, batch_size=batch_size, progress=bar, classes=classes,
+                     guidance=weight)
     seconds = time.perf_counter() - t0
     if not bool(torch.isfinite(out.samples).all()):
-        raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality can be measured")
+        raise StraightflowError(f"the samples of {run.dir} at NFE {out.nfe} ({out.solver}) are not finite: no quality "
+                                "can be measured")
     quality = scoring.score(out.samples, out.labels)
     per_class = {key: quality.pop(key) for key in [k for k in quality if k == "per_class" or k.endswith("_accuracy")]}
     row = {"nfe": out.nfe, "nfe_requested": k, "solver": solver, **quality, "sample_seconds": seconds}
@@ -278,15 +292,17 @@ def _score_nfe(run, scoring: HeldoutScoring, k, solver, seed, probs, guidance, b
 
 
 def _teacher_report(run: Run, scoring: HeldoutScoring) -> dict:
-    """``teacher``: the quality of the student's pairs' x* against the student's own reference (same n), beside the teacher's
-    solver and NFE; ``teacher_note`` when the pairs folder cannot be read."""
+    """``teacher``: the quality of the student's pairs' x* against the student's own reference (same n), beside the
+    teacher's solver and NFE; ``teacher_note`` when the pairs folder cannot be read."""
     try:
         pairs = PairData.open(run.cfg.pairs, base=run.data, labels=run.conditional)
     except StraightflowError as exc:
         return {"teacher_note": f"the teacher's quality is not measured: its pairs are unavailable ({exc})"}
     samples, labels, which = pair_samples(pairs, scoring.n)
     if samples.shape[0] < 2:
-        return {"teacher_note": f"the teacher's quality is not measured: the pairs folder {run.cfg.pairs} holds {samples.shape[0]} pair(s)"}
-    block = {**teacher_info(pairs.manifest, run.cfg.pairs), "samples": TEACHER_SOURCE, "which": which, "n": int(samples.shape[0])}
+        return {"teacher_note": f"the teacher's quality is not measured: the pairs folder {run.cfg.pairs} holds "
+                                f"{samples.shape[0]} pair(s)"}
+    block = {**teacher_info(pairs.manifest, run.cfg.pairs), "samples": TEACHER_SOURCE, "which": which,
+             "n": int(samples.shape[0])}
     block.update(scoring.score(samples, labels))
     return {"teacher": block}

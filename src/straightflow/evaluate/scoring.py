@@ -43,7 +43,8 @@ class VectorQuality:
         return out
 
     def floor(self, reference, floor_reference):
-        return {**self._w2("w2_floor", floor_reference, reference), "energy_floor": energy_distance(floor_reference, reference)}
+        return {**self._w2("w2_floor", floor_reference, reference),
+                "energy_floor": energy_distance(floor_reference, reference)}
 
     def score(self, samples, reference):
         return {**self._w2("w2", samples, reference), "energy": energy_distance(samples, reference)}
@@ -67,8 +68,9 @@ FLOOR_FROM_REFERENCE = "run data vs --reference"
 
 
 #: data kind -> factory(run) -> QualityMetric
-QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(), "image": image_metric,
-                                                               "latent": lambda run: LatentQuality()}
+QUALITY_METRICS: dict[str, Callable[[Run], QualityMetric]] = {"vector": lambda run: VectorQuality(),
+                                                              "image": image_metric,
+                                                              "latent": lambda run: LatentQuality()}
 
 
 #: generated samples per NFE by default: vectors (against as many held-out points)
@@ -154,7 +156,8 @@ class HeldoutScoring:
         if reference is not None and reference.shape[0] < 2:
             raise StraightflowError(f"the reference holds {reference.shape[0]} sample(s); it needs at least 2")
         if labelled and reference is not None:
-            raise StraightflowError("--reference holds no labels: a conditional run is evaluated against its data's labelled held-out set")
+            raise StraightflowError("--reference holds no labels: a conditional run is evaluated against its data's "
+                                    "labelled held-out set")
         self.data, self.metric, self.seed, self.clamp = data, metric, seed, clamp
         self.user_reference = reference is not None
         images = data.kind == "image"
@@ -183,9 +186,10 @@ class HeldoutScoring:
         out["floor_source"] = FLOOR_FROM_REFERENCE if self.user_reference else FLOOR_FROM_DATA
         out["n_floor"] = int(self.floor_ref.shape[0])
         if self.floor_ref.shape[0] < self.n:
-            out["floor_note"] = (f"the floor sample holds all {self.floor_ref.shape[0]} training points, fewer than the {self.n} generated: "
-                                 f"fd is biased by the set sizes, so a perfect model's fd at n={self.n} is somewhat below fd_floor "
-                                 "(kid, precision and recall do not depend on it; docs/evaluation.md)")
+            out["floor_note"] = (f"the floor sample holds all {self.floor_ref.shape[0]} training points, fewer than "
+                                 f"the {self.n} generated: fd is biased by the set sizes, so a perfect model's fd at "
+                                 f"n={self.n} is somewhat below fd_floor (kid, precision and recall do not depend on "
+                                 "it; docs/evaluation.md)")
         if self.data.kind == "image":
             out["clamped"] = bool(self.clamp)
         return out
@@ -195,7 +199,8 @@ class HeldoutScoring:
         if self.accuracy is None:
             return {}
         return {"classes": list(self.class_names),
-                "per_class_floor": _per_class(self.metric, self.floor_ref, self.floor_labels, self.ref, self.ref_labels, self.class_names),
+                "per_class_floor": _per_class(self.metric, self.floor_ref, self.floor_labels, self.ref, self.ref_labels,
+                                              self.class_names),
                 f"{self.accuracy.name}_floor": self.accuracy(self.ref, self.ref_labels)}
 
     def score(self, samples: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
@@ -209,7 +214,8 @@ class HeldoutScoring:
             row["per_class"] = _per_class(self.metric, samples, labels, self.ref, self.ref_labels, self.class_names)
             for entry in row["per_class"]:
                 mask = labels == self.class_names.index(entry["class"])
-                entry[self.accuracy.name] = self.accuracy(samples[mask], labels[mask]) if bool(mask.any()) else float("nan")
+                entry[self.accuracy.name] = (self.accuracy(samples[mask], labels[mask])
+                                             if bool(mask.any()) else float("nan"))
         return row
 
 
@@ -232,7 +238,8 @@ def pair_samples(pairs: PairData, n: int) -> tuple[torch.Tensor, torch.Tensor | 
 
 
 class _MetricTarget:
-    """What a quality-metric factory (:data:`QUALITY_METRICS`) reads of a run: its data, device and Inception weights."""
+    """What a quality-metric factory (:data:`QUALITY_METRICS`) reads of a run: its data, device and Inception
+    weights."""
 
     def __init__(self, data, device, inception_weights: str | None):
         self.data, self.device, self.inception_weights = data, device, inception_weights
@@ -242,12 +249,14 @@ def _load_array(path: Path, what: str) -> np.ndarray:
     if not path.exists():
         raise StraightflowError(f"{what} file {path} does not exist")
     if path.is_dir():
-        raise StraightflowError(f"{what} {path} is a folder: give a .npy file" + (" (or a pairs folder)" if what == "samples" else ""))
+        raise StraightflowError(f"{what} {path} is a folder: give a .npy file"
+                                + (" (or a pairs folder)" if what == "samples" else ""))
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:
         first = str(exc).strip().splitlines()
-        raise StraightflowError(f"could not read {what} {path} as a .npy array ({first[0] if first else type(exc).__name__})") from None
+        raise StraightflowError(f"could not read {what} {path} as a .npy array "
+                                f"({first[0] if first else type(exc).__name__})") from None
 
 
 def _as_samples(samples, shape: tuple[int, ...], where: str) -> torch.Tensor:
@@ -255,7 +264,8 @@ def _as_samples(samples, shape: tuple[int, ...], where: str) -> torch.Tensor:
     if arr.dtype.kind not in "fiu":
         raise StraightflowError(f"samples {where} are of dtype {arr.dtype}; expected numbers")
     if arr.ndim < 2 or tuple(arr.shape[1:]) != tuple(shape):
-        raise StraightflowError(f"samples {where} have shape {arr.shape}; the data's samples are N x {' x '.join(map(str, shape))}")
+        raise StraightflowError(f"samples {where} have shape {arr.shape}; the data's samples are N x "
+                                f"{' x '.join(map(str, shape))}")
     if not np.isfinite(arr).all():
         raise StraightflowError(f"samples {where} contain non-finite values (NaN or inf)")
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
@@ -265,11 +275,13 @@ def _as_labels(labels, count: int, names: tuple[str, ...], where: str) -> torch.
     arr = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
     if arr.ndim != 1 or arr.shape[0] != count:
         raise StraightflowError(f"labels {where} have shape {arr.shape}; expected ({count},), one per sample")
-    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.isfinite(arr).all()
+                                           and (arr == np.round(arr)).all()):
         raise StraightflowError(f"labels {where} must be integer class indices 0..{len(names) - 1}")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= len(names)):
-        raise StraightflowError(f"labels {where} must be in 0..{len(names) - 1} (the data's classes: {', '.join(names[:20])})")
+        raise StraightflowError(f"labels {where} must be in 0..{len(names) - 1} (the data's classes: "
+                                f"{', '.join(names[:20])})")
     return torch.from_numpy(arr)
 
 
@@ -278,8 +290,8 @@ def is_pairs_folder(path) -> bool:
     return isinstance(path, (str, Path)) and Path(path).is_dir() and (Path(path) / "manifest.json").is_file()
 
 
-def score(samples, data=None, labels=None, n: int | None = None, seed: int = 0, clamp: bool = True, inception_weights: str | None = None,
-          device: str = "cpu", data_options: dict | None = None) -> dict:
+def score(samples, data=None, labels=None, n: int | None = None, seed: int = 0, clamp: bool = True,
+          inception_weights: str | None = None, device: str = "cpu", data_options: dict | None = None) -> dict:
     """The quality of any set of samples against ``data``'s held-out reference, scored as ``evaluate`` scores
     a run's samples at one NFE (the same :class:`HeldoutScoring`): W2 and energy for vectors, FD, KID,
     precision and recall for images, each beside its two-sample floor (``floor_source``).
@@ -309,7 +321,8 @@ def score(samples, data=None, labels=None, n: int | None = None, seed: int = 0, 
             data, options = tcfg.pop("data"), {**tcfg, **options}
         source = data if isinstance(data, DataSource) else load_data(str(data), options)
         if labels is not None:
-            raise StraightflowError(f"{folder} is a pairs folder: its x* carry their own labels (if any); --labels goes with a samples file")
+            raise StraightflowError(f"{folder} is a pairs folder: its x* carry their own labels (if any); --labels "
+                                    "goes with a samples file")
         pairs = PairData.open(folder, base=source)
         values, labels, which = pair_samples(pairs, default_n(source) if n is None else n)
         n = int(values.shape[0])  # fewer than asked when the folder holds fewer pairs ("which" says so)
@@ -317,7 +330,8 @@ def score(samples, data=None, labels=None, n: int | None = None, seed: int = 0, 
         name = str(folder)
     else:
         if data is None:
-            raise StraightflowError("score needs --data (the data the samples are scored against), unless SAMPLES is a pairs folder")
+            raise StraightflowError("score needs --data (the data the samples are scored against), unless SAMPLES is a "
+                                    "pairs folder")
         source = data if isinstance(data, DataSource) else load_data(str(data), options)
         name = str(samples) if isinstance(samples, (str, Path)) else "the given samples"
         values = _load_array(Path(samples), "samples") if isinstance(samples, (str, Path)) else samples
@@ -328,8 +342,8 @@ def score(samples, data=None, labels=None, n: int | None = None, seed: int = 0, 
         if not source.class_names:
             raise StraightflowError(f"--labels: the data {source.name} has no class labels to score per class against")
         label_where = f"in {labels}" if isinstance(labels, (str, Path)) else "given"
-        labels = _as_labels(_load_array(Path(labels), "labels") if isinstance(labels, (str, Path)) else labels, x.shape[0],
-                            tuple(source.class_names), label_where)
+        labels = _as_labels(_load_array(Path(labels), "labels") if isinstance(labels, (str, Path)) else labels,
+                            x.shape[0], tuple(source.class_names), label_where)
     n = x.shape[0] if n is None else n
     if n < 2:
         raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
@@ -338,7 +352,8 @@ def score(samples, data=None, labels=None, n: int | None = None, seed: int = 0, 
     dev = resolve_device(device)
     metric = QUALITY_METRICS[source.kind](_MetricTarget(source, dev, inception_weights))
     scoring = HeldoutScoring(source, metric, n, seed, labelled=labels is not None, clamp=clamp)
-    report: dict = {"samples": name, "data": data if isinstance(data, str) else source.name, **scoring.sizes(), "seed": seed}
+    report: dict = {"samples": name, "data": data if isinstance(data, str) else source.name, **scoring.sizes(),
+                    "seed": seed}
     if teacher is not None:
         report["teacher"] = teacher
     report.update(scoring.floors())

@@ -33,7 +33,8 @@ def _row_head(row: dict) -> str:
 
 
 def _quality_keys(row: dict) -> list[str]:
-    return [k for k in row if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "features", "set")
+    return [k for k in row
+            if k not in ("nfe", "nfe_requested", "solver", "sample_seconds", "per_class", "features", "set")
             and not _is_note(k) and not _is_spread(k)]
 
 
@@ -45,7 +46,8 @@ def _teacher_text(report: dict, keys: list[str]) -> str | None:
     size = f", n={block['n']}" if block.get("n") != report.get("n") else ""
     guided = f", guidance {block['guidance']:g}" if isinstance(block.get("guidance"), float) else ""
     values = ", ".join(f"{k} {_value_text(block, k)}" for k in keys if k in block)
-    return f"teacher ({block.get('samples', TEACHER_SOURCE)}, {block['solver']} NFE {block['nfe']}{guided}{size}): {values}"
+    return (f"teacher ({block.get('samples', TEACHER_SOURCE)}, {block['solver']} NFE "
+            f"{block['nfe']}{guided}{size}): {values}")
 
 
 def format_table(report: dict) -> str:
@@ -68,24 +70,28 @@ def format_table(report: dict) -> str:
     if isinstance(report.get("guidance"), float):  # every sampled number below, extras included, is at this weight
         about.append(f"guidance {report['guidance']:g}")
     if "method" in report:
-        lines = [f"{report['method']} on {report['data']} (step {report['step']}, {', '.join(about)}): curvature {report['curvature']:.4g}, "
-                 f"held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
+        lines = [f"{report['method']} on {report['data']} (step {report['step']}, {', '.join(about)}): curvature "
+                 f"{report['curvature']:.4g}, held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]
     else:  # straightflow score
         teacher = report.get("teacher")
-        made = f" ({teacher['samples']} of a {teacher['kind']} teacher, {teacher['solver']} NFE {teacher['nfe']})" if isinstance(teacher, dict) else ""
+        made = (f" ({teacher['samples']} of a {teacher['kind']} teacher, {teacher['solver']} NFE {teacher['nfe']})"
+                if isinstance(teacher, dict) else "")
         lines = [f"score of {report['samples']}{made} against {report['data']} ({', '.join(about)})"]
     floors = [k for k, v in report.items() if k.endswith("_floor") and isinstance(v, float) and not _is_spread(k[:-6])]
     if floors:
         source = f" ({report['floor_source']})" if report.get("floor_source") == FLOOR_FROM_REFERENCE else ""
         size = f", n={report['n_floor']}" if "n_floor" in report and report["n_floor"] != report["n"] else ""
-        lines.append(f"two-sample floor{source}{size}: " + ", ".join(f"{k[:-6]} {_value_text(report, k[:-6], '_floor')}" for k in floors))
+        lines.append(f"two-sample floor{source}{size}: "
+                     + ", ".join(f"{k[:-6]} {_value_text(report, k[:-6], '_floor')}" for k in floors))
     notes = row_notes(results)
     cells = [[_value_text(r, k) for k in keys] for r in results]
     widths = [max([10, len(k)] + [len(row[i]) for row in cells]) for i, k in enumerate(keys)]
-    lines.append((f"{'solver':>7} {'NFE':>5} " if "nfe" in results[0] else f"{'':>13} ") + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
+    lines.append((f"{'solver':>7} {'NFE':>5} " if "nfe" in results[0] else f"{'':>13} ")
+                 + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
     for r, row in zip(results, cells):
         marks = " ".join(notes[v] for v in notes_of(r))
-        lines.append(f"{_row_head(r)} " + " ".join(f"{c:>{w}}" for c, w in zip(row, widths)) + (f"  {marks}" if marks else ""))
+        lines.append(f"{_row_head(r)} " + " ".join(f"{c:>{w}}" for c, w in zip(row, widths))
+                     + (f"  {marks}" if marks else ""))
     lines.extend(f"{mark} {note}" for note, mark in notes.items())
     teacher_line = _teacher_text(report, keys) if "method" in report else None
     if teacher_line:
@@ -121,7 +127,8 @@ def row_notes(rows: list[dict]) -> dict[str, str]:
 
 
 def _class_table(report: dict) -> list[str]:
-    """Per-class rows: the quality metric and class accuracy at each NFE (or of the scored set), beside the class's floor."""
+    """Per-class rows: the quality metric and class accuracy at each NFE (or of the scored set), beside the class's
+    floor."""
     metric = report["quality_metric"]
     acc = next(k for k in report["results"][0] if k.endswith("_accuracy"))
     floors = {row["class"]: row.get(metric) for row in report["per_class_floor"]}

@@ -74,13 +74,15 @@ def _foreign_entry(runs: Path) -> Path | None:
 def _claim_runs(out: Path, runs: Path) -> FolderLock:
     """Lock ``runs``, empty it and mark it as the demo's; a folder the demo did not make is an error."""
     if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
-        raise StraightflowError(f"demo --out {out}: {runs} is not a folder the demo made; choose another --out or remove {runs}")
+        raise StraightflowError(f"demo --out {out}: {runs} is not a folder the demo made; choose another --out or "
+                                f"remove {runs}")
     if runs.is_dir():
         names = {p.name for p in runs.iterdir()}
         foreign = _foreign_entry(runs)
         if foreign is not None or (names - {LOCK_NAME} and DEMO_MARKER not in names):
             what = f" ({foreign})" if foreign is not None else " (it has no demo marker)"
-            raise StraightflowError(f"demo --out {out}: {runs} holds files the demo did not make{what}; choose another --out or remove {runs}")
+            raise StraightflowError(f"demo --out {out}: {runs} holds files the demo did not make{what}; choose another "
+                                    f"--out or remove {runs}")
     lock = FolderLock(runs, "the demo's run folder").acquire()  # a second demo on the same OUT stops here
     try:
         for entry in runs.iterdir():
@@ -104,7 +106,8 @@ def _made_by_an_older_demo(run_dir: Path) -> bool:
 
 
 def _remove_old_demo_run(run_dir: Path) -> None:
-    """Remove ``OUT/run`` if an older demo made it (marked, or its config); anything else there is the user's and stays."""
+    """Remove ``OUT/run`` if an older demo made it (marked, or its config); anything else there is the user's and
+    stays."""
     if run_dir.is_symlink() or not run_dir.is_dir():
         return
     names = {p.name for p in run_dir.iterdir()}
@@ -124,14 +127,16 @@ def story_table(data: str, reports: dict[str, dict], labels: dict[str, str], not
              "|---|---|" + "---:|" * len(TABLE_NFES)]
     for name, report in reports.items():
         w2 = {r["nfe"]: r["w2"] for r in report["results"]}
-        lines.append(f"| {labels[name]} | {report['results'][0]['solver']} | " + " | ".join(f"{w2[k]:.4g}" for k in TABLE_NFES) + " |")
+        lines.append(f"| {labels[name]} | {report['results'][0]['solver']} | "
+                     + " | ".join(f"{w2[k]:.4g}" for k in TABLE_NFES) + " |")
     lines.append("| two-sample floor | | " + " | ".join(f"{floor:.4g}" for _ in TABLE_NFES) + " |")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
 
 
 # ---------------------------------------------------------------- the demo
 def run_demo(out: Path, data: str = "moons", steps: int = 3000, student_steps: int = 1000, n_pairs: int = 20000,
-             teacher_nfe: int = 100, beta: float = 10.0, n: int = 2000, progress: bool = True, threads: int | None = 1) -> dict:
+             teacher_nfe: int = 100, beta: float = 10.0, n: int = 2000, progress: bool = True,
+             threads: int | None = 1) -> dict:
     """Train, evaluate and draw the three runs into ``out`` (see the module docstring); returns each run's eval report.
 
     ``steps``: baseline and curvature training steps; ``student_steps``: the lines student's;
@@ -166,7 +171,8 @@ def _run_demo(out: Path, data: str, steps: int, student_steps: int, n_pairs: int
         t0 = time.perf_counter()
         dirs = {name: runs / name for name in RUN_NAMES}
         common = dict(data=data, batch_size=BATCH_SIZE, steps=steps, ckpt_every=steps, progress=progress)
-        _stage(1, f"training the baseline (rectified flow, independent coupling) on {data}: {steps} steps, batch {BATCH_SIZE}")
+        _stage(1, f"training the baseline (rectified flow, independent coupling) on {data}: {steps} steps, batch "
+                  f"{BATCH_SIZE}")
         train(method="rectified", out=str(dirs["baseline"]), **common)
         _stage(2, f"teacher pairs: {n_pairs:,} (noise, sample) pairs from the baseline, Euler {teacher_nfe} NFE each")
         pairs_from_run(dirs["baseline"], n_pairs, runs / PAIRS_NAME, solver="euler", nfe=teacher_nfe, progress=progress)
@@ -184,9 +190,11 @@ def _run_demo(out: Path, data: str, steps: int, student_steps: int, n_pairs: int
         ref, _ = loaded["baseline"].data.reference(n, 0)
         panels = []
         for name, run in loaded.items():
-            k = 1 if name == "lines" else 100  # the student's paths are its straight lines: one step of the line sampler
+            # the student's paths are its straight lines: one step of the line sampler
+            k = 1 if name == "lines" else 100
             res = run.sample(200, nfe=k, seed=0, return_trajectory=True)
-            how = f"Euler, NFE {res.nfe}" if res.solver == "euler" else f"{res.solver} sampler, NFE {res.nfe}: straight lines"
+            how = (f"Euler, NFE {res.nfe}"
+                   if res.solver == "euler" else f"{res.solver} sampler, NFE {res.nfe}: straight lines")
             panels.append({"label": labels[name], "trajectory": res.trajectory, "paths": how,
                            "w2": {r["nfe"]: r["w2"] for r in reports[name]["results"]}})
         story_png = out / "story.png"
@@ -196,7 +204,8 @@ def _run_demo(out: Path, data: str, steps: int, student_steps: int, n_pairs: int
         lock.release()
     notes = [f"baseline and curvature: {steps} training steps each; the lines student: {student_steps} steps on "
              f"{n_pairs:,} teacher pairs, each of which cost the baseline {teacher_nfe} NFE once, before training",
-             "euler: N uniform Euler steps; lines: the line sampler (NFE = steps); the full tables are in quality_vs_nfe.txt"]
+             "euler: N uniform Euler steps; lines: the line sampler (NFE = steps); the full tables are in "
+             "quality_vs_nfe.txt"]
     table = story_table(data, reports, labels, notes)
     (out / "story.md").write_text(table + "\n")
     (out / "quality_vs_nfe.txt").write_text("\n\n".join(format_table(r) for r in reports.values()) + "\n")
@@ -204,7 +213,8 @@ def _run_demo(out: Path, data: str, steps: int, student_steps: int, n_pairs: int
     print(table)
     print(f"straightflow demo: done in {time.perf_counter() - t0:.0f} s")
     print(f"  the story (paths and W2 vs NFE): {story_png}")
-    print(f"  the table: {out / 'story.md'}; every run's eval table: {out / 'quality_vs_nfe.txt'} (JSON: {out / 'report.json'})")
+    print(f"  the table: {out / 'story.md'}; every run's eval table: {out / 'quality_vs_nfe.txt'} (JSON: "
+          f"{out / 'report.json'})")
     print(f"  the baseline's trajectory plot: {out / 'trajectories.png'}")
     print(f"  run directories: {', '.join(str(d) for d in dirs.values())}; teacher pairs: {runs / PAIRS_NAME}")
     return reports

@@ -71,7 +71,8 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use velocity or sampler")
     if not data:
-        raise StraightflowError("--teacher-callable needs --data (the data the teacher models: its shape, units and held-out set)")
+        raise StraightflowError("--teacher-callable needs --data (the data the teacher models: its shape, units and "
+                                "held-out set)")
     user_fn = load_teacher_callable(spec, teacher_args)
 
     def fn(*args):  # an exception inside the user's code is their error, reported as one line
@@ -80,7 +81,8 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         except StraightflowError:
             raise
         except Exception as exc:
-            raise StraightflowError(f"the teacher callable {spec} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise StraightflowError(f"the teacher callable {spec} raised {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     options = dict(data_options or {})
     source = load_data(data, options)
     ctx = init_distributed(device)
@@ -88,7 +90,9 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         # the teacher works in data units; x* is stored in model units (``to_model``), z as drawn
         teacher = VelocityTeacher(fn, solver, nfe) if kind == "velocity" else SamplerTeacher(fn, nfe)
         defaults = TrainConfig()
-        teacher_config = {"data": data, **{k: options.get(k, getattr(defaults, k)) for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
+        teacher_config = {"data": data,
+                          **{k: options.get(k, getattr(defaults, k))
+                             for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
         settings = {"teacher": f"callable {spec}", "callable_kind": kind}
         settings.update(_teacher_args_settings(teacher_args))
         manifest = {"teacher_kind": "callable", "teacher_method": "", "teacher_config": teacher_config, "data": data}
@@ -102,21 +106,24 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
 
 # ------------------------------------------------------------------ teacher factories and pretrained diffusion models
 def load_teacher_callable(spec: str, teacher_args: dict[str, str] | None = None):
-    """The callable named by ``spec``; with ``teacher_args`` the one it returns when called as ``make(**teacher_args)``."""
+    """The callable named by ``spec``; with ``teacher_args`` the one it returns when called as
+    ``make(**teacher_args)``."""
     obj = load_callable(spec)
     if not teacher_args:
         return obj
     for key in teacher_args:
         if not str(key).isidentifier():
-            raise StraightflowError(f"--teacher-arg {key}=...: the key must be a Python identifier (a keyword of {spec})")
+            raise StraightflowError(f"--teacher-arg {key}=...: the key must be a Python identifier (a keyword "
+                                    f"of {spec})")
     try:
         made = obj(**{str(k): str(v) for k, v in teacher_args.items()})
     except StraightflowError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()
-        raise StraightflowError(f"the teacher factory {spec} called with --teacher-arg {_format_args(teacher_args)} raised "
-                                f"{type(exc).__name__}: {first[0] if first else ''}") from None
+        raise StraightflowError(f"the teacher factory {spec} called with --teacher-arg "
+                                f"{_format_args(teacher_args)} raised {type(exc).__name__}: "
+                                f"{first[0] if first else ''}") from None
     if not callable(made):
         raise StraightflowError(f"the teacher factory {spec} returned {type(made).__name__}, not a callable teacher")
     return made
@@ -132,7 +139,8 @@ def _teacher_args_settings(teacher_args: dict[str, str] | None) -> dict:
 
 
 def callable_source(spec: str) -> str:
-    """``spec`` with its module resolved to an absolute file path (``file.py:fn`` and ``package.module:fn`` alike), once loaded."""
+    """``spec`` with its module resolved to an absolute file path (``file.py:fn`` and ``package.module:fn`` alike), once
+    loaded."""
     target, _, attr = spec.rpartition(":")
     if target.endswith(".py"):
         return f"{Path(target).resolve()}:{attr}"
@@ -154,7 +162,8 @@ def _user_teacher(fn, what: str):
             raise
         except Exception as exc:
             first = str(exc).strip().splitlines()
-            raise StraightflowError(f"the teacher {what} raised {type(exc).__name__}: {first[0] if first else ''}") from None
+            raise StraightflowError(f"the teacher {what} raised {type(exc).__name__}: "
+                                    f"{first[0] if first else ''}") from None
 
     if hasattr(fn, "settings"):
         call.settings = fn.settings
@@ -164,7 +173,9 @@ def _user_teacher(fn, what: str):
 def _data_teacher_config(data: str, options: dict) -> dict:
     """What a student of a data-only teacher (callable, diffusers, EDM) inherits: the data and how it is split."""
     defaults = TrainConfig()
-    return {"data": data, **{k: options.get(k, getattr(defaults, k)) for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
+    return {"data": data,
+            **{k: options.get(k, getattr(defaults, k))
+               for k in ("heldout_fraction", "split_seed", "image_size", "data_root")}}
 
 
 def _check_unet_shape(model, shape: tuple[int, ...], data: str) -> None:
@@ -174,8 +185,9 @@ def _check_unet_shape(model, shape: tuple[int, ...], data: str) -> None:
         return
     sizes = [size, size] if isinstance(size, int) else list(size or [])
     if len(shape) != 3 or channels != shape[0] or (sizes and list(sizes) != list(shape[1:])):
-        raise StraightflowError(f"the diffusers model {model.unet_dir} makes {channels} x {' x '.join(map(str, sizes))} samples "
-                                f"but --data {data} has shape {' x '.join(map(str, shape))}")
+        raise StraightflowError(f"the diffusers model {model.unet_dir} makes {channels} x "
+                                f"{' x '.join(map(str, sizes))} samples but --data {data} has shape "
+                                f"{' x '.join(map(str, shape))}")
 
 
 class _SamplerWithErrors:
@@ -210,9 +222,11 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use sampler or velocity")
     if not data:
-        raise StraightflowError("--teacher-diffusers needs --data (the data the model makes: its shape, units and held-out set)")
+        raise StraightflowError("--teacher-diffusers needs --data (the data the model makes: its shape, units and "
+                                "held-out set)")
     if kind == "velocity" and clip_sample is not None:
-        raise StraightflowError("--clip-sample applies to the sampler route (--teacher-kind sampler); the velocity route never clips")
+        raise StraightflowError("--clip-sample applies to the sampler route (--teacher-kind sampler); the velocity "
+                                "route never clips")
     options = dict(data_options or {})
     source = load_data(data, options)
     model = load_diffusers(path, scheduler_dir=scheduler_dir)
@@ -225,12 +239,13 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
         info = model.info()
         if kind == "sampler":
             sched = model.scheduler(scheduler, clip_sample)
-            teacher = _SamplerWithErrors(DiffusersSamplerTeacher(model.unet, sched, nfe, scheduler), f"diffusers model {model.path}")
+            teacher = _SamplerWithErrors(DiffusersSamplerTeacher(model.unet, sched, nfe, scheduler),
+                                         f"diffusers model {model.path}")
             cfg = sched.config
             resolved = {"scheduler": scheduler, "scheduler_class": type(sched).__name__, "steps": nfe,
                         "clip_sample": cfg.get("clip_sample"), "thresholding": cfg.get("thresholding"),
-                        "set_alpha_to_one": cfg.get("set_alpha_to_one"), "timestep_spacing": cfg.get("timestep_spacing"),
-                        "algorithm_type": cfg.get("algorithm_type")}
+                        "set_alpha_to_one": cfg.get("set_alpha_to_one"),
+                        "timestep_spacing": cfg.get("timestep_spacing"), "algorithm_type": cfg.get("algorithm_type")}
             resolved = {k: v for k, v in resolved.items() if v is not None or k in ("scheduler", "steps")}
             settings.update(resolved)
             info.update(resolved)
@@ -246,8 +261,9 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
         shutdown_distributed(ctx)
 
 
-def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str = "sampler", teacher_args: dict[str, str] | None = None,
-                   solver: str = "euler", nfe: int = 35, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str = "sampler",
+                   teacher_args: dict[str, str] | None = None, solver: str = "euler", nfe: int = 35,
+                   sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                    seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
                    device: str = "auto", progress: bool = True, data_options: dict | None = None, dry_run: bool = False) -> dict:
     """Pairs of an EDM denoiser D(x, sigma) named by ``package.module:fn`` or ``file.py:fn`` (``docs/teachers.md``).
@@ -262,9 +278,11 @@ def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str =
     if kind not in TEACHER_KINDS:
         raise StraightflowError(f"unknown --teacher-kind {kind!r}: use sampler or velocity")
     if not data:
-        raise StraightflowError("--teacher-edm needs --data (the data the denoiser makes: its shape, units and held-out set)")
+        raise StraightflowError("--teacher-edm needs --data (the data the denoiser makes: its shape, units and "
+                                "held-out set)")
     if kind == "sampler" and (nfe < 1 or nfe % 2 == 0):
-        raise StraightflowError(f"EDM's Heun sampler makes 2 steps - 1 network calls: give an odd --nfe (e.g. 35 for 18 steps), got {nfe}")
+        raise StraightflowError("EDM's Heun sampler makes 2 steps - 1 network calls: give an odd --nfe (e.g. 35 for "
+                                f"18 steps), got {nfe}")
     denoiser = _user_teacher(load_teacher_callable(spec, teacher_args), f"denoiser {spec}")
     options = dict(data_options or {})
     source = load_data(data, options)

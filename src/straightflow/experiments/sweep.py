@@ -153,10 +153,12 @@ def _train_parallel(out: Path, betas: list[float], overrides: dict, config_file:
         else:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
         log_path = out / f"beta-{beta_label(beta)}.train.log"
-        log(f"sweep: beta={beta_label(beta)} -> {run_dir} (job {slot}{', cuda:' + str(slot % n_dev) if n_dev else ''}; log {log_path})")
+        log(f"sweep: beta={beta_label(beta)} -> {run_dir} (job {slot}{', cuda:' + str(slot % n_dev) if n_dev else ''}; "
+            f"log {log_path})")
         try:
             with open(log_path, "w") as fh:
-                code = subprocess.call(_train_argv(run_dir, beta, overrides, config_file), env=env, stdout=fh, stderr=subprocess.STDOUT)
+                code = subprocess.call(_train_argv(run_dir, beta, overrides, config_file), env=env, stdout=fh,
+                                       stderr=subprocess.STDOUT)
         finally:
             slots.put(slot)
         return beta, code, log_path
@@ -170,7 +172,8 @@ def _train_parallel(out: Path, betas: list[float], overrides: dict, config_file:
         raise StraightflowError(f"sweep: training beta={beta_label(b)} failed ({last}); see {p}")
 
 
-def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int | None, seed: int, device: str, log, progress: bool) -> dict:
+def _evaluate_one(run_dir: Path, nfes: list[int], solver: str | None, n: int | None, seed: int, device: str, log,
+                  progress: bool) -> dict:
     from ..evaluate import default_n, evaluate
     from ..run import Run
 
@@ -211,7 +214,8 @@ def format_sweep_table(sweep: dict) -> str:
     if base is not None:
         head += ["curvature / baseline", f"{key} NFE {min(nfes)} / baseline"]
     lines = [
-        f"# beta sweep on {sweep['data']}: {sweep['steps']} steps, batch {sweep['batch_size']}, solver {sweep['solver']}, n = {sweep['n']}",
+        f"# beta sweep on {sweep['data']}: {sweep['steps']} steps, batch {sweep['batch_size']}, solver "
+        f"{sweep['solver']}, n = {sweep['n']}",
         "",
     ]
     floor = sweep.get("floor") or {}
@@ -221,12 +225,15 @@ def format_sweep_table(sweep: dict) -> str:
     order = sorted(sweep["runs"], key=lambda r: math.inf if r["beta"] == "inf" else r["beta"])
     for r in order:
         rep = r["report"]
-        cells = [beta_label(float(r["beta"])), r["method"], significant(rep["curvature"])] + [significant(_quality_at(rep, key, k)) for k in nfes]
-        cells += [significant(rep.get("kl", 0.0 if r["beta"] == "inf" else None)), significant(rep.get(f"recon_{key}")), significant(rep["flow_loss_heldout"])]
+        cells = ([beta_label(float(r["beta"])), r["method"], significant(rep["curvature"])]
+                 + [significant(_quality_at(rep, key, k)) for k in nfes])
+        cells += [significant(rep.get("kl", 0.0 if r["beta"] == "inf" else None)), significant(rep.get(f"recon_{key}")),
+                  significant(rep["flow_loss_heldout"])]
         if base is not None:
             b = base["report"]
             q, qb = _quality_at(rep, key, min(nfes)), _quality_at(b, key, min(nfes))
-            cells += [significant(rep["curvature"] / b["curvature"]) if b["curvature"] else "-", significant(q / qb) if q is not None and qb else "-"]
+            cells += [significant(rep["curvature"] / b["curvature"]) if b["curvature"] else "-",
+                      significant(q / qb) if q is not None and qb else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     if notes:
         lines += [""] + [f"{mark} {note}" for note, mark in notes.items()]
@@ -308,13 +315,15 @@ def run_sweep(
         sweep["n"] = report["n"]
         sweep["solver"] = report["results"][0]["solver"]
         sweep["floor"] = {k: v for k, v in report.items() if k.endswith("_floor")}
-        sweep["runs"].append({"beta": "inf" if math.isinf(beta) else beta, "method": report["method"], "run": str(run_dir), "report": report})
+        sweep["runs"].append({"beta": "inf" if math.isinf(beta) else beta, "method": report["method"],
+                              "run": str(run_dir), "report": report})
         (out / "sweep.json").write_text(json.dumps(sweep, indent=1))  # partial progress is visible
     table = format_sweep_table(sweep)
     (out / "sweep.md").write_text(table + "\n")
     plots = write_sweep_plots(sweep, out)
     if trajectories:
-        runs = [(f"beta = {beta_label(b)}", Run.load(out / f"beta-{beta_label(b)}", device=device)) for b in sorted(betas, key=lambda b: -b)]
+        runs = [(f"beta = {beta_label(b)}", Run.load(out / f"beta-{beta_label(b)}", device=device))
+                for b in sorted(betas, key=lambda b: -b)]
         if runs and runs[0][1].data.kind == "vector" and tuple(runs[0][1].data.shape) == (2,):
             plot_sweep_trajectories(runs, out / "trajectories.png")
             plots.append(out / "trajectories.png")

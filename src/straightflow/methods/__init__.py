@@ -23,7 +23,8 @@ from .ot import MinibatchOT
 from .rectified import Rectified
 from .reflow import Reflow
 
-METHODS: dict[str, Method] = {m.name: m for m in (Rectified(), MinibatchOT(), Curvature(), Reflow(), Distill(), Lines())}
+METHODS: dict[str, Method] = {m.name: m
+                              for m in (Rectified(), MinibatchOT(), Curvature(), Reflow(), Distill(), Lines())}
 
 
 #: ``method`` of a run trained with a user's own :class:`Method` (``sf.train(method=MyMethod())``)
@@ -32,7 +33,8 @@ CUSTOM_METHOD = "custom"
 
 def get_method(name: str) -> Method:
     if name == CUSTOM_METHOD:
-        raise StraightflowError("this run's method is a user's own (method: custom): pass it again, e.g. sf.load(RUNDIR, method=MyMethod())")
+        raise StraightflowError("this run's method is a user's own (method: custom): pass it again, e.g. "
+                                "sf.load(RUNDIR, method=MyMethod())")
     if name not in METHODS:
         raise StraightflowError(f"unknown method {name!r}: use one of {', '.join(sorted(METHODS))}")
     return METHODS[name]
@@ -43,13 +45,15 @@ def resolve_method(cfg, method: Method | None = None) -> Method:
     if method is None:
         return get_method(cfg.method)
     if not isinstance(method, Method):
-        raise StraightflowError(f"method= must be an instance of straightflow.methods.Method, got {type(method).__name__}")
+        raise StraightflowError("method= must be an instance of straightflow.methods.Method, got "
+                                f"{type(method).__name__}")
     if cfg.method != CUSTOM_METHOD:
         raise StraightflowError(f"method= is a user's own method, but this run's method is {cfg.method!r}")
     return method
 
 
-def build_module(cfg, data, velocity_net: nn.Module | None = None, encoder: nn.Module | None = None, method: Method | None = None):
+def build_module(cfg, data, velocity_net: nn.Module | None = None, encoder: nn.Module | None = None,
+                 method: Method | None = None):
     """``(module, method, prior)`` for ``cfg``: the velocity net (``velocity_net`` or one built from
     the config) and the method's coupling (a method that takes one wraps ``encoder`` if given);
     ``method``: a user's own method instance for a run recorded as ``method: custom``."""
@@ -57,7 +61,8 @@ def build_module(cfg, data, velocity_net: nn.Module | None = None, encoder: nn.M
     method.validate(cfg)
     if cfg.conditional and data.num_classes < 2:
         why = "has no class labels" if not data.num_classes else "has a single class"
-        raise StraightflowError(f"--conditional needs labelled data with at least 2 classes; {data.name} {why} (see docs/conditional.md)")
+        raise StraightflowError(f"--conditional needs labelled data with at least 2 classes; {data.name} {why} (see "
+                                "docs/conditional.md)")
     prior = make_prior(cfg.prior, data.shape)
     velocity = velocity_net if velocity_net is not None else build_model(cfg, data)
     coupling = method.build_coupling(cfg, data, prior, encoder)

@@ -107,7 +107,8 @@ class FlowTrainingModule(nn.Module):
     ``num_classes``) at rate ``cond_drop`` (classifier-free guidance, ``docs/conditional.md``).
     """
 
-    def __init__(self, velocity: nn.Module, coupling: Coupling, objective=None, num_classes: int = 0, cond_drop: float = 0.0):
+    def __init__(self, velocity: nn.Module, coupling: Coupling, objective=None, num_classes: int = 0,
+                 cond_drop: float = 0.0):
         super().__init__()
         self.velocity = velocity
         self.coupling = coupling
@@ -125,14 +126,16 @@ class FlowTrainingModule(nn.Module):
 
     def forward(self, batch, generator: torch.Generator, y: torch.Tensor | None = None):
         if self.objective is None:
-            raise RuntimeError("FlowTrainingModule has no objective: set module.objective (e.g. from Method.build_objective)")
+            raise RuntimeError("FlowTrainingModule has no objective: set module.objective (e.g. from "
+                               "Method.build_objective)")
         if (y is not None) != self.conditional:
             raise RuntimeError("a conditional module needs labels y and an unconditional one takes none")
         pair = self.coupling(batch, generator, y)
         if y is None:
             loss, stats = self.objective(self.velocity, pair.x, pair.z, generator)
         else:
-            loss, stats = self.objective(self.velocity, pair.x, pair.z, generator, y=drop_labels(pair.y, self.cond_drop, self.num_classes, generator))
+            loss, stats = self.objective(self.velocity, pair.x, pair.z, generator,
+                                         y=drop_labels(pair.y, self.cond_drop, self.num_classes, generator))
         stats = dict(stats)
         stats.update(pair.stats)
         if pair.aux_loss is not None:

@@ -31,15 +31,17 @@ ENCODER_SIZES = ("small", "same", "custom")
 
 class Curvature(Method):
     name = "curvature"
-    description = ("the curvature method: a learned forward coupling q_phi(z|x) (Lee et al., *Minimizing Trajectory Curvature "
-                   "of ODE-based Generative Models*)")
+    description = ("the curvature method: a learned forward coupling q_phi(z|x) (Lee et al., *Minimizing Trajectory "
+                   "Curvature of ODE-based Generative Models*)")
     accepts_encoder = True
 
     def validate(self, cfg) -> None:
         if cfg.encoder not in ENCODER_SIZES:
-            raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same (custom: a module given as encoder_net=...)")
+            raise StraightflowError(f"unknown encoder {cfg.encoder!r}: use small or same (custom: a module given as "
+                                    "encoder_net=...)")
         if cfg.beta == "auto":
-            raise StraightflowError("--beta auto is resolved by train() (a pilot picks --kl-target); build the module from the resolved config")
+            raise StraightflowError("--beta auto is resolved by train() (a pilot picks --kl-target); build the module "
+                                    "from the resolved config")
         if math.isnan(cfg.beta) or cfg.beta < 0:
             raise StraightflowError(f"--beta must be >= 0 (or inf), got {cfg.beta}")
 
@@ -50,7 +52,8 @@ class Curvature(Method):
 
     def card_note(self, cfg) -> str:
         if cfg.kl_target is not None:
-            return f" (KL target {significant_or_str(cfg.kl_target)} nats per dimension, beta adapted from {significant_or_str(cfg.beta)})"
+            return (f" (KL target {significant_or_str(cfg.kl_target)} nats per dimension, beta adapted from "
+                    f"{significant_or_str(cfg.beta)})")
         return f" (beta {significant_or_str(cfg.beta)})"
 
     def uses_custom_encoder(self, cfg) -> bool:
@@ -69,9 +72,11 @@ class Curvature(Method):
         """The learned coupling around ``encoder`` (default: a ``small`` or ``same``-size net of the
         velocity net's kind with twice the output channels); beta = inf builds none."""
         if encoder is None and cfg.encoder == "custom" and not math.isinf(cfg.beta):
-            raise StraightflowError("this run's encoder is a user's own module (encoder: custom): pass it again, e.g. Run.load(RUNDIR, encoder_net=MyEncoder(...))")
+            raise StraightflowError("this run's encoder is a user's own module (encoder: custom): pass it again, e.g. "
+                                    "Run.load(RUNDIR, encoder_net=MyEncoder(...))")
         if encoder is None and not math.isinf(cfg.beta):
-            arch = dataclasses.replace(cfg, model="auto") if cfg.model == "custom" else cfg  # a user velocity net: our encoder
+            # a user velocity net: our encoder
+            arch = dataclasses.replace(cfg, model="auto") if cfg.model == "custom" else cfg
             encoder = build_model(arch, data, out_mult=2, size="small" if cfg.encoder == "small" else "full")
         return LearnedGaussianCoupling(prior, None if math.isinf(cfg.beta) else encoder, cfg.beta)
 
@@ -80,7 +85,8 @@ class Curvature(Method):
         """kl, z norms and the reconstruction quality per NFE (Fig. 8), solved at ``guidance`` (conditional runs)."""
         coupling = run.module.coupling
         _, kl, z_norm = encode_sample(run, reference[:n], seed, labels=None if labels is None else labels[:n])
-        prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)
+        prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm",
+                                  run.prior).flatten(1).norm(dim=1)
         out: dict = {
             "kl": float(kl.mean()),
             "z_norm": float(z_norm.mean()),
@@ -110,8 +116,10 @@ class Curvature(Method):
 
 
 @torch.no_grad()
-def encode_sample(run, x_data: torch.Tensor, seed: int, batch_size: int = 4096, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z ~ q_phi(z|x) (q_phi(z|x, y) given ``labels``) for data-unit ``x_data`` (model units, CPU), with the per-sample KL per dimension and ||z||.
+def encode_sample(run, x_data: torch.Tensor, seed: int, batch_size: int = 4096,
+                  labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z ~ q_phi(z|x) (q_phi(z|x, y) given ``labels``) for data-unit ``x_data`` (model units, CPU), with the per-sample
+    KL per dimension and ||z||.
 
     The noise is the ``"encode"`` stream of ``seed``, so the result does not depend on the device or batch size.
     """

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import EXPORT_WEIGHTS, is_export, latest_checkpoint, load_checkpoint_weights, load_export_weights, load_into, read_export_config
+from ..checkpoint import (
+    EXPORT_WEIGHTS,
+    is_export,
+    latest_checkpoint,
+    load_checkpoint_weights,
+    load_export_weights,
+    load_into,
+    read_export_config,
+)
 from ..couplings import TeacherPairCoupling
 from ..data.pairs import PairData, check_pairs_prior
 from ..errors import StraightflowError
@@ -27,7 +35,8 @@ class PairMethod(Method):
 
     def validate(self, cfg) -> None:
         if not cfg.pairs:
-            raise StraightflowError(f"--method {cfg.method} trains on teacher pairs: pass --pairs PAIRDIR (make one with `straightflow pairs`)")
+            raise StraightflowError(f"--method {cfg.method} trains on teacher pairs: pass --pairs PAIRDIR (make one "
+                                    "with `straightflow pairs`)")
 
     def build_coupling(self, cfg, data, prior, encoder=None):
         """The pair coupling; training on a pairs folder (``data`` a :class:`PairData`) first checks that
@@ -51,15 +60,18 @@ def init_from_teacher(module, cfg, data) -> None:
     exported model, ``docs/portable.md``) into the student."""
     teacher = Path(cfg.teacher) if cfg.teacher else None
     if teacher is None or not teacher.is_dir():
-        raise StraightflowError(f"--init-from-teacher needs the teacher run ({cfg.teacher or 'none recorded'}): pass --teacher RUNDIR or --init-from-teacher false")
+        raise StraightflowError(f"--init-from-teacher needs the teacher run ({cfg.teacher or 'none recorded'}): pass "
+                                "--teacher RUNDIR or --init-from-teacher false")
     manifest = getattr(data, "manifest", None) or {}
-    made_here = bool(manifest.get("teacher")) and Path(manifest["teacher"]).resolve() == teacher.resolve()  # these pairs came from it
+    # these pairs came from it
+    made_here = bool(manifest.get("teacher")) and Path(manifest["teacher"]).resolve() == teacher.resolve()
     if is_export(teacher):
         config = read_export_config(teacher)
         made_at = manifest.get("teacher_step") if made_here else None
         if made_at is not None and made_at != config["step"]:
-            raise StraightflowError(f"the exported teacher {teacher} now holds step {config['step']}, but the pairs were made from its step {made_at}: "
-                                    "export that step again, or pass --init-from-teacher false")
+            raise StraightflowError(f"the exported teacher {teacher} now holds step {config['step']}, but the pairs "
+                                    f"were made from its step {made_at}: export that step again, or pass "
+                                    "--init-from-teacher false")
         state, ckpt = load_export_weights(teacher, config), teacher / EXPORT_WEIGHTS
     else:
         state, ckpt = _run_teacher_weights(teacher, manifest.get("teacher_checkpoint") if made_here else None)
@@ -90,13 +102,15 @@ def evaluate_pairs(run, n: int, nfes: list[int], solver: str, guidance: float | 
         return {"pairs_note": "the pairs folder holds no held-out pairs"}
     x, z = pairs.heldout_pairs(max_n=max(n, 1))
     x, z = x.to(run.device), z.to(run.device)
-    y = pairs.heldout_labels(max_n=max(n, 1)).to(run.device) if run.conditional else None  # the class each x* was made for
+    # the class each x* was made for
+    y = pairs.heldout_labels(max_n=max(n, 1)).to(run.device) if run.conditional else None
     velocity = run.velocity_fn(y, guidance) if run.conditional else run.velocity
     out = {"heldout_pairs": int(x.shape[0]), "distill_error": float((one_step(velocity, z) - x).pow(2).mean())}
     rows = []
     for k in nfes:
         res = solve(velocity, z, solver, k)
-        rows.append({"nfe": res.nfe, "solver": solver, "pair_mse": float((res.samples - x).pow(2).mean()), **({"note": res.note} if res.note else {})})
+        rows.append({"nfe": res.nfe, "solver": solver, "pair_mse": float((res.samples - x).pow(2).mean()),
+                     **({"note": res.note} if res.note else {})})
     if rows:
         out["pair_results"] = rows
     return out

@@ -81,7 +81,8 @@ def wasserstein2(a, b, notes: list[str] | None = None, seed: int = 0) -> float:
     if (n2, m2) != (n, m):
         g = stream_generator("w2-subsample", seed)
         a, b = a[torch.randperm(n, generator=g)[:n2]], b[torch.randperm(m, generator=g)[:m2]]
-        _note(notes, f"w2 on a seeded subsample of {n2} of {n} x {m2} of {m} points (exact W2 is limited to {W2_MAX_ENTRIES:,} cost entries)")
+        _note(notes, f"w2 on a seeded subsample of {n2} of {n} x {m2} of {m} points (exact W2 is limited to "
+                     f"{W2_MAX_ENTRIES:,} cost entries)")
     # direct differences, not the matmul shortcut: its cancellation leaves ~1e-16 |x|^2 on the cost
     # of coinciding points, so W2 of a set against its own permutation came out ~1e-9, not 0
     cost = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2).numpy()
@@ -89,7 +90,8 @@ def wasserstein2(a, b, notes: list[str] | None = None, seed: int = 0) -> float:
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
     value, messages = call_pot(ot.emd2, wa, wb, cost, numItermax=W2_NUM_ITERMAX)
     for message in messages:
-        _note(notes, f"w2: POT: {message} (numItermax {W2_NUM_ITERMAX:,}; the plan is not optimal, so w2 is overestimated)")
+        _note(notes,
+              f"w2: POT: {message} (numItermax {W2_NUM_ITERMAX:,}; the plan is not optimal, so w2 is overestimated)")
     return float(np.sqrt(max(float(value), 0.0)))
 
 

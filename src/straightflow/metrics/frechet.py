@@ -81,7 +81,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 60
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(seed)
     net.train()
-    with tqdm(total=steps * batch_size, disable=not progress, desc="feature net", unit="img", mininterval=0.5, file=sys.stderr) as bar:
+    with tqdm(total=steps * batch_size, disable=not progress, desc="feature net", unit="img", mininterval=0.5,
+              file=sys.stderr) as bar:
         for _ in range(steps):
             idx = torch.randint(0, images.shape[0], (batch_size,), generator=g)
             loss = F.cross_entropy(net(images[idx]), labels[idx])
@@ -100,7 +101,8 @@ def classifier_features(data, seed: int = 0) -> tuple[FeatureCNN, str]:
     name = f"{data.name}-classifier-{FEATURE_VERSION}"
     key = getattr(data, "key", data.name)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:60]
-    path = cache_dir() / "features" / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:10]}-classifier-{FEATURE_VERSION}.safetensors"
+    path = (cache_dir() / "features"
+            / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:10]}-classifier-{FEATURE_VERSION}.safetensors")
     images, labels = data.train_images(), data.labels
     n_classes = int(labels.max()) + 1
     if path.exists():
@@ -114,13 +116,15 @@ def classifier_features(data, seed: int = 0) -> tuple[FeatureCNN, str]:
     net = train_classifier(images, labels, steps=600 if images.shape[0] < 10_000 else 3000, seed=seed, progress=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"features": name, "key": key})
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
+              metadata={"features": name, "key": key})
     os.replace(tmp, path)
     return net, name
 
 
 @torch.inference_mode()
-def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        batch_size: int = 500) -> float:
     """Fraction of ``images`` (in [-1, 1], clipped) that ``classifier`` assigns to their ``labels``."""
     classifier = classifier.cpu().eval()
     hits = 0
@@ -157,9 +161,11 @@ class InceptionFeatures(nn.Module):
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as exc:
-            raise StraightflowError(f"Inception features need torch-fidelity, in the 'fidelity' extra: {FIDELITY_EXTRA} ({exc})") from None
+            raise StraightflowError("Inception features need torch-fidelity, in the 'fidelity' extra: "
+                                    f"{FIDELITY_EXTRA} ({exc})") from None
         try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights_path)
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                   feature_extractor_weights_path=weights_path)
         except Exception as exc:
             raise StraightflowError(f"could not load Inception weights from {weights_path}: {exc}") from None
 
@@ -216,8 +222,10 @@ class FrechetDistance:
 
     name = "fd"
 
-    def __init__(self, extractor: Callable[[torch.Tensor], torch.Tensor], features: str, device="cpu", batch_size: int = 500):
-        self.extractor, self.features, self.device, self.batch_size = extractor, features, torch.device(device), batch_size
+    def __init__(self, extractor: Callable[[torch.Tensor], torch.Tensor], features: str, device="cpu",
+                 batch_size: int = 500):
+        self.extractor, self.features, self.device, self.batch_size = (
+            extractor, features, torch.device(device), batch_size)
         if isinstance(extractor, nn.Module):
             extractor.to(self.device).eval()
         self._ref: tuple[torch.Tensor, tuple] | None = None
@@ -242,10 +250,12 @@ class FrechetDistance:
         return frechet_from_stats(self.stats(a), self.stats(b))
 
     def floor(self, reference, floor_reference) -> dict:
-        return {"fd_floor": frechet_from_stats(self.stats(floor_reference), self._reference_stats(reference)), "features": self.features}
+        return {"fd_floor": frechet_from_stats(self.stats(floor_reference), self._reference_stats(reference)),
+                "features": self.features}
 
     def score(self, samples, reference) -> dict:
-        return {"fd": frechet_from_stats(self.stats(samples), self._reference_stats(reference)), "features": self.features}
+        return {"fd": frechet_from_stats(self.stats(samples), self._reference_stats(reference)),
+                "features": self.features}
 
 
 def feature_extractor(data, inception_weights: str | None = None) -> tuple[Callable, str]:

@@ -35,16 +35,17 @@ class ImageQuality(FrechetDistance):
 
     name = "fd"
 
-    def __init__(self, extractor: Callable[[torch.Tensor], torch.Tensor], features: str, device="cpu", batch_size: int = 500,
-                 k: int = PR_K, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE, seed: int = 0,
-                 kid_rescale: bool = True):
+    def __init__(self, extractor: Callable[[torch.Tensor], torch.Tensor], features: str, device="cpu",
+                 batch_size: int = 500, k: int = PR_K, kid_subsets: int = KID_SUBSETS,
+                 kid_subset_size: int = KID_SUBSET_SIZE, seed: int = 0, kid_rescale: bool = True):
         super().__init__(extractor, features, device, batch_size)
         self.k, self.kid_subsets, self.kid_subset_size, self.seed = k, kid_subsets, kid_subset_size, seed
         self.kid_rescale = kid_rescale
         self._ref_features: tuple | None = None
 
     def _reference(self, reference: torch.Tensor) -> tuple[torch.Tensor, tuple, float]:
-        """The reference's features, Gaussian statistics and KID scale (embedded once: the same tensor comes for every NFE)."""
+        """The reference's features, Gaussian statistics and KID scale (embedded once: the same tensor comes for every
+        NFE)."""
         if self._ref_features is None or self._ref_features[0] is not reference:
             feats = self.embed(reference)
             scale = float(feats.double().pow(2).mean().sqrt()) if self.kid_rescale else 1.0
@@ -52,7 +53,8 @@ class ImageQuality(FrechetDistance):
         return self._ref_features[1:]
 
     def score(self, samples, reference) -> dict:
-        """Every metric of ``samples`` against ``reference`` (precision and recall only with more than k images on each side)."""
+        """Every metric of ``samples`` against ``reference`` (precision and recall only with more than k images on each
+        side)."""
         fa = self.embed(samples)
         fr, ref_stats, scale = self._reference(reference)
         kid = kernel_distance(fa / scale, fr / scale, self.kid_subsets, self.kid_subset_size, self.seed)

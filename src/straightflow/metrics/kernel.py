@@ -56,7 +56,8 @@ def mmd2_unbiased(a, b) -> float:
     return float(within_a + within_b - 2 * polynomial_kernel(a, b).mean())
 
 
-def kernel_distance(a, b, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> KernelDistance:
+def kernel_distance(a, b, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
+                    seed: int = 0) -> KernelDistance:
     """KID of feature sets ``a`` and ``b``: :func:`mmd2_unbiased` on ``subsets`` seeded subsets of
     ``min(subset_size, len)`` points of each, averaged, with the standard deviation over subsets."""
     a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()

@@ -26,7 +26,8 @@ def _build_mlp(cfg, shape, out_mult: int = 1, size: str = "full", num_classes: i
         dim *= s
     width = cfg.width if size == "full" else max(16, cfg.width // 5)
     depth = cfg.depth if size == "full" else max(1, cfg.depth - 1)
-    return MLPVelocity(dim, width=width, depth=depth, time_dim=cfg.time_embed_dim, out_mult=out_mult, num_classes=num_classes)
+    return MLPVelocity(dim, width=width, depth=depth, time_dim=cfg.time_embed_dim, out_mult=out_mult,
+                       num_classes=num_classes)
 
 
 MODELS: dict[str, ModelBuilder] = {"mlp": _build_mlp, "unet": build_unet}
@@ -47,7 +48,8 @@ def model_classes(cfg, data) -> int:
 def build_model(cfg, data, out_mult: int = 1, size: str = "full") -> nn.Module:
     name = resolve_model_name(cfg, data)
     if name == "custom":
-        raise StraightflowError("this run was trained with a user's own velocity module (model: custom): pass it again, e.g. Run.load(RUNDIR, velocity_net=MyNet(...))")
+        raise StraightflowError("this run was trained with a user's own velocity module (model: custom): pass it "
+                                "again, e.g. Run.load(RUNDIR, velocity_net=MyNet(...))")
     if name not in MODELS:
         raise StraightflowError(f"unknown model {name!r}: use one of {', '.join(sorted(MODELS))} or auto")
     return MODELS[name](cfg, tuple(data.shape), out_mult=out_mult, size=size, num_classes=model_classes(cfg, data))

@@ -51,7 +51,8 @@ class LabelEmbedding(nn.Module):
         elif y.shape != (n,):
             raise ValueError(f"labels of shape {tuple(y.shape)} for a batch of {n}")
         elif y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
-            raise ValueError(f"labels must be in 0..{self.num_classes} ({self.num_classes} = the null class), got {int(y.min())}..{int(y.max())}")
+            raise ValueError(f"labels must be in 0..{self.num_classes} ({self.num_classes} = the null class), got "
+                             f"{int(y.min())}..{int(y.max())}")
         return self.table(y.long())
 
 

@@ -19,12 +19,14 @@ class MLPVelocity(nn.Module):
     embedding (with a null class, used when ``y`` is None) is added to the time's.
     """
 
-    def __init__(self, dim: int, width: int = 256, depth: int = 3, time_dim: int = 64, out_mult: int = 1, num_classes: int = 0):
+    def __init__(self, dim: int, width: int = 256, depth: int = 3, time_dim: int = 64, out_mult: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError("MLP width and depth must be positive")
         self.dim = dim
-        self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, width), nn.SiLU(),
+                                        nn.Linear(width, width))
         self.inp = nn.Linear(dim, width)
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.act = nn.SiLU()

@@ -139,7 +139,9 @@ class UNet(nn.Module):
             raise StraightflowError("UNet needs channels >= 1, num_res_blocks >= 1 and positive channel multipliers")
         self.amp, self.use_compile = amp, compile
         emb_dim = 4 * channels
-        self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(channels + channels % 2), nn.Linear(channels + channels % 2, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(channels + channels % 2),
+                                        nn.Linear(channels + channels % 2, emb_dim), nn.SiLU(),
+                                        nn.Linear(emb_dim, emb_dim))
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
@@ -155,7 +157,8 @@ class UNet(nn.Module):
                 self.down.append(Level(ch, channels * mult, emb_dim, dropout, res in attn_resolutions))
                 ch = channels * mult
                 skips.append(ch)
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), SelfAttention(ch), ResBlock(ch, ch, emb_dim, dropout)])
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), SelfAttention(ch),
+                                  ResBlock(ch, ch, emb_dim, dropout)])
         for level in reversed(range(len(channel_mult))):
             for _ in range(num_res_blocks + 1):
                 cout = channels * channel_mult[level]
@@ -240,7 +243,8 @@ def build_unet(cfg, shape, out_mult: int = 1, size: str = "full", num_classes: i
     about 20x fewer parameters (for ``cifar10`` this is the ``mnist``-sized
     2.2M-parameter encoder of the paper's Table 4)."""
     if len(shape) != 3:
-        raise StraightflowError(f"the UNet needs image data (C x H x W); got samples of shape {tuple(shape)} (use --model mlp)")
+        raise StraightflowError(f"the UNet needs image data (C x H x W); got samples of shape {tuple(shape)} (use "
+                                "--model mlp)")
     s = unet_settings(cfg, shape)
     channels, blocks = int(s["channels"]), int(s["num_res_blocks"])
     if size == "small":

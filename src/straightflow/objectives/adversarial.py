@@ -46,7 +46,8 @@ class ProjectionCritic(nn.Module):
         return self.head(h) + (self.embed(y.long()) * h).sum(dim=1, keepdim=True)
 
 
-def build_discriminator(shape: tuple[int, ...], kind: str = "vector", width: int = 256, num_classes: int = 0) -> nn.Module:
+def build_discriminator(shape: tuple[int, ...], kind: str = "vector", width: int = 256,
+                        num_classes: int = 0) -> nn.Module:
     """A small spectrally normalised critic: an MLP for vectors, a conv net for images; with ``num_classes``
     > 0 the same feature net under a :class:`ProjectionCritic` head (called as ``disc(x, y)``)."""
     if num_classes > 0:
@@ -79,14 +80,16 @@ def _critic_features(shape: tuple[int, ...], conv: bool, width: int) -> nn.Modul
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
     dim = int(math.prod(shape))
-    return nn.Sequential(nn.Flatten(), _sn(nn.Linear(dim, width)), nn.LeakyReLU(0.2), _sn(nn.Linear(width, width)), nn.LeakyReLU(0.2))
+    return nn.Sequential(nn.Flatten(), _sn(nn.Linear(dim, width)), nn.LeakyReLU(0.2), _sn(nn.Linear(width, width)),
+                         nn.LeakyReLU(0.2))
 
 
 class AdversarialTerm:
     """Critic ``disc`` between real data (``sample_real(n, generator) -> (x, y)``, e.g. a data source's
     ``sample_train``) and x_hat.
 
-    Conditional (``num_classes`` > 0): ``disc(x, y)`` is a :class:`ProjectionCritic`, x_hat is judged with the labels it was predicted for, and the real labels are
+    Conditional (``num_classes`` > 0): ``disc(x, y)`` is a :class:`ProjectionCritic`, x_hat is judged with the labels it
+    was predicted for, and the real labels are
     replaced by the null class at ``cond_drop``, the student's own label-dropout rate.
     Under DDP the critic's gradients are averaged over ranks in :meth:`step`.
     """
@@ -111,7 +114,8 @@ class AdversarialTerm:
         return self.disc(x)
 
     def generator_loss(self, x_hat: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """-D(x_hat) (-D(x_hat, y) for a conditional critic), differentiable in x_hat only (the critic is frozen for it)."""
+        """-D(x_hat) (-D(x_hat, y) for a conditional critic), differentiable in x_hat only (the critic is frozen for
+        it)."""
         self.last_fake = x_hat.detach()
         self.last_labels = None if y is None else y.detach()
         self._requires_grad(False)

@@ -57,7 +57,8 @@ def load_lpips(path: str):
         else:
             net = torch.jit.load(path, map_location="cpu")
     except Exception as exc:
-        raise StraightflowError(f"--lpips-weights {path} is not a TorchScript (.pt) or torch.export (.pt2) module ({str(exc).splitlines()[0]})") from None
+        raise StraightflowError(f"--lpips-weights {path} is not a TorchScript (.pt) or torch.export (.pt2) module "
+                                f"({str(exc).splitlines()[0]})") from None
     if hasattr(net, "eval"):
         net.eval()
     for p in net.parameters():
@@ -103,7 +104,8 @@ class LinesObjective:
             return sampler_times(n, self.sampler_steps, generator, device)
         return sample_times(n, generator, self.t_min, device=device)
 
-    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator,
+                 y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         t = self.times(x.shape[0], generator, x.device)
         x_hat = predict_data(net, interpolate(x, z, t), t, y)
         loss = self.recon_loss(x_hat, x)

@@ -22,7 +22,8 @@ class VelocityObjective:
 
     t_min: float = 1e-5
 
-    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator,
+                 y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         t = sample_times(x.shape[0], generator, self.t_min, device=x.device)
         loss = (call_velocity(net, interpolate(x, z, t), t, y) - velocity_target(x, z)).pow(2).mean()
         return loss, {"flow_loss": loss.detach()}

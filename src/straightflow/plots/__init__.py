@@ -32,7 +32,8 @@ RUN_DIR_PLOTS = frozenset({"loss"})
 
 
 def save_samples_png(run, samples, out: Path, labels=None) -> None:
-    """``sample --out FILE.png``: an image grid (one row per class when ``labels`` span several), or a scatter of 2D points."""
+    """``sample --out FILE.png``: an image grid (one row per class when ``labels`` span several), or a scatter of 2D
+    points."""
     if run.data.kind == "image":
         if labels is not None and len(set(labels.tolist())) > 1:
             save_class_grid(samples, labels, run.class_names, Path(out))
@@ -40,11 +41,14 @@ def save_samples_png(run, samples, out: Path, labels=None) -> None:
             save_grid(samples, Path(out))
         return
     if samples.shape[1] != 2:
-        raise StraightflowError(f"--out .png needs 2D or image data; this run's samples have {samples.shape[1]} dimensions (use .npy)")
+        raise StraightflowError(f"--out .png needs 2D or image data; this run's samples have {samples.shape[1]} "
+                                "dimensions (use .npy)")
     fig, ax = subplots(figsize=(4, 4))
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, c=None if labels is None else labels.numpy(), cmap="tab10" if labels is not None else None)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, c=None if labels is None else labels.numpy(),
+               cmap="tab10" if labels is not None else None)
     ax.set_aspect("equal", adjustable="datalim")
     save(fig, out)
 
 
-__all__ = ["PLOTS", "RUN_DIR_PLOTS", "plot_loss", "LossPlot", "save_samples_png", "plot_trajectories", "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid", "plot_story"]
+__all__ = ["PLOTS", "RUN_DIR_PLOTS", "plot_loss", "LossPlot", "save_samples_png", "plot_trajectories",
+           "plot_reverse_paths", "plot_znorm", "plot_grid", "plot_xhat", "draw_paths", "save_class_grid", "plot_story"]

@@ -53,13 +53,14 @@ def _beta_text(run) -> str:
     return run.method.coupling_label(run.cfg)
 
 
-def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
-        classes=None, guidance: float | None = None) -> None:
+def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None,
+                         seed: int = 0, classes=None, guidance: float | None = None) -> None:
     """Forward (x -> z ~ q_phi(z|x)) and reverse (z ~ N(0, I) -> x) trajectories side by side."""
     require_2d(run)
     n = n or 300
     x, z = forward_pairs(run, n, seed)
-    res = run.sample(n, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes, guidance=guidance)
+    res = run.sample(n, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes,
+                     guidance=guidance)
     data, _ = run.data.reference(2000, seed)
     fig, axes = subplots(1, 2, figsize=(9, 4.6))
     draw_forward(axes[0], x, z, f"forward: x -> z ~ q_phi(z|x) ({_beta_text(run)})")
@@ -75,8 +76,8 @@ def plot_forward_reverse(run, out: Path, n: int | None = None, nfe: int | None =
     _save(fig, out)
 
 
-def plot_trajectories(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
-        classes=None, guidance: float | None = None) -> None:
+def plot_trajectories(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None,
+                      seed: int = 0, classes=None, guidance: float | None = None) -> None:
     """``plot --kind trajectories``: forward + reverse paths for a run with a learned coupling, else reverse paths."""
     if hasattr(run.module.coupling, "encode"):
         return plot_forward_reverse(run, out, n, nfe, solver, seed, classes, guidance)
@@ -87,10 +88,12 @@ def plot_znorm(run, out: Path, n: int | None = None, nfe: int | None = None, sol
         classes=None, guidance: float | None = None) -> None:
     """Histogram of ||z|| with z ~ q_phi(z|x), x held out, against z ~ p(z) (Fig. 8b)."""
     if not hasattr(run.module.coupling, "encode"):
-        raise StraightflowError(f"--kind znorm needs a run with a learned coupling (--method curvature); {run.dir} is {run.method.name or run.cfg.method}")
+        raise StraightflowError(f"--kind znorm needs a run with a learned coupling (--method curvature); {run.dir} is "
+                                f"{run.method.name or run.cfg.method}")
     x, y = run.heldout(n or 2000, seed)
     _, _, z_norm = encode_sample(run, x, seed, labels=y)
-    prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm", run.prior).flatten(1).norm(dim=1)
+    prior_norm = seeded_noise(z_norm.shape[0], tuple(run.data.shape), seed, "prior-norm",
+                              run.prior).flatten(1).norm(dim=1)
     fig, ax = subplots(figsize=(5, 3.6))
     hi = float(torch.quantile(torch.cat([z_norm, prior_norm]), 0.995))
     lo = float(torch.cat([z_norm, prior_norm]).min())
@@ -122,7 +125,8 @@ def plot_curvature_vs_beta(sweep: dict, out: Path) -> None:
     finite, base = _split(sweep)
     fig, ax = subplots(figsize=(5, 3.6))
     if finite:
-        ax.plot([r["beta"] for r in finite], [r["report"]["curvature"] for r in finite], "o-", c="tab:red", label="learned coupling")
+        ax.plot([r["beta"] for r in finite], [r["report"]["curvature"] for r in finite], "o-", c="tab:red",
+                label="learned coupling")
     if base is not None:
         ax.axhline(base["report"]["curvature"], ls="--", c="k", lw=1, label="independent (beta = inf)")
     ax.set_xscale("log")
@@ -171,7 +175,8 @@ def plot_recon_gap(sweep: dict, out: Path) -> None:
     ax.plot(betas, gen, "o-", label=f"generation {key} (z ~ p(z))")
     ax.plot(betas, [r["report"][f"recon_{key}"] for r in finite], "s-", label=f"reconstruction {key} (z ~ q_phi(z|x))")
     if base is not None:
-        ax.axhline(next(x[key] for x in base["report"]["results"] if x["nfe_requested"] == top), ls="--", c="k", lw=1, label="independent (beta = inf)")
+        ax.axhline(next(x[key] for x in base["report"]["results"] if x["nfe_requested"] == top), ls="--", c="k", lw=1,
+                   label="independent (beta = inf)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("beta")
@@ -181,7 +186,8 @@ def plot_recon_gap(sweep: dict, out: Path) -> None:
     _save(fig, out)
 
 
-def plot_sweep_trajectories(runs: list[tuple[str, object]], out: Path, n: int = 300, nfe: int = 100, seed: int = 0) -> None:
+def plot_sweep_trajectories(runs: list[tuple[str, object]], out: Path, n: int = 300, nfe: int = 100,
+                            seed: int = 0) -> None:
     """Fig. 4: one column per beta (independent first), forward paths on top, reverse below (2D only)."""
     fig, axes = subplots(2, len(runs), figsize=(3.2 * len(runs), 6.6), squeeze=False)
     for j, (label, run) in enumerate(runs):
@@ -196,7 +202,8 @@ def plot_sweep_trajectories(runs: list[tuple[str, object]], out: Path, n: int = 
 def write_sweep_plots(sweep: dict, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = []
-    for name, fn in (("curvature_vs_beta.png", plot_curvature_vs_beta), ("quality_vs_nfe.png", plot_quality_vs_nfe), ("recon_gap.png", plot_recon_gap)):
+    for name, fn in (("curvature_vs_beta.png", plot_curvature_vs_beta), ("quality_vs_nfe.png", plot_quality_vs_nfe),
+                     ("recon_gap.png", plot_recon_gap)):
         fn(sweep, out_dir / name)
         if (out_dir / name).exists():
             paths.append(out_dir / name)

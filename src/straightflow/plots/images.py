@@ -25,7 +25,8 @@ def make_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 1) -> np
     grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, dtype=np.uint8)
     for i in range(n):
         r, q = divmod(i, ncol)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i].transpose(1, 2, 0)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h,
+             pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i].transpose(1, 2, 0)
     return grid
 
 
@@ -43,7 +44,8 @@ def save_grid(images: torch.Tensor, out: Path, ncol: int | None = None, min_size
 
 def _need_images(run) -> None:
     if run.data.kind != "image":
-        raise StraightflowError(f"this plot needs image data; {run.cfg.data} holds {run.data.kind} data (use --kind trajectories)")
+        raise StraightflowError(f"this plot needs image data; {run.cfg.data} holds {run.data.kind} data (use --kind "
+                                "trajectories)")
 
 
 def plot_grid(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
@@ -85,7 +87,8 @@ def save_class_grid(images: torch.Tensor, labels: torch.Tensor, class_names, out
 
 
 @torch.inference_mode()
-def xhat_along_paths(run, n: int, nfe: int, solver: str, seed: int, times=(1.0, 0.9, 0.75, 0.5, 0.25, 0.1, 0.0), classes=None, guidance=None):
+def xhat_along_paths(run, n: int, nfe: int, solver: str, seed: int, times=(1.0, 0.9, 0.75, 0.5, 0.25, 0.1, 0.0),
+                     classes=None, guidance=None):
     """x_hat(z_t, t) at the trajectory states nearest to ``times`` for n noises.
 
     Returns (n, len(times), C, H, W) in data units and the times actually used.

@@ -38,7 +38,8 @@ class LossPlot:
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     pts = [(r["step"], float(r[key])) for r in records
-           if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) and math.isfinite(float(r[key]))]
+           if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+           and math.isfinite(float(r[key]))]
     return [s for s, _ in pts], [v for _, v in pts]
 
 
@@ -55,19 +56,24 @@ def plot_loss(run, out: Path, n: int | None = None, nfe: int | None = None, solv
     """Every logged stat of ``run`` (a :class:`~straightflow.run.Run` or a run directory) against the step,
     one panel each (log scale where a positive stat spans a factor of 10 or more), then the in-training
     quality. ``n``, ``nfe``, ``solver``, ``classes`` and ``guidance`` do not apply (nothing is sampled)."""
-    given = [flag for flag, value in (("-n", n), ("--nfe", nfe), ("--solver", solver), ("--class", classes), ("--guidance", guidance))
+    given = [flag
+             for flag, value in (("-n", n), ("--nfe", nfe), ("--solver", solver), ("--class", classes),
+                                 ("--guidance", guidance))
              if value is not None]
     if given:
-        raise StraightflowError(f"plot --kind loss draws the logged {STATS_FILE}; {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply")
+        raise StraightflowError(f"plot --kind loss draws the logged {STATS_FILE}; {', '.join(given)} "
+                                f"{'does' if len(given) == 1 else 'do'} not apply")
     run_dir = Path(getattr(run, "dir", run))
     if not run_dir.is_dir():
         raise StraightflowError(f"{run_dir} is not a run directory")
     stats = read_records(run_dir / STATS_FILE)
     if not stats:
-        raise StraightflowError(f"{run_dir} has no training stats ({STATS_FILE} is missing or holds no logged step): nothing to plot")
+        raise StraightflowError(f"{run_dir} has no training stats ({STATS_FILE} is missing or holds no logged step): "
+                                "nothing to plot")
     quality = read_records(run_dir / QUALITY_FILE)
 
-    keys = sorted({k for r in stats for k in r if k != "step"}, key=lambda k: (k != "loss", k in _LAST, _LAST.index(k) if k in _LAST else 0, k))
+    keys = sorted({k for r in stats for k in r if k != "step"},
+                  key=lambda k: (k != "loss", k in _LAST, _LAST.index(k) if k in _LAST else 0, k))
     panels: list[tuple[str, dict[str, tuple[list[int], list[float]]]]] = []
     loss = _series(stats, "loss")
     for key in keys:
@@ -80,7 +86,8 @@ def plot_loss(run, out: Path, n: int | None = None, nfe: int | None = None, solv
         if m:
             by_metric.setdefault(m["metric"], []).append((int(m["nfe"]), key))
     for metric in sorted(by_metric):
-        lines = {f"quality/{key}": _series(quality, key) for _, key in sorted(by_metric[metric]) + [(0, f"{metric}_floor")]}
+        lines = {f"quality/{key}": _series(quality, key)
+                 for _, key in sorted(by_metric[metric]) + [(0, f"{metric}_floor")]}
         lines = {label: s for label, s in lines.items() if s[0]}
         if any(not label.endswith("_floor") for label in lines):
             panels.append((f"{metric} (EMA, in training)", lines))
@@ -95,8 +102,10 @@ def plot_loss(run, out: Path, n: int | None = None, nfe: int | None = None, solv
         for label, (steps, ys) in lines.items():
             floor = label.endswith("_floor")
             few = len(steps) <= 3
-            ax.plot(steps, ys, lw=1.0, ls="--" if floor else "-", c="0.5" if floor else None, marker="o" if few else None, ms=3,
-                    label=("floor" if floor else f"NFE {_QUALITY_KEY.match(label.split('/', 1)[1])['nfe']}") if label.startswith("quality/") else None)
+            ax.plot(steps, ys, lw=1.0, ls="--" if floor else "-", c="0.5" if floor else None,
+                    marker="o" if few else None, ms=3,
+                    label=("floor" if floor else f"NFE {_QUALITY_KEY.match(label.split('/', 1)[1])['nfe']}")
+                          if label.startswith("quality/") else None)
             result.series[label] = (steps, ys)
             values += ys
         if min(values) > 0 and max(values) >= 10 * min(values) and title not in ("lr", "steps_per_sec"):

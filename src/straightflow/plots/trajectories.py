@@ -24,18 +24,21 @@ def draw_paths(ax, traj: torch.Tensor, data: torch.Tensor | None, title: str, ma
 
 def require_2d(run) -> None:
     if run.data.kind != "vector" or tuple(run.data.shape) != (2,):
-        raise StraightflowError(f"trajectory plots need 2D data; {run.cfg.data} has shape {tuple(run.data.shape)} (use --kind grid for images)")
+        raise StraightflowError(f"trajectory plots need 2D data; {run.cfg.data} has shape {tuple(run.data.shape)} (use "
+                                "--kind grid for images)")
 
 
-def plot_reverse_paths(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None, seed: int = 0,
-        classes=None, guidance: float | None = None) -> None:
+def plot_reverse_paths(run, out: Path, n: int | None = None, nfe: int | None = None, solver: str | None = None,
+                       seed: int = 0, classes=None, guidance: float | None = None) -> None:
     """Reverse (generative) paths of ``n`` (300) samples at ``nfe`` (100) steps over held-out data
     (without it for a model loaded without its training data, e.g. an export)."""
     require_2d(run)
-    res = run.sample(n or 300, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes, guidance=guidance)
+    res = run.sample(n or 300, nfe=nfe or 100, solver=solver, seed=seed, return_trajectory=True, classes=classes,
+                     guidance=guidance)
     fig, ax = subplots(figsize=(5, 5))
     data = run.data.reference(2000, seed)[0] if run.data_available else None
     where = "" if data is not None else " (training data not available)"
-    draw_paths(ax, res.trajectory, data, f"{run.cfg.method} on {run.cfg.data}: reverse paths ({res.solver}, NFE {res.nfe}){where}")
+    draw_paths(ax, res.trajectory, data,
+               f"{run.cfg.method} on {run.cfg.data}: reverse paths ({res.solver}, NFE {res.nfe}){where}")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
     save(fig, out)

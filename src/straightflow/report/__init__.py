@@ -11,5 +11,6 @@ from .document import Code, Document, Figure, Heading, Section, Table, Text, to_
 from .jobs import Job, JobResult, JobRun, run_jobs
 from .sections import SCALES, SECTIONS, Context, Missing, Scale, SectionSpec
 
-__all__ = ["run_report", "ReportResult", "SECTIONS", "SCALES", "Scale", "SectionSpec", "Context", "Missing", "Job", "JobResult", "JobRun",
-           "run_jobs", "Document", "Section", "Heading", "Text", "Code", "Table", "Figure", "to_markdown", "to_html"]
+__all__ = ["run_report", "ReportResult", "SECTIONS", "SCALES", "Scale", "SectionSpec", "Context", "Missing", "Job",
+           "JobResult", "JobRun", "run_jobs", "Document", "Section", "Heading", "Text", "Code", "Table", "Figure",
+           "to_markdown", "to_html"]

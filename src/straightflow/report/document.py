@@ -107,13 +107,16 @@ def to_markdown(doc: Document) -> str:
 
 # ------------------------------------------------------------------ HTML
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:70rem;margin:2rem auto;\
+padding:0 1rem;line-height:1.45;color:#222}
 h1,h2,h3{line-height:1.2} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
 code{background:#f3f3f3;padding:0 .2em;border-radius:3px;font-size:.92em}
 pre{background:#f6f6f6;padding:.7rem;overflow-x:auto;border-radius:4px} pre code{background:none;padding:0}
 table{border-collapse:collapse;margin:.7rem 0;font-size:.9em;display:block;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:.2rem .5rem;text-align:right} th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
-figure{margin:1rem 0} figure img{max-width:100%;height:auto;border:1px solid #eee} figcaption{font-size:.88em;color:#555}
+th,td{border:1px solid #ccc;padding:.2rem .5rem;text-align:right} th{background:#f0f0f0} \
+td:first-child,th:first-child{text-align:left}
+figure{margin:1rem 0} figure img{max-width:100%;height:auto;border:1px solid #eee} \
+figcaption{font-size:.88em;color:#555}
 """
 
 
@@ -125,7 +128,8 @@ def _inline(text: str) -> str:
             continue
         part = html.escape(part, quote=False)
         part = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", part)
-        part = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', part)
+        part = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>',
+                      part)
         out.append(part)
     return "".join(out)
 
@@ -178,5 +182,6 @@ def to_html(doc: Document, root: str | Path) -> str:
         body += [_html_block(b, root) for b in s.blocks]
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(doc.title)}</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            "<meta name=\"viewport\" content=\"width=device-width, "
+            f"initial-scale=1\"><title>{html.escape(doc.title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

@@ -145,13 +145,15 @@ def unavailable_reason(job: Job, bench: Path | None) -> str:
     if missing:
         return f"needs {', '.join(missing)} (not installed; `make bench` installs torchcfm)"
     if _runs_bench_script(job) and bench is None:
-        return "needs the repository's bench/ scripts (run from the root of a clone of the repository, or pass --bench DIR)"
+        return ("needs the repository's bench/ scripts (run from the root of a clone of the repository, or pass "
+                "--bench DIR)")
     return ""
 
 
 def exec_argv(job: Job, out: Path, bench: Path | None = None) -> list[str]:
     """The argv actually run: ``straightflow`` as ``python -m straightflow``, ``bench/NAME`` as ``BENCH/NAME``
-    (``bench``: the :func:`bench_dir` found), ``--resume`` added to a train job whose run directory already holds a config."""
+    (``bench``: the :func:`bench_dir` found), ``--resume`` added to a train job whose run directory already holds a
+    config."""
     head, rest = job.argv[0], list(job.argv[1:])
     if head == "straightflow":
         argv = [sys.executable, "-m", "straightflow", *rest]
@@ -202,7 +204,8 @@ def _execute(job: Job, place: _Workplace) -> JobResult:
         log_fh.flush()
         stdout = open(tmp, "w") if tmp is not None else log_fh
         try:
-            proc = subprocess.Popen(exec_argv(job, out, place.bench), cwd=out, env=place.env, stdout=stdout, stderr=log_fh, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(exec_argv(job, out, place.bench), cwd=out, env=place.env, stdout=stdout,
+                                    stderr=log_fh, stdin=subprocess.DEVNULL)
             with lock:
                 procs.add(proc)
             try:
@@ -221,12 +224,14 @@ def _execute(job: Job, place: _Workplace) -> JobResult:
         return JobResult(job, "failed", wall, code, cpu, reason=_last_line(log), log=job.log_name, finished=finished)
     missing = [p for p in job.outputs if not (out / p).exists()]
     if missing:
-        return JobResult(job, "failed", wall, code, cpu, reason=f"finished but did not write {missing[0]}", log=job.log_name, finished=finished)
+        return JobResult(job, "failed", wall, code, cpu, reason=f"finished but did not write {missing[0]}",
+                         log=job.log_name, finished=finished)
     if tmp is not None:
         os.replace(tmp, out / job.stdout)
     marker = _marker(out, job)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"id": job.id, "command": job.command, "wall_s": wall, "cpu_s": cpu, "finished": finished}, indent=1))
+    marker.write_text(json.dumps({"id": job.id, "command": job.command, "wall_s": wall, "cpu_s": cpu,
+                                  "finished": finished}, indent=1))
     return JobResult(job, "ran", wall, 0, cpu, log=job.log_name, finished=finished)
 
 
@@ -250,7 +255,8 @@ def _settled_result(job: Job, results: dict[str, JobResult], place: _Workplace) 
         return JobResult(job, "blocked", reason=f"{bad.job.id} {bad.status}")
     record = finished_record(place.out, job)
     if record is not None:
-        return JobResult(job, "skipped", record.get("wall_s"), 0, record.get("cpu_s"), log=job.log_name, finished=record.get("finished", ""))
+        return JobResult(job, "skipped", record.get("wall_s"), 0, record.get("cpu_s"), log=job.log_name,
+                         finished=record.get("finished", ""))
     reason = unavailable_reason(job, place.bench)
     return JobResult(job, "unavailable", reason=reason) if reason else None
 
@@ -269,7 +275,8 @@ def run_jobs(jobs: list[Job], out: str | Path, *, n_jobs: int = 1, threads: int 
     check_graph(jobs)
     if n_jobs < 1 or threads < 1:
         raise StraightflowError(f"report: --jobs and --threads must be >= 1, got {n_jobs} and {threads}")
-    place = _Workplace(out, bench_dir(bench), dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)))
+    place = _Workplace(out, bench_dir(bench),
+                       dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)))
     run = JobRun()
     pending = list(jobs)
     running: dict[Future, Job] = {}
@@ -280,8 +287,9 @@ def run_jobs(jobs: list[Job], out: str | Path, *, n_jobs: int = 1, threads: int 
     def finish(result: JobResult) -> None:
         run.results[result.job.id] = result
         bar.update(1)
-        entry = {"job": result.job.id, "command": result.job.command, "status": result.status, "wall_s": result.wall_s, "cpu_s": result.cpu_s,
-                 "returncode": result.returncode, "log": result.log, "reason": result.reason, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        entry = {"job": result.job.id, "command": result.job.command, "status": result.status, "wall_s": result.wall_s,
+                 "cpu_s": result.cpu_s, "returncode": result.returncode, "log": result.log, "reason": result.reason,
+                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         with open(log_path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
         if progress and result.status != "skipped":

@@ -8,7 +8,8 @@ from ..errors import StraightflowError
 from .base import CountingVelocity, SolveResult, VelocityFn, uniform_grid
 
 #: ``SolveResult.note`` of Heun at even NFE (``docs/api.md`` "Solvers")
-HEUN_EVEN_NOTE = "heun at even NFE evaluates the network at t = 0, a time training never draws (t in (t_min, 1]); odd NFE does not"
+HEUN_EVEN_NOTE = ("heun at even NFE evaluates the network at t = 0, a time training never draws (t in (t_min, 1]); odd "
+                  "NFE does not")
 
 
 def _finish(z, v: CountingVelocity, traj, grid, keep, note: str | None = None) -> SolveResult:

@@ -40,7 +40,8 @@ def rk45(
         zt = torch.from_numpy(y).to(device=device, dtype=dtype).view(shape)
         return v(zt, t).detach().double().cpu().numpy().reshape(-1)
 
-    sol = solve_ivp(rhs, (1.0, t_end), z.detach().double().cpu().numpy().reshape(-1), method="RK45", rtol=rtol, atol=atol)
+    sol = solve_ivp(rhs, (1.0, t_end), z.detach().double().cpu().numpy().reshape(-1), method="RK45", rtol=rtol,
+                    atol=atol)
     if sol.status < 0:
         raise RuntimeError(f"RK45 failed: {sol.message}")
     final = torch.from_numpy(sol.y[:, -1]).to(device=device, dtype=dtype).view(shape)

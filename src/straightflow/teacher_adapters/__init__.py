@@ -43,6 +43,7 @@ from .diffusers_models import (
 from .edm import EDMSamplerTeacher, EDMVelocity, karras_sigmas
 
 __all__ = [
-    "DIFFUSERS_SCHEDULERS", "PREDICTION_TYPES", "Denoiser", "DiffusersModel", "DiffusersSamplerTeacher", "DiffusersVelocity", "EDMSamplerTeacher",
-    "EDMVelocity", "VPSchedule", "euler_on_grid", "import_diffusers", "karras_sigmas", "load_diffusers", "weights_digest",
+    "DIFFUSERS_SCHEDULERS", "PREDICTION_TYPES", "Denoiser", "DiffusersModel", "DiffusersSamplerTeacher",
+    "DiffusersVelocity", "EDMSamplerTeacher", "EDMVelocity", "VPSchedule", "euler_on_grid", "import_diffusers",
+    "karras_sigmas", "load_diffusers", "weights_digest",
 ]

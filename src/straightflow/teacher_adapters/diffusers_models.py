@@ -18,7 +18,8 @@ from ..solvers import SolveResult
 from .common import _batch_times, _per_row
 
 #: ``--scheduler`` name -> the diffusers class that runs the sampler route (all deterministic here)
-DIFFUSERS_SCHEDULERS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
+DIFFUSERS_SCHEDULERS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler",
+                        "euler": "EulerDiscreteScheduler"}
 
 
 #: what a diffusers network predicts (its scheduler config's ``prediction_type``)
@@ -38,7 +39,8 @@ def import_diffusers():
     try:
         import diffusers
     except ImportError:
-        raise StraightflowError("diffusion-model teachers need the diffusers package: pip install straightflow[diffusers]") from None
+        raise StraightflowError("diffusion-model teachers need the diffusers package: pip install "
+                                "straightflow[diffusers]") from None
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     return diffusers
@@ -116,17 +118,20 @@ class DiffusersVelocity:
 
     def __init__(self, unet: torch.nn.Module, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon"):
         if prediction_type not in PREDICTION_TYPES:
-            raise StraightflowError(f"unknown prediction_type {prediction_type!r}: use one of {', '.join(PREDICTION_TYPES)}")
+            raise StraightflowError(f"unknown prediction_type {prediction_type!r}: use one of "
+                                    f"{', '.join(PREDICTION_TYPES)}")
         self.unet, self.prediction_type = unet, prediction_type
         self.schedule = VPSchedule(alphas_cumprod)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, scheduler_dir: str | Path | None = None) -> "DiffusersVelocity":
-        """The velocity of a diffusers folder (pipeline, or UNet folder plus ``scheduler_dir``): :func:`load_diffusers`."""
+        """The velocity of a diffusers folder (pipeline, or UNet folder plus ``scheduler_dir``):
+        :func:`load_diffusers`."""
         model = load_diffusers(path, scheduler_dir=scheduler_dir)
         return cls(model.unet, model.alphas_cumprod(), model.prediction_type)
 
-    def predictions(self, x: torch.Tensor, out: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predictions(self, x: torch.Tensor, out: torch.Tensor, alpha: torch.Tensor,
+                    sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0_hat, eps_hat) from the network output ``out`` at VP state ``x`` (alpha, sigma broadcastable)."""
         if self.prediction_type == "epsilon":
             return (x - sigma * out) / alpha, out
@@ -136,7 +141,8 @@ class DiffusersVelocity:
 
     @torch.inference_mode()
     def __call__(self, y: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        s = _batch_times(t, y).detach().to("cpu", torch.float64)  # the schedule's float64 arithmetic on the CPU (MPS has no float64)
+        # the schedule's float64 arithmetic on the CPU (MPS has no float64)
+        s = _batch_times(t, y).detach().to("cpu", torch.float64)
         timestep, alpha, sigma = self.schedule.coefficients(s)
         alpha, sigma = _per_row(alpha, y), _per_row(sigma, y)
         x = (alpha + sigma) * y
@@ -158,8 +164,9 @@ class DiffusersVelocity:
         ratio = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
         prev = [t - ratio for t in ts]
         if any(p != n for p, n in zip(prev[:-1], ts[1:])) or prev[-1] >= 0:
-            raise StraightflowError(f"DDIM with timestep_spacing {scheduler.config.timestep_spacing!r} at {len(ts)} steps does not step from one "
-                                    "grid timestep to the next; it is not Euler on one grid")
+            raise StraightflowError(f"DDIM with timestep_spacing {scheduler.config.timestep_spacing!r} at {len(ts)} "
+                                    "steps does not step from one grid timestep to the next; it is not Euler on "
+                                    "one grid")
         final = self.schedule.s_of_alphas_cumprod(float(scheduler.final_alpha_cumprod))
         return [float(v) for v in self.schedule.s_of_timestep(torch.tensor(ts))] + [final]
 
@@ -227,7 +234,8 @@ class DiffusersModel:
     def prediction_type(self) -> str:
         kind = self.scheduler_config.get("prediction_type") or "epsilon"
         if kind not in PREDICTION_TYPES:
-            raise StraightflowError(f"{self.scheduler_dir}: prediction_type {kind!r} is not one of {', '.join(PREDICTION_TYPES)}")
+            raise StraightflowError(f"{self.scheduler_dir}: prediction_type {kind!r} is not one of "
+                                    f"{', '.join(PREDICTION_TYPES)}")
         return kind
 
     def alphas_cumprod(self) -> torch.Tensor:
@@ -236,7 +244,8 @@ class DiffusersModel:
         try:
             return diffusers.DDPMScheduler.from_config(self.scheduler_config).alphas_cumprod
         except Exception as exc:
-            raise StraightflowError(f"{self.scheduler_dir}: cannot build the training schedule ({_first_line(exc)})") from None
+            raise StraightflowError(f"{self.scheduler_dir}: cannot build the training schedule "
+                                    f"({_first_line(exc)})") from None
 
     def scheduler(self, name: str = "ddim", clip_sample: bool | None = None):
         """A deterministic diffusers scheduler of the saved config: ``name`` in :data:`DIFFUSERS_SCHEDULERS`.
@@ -257,17 +266,21 @@ class DiffusersModel:
         try:
             scheduler = getattr(diffusers, DIFFUSERS_SCHEDULERS[name]).from_config(config)
         except Exception as exc:
-            raise StraightflowError(f"{self.scheduler_dir}: cannot build a {name} scheduler from its config ({_first_line(exc)})") from None
+            raise StraightflowError(f"{self.scheduler_dir}: cannot build a {name} scheduler from its config "
+                                    f"({_first_line(exc)})") from None
         algorithm = str(getattr(scheduler.config, "algorithm_type", ""))
         if algorithm.startswith("sde"):
-            raise StraightflowError(f"{self.scheduler_dir}: algorithm_type {algorithm!r} is stochastic; a teacher needs a deterministic sampler")
+            raise StraightflowError(f"{self.scheduler_dir}: algorithm_type {algorithm!r} is stochastic; a teacher "
+                                    "needs a deterministic sampler")
         return scheduler
 
     def info(self) -> dict:
         """What a pairs manifest records about the model."""
-        return {"path": str(self.path), "unet_dir": str(self.unet_dir), "scheduler_dir": str(self.scheduler_dir), "unet_class": self.unet_class,
-                "unet_sha256": self.weights_sha256, "scheduler_config_sha256": self.scheduler_sha256,
-                "saved_scheduler_class": self.scheduler_config.get("_class_name", ""), "prediction_type": self.prediction_type, **self.extra}
+        return {"path": str(self.path), "unet_dir": str(self.unet_dir), "scheduler_dir": str(self.scheduler_dir),
+                "unet_class": self.unet_class, "unet_sha256": self.weights_sha256,
+                "scheduler_config_sha256": self.scheduler_sha256,
+                "saved_scheduler_class": self.scheduler_config.get("_class_name", ""),
+                "prediction_type": self.prediction_type, **self.extra}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -297,23 +310,27 @@ def load_diffusers(path: str | Path, *, scheduler_dir: str | Path | None = None)
     if (root / "model_index.json").is_file():
         index = _read_config(root / "model_index.json", "pipeline index")
         if "unet" not in index:
-            raise StraightflowError(f"{root}: the pipeline has no unet (model_index.json lists {', '.join(k for k in index if not k.startswith('_'))})")
+            raise StraightflowError(f"{root}: the pipeline has no unet (model_index.json lists "
+                                    f"{', '.join(k for k in index if not k.startswith('_'))})")
         unet_dir, sched_dir = root / "unet", root / "scheduler"
     elif (root / "config.json").is_file():
         unet_dir, sched_dir = root, None
     else:
-        raise StraightflowError(f"{root} is neither a diffusers pipeline folder (model_index.json) nor a model folder (config.json)")
+        raise StraightflowError(f"{root} is neither a diffusers pipeline folder (model_index.json) nor a model folder "
+                                "(config.json)")
     if scheduler_dir is not None:
         sched_dir = Path(scheduler_dir).expanduser().resolve()
     if sched_dir is None:
-        raise StraightflowError(f"{root} is a model folder without its scheduler: pass the scheduler folder (--scheduler-dir)")
+        raise StraightflowError(f"{root} is a model folder without its scheduler: pass the scheduler folder "
+                                "(--scheduler-dir)")
     if not (sched_dir / "scheduler_config.json").is_file():
         raise StraightflowError(f"{sched_dir}: no scheduler_config.json")
     scheduler_config = _read_config(sched_dir / "scheduler_config.json", "scheduler config")
     unet_config = _read_config(unet_dir / "config.json", "model config")
     cls_name = str(unet_config.get("_class_name", ""))
     if cls_name == "UNet2DConditionModel":
-        raise StraightflowError(f"{unet_dir}: a text-conditioned UNet2DConditionModel needs prompt encodings; use an unconditional or class-conditional model")
+        raise StraightflowError(f"{unet_dir}: a text-conditioned UNet2DConditionModel needs prompt encodings; use an "
+                                "unconditional or class-conditional model")
     digest = weights_digest(unet_dir)
     diffusers = import_diffusers()
     cls = getattr(diffusers, cls_name, None)
@@ -324,7 +341,8 @@ def load_diffusers(path: str | Path, *, scheduler_dir: str | Path | None = None)
     except Exception as exc:
         raise StraightflowError(f"cannot load the diffusers model {unet_dir} ({_first_line(exc)})") from None
     unet.eval().requires_grad_(False)
-    return DiffusersModel(unet, scheduler_config, root, unet_dir, sched_dir, cls_name, digest, sha256_file(sched_dir / "scheduler_config.json"),
+    return DiffusersModel(unet, scheduler_config, root, unet_dir, sched_dir, cls_name, digest,
+                          sha256_file(sched_dir / "scheduler_config.json"),
                           {"diffusers_version": diffusers.__version__})
 
 
@@ -346,9 +364,11 @@ class DiffusersSamplerTeacher:
         self.name = name or type(scheduler).__name__
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, steps: int, scheduler: str = "ddim", scheduler_dir: str | Path | None = None,
+    def from_pretrained(cls, path: str | Path, *, steps: int, scheduler: str = "ddim",
+                        scheduler_dir: str | Path | None = None,
                         clip_sample: bool | None = None) -> "DiffusersSamplerTeacher":
-        """The sampler of a diffusers folder (:func:`load_diffusers`), its saved scheduler converted to ``scheduler``."""
+        """The sampler of a diffusers folder (:func:`load_diffusers`), its saved scheduler converted to
+        ``scheduler``."""
         model = load_diffusers(path, scheduler_dir=scheduler_dir)
         return cls(model.unet, model.scheduler(scheduler, clip_sample), steps, scheduler)
 
@@ -359,7 +379,8 @@ class DiffusersSamplerTeacher:
         unet = _on_device(self.unet, z)
         step_kwargs = {"eta": 0.0} if type(sch).__name__ == "DDIMScheduler" else {}
         extra = {} if y is None else {"class_labels": y}
-        generator = torch.Generator().manual_seed(0)  # schedulers that draw (unused) noise must not touch the global RNG
+        # schedulers that draw (unused) noise must not touch the global RNG
+        generator = torch.Generator().manual_seed(0)
         x = z * sch.init_noise_sigma
         calls = 0
         for t in sch.timesteps:

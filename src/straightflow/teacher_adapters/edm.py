@@ -27,7 +27,8 @@ def _denoise(denoiser: Denoiser, x: torch.Tensor, sigma, labels: torch.Tensor | 
     out = denoiser(x, sig) if labels is None else denoiser(x, sig, labels)
     if not torch.is_tensor(out) or tuple(out.shape) != tuple(x.shape):
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise StraightflowError(f"the EDM denoiser returned {got} for x of shape {tuple(x.shape)}; D(x, sigma) must return x0_hat of the same shape")
+        raise StraightflowError(f"the EDM denoiser returned {got} for x of shape {tuple(x.shape)}; D(x, sigma) must "
+                                "return x0_hat of the same shape")
     return out
 
 
@@ -68,7 +69,8 @@ class EDMSamplerTeacher:
     step to sigma = 0 plain Euler: NFE = 2 steps - 1 (EDM's 18 steps: 35).
     """
 
-    def __init__(self, denoiser: Denoiser, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
+    def __init__(self, denoiser: Denoiser, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                 rho: float = 7.0):
         self.denoiser, self.steps = denoiser, int(steps)
         self.sigma_min, self.sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
         self.sigmas = karras_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)
@@ -93,5 +95,5 @@ class EDMSamplerTeacher:
         return SolveResult(x, calls)
 
     def settings(self) -> dict:
-        return {"solver": "edm-heun", "nfe": self.nfe, "edm": {"steps": self.steps, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
-                                                              "rho": self.rho}}
+        return {"solver": "edm-heun", "nfe": self.nfe,
+                "edm": {"steps": self.steps, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "rho": self.rho}}

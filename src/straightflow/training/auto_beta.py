@@ -90,8 +90,8 @@ RECORD_FILE = "beta_auto.json"
 VALIDATION_FRACTION = 0.2
 
 #: fields a pilot sets itself; every other field is the run's own
-_PILOT_FIELDS = {"out", "steps", "beta", "kl_target", "eval_every", "eval_nfe", "eval_n", "eval_draws", "progress", "log_every",
-                 "ckpt_every", "keep_checkpoints", "tensorboard", "validation_fraction"}
+_PILOT_FIELDS = {"out", "steps", "beta", "kl_target", "eval_every", "eval_nfe", "eval_n", "eval_draws", "progress",
+                 "log_every", "ckpt_every", "keep_checkpoints", "tensorboard", "validation_fraction"}
 
 
 def default_draws(shape: tuple[int, ...]) -> int:
@@ -111,7 +111,8 @@ def price_of(pilot: dict, baseline: dict) -> tuple[float, float]:
     base = baseline["quality"]
     ratio = pilot["quality"] / base if math.isfinite(pilot["quality"]) else math.inf
     a, b = pilot.get("quality_draws") or [], baseline.get("quality_draws") or []
-    if not math.isfinite(ratio) or len(a) < 2 or len(a) != len(b) or any(v is None or w is None or not w > 0 for v, w in zip(a, b)):
+    if (not math.isfinite(ratio) or len(a) < 2 or len(a) != len(b)
+            or any(v is None or w is None or not w > 0 for v, w in zip(a, b))):
         return ratio, 0.0
     return ratio, statistics.stdev(v / w for v, w in zip(a, b)) / math.sqrt(len(a))
 
@@ -130,18 +131,20 @@ def choose_target(pilots: list[dict], price: float = DEFAULT_PRICE, hedge: float
     for p in pilots[1:]:
         ratio, se = price_of(p, pilots[0])
         if not (p["kl"] > 0):
-            raise StraightflowError(f"--beta auto: the beta={beta_label(p['beta'])} pilot reached KL {p['kl']}; cannot place a target")
+            raise StraightflowError(f"--beta auto: the beta={beta_label(p['beta'])} pilot reached KL {p['kl']}; cannot "
+                                    "place a target")
         if ratio > price:
             if len(walked) > 1:
                 break
             frac = (price - 1.0) / (ratio - 1.0) if math.isfinite(ratio) else 0.0  # from (KL 0, r 1) to this pilot
             if not frac > 0:
-                raise StraightflowError(f"--beta auto: already beta={beta_label(p['beta'])} costs {ratio:.3g}x (+- {se:.2g}) the "
-                                        f"baseline at NFE {PRICE_NFE}, and --beta-auto-price {price:g} leaves no KL to spend: "
-                                        "train the baseline (--beta inf) or allow a larger price")
+                raise StraightflowError(f"--beta auto: already beta={beta_label(p['beta'])} costs {ratio:.3g}x (+- "
+                                        f"{se:.2g}) the baseline at NFE {PRICE_NFE}, and --beta-auto-price {price:g} "
+                                        "leaves no KL to spend: train the baseline (--beta inf) or allow a "
+                                        "larger price")
             return {"kl_target": frac * p["kl"], "beta": p["beta"], "hedge_fraction": 0.0,
-                    "why": f"beta={beta_label(p['beta'])} already costs {ratio:.3g}x (+- {se:.2g}) the baseline at NFE {PRICE_NFE}: "
-                           f"K where the line from the baseline crosses {price:g}x"}
+                    "why": f"beta={beta_label(p['beta'])} already costs {ratio:.3g}x (+- {se:.2g}) the baseline at NFE "
+                           f"{PRICE_NFE}: K where the line from the baseline crosses {price:g}x"}
         walked.append({**p, "ratio": ratio, "se": se})
     if len(walked) < 2:
         raise StraightflowError("the auto-beta rule needs at least one pilot with a finite beta")
@@ -153,8 +156,9 @@ def choose_target(pilots: list[dict], price: float = DEFAULT_PRICE, hedge: float
         beta = edge["beta"] ** (1 - t) * safer["beta"] ** t
     else:  # toward the baseline (KL 0, beta inf): linear in KL, at most half way
         kl, beta = (1 - t) * edge["kl"], edge["beta"] / (1 - t)
-    why = (f"beta={beta_label(edge['beta'])}: the best NFE 1 quality ({_few_step(edge):.4g}) of the pilots whose price at NFE "
-           f"{PRICE_NFE} is within {price:g}x of the baseline (it costs {edge['ratio']:.3g}x +- {edge['se']:.2g})")
+    why = (f"beta={beta_label(edge['beta'])}: the best NFE 1 quality ({_few_step(edge):.4g}) of the pilots whose "
+           f"price at NFE {PRICE_NFE} is within {price:g}x of the baseline (it costs {edge['ratio']:.3g}x +- "
+           f"{edge['se']:.2g})")
     if t > 0:
         q1 = (1 - t) * _few_step(edge) + t * _few_step(safer)
         r = (1 - t) * edge["ratio"] + t * safer["ratio"]
@@ -174,10 +178,11 @@ def _hedge_fraction(edge: dict, safer: dict, hedge: float) -> float:
 
 
 def near_line(pilots: list[dict], price: float, k: float = NEAR_LINE_SE) -> list[dict]:
-    """The priced pilots (``ratio``, ``se``; the baseline excluded) within ``k`` standard errors of ``price``: their side
-    of the line is not settled by the draws they were priced on, so neither is a decision that rests on them (a
+    """The priced pilots (``ratio``, ``se``; the baseline excluded) within ``k`` standard errors of ``price``: their
+    side of the line is not settled by the draws they were priced on, so neither is a decision that rests on them (a
     price with no standard error counts as settled)."""
-    return [p for p in pilots[1:] if p.get("se", 0.0) > 0 and math.isfinite(p["ratio"]) and abs(p["ratio"] - price) <= k * p["se"]]
+    return [p for p in pilots[1:]
+            if p.get("se", 0.0) > 0 and math.isfinite(p["ratio"]) and abs(p["ratio"] - price) <= k * p["se"]]
 
 
 def validation_fraction(cfg) -> float:
@@ -196,9 +201,9 @@ def pilot_config(cfg, beta: float, draws: int, *, custom_model: bool = False, cu
         if custom:
             base.pop(key, None)
     steps = int(cfg.steps)
-    return dict(base, out=str(Path(cfg.out) / "pilots" / f"beta-{beta_label(beta)}"), steps=steps, beta=beta, kl_target=None,
-                eval_every=steps, eval_nfe=f"1,{PRICE_NFE}", eval_n=PROBE_N, eval_draws=draws, progress=False,
-                log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1, tensorboard=False,
+    return dict(base, out=str(Path(cfg.out) / "pilots" / f"beta-{beta_label(beta)}"), steps=steps, beta=beta,
+                kl_target=None, eval_every=steps, eval_nfe=f"1,{PRICE_NFE}", eval_n=PROBE_N, eval_draws=draws,
+                progress=False, log_every=max(1, steps // 20), ckpt_every=steps, keep_checkpoints=1, tensorboard=False,
                 validation_fraction=validation_fraction(cfg))
 
 
@@ -235,7 +240,8 @@ def pilot_plan(cfg, dataset=None, *, custom_model: bool = False, custom_encoder:
 
 
 def late_kl(stats: list[dict], steps: int) -> float:
-    """A run's KL per dimension as the pilots report it: the mean training-batch KL of its last tenth (0 without any)."""
+    """A run's KL per dimension as the pilots report it: the mean training-batch KL of its last tenth (0 without
+    any)."""
     last = [r["kl"] for r in stats if r["step"] > steps - max(1, steps // 10) and "kl" in r]
     return sum(last) / len(last) if last else 0.0
 
@@ -263,8 +269,8 @@ def _check_finished_pilot(run_dir: Path, last: dict, draws: int) -> None:
                                 f"--beta-auto-draws (or by an older straightflow): delete that folder to rerun it"
                                 + (f", or pass --beta-auto-draws {had}" if had >= 2 else ""))
     if last.get("split") != "validation":
-        raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on the held-out split that eval reports on, "
-                                "not on a validation split: delete that folder to rerun it")
+        raise StraightflowError(f"--beta auto: the pilot {run_dir} was priced on the held-out split that eval "
+                                "reports on, not on a validation split: delete that folder to rerun it")
 
 
 def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, dataset=None, log=print) -> dict:
@@ -299,21 +305,24 @@ def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, datase
     close = near_line(pilots, price)
     if close:
         named = ", ".join(f"beta={beta_label(p['beta'])} ({p['ratio']:.3g}x +- {p['se']:.2g})" for p in close)
-        log(f"straightflow: --beta auto: note: {named} {'is' if len(close) == 1 else 'are'} priced within {NEAR_LINE_SE:g} standard "
-            f"errors of {price:g}x, so fresh draws could put {'it' if len(close) == 1 else 'them'} on the other side of the line; the "
-            f"standard error falls as 1 / sqrt(--beta-auto-draws), now {draws} (docs/kl_target.md)")
+        log(f"straightflow: --beta auto: note: {named} {'is' if len(close) == 1 else 'are'} priced within "
+            f"{NEAR_LINE_SE:g} standard errors of {price:g}x, so fresh draws could put "
+            f"{'it' if len(close) == 1 else 'them'} on the other side of the line; the standard error falls as 1 / "
+            f"sqrt(--beta-auto-draws), now {draws} (docs/kl_target.md)")
     pilots = [{**p, "beta": beta_label(p["beta"])} for p in pilots]  # strict JSON: no inf
     fraction = validation_fraction(cfg)
     record = {"draws": draws, "priced_on": {
                   "split": "validation", "validation_fraction": fraction, "split_seed": int(cfg.split_seed),
-                  "what": f"{fraction:g} of the training data carved out by split_seed {int(cfg.split_seed)} (generated data: "
-                          "draws of a validation stream of its own); the pilots train on the rest, and none of it is in the "
-                          "held-out split eval reports on"},
+                  "what": f"{fraction:g} of the training data carved out by split_seed {int(cfg.split_seed)} "
+                          "(generated data: draws of a validation stream of its own); the pilots train on the rest, "
+                          "and none of it is in the held-out split eval reports on"},
               "rule": f"the best NFE 1 quality among pilots whose NFE {PRICE_NFE} price is within {price:g}x of the "
-                      f"baseline pilot, K moved toward the next safer pilot to give up {HEDGE:.1%} of it (docs/kl_target.md)",
+                      f"baseline pilot, K moved toward the next safer pilot to give up {HEDGE:.1%} of it "
+                      "(docs/kl_target.md)",
               "price": price, "hedge": HEDGE, "pilot_steps": steps, "pilots": pilots,
               "near_line": [beta_label(p["beta"]) for p in close], **choice}
     out.mkdir(parents=True, exist_ok=True)
     (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
-    log(f"straightflow: --beta auto: kl_target {cfg.kl_target:.4g} per dim, initial beta {cfg.beta:.4g} ({choice['why']})")
+    log(f"straightflow: --beta auto: kl_target {cfg.kl_target:.4g} per dim, initial beta {cfg.beta:.4g} "
+        f"({choice['why']})")
     return record

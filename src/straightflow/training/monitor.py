@@ -53,7 +53,8 @@ def summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise StraightflowError("--tensorboard needs the tensorboard package: pip install 'straightflow[tensorboard]'") from None
+        raise StraightflowError("--tensorboard needs the tensorboard package: pip install "
+                                "'straightflow[tensorboard]'") from None
     return SummaryWriter
 
 
@@ -81,11 +82,14 @@ def read_records(path: str | Path) -> list[dict]:
 class ProbeResult:
     """One quality check: the scores and the samples behind them."""
 
-    scores: dict[str, float | str | None]  #: ``<metric>_nfe<k>`` per NFE, the floors (``<metric>_floor``), ``features`` for images
-    samples: dict[int, torch.Tensor] = field(default_factory=dict)  #: requested NFE -> (n, ...) samples in data units, CPU
+    #: ``<metric>_nfe<k>`` per NFE, the floors (``<metric>_floor``), ``features`` for images
+    scores: dict[str, float | str | None]
+    #: requested NFE -> (n, ...) samples in data units, CPU
+    samples: dict[int, torch.Tensor] = field(default_factory=dict)
     labels: torch.Tensor | None = None  #: (n,) class of each sample (conditional nets)
     seconds: float = 0.0  #: wall time of the check
-    draws: list[dict] = field(default_factory=list)  #: with several draws: each draw's own scores (``scores`` is their mean)
+    #: with several draws: each draw's own scores (``scores`` is their mean)
+    draws: list[dict] = field(default_factory=list)
 
 
 class QualityProbe:
@@ -117,12 +121,14 @@ class QualityProbe:
         if split not in PROBE_SPLITS:
             raise StraightflowError(f"unknown quality-probe split {split!r}: use one of {', '.join(PROBE_SPLITS)}")
         base = getattr(data, "base", data)  # teacher pairs: score against the data they stand for
-        self.data, self.nfes, self.solver, self.device, self.batch_size = base, list(nfes), solver, torch.device(device), batch_size
+        self.data, self.nfes, self.solver, self.device, self.batch_size = (
+            base, list(nfes), solver, torch.device(device), batch_size)
         self.split = split
         self.reference, _ = base.validation(n, seed) if split == "validation" else base.reference(n, seed)
         self.n = min(n, int(self.reference.shape[0]))
         self.noise = seeded_noise(self.n, tuple(base.shape), seed, "sample", prior)
-        # in proportion to the training classes, like `eval`: the reference is the held-out data, classes mixed as they are
+        # in proportion to the training classes, like `eval`: the reference is the held-out data,
+        # classes mixed as they are
         self.labels = stratified_labels(self.n, base.class_probs()) if num_classes else None
         floor_reference, _ = base.floor_reference(int(self.reference.shape[0]), seed)
         if base.kind == "image":
@@ -138,7 +144,8 @@ class QualityProbe:
                       for d in range(1, draws)]
 
     def _vector_scores(self, samples: torch.Tensor, suffix: str) -> dict:
-        return {f"w2_{suffix}": wasserstein2(samples, self.reference, []), f"energy_{suffix}": energy_distance(samples, self.reference)}
+        return {f"w2_{suffix}": wasserstein2(samples, self.reference, []),
+                f"energy_{suffix}": energy_distance(samples, self.reference)}
 
     def score(self, samples: torch.Tensor, nfe: int) -> dict:
         """The metric of ``samples`` (data units) against the reference, keyed ``<metric>_nfe<nfe>``."""
@@ -153,7 +160,8 @@ class QualityProbe:
         """The probe's ``n`` samples of ``velocity`` (model units in, data units out, CPU) at ``nfe``."""
         outs = []
         for s in range(0, self.n, self.batch_size):
-            v = velocity if self.labels is None else GuidedVelocity(velocity, self.labels[s : s + self.batch_size].to(self.device))
+            v = (velocity if self.labels is None
+                 else GuidedVelocity(velocity, self.labels[s : s + self.batch_size].to(self.device)))
             res = solve(v, self.noise[s : s + self.batch_size].to(self.device), self.solver, nfe)
             outs.append(self.data.denormalize(res.samples).float().cpu())
         return torch.cat(outs)
@@ -191,8 +199,8 @@ def _scatter_limits(points: torch.Tensor) -> tuple[tuple[float, float], tuple[fl
     return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
 
 
-def scatter_image(samples: torch.Tensor, reference: torch.Tensor, limits, title: str = "", labels: torch.Tensor | None = None,
-                  size: float = 4.0, dpi: int = 80) -> np.ndarray:
+def scatter_image(samples: torch.Tensor, reference: torch.Tensor, limits, title: str = "",
+                  labels: torch.Tensor | None = None, size: float = 4.0, dpi: int = 80) -> np.ndarray:
     """2D ``samples`` (red, or coloured by class) over ``reference`` (grey) on fixed ``limits`` as an
     H x W x 3 uint8 image (matplotlib's Agg canvas; no pyplot, no backend switch)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -239,11 +247,13 @@ class TrainingMonitor:
     after that step, as ``stats.jsonl`` and ``quality.jsonl`` are truncated there.
     """
 
-    def __init__(self, writer_dir: Path | None, quality_file: Path | None, probe: QualityProbe | None, start_step: int = 0):
+    def __init__(self, writer_dir: Path | None, quality_file: Path | None, probe: QualityProbe | None,
+                 start_step: int = 0):
         self.probe, self.quality_file, self.writer = probe, quality_file, None
         if writer_dir is not None:
             writer_cls = summary_writer_class()
-            purge = start_step + 1 if Path(writer_dir).exists() else None  # drop what an earlier launch logged after the checkpoint
+            # drop what an earlier launch logged after the checkpoint
+            purge = start_step + 1 if Path(writer_dir).exists() else None
             self.writer = writer_cls(log_dir=str(writer_dir), purge_step=purge)
 
     def log_stats(self, record: dict) -> None:
@@ -263,8 +273,8 @@ class TrainingMonitor:
         devices = [self.probe.device] if self.probe.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             result = self.probe(velocity)
-        record = {"step": step, "n": self.probe.n, "draws": self.probe.draws, "split": self.probe.split, "solver": self.probe.solver,
-                  **result.scores,
+        record = {"step": step, "n": self.probe.n, "draws": self.probe.draws, "split": self.probe.split,
+                  "solver": self.probe.solver, **result.scores,
                   "seconds": result.seconds}
         for key in result.scores if result.draws else ():  # each draw's score of every NFE: <metric>_nfe<k>_draws
             if "_nfe" in key:
@@ -277,7 +287,8 @@ class TrainingMonitor:
                 if isinstance(value, float):
                     self.writer.add_scalar(f"quality/{key}", value, step)
             for k, samples in result.samples.items():
-                self._add_samples(f"samples/nfe{k}", samples, result.labels, step, f"step {step}, {self.probe.solver} NFE {k}")
+                self._add_samples(f"samples/nfe{k}", samples, result.labels, step,
+                                  f"step {step}, {self.probe.solver} NFE {k}")
             self.writer.flush()
         return result
 
@@ -287,7 +298,8 @@ class TrainingMonitor:
             self.writer.add_images(tag, image_batch(samples if finite else torch.zeros_like(samples), labels), step)
         elif self.probe.limits is not None:
             pts = samples if finite else torch.zeros(0, 2)
-            self.writer.add_image(tag, scatter_image(pts, self.probe.reference, self.probe.limits, title, labels), step, dataformats="HWC")
+            self.writer.add_image(tag, scatter_image(pts, self.probe.reference, self.probe.limits, title, labels), step,
+                                  dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -299,4 +311,5 @@ def summary_line(step: int, result: ProbeResult, nfes: list[int]) -> str:
     metric = next(k[: -len("_floor")] for k in result.scores if k.endswith("_floor"))
 
     parts = ", ".join(f"nfe{k} {significant_or_na(result.scores.get(f'{metric}_nfe{k}'))}" for k in nfes)
-    return f"straightflow: step {step} quality: {metric} {parts} (floor {significant_or_na(result.scores.get(f'{metric}_floor'))})"
+    return (f"straightflow: step {step} quality: {metric} {parts} (floor "
+            f"{significant_or_na(result.scores.get(f'{metric}_floor'))})")

@@ -24,7 +24,8 @@ def rng_states(ctx: DistContext, generator: torch.Generator) -> dict:
     """Every rank's random state, for a checkpoint: its batch generator, the CPU RNG and, when
     the rank trains on CUDA, its device's RNG (dropout and other global CUDA draws); one list
     entry per rank, all tensors, so ``torch.load(weights_only=True)`` reads them."""
-    states = {"generators": ctx.gather_objects(generator.get_state()), "torch_rng": ctx.gather_objects(torch.get_rng_state())}
+    states = {"generators": ctx.gather_objects(generator.get_state()),
+              "torch_rng": ctx.gather_objects(torch.get_rng_state())}
     if ctx.device.type == "cuda":
         states["cuda_rng"] = ctx.gather_objects(torch.cuda.get_rng_state(ctx.device))
     return states
@@ -35,13 +36,15 @@ def restore_rng_states(state: dict, ctx: DistContext, generator: torch.Generator
     warning when some stream cannot be restored and starts afresh instead."""
     gens = state.get("generators", [])
     if len(gens) != ctx.world_size:
-        return f"warning: checkpoint was written by {len(gens)} ranks, resuming on {ctx.world_size}: random streams restart"
+        return (f"warning: checkpoint was written by {len(gens)} ranks, resuming on {ctx.world_size}: random "
+                "streams restart")
     generator.set_state(gens[ctx.rank])
     torch.set_rng_state(state["torch_rng"][ctx.rank])
     if ctx.device.type == "cuda":
         cuda = state.get("cuda_rng")
         if cuda is None or len(cuda) != ctx.world_size:
-            return "warning: the checkpoint holds no CUDA random state (written on the CPU or by an older version): the CUDA stream (dropout) restarts"
+            return ("warning: the checkpoint holds no CUDA random state (written on the CPU or by an older version): "
+                    "the CUDA stream (dropout) restarts")
         torch.cuda.set_rng_state(cuda[ctx.rank], ctx.device)
     return None
 
@@ -58,8 +61,9 @@ class StopSignals:
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
-            raise TrainingInterrupted(f"interrupted again before the checkpoint was written; the last checkpoint is intact; "
-                                      f"continue with: straightflow train --out {shlex.quote(str(self.out))} --resume", signum)
+            raise TrainingInterrupted("interrupted again before the checkpoint was written; the last checkpoint "
+                                      "is intact; continue with: straightflow train --out "
+                                      f"{shlex.quote(str(self.out))} --resume", signum)
         self.signum = signum
 
     def __enter__(self) -> "StopSignals":

@@ -44,7 +44,8 @@ def inherit_teacher_config(cfg: TrainConfig, explicit: set[str], method: Method 
         cfg.init_from_teacher = bool(resolve_method(cfg, method).starts_from_teacher and cfg.teacher)
 
 
-def prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None, method: Method | None = None) -> TrainConfig:
+def prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None,
+                    method: Method | None = None) -> TrainConfig:
     saved = out / "config.yaml"
     if resume:
         if not saved.exists():
@@ -61,8 +62,10 @@ def prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str |
             probe = TrainConfig()
             apply_overrides(probe, {key: value}, "command line")
             if getattr(probe, key) != getattr(cfg, key):
-                raise StraightflowError(f"--resume: {key}={getattr(probe, key)!r} differs from the run's saved {key}={getattr(cfg, key)!r}")
-        apply_overrides(cfg, {k: v for k, v in overrides.items() if k.replace('-', '_') in RESUMABLE_KEYS}, "command line")
+                raise StraightflowError(f"--resume: {key}={getattr(probe, key)!r} differs from the run's saved "
+                                        f"{key}={getattr(cfg, key)!r}")
+        apply_overrides(cfg, {k: v for k, v in overrides.items() if k.replace('-', '_') in RESUMABLE_KEYS},
+                        "command line")
         cfg.out = str(out)
         return validate(cfg)
     if saved.exists() or latest_checkpoint(out) is not None:

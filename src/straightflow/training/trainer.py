@@ -60,9 +60,11 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     ``dry_run``: check everything the run would check (the config, the data and its shape, the run directory,
     a resumed run's checkpoint, ``--beta auto``'s pilots), print what would train and return; nothing is written.
     """
-    overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
+    overrides, custom_method = _mark_custom_parts(overrides, resume, velocity_net=velocity_net, encoder_net=encoder_net,
+                                                  dataset=dataset)
     out = run_dir_asked(overrides, config_file)
-    if resume and not (out / "config.yaml").exists() and asks_auto_beta(overrides, config_file) and (out / "pilots").is_dir():
+    if (resume and not (out / "config.yaml").exists() and asks_auto_beta(overrides, config_file)
+            and (out / "pilots").is_dir()):
         resume = False  # stopped during its pilots: the same command starts it, reusing the finished pilots
     cfg = prepare_run_dir(out, resume, overrides, config_file, custom_method)
     if dry_run:
@@ -74,8 +76,8 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
     with ExitStack() as cleanup:
         ctx = init_distributed(cfg.device)
         cleanup.callback(shutdown_distributed, ctx)
-        return _train(cfg, ctx, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, cleanup=cleanup, dataset=dataset,
-                      custom_method=custom_method)
+        return _train(cfg, ctx, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, cleanup=cleanup,
+                      dataset=dataset, custom_method=custom_method)
 
 
 def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
@@ -96,8 +98,9 @@ def _mark_custom_parts(overrides: dict, resume: bool, *, velocity_net: nn.Module
     return overrides, custom_method
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
-           cleanup: ExitStack, dataset=None, custom_method: Method | None = None) -> Path:
+def _train(cfg: TrainConfig, ctx: DistContext, *, resume: bool, velocity_net: nn.Module | None,
+           encoder_net: nn.Module | None, cleanup: ExitStack, dataset=None,
+           custom_method: Method | None = None) -> Path:
     """Train the run of ``cfg`` (checked by :func:`train`) on this rank, section by section: check the request,
     load the data, build what trains, take the run directory's lock, restore the latest checkpoint, open the
     streamed batches, prepare the run directory (rank 0), then the steps (:func:`_run_steps`). ``cleanup`` closes
@@ -163,19 +166,22 @@ def _build_monitor(state: TrainState) -> TrainingMonitor:
     cfg, device = state.cfg, state.ctx.device
     probe = None
     if cfg.eval_every:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training streams stay untouched
-            probe = QualityProbe(state.data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n, solver=state.method.default_solver,
-                                 prior=state.prior, num_classes=state.module.num_classes, device=device, draws=cfg.eval_draws,
+        # the training streams stay untouched
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            probe = QualityProbe(state.data, int_list("eval_nfe", cfg.eval_nfe), n=cfg.eval_n,
+                                 solver=state.method.default_solver, prior=state.prior,
+                                 num_classes=state.module.num_classes, device=device, draws=cfg.eval_draws,
                                  split="validation" if cfg.validation_fraction > 0 else "heldout")
-    return TrainingMonitor(state.out / TENSORBOARD_DIR if cfg.tensorboard else None, state.out / QUALITY_FILE if cfg.eval_every else None,
-                           probe, state.step)
+    return TrainingMonitor(state.out / TENSORBOARD_DIR if cfg.tensorboard else None,
+                           state.out / QUALITY_FILE if cfg.eval_every else None, probe, state.step)
 
 
 def _wrap_for_training(state: TrainState) -> None:
     """Wrap the module in DDP across several ranks, say where ``--amp`` / ``--compile`` cannot apply, train mode."""
     module, ctx = state.module, state.ctx
     device = ctx.device
-    state.train_module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else module
+    state.train_module = (DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+                          if ctx.enabled else module)
     note = _speed_note(state.cfg, module.velocity, device)
     if note and ctx.is_main:
         print(note)
@@ -190,7 +196,8 @@ def _speed_note(cfg: TrainConfig, velocity, device: torch.device) -> str | None:
     if device.type != "cuda":
         return f"note: --amp/--compile apply on CUDA only; training on {device} in float32, uncompiled"
     if not hasattr(velocity, "use_compile"):
-        return f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in float32, uncompiled"
+        return (f"note: --amp/--compile are implemented for the UNet; this {type(velocity).__name__} trains in "
+                "float32, uncompiled")
     return None
 
 
@@ -202,7 +209,8 @@ def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
     :class:`TrainingInterrupted`."""
     cfg = state.cfg
     t_start = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=state.step, disable=not (cfg.progress and state.ctx.is_main), desc="train", dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(total=cfg.steps, initial=state.step, disable=not (cfg.progress and state.ctx.is_main), desc="train",
+               dynamic_ncols=True, mininterval=0.5)
     stats_file = open(state.out / "stats.jsonl", "a") if state.ctx.is_main else None
     window = LogWindow(bar, stats_file, t_start)
     stop = cleanup.enter_context(StopSignals(state.out))
@@ -227,7 +235,8 @@ def _run_steps(state: TrainState, cleanup: ExitStack) -> None:
             saved = _due(state.step, cfg.ckpt_every, cfg.steps)
             if saved:
                 _checkpoint(state)
-            if state.monitor is not None and state.monitor.probe is not None and _due(state.step, cfg.eval_every, cfg.steps):
+            if (state.monitor is not None and state.monitor.probe is not None
+                    and _due(state.step, cfg.eval_every, cfg.steps)):
                 _quality_check(state, window)
             _stop_on_signal(state, stop, saved=saved)
     finally:
@@ -286,11 +295,13 @@ def _log(state: TrainState, window: LogWindow, lr: float) -> None:
     keys = sorted(window.sums)
     means = state.ctx.all_mean(torch.stack([window.sums[k].float() for k in keys]) / window.count).tolist()
     now = time.perf_counter()
-    record = {"step": state.step, **dict(zip(keys, means)), "lr": lr, "steps_per_sec": window.count / max(now - window.t_last, 1e-9)}
+    record = {"step": state.step, **dict(zip(keys, means)), "lr": lr,
+              "steps_per_sec": window.count / max(now - window.t_last, 1e-9)}
     if state.budget is not None:  # the controller's state after this step (kl above: the window's mean batch KL)
         record.update(state.budget.stats())
     if not all(math.isfinite(v) for v in means):
-        raise StraightflowError(f"training diverged at step {state.step}: loss is {record.get('loss')} (lower --lr or set --grad-clip)")
+        raise StraightflowError(f"training diverged at step {state.step}: loss is {record.get('loss')} (lower --lr or "
+                                "set --grad-clip)")
     if window.stats_file:
         window.stats_file.write(json.dumps(record) + "\n")
         window.stats_file.flush()
@@ -307,7 +318,8 @@ def _checkpoint(state: TrainState) -> None:
         raise _diverged(state, step, "the weights are not finite")  # never write (nor prune for) a broken checkpoint
     rngs = rng_states(ctx, state.generator)
     if budget is not None and len(set(ctx.gather_objects(budget.log_beta))) > 1:  # never on one rank; a guard for DDP
-        raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged across ranks")
+        raise StraightflowError(f"the ranks' KL-budget betas differ at step {step}: the KL was not averaged "
+                                "across ranks")
     if ctx.is_main:
         train_state = {"optimizer": state.optimizer.state_dict(), "step": step, **rngs}
         if state.batches is not None:  # the epoch sampler: which rows the next batches are
@@ -316,7 +328,8 @@ def _checkpoint(state: TrainState) -> None:
             train_state["aux"] = state.aux.state_dict()
         if budget is not None:
             train_state["kl_budget"] = budget.state_dict()
-        save_checkpoint(state.out, step, state.module.state_dict(), state.ema.state_dict(), train_state, state.meta, state.cfg.keep_checkpoints)
+        save_checkpoint(state.out, step, state.module.state_dict(), state.ema.state_dict(), train_state, state.meta,
+                        state.cfg.keep_checkpoints)
     ctx.barrier()
 
 
@@ -330,7 +343,8 @@ def _diverged(state: TrainState, step: int, what: str) -> StraightflowError:
 def _quality_check(state: TrainState, window: LogWindow) -> None:
     """Rank 0: the monitor's quality check of the EMA weights, a line under the bar; its time is not training time."""
     t_check = time.perf_counter()
-    result = state.monitor.check(state.step, state.ema.shadow.velocity)  # rank 0 only; no collective, the other ranks wait at the next one
+    # rank 0 only; no collective, the other ranks wait at the next one
+    result = state.monitor.check(state.step, state.ema.shadow.velocity)
     window.bar.write(summary_line(state.step, result, state.monitor.probe.nfes))
     window.t_last += time.perf_counter() - t_check  # steps/s counts training only
 

@@ -61,4 +61,5 @@ def select_sections(names: str | None, table: list[SectionSpec] | None = None) -
     return [s for s in table if s.name in wanted]
 
 
-__all__ = ["SECTIONS", "SCALES", "FOUR_2D_SETS", "Scale", "SectionSpec", "Context", "Missing", "check_scale", "missing_note", "select_sections"]
+__all__ = ["SECTIONS", "SCALES", "FOUR_2D_SETS", "Scale", "SectionSpec", "Context", "Missing", "check_scale",
+           "missing_note", "select_sections"]

@@ -1,4 +1,5 @@
-"""Section 11, ``any-teacher``: a torchcfm-trained model as the teacher of a lines student, through ``--teacher-callable``.
+"""Section 11, ``any-teacher``: a torchcfm-trained model as the teacher of a lines student, through
+``--teacher-callable``.
 
 ``bench/torchcfm_teacher.py`` trains a plain MLP with torchcfm's I-CFM, makes pairs from it with
 ``straightflow pairs --teacher-callable`` (docs/teachers.md) and trains a lines student on them;
@@ -18,9 +19,10 @@ WORK = "runs/any-teacher"
 
 def any_teacher_jobs(scale: Scale) -> list[Job]:
     """The one script run (needs torchcfm), at the scale's 2D budget."""
-    argv = python_command("bench/torchcfm_teacher.py", "--data", "moons", "--steps", scale.steps, "--student-steps", scale.steps,
-                          "--pairs", scale.any_teacher_pairs, "--batch-size", scale.batch, *scale.network_flags, "-n", scale.eval_samples,
-                          "--work", WORK, "--json", f"{WORK}/result.json")
+    argv = python_command("bench/torchcfm_teacher.py", "--data", "moons", "--steps", scale.steps, "--student-steps",
+                          scale.steps, "--pairs", scale.any_teacher_pairs, "--batch-size", scale.batch,
+                          *scale.network_flags, "-n", scale.eval_samples, "--work", WORK,
+                          "--json", f"{WORK}/result.json")
     return [Job(WORK, argv, outputs=(f"{WORK}/result.json",), stdout=f"{WORK}/output.txt", requires=("torchcfm",))]
 
 
@@ -30,8 +32,8 @@ def render_any_teacher(ctx: Context, scale: Scale) -> list[Block]:
         return [Text(f"**Not run** — {r.reason}.")]
     res = ctx.json(f"{WORK}/result.json")
     return [Code(ctx.text(f"{WORK}/output.txt")),
-            Text(f"The lines student of the torchcfm teacher reaches {res['ratio']:.3g}x its teacher's W2 at NFE 100 with one step "
-                 f"(target <= 1.3: **{'met' if res['ratio'] <= 1.3 else 'missed'}**).")]
+            Text(f"The lines student of the torchcfm teacher reaches {res['ratio']:.3g}x its teacher's W2 at NFE 100 "
+                 f"with one step (target <= 1.3: **{'met' if res['ratio'] <= 1.3 else 'missed'}**).")]
 
 
 SECTION = SectionSpec(

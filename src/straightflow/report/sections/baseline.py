@@ -23,20 +23,23 @@ def baseline_jobs(scale: Scale) -> list[Job]:
     """The moons teacher, its reverse trajectories, and ``bench/bench_baseline.py`` (needs torchcfm)."""
     jobs = teacher_jobs(scale, "moons")
     jobs.append(plot_job(TEACHER, "trajectories", "baseline_moons_trajectories.png", "--nfe", "100"))
-    bench = python_command("bench/bench_baseline.py", "--data", "moons", "--steps", scale.steps, "--batch-size", scale.batch, *scale.network_flags,
-                           "-n", scale.eval_samples, "--images-steps", scale.peer_images_steps, "--json", "runs/baseline/bench.json")
-    jobs.append(Job("runs/baseline/bench", bench, outputs=("runs/baseline/bench.json",), stdout="runs/baseline/bench.txt", requires=("torchcfm",)))
+    bench = python_command("bench/bench_baseline.py", "--data", "moons", "--steps", scale.steps, "--batch-size",
+                           scale.batch, *scale.network_flags, "-n", scale.eval_samples,
+                           "--images-steps", scale.peer_images_steps, "--json", "runs/baseline/bench.json")
+    jobs.append(Job("runs/baseline/bench", bench, outputs=("runs/baseline/bench.json",),
+                    stdout="runs/baseline/bench.txt", requires=("torchcfm",)))
     return jobs
 
 
 def _baseline_eval(ctx: Context) -> list[Block]:
     """The teacher's eval table and its W2 at the largest NFE against the floor (target: within 0.1)."""
-    blocks = eval_block(ctx, f"{TEACHER}/eval.json", "The baseline (`--method rectified`, independent coupling) on moons, Euler")
+    blocks = eval_block(ctx, f"{TEACHER}/eval.json",
+                        "The baseline (`--method rectified`, independent coupling) on moons, Euler")
     rep = ctx.json(f"{TEACHER}/eval.json")
     q, floor = quality(rep), floor_of(rep)
     top = max(q)
-    blocks.append(Text(f"W2 at NFE {top}: {q[top]:.4g} against a two-sample floor of {floor:.4g} (target: within 0.1 of the floor: "
-                       f"**{'met' if q[top] - floor <= 0.1 else 'missed'}**)."))
+    blocks.append(Text(f"W2 at NFE {top}: {q[top]:.4g} against a two-sample floor of {floor:.4g} (target: within 0.1 "
+                       f"of the floor: **{'met' if q[top] - floor <= 0.1 else 'missed'}**)."))
     return blocks
 
 
@@ -44,20 +47,25 @@ def _torchcfm_blocks(ctx: Context) -> list[Block]:
     """bench_baseline.py's table: steps/s and W2 per NFE of both implementations, their ratios, the script's output."""
     b = ctx.json("runs/baseline/bench.json")
     nfes = sorted(int(k) for k in b["ours_w2"])
-    rows = [["straightflow rectified (EMA)", significant(b["ours_steps_per_sec"], 4)] + [significant(b["ours_w2"][str(k)]) for k in nfes],
-            ["torchcfm I-CFM", significant(b["torchcfm_steps_per_sec"], 4)] + [significant(b["torchcfm_w2"][str(k)]) for k in nfes]]
+    rows = [["straightflow rectified (EMA)", significant(b["ours_steps_per_sec"], 4)]
+            + [significant(b["ours_w2"][str(k)]) for k in nfes],
+            ["torchcfm I-CFM", significant(b["torchcfm_steps_per_sec"], 4)]
+            + [significant(b["torchcfm_w2"][str(k)]) for k in nfes]]
     return [Heading("Against torchcfm's I-CFM (the same data, network, batch, learning rate and steps, one process)"),
             Table(["model", "steps/s"] + [f"W2 NFE {k}" for k in nfes], rows),
-            Text(f"Two-sample floor {b['floor']:.4g}. Speed ratio straightflow / torchcfm: {b['ours_steps_per_sec'] / b['torchcfm_steps_per_sec']:.2f}x; "
-                 f"W2 at NFE {nfes[-1]}: {b['ours_w2'][str(nfes[-1])] / b['torchcfm_w2'][str(nfes[-1])]:.3f}x (target: no more than 10% worse; "
-                 f"the EMA weights against raw weights). The speeds were measured while up to {ctx.jobs_at_once} report jobs shared the "
-                 "machine: read the ratio, not the steps/s. The script's own output:"),
+            Text(f"Two-sample floor {b['floor']:.4g}. Speed ratio straightflow / torchcfm: "
+                 f"{b['ours_steps_per_sec'] / b['torchcfm_steps_per_sec']:.2f}x; W2 at NFE {nfes[-1]}: "
+                 f"{b['ours_w2'][str(nfes[-1])] / b['torchcfm_w2'][str(nfes[-1])]:.3f}x (target: no more than 10% "
+                 "worse; the EMA weights against raw weights). The speeds were measured while up to "
+                 f"{ctx.jobs_at_once} report jobs shared the machine: read the ratio, not the steps/s. The script's "
+                 "own output:"),
             Code(ctx.text("runs/baseline/bench.txt"))]
 
 
 def render_baseline(ctx: Context, scale: Scale) -> list[Block]:
     blocks = ctx.part(lambda: _baseline_eval(ctx), "the baseline's evaluation")
-    blocks += ctx.figure("figures/baseline_moons_trajectories.png", "Reverse trajectories of the baseline (Euler 100): the curved paths the "
+    blocks += ctx.figure("figures/baseline_moons_trajectories.png",
+                         "Reverse trajectories of the baseline (Euler 100): the curved paths the "
                          f"rest of the report straightens. `straightflow plot {TEACHER} --kind trajectories --nfe 100`")
     r = ctx.results.get("runs/baseline/bench")
     if r is not None and r.status == "unavailable":
@@ -68,6 +76,7 @@ def render_baseline(ctx: Context, scale: Scale) -> list[Block]:
 
 SECTION = SectionSpec(
     "baseline", "1. Baseline and benchmark",
-    "The baseline (`--method rectified`: rectified flow, independent coupling) on moons, evaluated with Euler at several NFE beside "
-    "the two-sample floor, and `bench/bench_baseline.py`: the same model against torchcfm's I-CFM loop (needs `make bench`).",
+    "The baseline (`--method rectified`: rectified flow, independent coupling) on moons, evaluated with Euler at "
+    "several NFE beside the two-sample floor, and `bench/bench_baseline.py`: the same model against torchcfm's I-CFM "
+    "loop (needs `make bench`).",
     baseline_jobs, render_baseline)

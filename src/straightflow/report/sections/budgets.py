@@ -67,14 +67,17 @@ class Scale:
                 ("2D network", "MLP width 256, depth 3" if not self.network_flags else " ".join(self.network_flags)),
                 ("2D evaluation samples (W2 vs as many held-out points)", str(self.eval_samples)),
                 ("curvature sweeps: sets / betas", f"{', '.join(self.sweep_sets)} / {self.betas}"),
-                ("lines section: sets / teacher pairs / pairs' Euler NFE", f"{', '.join(self.lines_sets)} / {self.pairs:,} / {self.teacher_nfe}"),
+                ("lines section: sets / teacher pairs / pairs' Euler NFE",
+                 f"{', '.join(self.lines_sets)} / {self.pairs:,} / {self.teacher_nfe}"),
                 ("Table 1 sets", ", ".join(s for s in self.table1_sets if self.digits or s != "digits")),
-                ("curvature teacher -> lines: sets / beta = 10 pairs' NFE", f"{', '.join(self.curvature_lines_sets)} / {self.quarter_nfe}"),
+                ("curvature teacher -> lines: sets / beta = 10 pairs' NFE",
+                 f"{', '.join(self.curvature_lines_sets)} / {self.quarter_nfe}"),
                 ("section 9's verdict: sampling seeds per student", str(self.verdict_seeds)),
                 ("conditional 8gaussians steps", str(self.conditional_steps))]
         if self.digits:
             rows += [("digits: steps / batch", f"{self.digits_steps} / {self.digits_batch}"),
-                     ("digits: pairs / pairs' Euler NFE / betas", f"{self.digits_pairs:,} / {self.digits_teacher_nfe} / {self.digits_betas}")]
+                     ("digits: pairs / pairs' Euler NFE / betas",
+                      f"{self.digits_pairs:,} / {self.digits_teacher_nfe} / {self.digits_betas}")]
         else:
             rows.append(("digits (8x8 images)", "skipped at this scale"))
         return rows
@@ -82,20 +85,22 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "full": Scale("full"),
-    "quick": Scale("quick", steps=1000, eval_samples=1000, sweep_sets=("moons", "spirals"), betas="0.3,1,10,inf", lines_sets=("moons", "spirals"),
-                   pairs=20_000, table1_sets=("moons",), curvature_lines_sets=("moons",), ot_dimension_args=("--batches", "4"), peer_images_steps=0,
+    "quick": Scale("quick", steps=1000, eval_samples=1000, sweep_sets=("moons", "spirals"), betas="0.3,1,10,inf",
+                   lines_sets=("moons", "spirals"), pairs=20_000, table1_sets=("moons",),
+                   curvature_lines_sets=("moons",), ot_dimension_args=("--batches", "4"), peer_images_steps=0,
                    conditional_steps=1000, any_teacher_pairs=20_000, digits=False),
-    "smoke": Scale("smoke", steps=30, batch=64, eval_samples=200, network_flags=("--width", "32", "--depth", "2"), sweep_sets=("moons",),
-                   betas="1,10,inf", sweep_nfe="1,4", lines_sets=("moons",), pairs=1000, teacher_nfe=8, table1_nfe="1,2,4,8",
-                   curvature_lines_sets=("moons",), ot_dimension_args=("--dims", "2,4", "--batch", "32", "--big", "64", "--batches", "1"),
+    "smoke": Scale("smoke", steps=30, batch=64, eval_samples=200, network_flags=("--width", "32", "--depth", "2"),
+                   sweep_sets=("moons",), betas="1,10,inf", sweep_nfe="1,4", lines_sets=("moons",), pairs=1000,
+                   teacher_nfe=8, table1_nfe="1,2,4,8", curvature_lines_sets=("moons",),
+                   ot_dimension_args=("--dims", "2,4", "--batch", "32", "--big", "64", "--batches", "1"),
                    peer_images_steps=2, conditional_steps=30, any_teacher_pairs=1000, digits_steps=3, digits_batch=16,
-                   digits_network_flags=("--channels", "8"), digits_pairs=200, digits_teacher_nfe=2, digits_betas="10,inf",
-                   digits_eval_samples=100, spread_seeds=2, verdict_seeds=2),
+                   digits_network_flags=("--channels", "8"), digits_pairs=200, digits_teacher_nfe=2,
+                   digits_betas="10,inf", digits_eval_samples=100, spread_seeds=2, verdict_seeds=2),
 }
 
 #: what a digits section shows at a scale without digits (:attr:`Scale.digits` False)
-DIGITS_SKIP_NOTE = ("Skipped at this scale: the digits UNet trains at about 3000 steps in 10 minutes per model on one core. "
-                    "`straightflow report --full` runs it.")
+DIGITS_SKIP_NOTE = ("Skipped at this scale: the digits UNet trains at about 3000 steps in 10 minutes per model on "
+                    "one core. `straightflow report --full` runs it.")
 
 
 def runs_digits(scale: Scale) -> bool:

@@ -57,7 +57,8 @@ def split_betas(text: str) -> list[str]:
 
 
 def train_job(run: str, *flags, scale: Scale, data: str, after: tuple[str, ...] = ()) -> Job:
-    """``straightflow train ... --out RUN`` with the scale's budget and network flags (students inherit the data from their pairs)."""
+    """``straightflow train ... --out RUN`` with the scale's budget and network flags (students inherit the data from
+    their pairs)."""
     steps, batch = steps_and_batch(scale, data)
     argv = straightflow_command("train", *flags, "--steps", steps, "--batch-size", batch, *network_flags(scale, data),
                                 *checkpoint_flags(data, steps), "--progress", "false", "--out", run)
@@ -72,7 +73,9 @@ def eval_job(run: str, nfe: str, *, scale: Scale, data: str, file: str = "eval.j
 
 def pairs_job(teacher: str, out: str, n: int, nfe: int, extra: tuple = ()) -> Job:
     """``straightflow pairs TEACHER -n N --solver euler --nfe NFE --out OUT``: a teacher's pair folder."""
-    return Job(out, straightflow_command("pairs", teacher, "-n", n, "--solver", "euler", "--nfe", nfe, *extra, "--out", out, "--quiet"),
+    return Job(out,
+               straightflow_command("pairs", teacher, "-n", n, "--solver", "euler", "--nfe", nfe, *extra, "--out", out,
+                                    "--quiet"),
                outputs=(f"{out}/manifest.json",), after=(teacher,))
 
 
@@ -127,8 +130,9 @@ def beta10_teacher_jobs(scale: Scale, data: str) -> list[Job]:
 def sweep_job(scale: Scale, data: str, out: str, betas: str, *extra: str) -> Job:
     """``straightflow sweep --data DATA --betas BETAS ... --out OUT`` at the scale's budget."""
     steps, batch = steps_and_batch(scale, data)
-    argv = straightflow_command("sweep", "--data", data, "--betas", betas, "--steps", steps, "--batch-size", batch, "--nfe", scale.sweep_nfe,
-                                "-n", eval_samples(scale, data), *extra, *network_flags(scale, data), *checkpoint_flags(data, steps),
+    argv = straightflow_command("sweep", "--data", data, "--betas", betas, "--steps", steps, "--batch-size", batch,
+                                "--nfe", scale.sweep_nfe, "-n", eval_samples(scale, data), *extra,
+                                *network_flags(scale, data), *checkpoint_flags(data, steps),
                                 "--progress", "false", "--out", out)
     return Job(out, argv, outputs=(f"{out}/sweep.json", f"{out}/sweep.md"))
 
@@ -145,6 +149,7 @@ def curvature_sweep_jobs(scale: Scale, data: str) -> list[Job]:
     if data == "digits":
         for b in ("1", "10", "inf"):
             if b in betas:
-                job = plot_job(f"{out}/beta-{b}", "xhat", f"curvature_digits_xhat_beta{b}.png", "--nfe", "100", "-n", "6")
+                job = plot_job(f"{out}/beta-{b}", "xhat", f"curvature_digits_xhat_beta{b}.png", "--nfe", "100",
+                               "-n", "6")
                 jobs.append(Job(job.id, job.argv, job.outputs, after=(out,)))
     return jobs

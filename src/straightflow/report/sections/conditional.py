@@ -21,8 +21,8 @@ DIGITS = "runs/conditional/digits"
 def _gaussians_jobs(scale: Scale) -> list[Job]:
     """The conditional 8gaussians model, its evaluations at guidance 1 and 0, nearest-mode accuracy and its paths."""
     run = GAUSSIANS
-    train = straightflow_command("train", "--data", "8gaussians", "--conditional", "--steps", scale.conditional_steps, "--batch-size", scale.batch,
-                                 *scale.network_flags, "--progress", "false", "--out", run)
+    train = straightflow_command("train", "--data", "8gaussians", "--conditional", "--steps", scale.conditional_steps,
+                                 "--batch-size", scale.batch, *scale.network_flags, "--progress", "false", "--out", run)
     nearest = python_command("bench/nearest_mode.py", run, "--nfe", 100, "-n", scale.eval_samples, "--guidance", 1)
     return [Job(run, train, outputs=(f"{run}/config.yaml",), resume_dir=run),
             eval_job(run, "1,2,4,100", scale=scale, data="8gaussians"),
@@ -32,22 +32,28 @@ def _gaussians_jobs(scale: Scale) -> list[Job]:
 
 
 def _digits_jobs(scale: Scale) -> list[Job]:
-    """The conditional digits teacher, its guided (w = 2) pairs, their lines student, evaluations, seed spreads and class grids."""
+    """The conditional digits teacher, its guided (w = 2) pairs, their lines student, evaluations, seed spreads and
+    class grids."""
     teacher, pairs, lines = f"{DIGITS}/teacher", f"{DIGITS}/pairs", f"{DIGITS}/lines"
     jobs = [train_job(teacher, "--data", "digits", "--conditional", scale=scale, data="digits"),
             pairs_job(teacher, pairs, scale.digits_pairs, scale.digits_teacher_nfe, ("--guidance", "2")),
             train_job(lines, "--method", "lines", "--pairs", pairs, scale=scale, data="digits", after=(pairs,)),
             eval_job(lines, "1,2,4", scale=scale, data="digits")]
     for w in ("1", "2"):
-        jobs.append(eval_job(teacher, "1,4,16,100", scale=scale, data="digits", file=f"eval_w{w}.json", extra=("--guidance", w)))
+        jobs.append(eval_job(teacher, "1,4,16,100", scale=scale, data="digits", file=f"eval_w{w}.json",
+                             extra=("--guidance", w)))
     seeds = str(max(2, scale.spread_seeds - 2))
     n = scale.digits_eval_samples
-    jobs += [Job(f"{DIGITS}/seed_spread", python_command("bench/seed_spread.py", teacher, "--nfe", 100, "--guidance", 2, "--seeds", seeds, "-n", n),
+    jobs += [Job(f"{DIGITS}/seed_spread",
+                 python_command("bench/seed_spread.py", teacher, "--nfe", 100, "--guidance", 2, "--seeds", seeds,
+                                "-n", n),
                  stdout=f"{DIGITS}/seed_spread_teacher.txt", after=(teacher,)),
-             Job(f"{DIGITS}/seed_spread_lines", python_command("bench/seed_spread.py", lines, "--nfe", 1, "--seeds", seeds, "-n", n),
+             Job(f"{DIGITS}/seed_spread_lines",
+                 python_command("bench/seed_spread.py", lines, "--nfe", 1, "--seeds", seeds, "-n", n),
                  stdout=f"{DIGITS}/seed_spread_lines.txt", after=(lines,))]
     for nfe in ("1", "100"):
-        jobs.append(plot_job(teacher, "grid", f"conditional_digits_teacher_nfe{nfe}.png", "--nfe", nfe, "--guidance", "2", "-n", "10"))
+        jobs.append(plot_job(teacher, "grid", f"conditional_digits_teacher_nfe{nfe}.png", "--nfe", nfe,
+                             "--guidance", "2", "-n", "10"))
     jobs.append(plot_job(lines, "grid", "conditional_digits_lines_nfe1.png", "--nfe", "1", "-n", "10"))
     return jobs
 
@@ -61,7 +67,8 @@ def _gaussians_eval(ctx: Context) -> list[Block]:
     rep = ctx.json(f"{GAUSSIANS}/eval.json")
     q, floor = quality(rep), floor_of(rep)
     return eval_block(ctx, f"{GAUSSIANS}/eval.json", "`straightflow eval` at guidance 1") + [
-        Text(f"Pooled W2 at NFE 100: {q[100] / floor:.2f}x the two-sample floor (target: within 1.3x: **{'met' if q[100] <= 1.3 * floor else 'missed'}**).")]
+        Text(f"Pooled W2 at NFE 100: {q[100] / floor:.2f}x the two-sample floor (target: within 1.3x: "
+             f"**{'met' if q[100] <= 1.3 * floor else 'missed'}**).")]
 
 
 def _digits_blocks(ctx: Context) -> list[Block]:
@@ -73,7 +80,8 @@ def _digits_blocks(ctx: Context) -> list[Block]:
     blocks.append(Text("Across sampling seeds:"))
     for rel in (f"{DIGITS}/seed_spread_teacher.txt", f"{DIGITS}/seed_spread_lines.txt"):
         blocks += ctx.part(lambda rel=rel: [Code(ctx.text(rel))])
-    for name, caption in (("teacher_nfe1", "guided teacher (w = 2), NFE 1: 2 network evaluations"), ("teacher_nfe100", "guided teacher (w = 2), NFE 100: 200"),
+    for name, caption in (("teacher_nfe1", "guided teacher (w = 2), NFE 1: 2 network evaluations"),
+                          ("teacher_nfe100", "guided teacher (w = 2), NFE 100: 200"),
                           ("lines_nfe1", "lines student, NFE 1: 1")):
         blocks += ctx.figure(f"figures/conditional_digits_{name}.png", f"Per-class grid, one row per class: {caption}")
     return blocks
@@ -81,11 +89,15 @@ def _digits_blocks(ctx: Context) -> list[Block]:
 
 def render_conditional(ctx: Context, scale: Scale) -> list[Block]:
     run = GAUSSIANS
-    blocks = [Heading("8gaussians (the mode as label)")] + ctx.part(lambda: _gaussians_eval(ctx), "the conditional model's evaluation")
+    blocks = [Heading("8gaussians (the mode as label)")] + ctx.part(lambda: _gaussians_eval(ctx),
+                                                                    "the conditional model's evaluation")
     blocks += [Text("Nearest-mode accuracy per class (`python bench/nearest_mode.py`):")]
     blocks += ctx.part(lambda: [Code(ctx.text(f"{run}/nearest_mode.txt"))])
-    blocks += ctx.part(lambda: eval_block(ctx, f"{run}/eval_w0.json", "The null branch, `--guidance 0` (the unconditional model)"))
-    blocks += ctx.figure("figures/conditional_8gaussians_trajectories.png", f"Reverse paths of the conditional model; `straightflow plot {run} --kind trajectories --nfe 100`")
+    blocks += ctx.part(lambda: eval_block(ctx, f"{run}/eval_w0.json",
+                                          "The null branch, `--guidance 0` (the unconditional model)"))
+    blocks += ctx.figure("figures/conditional_8gaussians_trajectories.png",
+                         "Reverse paths of the conditional model; "
+                         f"`straightflow plot {run} --kind trajectories --nfe 100`")
     return blocks + (_digits_blocks(ctx) if scale.digits else [])
 
 

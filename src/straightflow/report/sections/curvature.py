@@ -29,13 +29,15 @@ def sweep_table(sweep: dict) -> Table:
     top, low = max(nfes), min(nfes)
     runs = sorted(sweep["runs"], key=lambda r: math.inf if r["beta"] == "inf" else r["beta"])
     base = next((r["report"] for r in runs if r["beta"] == "inf"), None)
-    header = ["beta", "method", "curvature"] + [f"{key} NFE {k}" for k in nfes] + ["KL (held-out)", f"recon {key} NFE {top}", "flow loss (held-out)"]
+    header = (["beta", "method", "curvature"] + [f"{key} NFE {k}" for k in nfes]
+              + ["KL (held-out)", f"recon {key} NFE {top}", "flow loss (held-out)"])
     if base:
         header += ["curvature / baseline", f"{key} NFE {low} / baseline"]
     rows = []
     for r in runs:
         rep, q = r["report"], quality(r["report"])
-        row = [significant(r["beta"] if r["beta"] == "inf" else float(r["beta"])), r["method"], significant(rep["curvature"])]
+        row = [significant(r["beta"] if r["beta"] == "inf" else float(r["beta"])), r["method"],
+               significant(rep["curvature"])]
         row += [significant(q.get(k)) for k in nfes]
         row += [significant(rep.get("kl", 0.0 if r["beta"] == "inf" else None)), significant(rep.get(f"recon_{key}")),
                 significant(rep.get("flow_loss_heldout"))]
@@ -55,27 +57,32 @@ def sweep_checks(sweep: dict) -> str:
         return ""
     low = min(sweep["nfe"])
     qb = quality(base)[low]
-    met = [b for b, rep in runs.items() if b != "inf" and rep["curvature"] * 10 <= base["curvature"] and quality(rep)[low] * 3 <= qb]
+    met = [b for b, rep in runs.items()
+           if b != "inf" and rep["curvature"] * 10 <= base["curvature"] and quality(rep)[low] * 3 <= qb]
     best = min((b for b in runs if b != "inf"), key=lambda b: runs[b]["curvature"], default=None)
-    text = (f"Target (some beta with curvature at least 10x lower than the baseline's and {sweep['quality_metric']} at NFE {low} at "
-            f"least 3x lower): **{'met by beta = ' + ', '.join(met) if met else 'not met'}**.")
+    text = (f"Target (some beta with curvature at least 10x lower than the baseline's and {sweep['quality_metric']} at "
+            f"NFE {low} at least 3x lower): **{'met by beta = ' + ', '.join(met) if met else 'not met'}**.")
     if best is not None:
-        text += (f" Lowest curvature: beta = {best}, {base['curvature'] / max(runs[best]['curvature'], 1e-12):.3g}x below the baseline, "
-                 f"{sweep['quality_metric']} at NFE {low} {qb / quality(runs[best])[low]:.3g}x lower.")
+        text += (f" Lowest curvature: beta = {best}, {base['curvature'] / max(runs[best]['curvature'], 1e-12):.3g}x "
+                 f"below the baseline, {sweep['quality_metric']} at NFE {low} "
+                 f"{qb / quality(runs[best])[low]:.3g}x lower.")
     return text
 
 
 def _sweep_table_blocks(ctx: Context, folder: str) -> list[Block]:
     sweep = ctx.json(f"{folder}/sweep.json")
-    floor = ", ".join(f"{k[:-6]} {v:.4g}" for k, v in (sweep.get("floor") or {}).items() if isinstance(v, float) and k != "n_floor")
+    floor = ", ".join(f"{k[:-6]} {v:.4g}" for k, v in (sweep.get("floor") or {}).items()
+                      if isinstance(v, float) and k != "n_floor")
     return [Text(f"Two-sample floor: {floor}." if floor else ""), sweep_table(sweep), Text(sweep_checks(sweep))]
 
 
 def sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
-    """A sweep's heading, table and checks (a note when its sweep.json is missing), then whichever of its figures exist."""
+    """A sweep's heading, table and checks (a note when its sweep.json is missing), then whichever of its figures
+    exist."""
     blocks: list[Block] = [Heading(data)] + ctx.part(lambda: _sweep_table_blocks(ctx, folder), f"the {data} sweep")
     cmd = f"`straightflow sweep --data {data} ...` ({folder})"
-    captions = {"trajectories.png": f"Forward (x -> z ~ q_phi(z|x), top) and reverse (Euler 100, bottom) trajectories per beta (Fig. 4); {cmd}",
+    captions = {"trajectories.png": "Forward (x -> z ~ q_phi(z|x), top) and reverse (Euler 100, bottom) trajectories "
+                                    f"per beta (Fig. 4); {cmd}",
                 "curvature_vs_beta.png": f"Curvature vs beta, the baseline dashed (Fig. 5); {cmd}",
                 "quality_vs_nfe.png": f"Quality vs NFE per beta (Fig. 7); {cmd}",
                 "recon_gap.png": f"Reconstruction vs generation quality at the largest NFE (Fig. 8a); {cmd}"}
@@ -83,10 +90,12 @@ def sweep_blocks(ctx: Context, data: str, folder: str) -> list[Block]:
         blocks += ctx.figure(f"{folder}/{file}", caption, name=f"curvature_{data}_{file}")
     for b in ("1", "10"):
         blocks += ctx.figure(f"figures/curvature_{data}_znorm_beta{b}.png",
-                             f"||z|| under q_phi against the prior at beta = {b} (Fig. 8b); `straightflow plot {folder}/beta-{b} --kind znorm`")
+                             f"||z|| under q_phi against the prior at beta = {b} (Fig. 8b); `straightflow plot "
+                             f"{folder}/beta-{b} --kind znorm`")
     for b in ("1", "10", "inf"):
         blocks += ctx.figure(f"figures/curvature_{data}_xhat_beta{b}.png",
-                             f"x_hat(z_t, t) along one Euler-100 trajectory at beta = {b} (Fig. 6); `straightflow plot {folder}/beta-{b} --kind xhat`")
+                             f"x_hat(z_t, t) along one Euler-100 trajectory at beta = {b} (Fig. 6); `straightflow plot "
+                             f"{folder}/beta-{b} --kind xhat`")
     return blocks
 
 
@@ -96,7 +105,7 @@ def render_curvature(ctx: Context, scale: Scale) -> list[Block]:
 
 SECTION = SectionSpec(
     "curvature", "3. The curvature method: beta sweeps on 2D data",
-    "The curvature paper's Fig. 4, 5, 7 and 8: one `straightflow sweep` per 2D set trains a curvature-method run per beta "
-    "(`inf` = the baseline) with the same steps, batch and network, and tabulates curvature (Eq. 5), W2 per NFE, KL and "
-    "reconstruction W2.",
+    "The curvature paper's Fig. 4, 5, 7 and 8: one `straightflow sweep` per 2D set trains a curvature-method run "
+    "per beta (`inf` = the baseline) with the same steps, batch and network, and tabulates curvature (Eq. 5), W2 per "
+    "NFE, KL and reconstruction W2.",
     curvature_jobs, render_curvature)

@@ -35,8 +35,9 @@ def _digits_baseline_eval(ctx: Context) -> list[Block]:
     blocks = eval_block(ctx, f"{TEACHER}/eval.json", "The digits baseline (UNet `digits-cpu`), Euler")
     q, floor = quality(rep), floor_of(rep)
     top = max(q)
-    blocks.append(Text(f"FD at NFE {top} / floor = {q[top] / floor:.2f} (target <= 3: **{'met' if q[top] <= 3 * floor else 'missed'}**); "
-                       f"training took {whole_number(ctx.wall(TEACHER))} s (job wall time)."))
+    blocks.append(Text(f"FD at NFE {top} / floor = {q[top] / floor:.2f} (target <= 3: "
+                       f"**{'met' if q[top] <= 3 * floor else 'missed'}**); training took "
+                       f"{whole_number(ctx.wall(TEACHER))} s (job wall time)."))
     return blocks
 
 
@@ -44,12 +45,13 @@ def render_digits_baseline(ctx: Context, scale: Scale) -> list[Block]:
     blocks = ctx.part(lambda: _digits_baseline_eval(ctx), "the digits baseline's evaluation")
     blocks += ctx.figure("figures/digits_baseline_grid_nfe100.png", "Samples at NFE 100 (`plot --kind grid --nfe 100`)")
     blocks += ctx.figure("figures/digits_baseline_grid_nfe1.png", "Samples at NFE 1 (`sample --nfe 1`)")
-    blocks += ctx.figure("figures/digits_baseline_xhat.png", "x_hat(z_t, t) along t (`plot --kind xhat`, the curvature paper's Fig. 6)")
+    blocks += ctx.figure("figures/digits_baseline_xhat.png",
+                         "x_hat(z_t, t) along t (`plot --kind xhat`, the curvature paper's Fig. 6)")
     return blocks
 
 
 SECTION = SectionSpec(
     "digits-baseline", "2. Images: the digits baseline",
-    "The baseline on `digits` (8x8 images, UNet preset `digits-cpu`); quality is a Fréchet distance in the `digits-classifier-v1` "
-    "feature space (not FID) beside the train-vs-held-out floor.",
+    "The baseline on `digits` (8x8 images, UNet preset `digits-cpu`); quality is a Fréchet distance in the "
+    "`digits-classifier-v1` feature space (not FID) beside the train-vs-held-out floor.",
     digits_baseline_jobs, render_digits_baseline, runs_digits, DIGITS_SKIP_NOTE)

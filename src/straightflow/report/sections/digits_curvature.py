@@ -24,14 +24,16 @@ def digits_curvature_jobs(scale: Scale) -> list[Job]:
 
 
 def _monotone_check(ctx: Context) -> list[Block]:
-    """Whether curvature falls monotonically with beta (nothing when the sweep is missing: :func:`sweep_blocks` said so)."""
+    """Whether curvature falls monotonically with beta (nothing when the sweep is missing: :func:`sweep_blocks` said
+    so)."""
     sweep = ctx.maybe_json(f"{SWEEP}/sweep.json")
     if sweep is None:
         return []
     curv = {beta_label(float(r["beta"])): r["report"]["curvature"] for r in sweep["runs"]}
     order = sorted(curv, key=lambda b: math.inf if b == "inf" else float(b))
     mono = all(curv[x] < curv[y] for x, y in zip(order, order[1:]))
-    return [Text(f"Curvature falls monotonically as beta falls, all below the baseline: **{'met' if mono else 'missed'}** "
+    return [Text("Curvature falls monotonically as beta falls, all below the baseline: "
+                 f"**{'met' if mono else 'missed'}** "
                  f"({' > '.join(f'{curv[b]:.4g} (beta {b})' for b in reversed(order))}).")]
 
 

@@ -22,7 +22,8 @@ SAME_ENCODER = "runs/curvature/2d-moons-encoder-same"
 
 def encoder_jobs(scale: Scale) -> list[Job]:
     """The moons sweep of section 3 and a beta = 10 sweep with ``--encoder same``."""
-    return curvature_sweep_jobs(scale, "moons")[:1] + [sweep_job(scale, "moons", SAME_ENCODER, "10", "--encoder", "same", "--no-trajectories")]
+    return curvature_sweep_jobs(scale, "moons")[:1] + [
+        sweep_job(scale, "moons", SAME_ENCODER, "10", "--encoder", "same", "--no-trajectories")]
 
 
 def coupling_parameters(run_dir: Path) -> int:
@@ -42,18 +43,21 @@ def render_encoder(ctx: Context, scale: Scale) -> list[Block]:
         sweep = ctx.maybe_json(f"{folder}/sweep.json")
         run = next((r for r in sweep["runs"] if r["beta"] == 10), None) if sweep else None
         if run is None:
-            notes.append(missing_note(f"{folder}/sweep.json" if sweep is None else f"{folder}: the beta = 10 run", label))
+            notes.append(missing_note(f"{folder}/sweep.json" if sweep is None else f"{folder}: the beta = 10 run",
+                                      label))
             continue
         rep, nfes = run["report"], sweep["nfe"]
         q = quality(rep)
         qs.append(q)
         rows.append([label, f"{coupling_parameters(ctx.out / folder / 'beta-10'):,}", significant(rep["curvature"])]
                     + [significant(q.get(k)) for k in nfes] + [significant(rep.get("kl"))])
-    blocks: list[Block] = [Table(["encoder", "encoder parameters", "curvature"] + [f"W2 NFE {k}" for k in nfes] + ["KL"], rows)] if rows else []
+    blocks: list[Block] = [Table(["encoder", "encoder parameters", "curvature"] + [f"W2 NFE {k}" for k in nfes]
+                                 + ["KL"], rows)] if rows else []
     if len(qs) == 2:
         qa, qb = qs
         worst = max(abs(qa[k] / qb[k] - 1) for k in nfes if k in qa and k in qb and qb[k])
-        blocks.append(Text(f"The two encoders' W2 differ by at most {worst:.1%} over these NFEs (the paper's Table 2: a small encoder does as well)."))
+        blocks.append(Text(f"The two encoders' W2 differ by at most {worst:.1%} over these NFEs (the paper's Table 2: "
+                           "a small encoder does as well)."))
     return blocks + notes
 
 

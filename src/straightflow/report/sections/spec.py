@@ -89,12 +89,14 @@ class Context:
 
 def missing_note(rel: str, what: str = "") -> Text:
     """The note shown where a part of a section could not be rendered."""
-    return Text(f"**Not available{' (' + what + ')' if what else ''}:** `{rel}` is missing (its job did not finish; see the commands above).")
+    return Text(f"**Not available{' (' + what + ')' if what else ''}:** `{rel}` is missing (its job did not finish; "
+                "see the commands above).")
 
 
 def missing_files_note(rels: list[str]) -> Text:
     """The note under a table that shows only the rows whose result files exist: the files that do not."""
-    return Text(f"**Not available:** {', '.join(f'`{g}`' for g in rels)} (their jobs did not finish; see the commands above).")
+    return Text(f"**Not available:** {', '.join(f'`{g}`' for g in rels)} (their jobs did not finish; see the "
+                "commands above).")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Section 8, ``table1``: distilling a baseline teacher against a beta = 10 curvature teacher (the curvature paper's Table 1).
+"""Section 8, ``table1``: distilling a baseline teacher against a beta = 10 curvature teacher (the curvature paper's
+Table 1).
 
 For each teacher: the smallest Euler NFE at which its quality is within 1.1x of the baseline
 teacher's at its largest NFE ("NFE to reach"), and a one-step ``distill`` student trained on
@@ -22,7 +23,8 @@ def table1_sets(scale: Scale) -> list[str]:
 
 
 def table1_jobs(scale: Scale) -> list[Job]:
-    """Per set: both teachers evaluated at every Table 1 NFE, the beta = 10 teacher's pairs and both distill students."""
+    """Per set: both teachers evaluated at every Table 1 NFE, the beta = 10 teacher's pairs and both distill
+    students."""
     jobs: list[Job] = []
     for d in table1_sets(scale):
         root, nfe = runs_folder(d), pairs_nfe(scale, d)
@@ -32,8 +34,8 @@ def table1_jobs(scale: Scale) -> list[Job]:
         for t in ("teacher", "teacher_beta10"):
             jobs.append(eval_job(f"{root}/{t}", scale.table1_nfe, scale=scale, data=d, file="eval_nfe.json"))
         jobs.append(pairs_job(f"{root}/teacher_beta10", f"{root}/pairs_beta10", n, nfe))
-        jobs += [train_job(f"{root}/distill_beta10", "--method", "distill", "--pairs", f"{root}/pairs_beta10", scale=scale, data=d,
-                           after=(f"{root}/pairs_beta10",)),
+        jobs += [train_job(f"{root}/distill_beta10", "--method", "distill", "--pairs", f"{root}/pairs_beta10",
+                           scale=scale, data=d, after=(f"{root}/pairs_beta10",)),
                  eval_job(f"{root}/distill_beta10", "1,2,4", scale=scale, data=d)]
     return jobs
 
@@ -47,7 +49,8 @@ def _table1_blocks(ctx: Context, data: str) -> list[Block]:
     rows, reach, gone = [], {}, []
     for t, student in (("teacher", "distill"), ("teacher_beta10", "distill_beta10")):
         rep, s = ctx.maybe_json(f"{root}/{t}/eval_nfe.json"), ctx.maybe_json(f"{root}/{student}/eval.json")
-        gone += [rel for rel, v in ((f"{root}/{t}/eval_nfe.json", rep), (f"{root}/{student}/eval.json", s)) if v is None]
+        gone += [rel for rel, v in ((f"{root}/{t}/eval_nfe.json", rep), (f"{root}/{student}/eval.json", s))
+                 if v is None]
         q = quality(rep) if rep else {}
         reach[t] = min((k for k, v in q.items() if v <= target), default=None) if q and target is not None else None
         if not q and s is None:
@@ -60,7 +63,8 @@ def _table1_blocks(ctx: Context, data: str) -> list[Block]:
     if rows:
         blocks.append(Table(["teacher", "NFE to reach", "quality per NFE", "distill err", "student NFE 1"], rows))
     if base and f"{root}/teacher_beta10/eval_nfe.json" not in gone:
-        fewer = reach["teacher_beta10"] is not None and (reach["teacher"] is None or reach["teacher_beta10"] < reach["teacher"])
+        fewer = reach["teacher_beta10"] is not None and (reach["teacher"] is None
+                                                         or reach["teacher_beta10"] < reach["teacher"])
         blocks.append(Text(f"Fewer steps for the beta = 10 teacher: **{'reproduced' if fewer else 'not reproduced'}** "
                            f"({reach['teacher_beta10'] or '-'} vs {reach['teacher'] or '-'})."))
     if gone:
@@ -74,6 +78,6 @@ def render_table1(ctx: Context, scale: Scale) -> list[Block]:
 
 SECTION = SectionSpec(
     "table1", "8. Distilling a baseline vs a beta = 10 teacher (the curvature paper's Table 1)",
-    "\"NFE to reach\" is the smallest Euler NFE at which a teacher is within 1.1x of the baseline teacher's quality at its "
-    "largest NFE; each teacher's pairs (the same NFE for both) train a one-step `distill` student.",
+    "\"NFE to reach\" is the smallest Euler NFE at which a teacher is within 1.1x of the baseline teacher's quality "
+    "at its largest NFE; each teacher's pairs (the same NFE for both) train a one-step `distill` student.",
     table1_jobs, render_table1)
