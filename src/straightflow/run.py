@@ -344,9 +344,11 @@ class Run:
         ``nfe`` None: an export's recommended NFE, else 1 for a run directory (:meth:`sampling_defaults`).
 
         Conditional runs: ``classes`` ("all" = class i mod K, a class index or name, or (n,) labels)
-        and ``guidance`` w (0 unconditional, 1 conditional, > 1 guided; None: an export's recommended weight, else 1)."""
+        and ``guidance`` w (0 unconditional, 1 conditional, > 1 guided; None: an export's recommended weight, else 1).
+        """
         nfe, solver, guidance, labels = self.sampling_plan(n, nfe, solver, classes, guidance)
-        return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress, labels, guidance)
+        return self.solve_from(self.noise(n, seed), nfe, solver, batch_size, return_trajectory, progress, labels,
+                               guidance)
 
     def sampling_plan(self, n: int, nfe: int | None = None, solver: str | None = None, classes=None,
                       guidance: float | None = None) -> tuple[int, str, float | None, torch.Tensor | None]:

@@ -250,10 +250,11 @@ def generate_pairs(
 
 def _folder_settings(teacher, seed, shape, prior, settings, class_names, class_probs) -> dict:
     """What makes two pair folders the same (recorded in ``settings.json``, checked on resume)."""
-    settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32", "space": "model",
-                "prior": (prior or DiagonalGaussianPrior()).describe(), **(settings or {})}
+    settings = {"format": FORMAT_VERSION, **teacher.settings(), "seed": seed, "shape": list(shape), "dtype": "float32",
+                "space": "model", "prior": (prior or DiagonalGaussianPrior()).describe(), **(settings or {})}
     if class_names:
-        probs = torch.full((len(class_names),), 1.0 / len(class_names)) if class_probs is None else torch.as_tensor(class_probs, dtype=torch.float64)
+        probs = (torch.full((len(class_names),), 1.0 / len(class_names))
+                 if class_probs is None else torch.as_tensor(class_probs, dtype=torch.float64))
         if probs.shape != (len(class_names),) or not bool((probs >= 0).all()) or not float(probs.sum()) > 0:
             raise StraightflowError(f"class_probs must hold {len(class_names)} non-negative weights")
         probs = probs / probs.sum()
@@ -264,7 +265,8 @@ def _folder_settings(teacher, seed, shape, prior, settings, class_names, class_p
 def _plan(teacher, n, out, shape, seed, prior, to_model, size, held, settings, ctx) -> dict:
     """``generate_pairs(dry_run=True)``: the teacher tried on two noises, the shards to reuse and to generate."""
     z = seeded_noise(2, shape, seed, "pairs", prior).to(ctx.device)
-    y = seeded_labels(2, torch.tensor(settings["class_probs"]), seed, "labels").to(ctx.device) if "classes" in settings else None
+    y = (seeded_labels(2, torch.tensor(settings["class_probs"]), seed, "labels").to(ctx.device)
+         if "classes" in settings else None)
     res = teacher(z) if y is None else teacher(z, y)
     x = res.samples if to_model is None else to_model(res.samples)
     if tuple(x.shape) != (2, *shape):
@@ -272,12 +274,15 @@ def _plan(teacher, n, out, shape, seed, prior, to_model, size, held, settings, c
     if not bool(torch.isfinite(x).all()):
         raise StraightflowError("the teacher returned non-finite samples for the first noises")
     starts = list(range(0, n, size))
-    reused = [i for i in range(len(starts)) if complete_shard(out, i, starts[i], min(size, n - starts[i]), settings) is not None]
-    return {"dry_run": True, "out": str(out), "n": n, "heldout": held, "shards": len(starts), "reused_shards": len(reused),
-            "generated_pairs": n - sum(min(size, n - starts[i]) for i in reused), "teacher_nfe": int(res.nfe), "settings": settings}
+    reused = [i for i in range(len(starts))
+              if complete_shard(out, i, starts[i], min(size, n - starts[i]), settings) is not None]
+    return {"dry_run": True, "out": str(out), "n": n, "heldout": held, "shards": len(starts),
+            "reused_shards": len(reused), "generated_pairs": n - sum(min(size, n - starts[i]) for i in reused),
+            "teacher_nfe": int(res.nfe), "settings": settings}
 
 
-def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings, manifest, ctx) -> dict:
+def _generate(teacher, n, out, shape, seed, prior, to_model, size, held, batch_size, progress, settings, manifest,
+              ctx) -> dict:
     ctx.barrier()
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)

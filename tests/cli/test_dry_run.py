@@ -32,10 +32,12 @@ def teacher(tmp_path_factory) -> Path:
 
 def test_train_beta_auto_dry_run_creates_nothing(tmp_path, capsys):
     out = tmp_path / "R"
-    code, stdout, _ = run_cli(capsys, "train", "--data", "moons", "--method", "curvature", "--beta", "auto", "--dry-run", "--out", out)
+    code, stdout, _ = run_cli(capsys, "train", "--data", "moons", "--method", "curvature", "--beta", "auto",
+                              "--dry-run", "--out", out)
     assert code == 0
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    assert "would train curvature on moons" in stdout and "pilot beta=inf: trains" in stdout and "pilot beta=0.3: trains" in stdout
+    assert ("would train curvature on moons" in stdout and "pilot beta=inf: trains" in stdout
+            and "pilot beta=0.3: trains" in stdout)
     assert f"nothing written to {out}" in stdout
 
 
@@ -63,10 +65,11 @@ def test_train_dry_run_names_a_misspelt_config_key(tmp_path, capsys):
 
 def test_resume_dry_run_loads_the_checkpoint_and_changes_nothing(teacher, capsys):
     before = snapshot(teacher)
-    code, stdout, _ = run_cli(capsys, "train", "--data", "moons", "--steps", "40", "--resume", "--dry-run", "--out", teacher, *TINY)
+    code, stdout, _ = run_cli(capsys, "train", "--data", "moons", "--steps", "40", "--resume", "--dry-run", "--out",
+                              teacher, *TINY)
     assert code == 0 and "starts with step 20 of 40" in stdout
-    code, _, err = run_cli(capsys, "train", "--data", "moons", "--steps", "40", "--resume", "--dry-run", "--out", teacher,
-                           *TINY[:1], "32", *TINY[2:])
+    code, _, err = run_cli(capsys, "train", "--data", "moons", "--steps", "40", "--resume", "--dry-run", "--out",
+                           teacher, *TINY[:1], "32", *TINY[2:])
     assert code == 2 and "width=32 differs from the run's saved width=16" in err
     code, _, err = run_cli(capsys, "train", "--data", "moons", "--dry-run", "--out", teacher)
     assert code == 2 and "already holds a run" in err
@@ -94,7 +97,8 @@ def test_pairs_dry_run_tries_the_teacher_and_checks_the_folder(teacher, tmp_path
     assert code == 0 and "1 of 1 shards reused, 0 pairs to generate" in stdout
     code, _, err = run_cli(capsys, "pairs", teacher, "-n", "300", "--nfe", "8", "--out", out, "--dry-run")
     assert code == 2 and "holds pairs made with other settings (nfe: 4 -> 8)" in err
-    code, stdout, _ = run_cli(capsys, "train", "--method", "lines", "--pairs", out, "--steps", "5", "--dry-run", "--out", tmp_path / "s")
+    code, stdout, _ = run_cli(capsys, "train", "--method", "lines", "--pairs", out, "--steps", "5", "--dry-run",
+                              "--out", tmp_path / "s")
     assert code == 0 and "would train lines on 270 teacher pairs" in stdout and not (tmp_path / "s").exists()
     assert snapshot(out) == before
 
@@ -117,8 +121,10 @@ def test_sample_and_eval_dry_runs(teacher, tmp_path, capsys):
 
 def test_sweep_dry_run_checks_every_beta(tmp_path, capsys):
     out = tmp_path / "sweep"
-    code, stdout, _ = run_cli(capsys, "sweep", "--data", "moons", "--betas", "1,inf", "--steps", "10", "--out", out, "--dry-run", *TINY)
+    code, stdout, _ = run_cli(capsys, "sweep", "--data", "moons", "--betas", "1,inf", "--steps", "10", "--out", out,
+                              "--dry-run", *TINY)
     assert code == 0 and not out.exists()
     assert f"run dir {out / 'beta-1'}" in stdout and f"run dir {out / 'beta-inf'}" in stdout
-    code, _, err = run_cli(capsys, "sweep", "--data", "moons", "--betas", "1", "--steps", "10", "--solver", "rk5", "--out", out, "--dry-run")
+    code, _, err = run_cli(capsys, "sweep", "--data", "moons", "--betas", "1", "--steps", "10", "--solver", "rk5",
+                           "--out", out, "--dry-run")
     assert code == 2 and "unknown solver 'rk5'" in err

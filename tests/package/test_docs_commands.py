@@ -31,7 +31,8 @@ from straightflow.errors import StraightflowError
 DRY_RUN = {"train", "pairs", "sample", "eval", "sweep"}
 #: what a tiny real run of a line that makes an input adds to it (later flags win)
 TINY = {
-    "train": ["--steps", "2", "--ckpt-every", "2", "--batch-size", "16", "--progress", "false", "--width", "16", "--depth", "1"],
+    "train": ["--steps", "2", "--ckpt-every", "2", "--batch-size", "16", "--progress", "false", "--width", "16",
+              "--depth", "1"],
     "pairs": ["-n", "40", "--quiet"],
 }
 #: the errors that say an input is missing, with the path they name
@@ -145,9 +146,9 @@ def make_diffusers_stand_in(path: Path, command: Command) -> bool:
     digits the docs' commands name."""
     diffusers = pytest.importorskip("diffusers", reason="the diffusers teacher lines need the diffusers extra")
     root = path.parent if path.name in ("unet", "scheduler") else path
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                                 down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                                 norm_num_groups=4)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(num_train_timesteps=50)).save_pretrained(root)
     return True
 
@@ -172,7 +173,8 @@ def stand_in_files(commands: list[Command], cwd: Path) -> None:
                     kind = _value(command.argv, "--teacher-kind") or "velocity"
                     factory = "--teacher-arg" in command.argv
                     body = ("def {fn}(**args):\n    return lambda x, t: -x\n" if factory else
-                            "def {fn}(z):\n    return 0.5 * z\n" if kind == "sampler" else "def {fn}(x, t):\n    return -x\n")
+                            "def {fn}(z):\n    return 0.5 * z\n"
+                            if kind == "sampler" else "def {fn}(x, t):\n    return -x\n")
                     file.write_text(known + body.format(fn=match["fn"]))
 
 
@@ -224,13 +226,16 @@ def attempt(command: Command, argv: list[str], earlier: list[Command], cwd: Path
         if producer is not None:
             run_tiny(producer, earlier[: earlier.index(producer)], cwd, capsys, made, depth + 1)
         else:
-            assert make_stand_in(cwd / path, command), f"{command.where}: {err} (no earlier line of the page makes {path})"
+            assert make_stand_in(cwd / path, command), (f"{command.where}: {err} (no earlier line of the page "
+                                                        f"makes {path})")
     raise AssertionError(f"{command.where}: straightflow {shlex.join(argv)}: its inputs could not be made")
 
 
-def run_tiny(command: Command, earlier: list[Command], cwd: Path, capsys, made: dict[str, list[str]], depth: int) -> None:
+def run_tiny(command: Command, earlier: list[Command], cwd: Path, capsys, made: dict[str, list[str]],
+             depth: int) -> None:
     """``command`` for real, at a tiny size (a dry run first, where the command has one, to make its own inputs)."""
-    argv = [("10" if a == "auto" and command.argv[i - 1] == "--beta" else a) for i, a in enumerate(command.argv)]  # no pilots
+    # no pilots
+    argv = [("10" if a == "auto" and command.argv[i - 1] == "--beta" else a) for i, a in enumerate(command.argv)]
     argv += TINY.get(command.name, [])
     if command.name in DRY_RUN:
         attempt(command, [*argv, "--dry-run"], earlier, cwd, capsys, made, depth)

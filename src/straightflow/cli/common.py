@@ -53,8 +53,8 @@ def add_config_flags(p, exclude: set[str] = frozenset()) -> None:
 def add_dry_run_flag(p, command: str) -> None:
     """``--dry-run``: check everything the command would check, print what it would do, write nothing."""
     p.add_argument("--dry-run", action="store_true",
-                   help=f"check the {command} (options, data, --out, checkpoints) and print what it would do; writes nothing, exit 0 "
-                        "(or the error the real run would give, exit 2)")
+                   help=f"check the {command} (options, data, --out, checkpoints) and print what it would do; writes "
+                        "nothing, exit 0 (or the error the real run would give, exit 2)")
 
 
 def _config_values(args) -> dict:

@@ -37,7 +37,9 @@ from .pairs import _add_pairs, _run_pairs
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of config fields")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint (from step 0 with its saved config if it has none yet)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (from step 0 with its saved config if it "
+                        "has none yet)")
     add_dry_run_flag(p, "train")
     add_config_flags(p)
 
@@ -84,12 +86,14 @@ def _run_sample(args) -> int:
         raise StraightflowError(f"--out {out}: use a .npy or .png file name")
     check_out(out, "file", "sample")
     run = Run.load(args.rundir, device=args.device)
-    nfe, guidance = run.sampling_defaults(args.nfe, args.guidance)  # an export's recommendation, else NFE 1 (as Run.sample)
+    # an export's recommendation, else NFE 1 (as Run.sample)
+    nfe, guidance = run.sampling_defaults(args.nfe, args.guidance)
     if args.dry_run:
         nfe, solver, guidance, labels = run.sampling_plan(args.n, nfe, args.solver, args.classes, guidance)
         conditional = f", guidance {1.0 if guidance is None else guidance:g}" if run.conditional else ""
-        print(f"straightflow: dry run: would draw {args.n} samples from {run.dir} (step {run.step}) with {solver} at NFE {nfe}"
-              f"{conditional}, seed {args.seed}, and write {out}" + ("" if labels is None or out.suffix.lower() == ".png" else
+        print(f"straightflow: dry run: would draw {args.n} samples from {run.dir} (step {run.step}) with {solver} "
+              f"at NFE {nfe}{conditional}, seed {args.seed}, and write {out}"
+              + ("" if labels is None or out.suffix.lower() == ".png" else
                                                                    " and its .labels.npy") + "; nothing written")
         return 0
     res = run.sample(args.n, nfe=nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
@@ -131,9 +135,13 @@ def _add_eval(p):
                    help="samples solved together (default 4096 on CUDA, 1024 elsewhere)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--device", default="auto")
-    p.add_argument("--inception-weights", default=None, help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
-    p.add_argument("--guidance", type=float, default=None, metavar="W", help="conditional runs: guidance weight (default 1); quality is reported per class and overall")
-    p.add_argument("--raw", action="store_true", help="image data: score the samples unclamped (default: clamped to the data range [-1, 1], as sample writes them)")
+    p.add_argument("--inception-weights", default=None,
+                   help="FID Inception-v3 weights file: image FD in Inception features (never downloaded)")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="conditional runs: guidance weight (default 1); quality is reported per class and overall")
+    p.add_argument("--raw", action="store_true",
+                   help="image data: score the samples unclamped (default: clamped to the data range [-1, 1], as "
+                        "sample writes them)")
     add_dry_run_flag(p, "evaluation")
 
 
@@ -146,13 +154,15 @@ def _run_eval(args) -> int:
     ref = load_reference(args.reference, tuple(run.data.shape)) if args.reference else None
     if args.dry_run:
         if run.data.kind == "image" and args.inception_weights and not os.path.exists(args.inception_weights):
-            raise StraightflowError(f"Inception weights file {args.inception_weights} does not exist")  # as the metric says
-        plan = evaluation_plan(run, args.nfe, solver=args.solver, n=args.n, guidance=args.guidance, seeds=args.seeds, seed=args.seed,
-                               batch_size=args.batch_size, reference=ref)
+            # as the metric says
+            raise StraightflowError(f"Inception weights file {args.inception_weights} does not exist")
+        plan = evaluation_plan(run, args.nfe, solver=args.solver, n=args.n, guidance=args.guidance, seeds=args.seeds,
+                               seed=args.seed, batch_size=args.batch_size, reference=ref)
         print(f"straightflow: dry run: {plan}; nothing computed")
         return 0
-    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed, progress=not args.json, guidance=args.guidance,
-                      seeds=args.seeds, batch_size=args.batch_size, clamp=not args.raw)
+    report = evaluate(run, args.nfe, solver=args.solver, n=args.n, reference=ref, seed=args.seed,
+                      progress=not args.json, guidance=args.guidance, seeds=args.seeds, batch_size=args.batch_size,
+                      clamp=not args.raw)
     _print_report(report, args.json)
     return 0
 
@@ -321,7 +331,9 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
                    help="samples per evaluation (default: eval's, 2000 for vectors, 5000 for images)")
     p.add_argument("--config", help="YAML file of train config fields for every run")
     p.add_argument("--no-trajectories", action="store_true", help="skip the 2D forward/reverse trajectory grid")
-    p.add_argument("--jobs", type=int, default=None, help="betas trained at once, as separate processes (default: one per CUDA device when there are several, else 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="betas trained at once, as separate processes (default: one per CUDA device when there are "
+                        "several, else 1)")
     add_dry_run_flag(p, "sweep")
     add_config_flags(p.add_argument_group("train options passed to every run"), exclude=SWEEP_FIELDS)
 
@@ -334,8 +346,8 @@ def _run_sweep(args) -> int:
     passthrough = absolute_paths({"data": args.data, **passthrough}, args.config)
     data = passthrough.pop("data")
     run_sweep(args.out, data, args.betas, args.steps, batch_size=args.batch_size, nfes=args.nfe, seed=args.seed,
-              solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories, jobs=args.jobs,
-              dry_run=args.dry_run, **passthrough)
+              solver=args.solver, n=args.n, config_file=args.config, trajectories=not args.no_trajectories,
+              jobs=args.jobs, dry_run=args.dry_run, **passthrough)
     return 0
 
 

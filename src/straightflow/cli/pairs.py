@@ -83,8 +83,10 @@ def _run_pairs(args) -> int:
     check_out(args.out, "folder", "pairs")
     common = dict(solver=args.solver, nfe=args.nfe, seed=args.seed, shard_size=args.shard_size, heldout=args.heldout,
                   batch_size=args.batch_size, device=args.device, progress=not args.quiet, dry_run=args.dry_run)
-    sources = [name for name, given in (("a teacher run directory", args.teacher), ("--teacher-callable", args.teacher_callable),
-                                         ("--teacher-diffusers", args.teacher_diffusers), ("--teacher-edm", args.teacher_edm)) if given]
+    sources = [name for name, given in (("a teacher run directory", args.teacher),
+                                        ("--teacher-callable", args.teacher_callable),
+                                         ("--teacher-diffusers", args.teacher_diffusers),
+                                         ("--teacher-edm", args.teacher_edm)) if given]
     teacher_args = parse_teacher_args(args.teacher_arg)
     if teacher_args and not (args.teacher_callable or args.teacher_edm):
         raise StraightflowError("pairs: --teacher-arg goes with --teacher-callable or --teacher-edm (a factory of "
@@ -126,11 +128,13 @@ def _run_pairs(args) -> int:
                                     "own prior")
         s = pairs_from_run(args.teacher, args.n, args.out, guidance=args.guidance, **common)
     else:
-        raise StraightflowError("pairs: give a teacher run directory, --teacher-callable MODULE:FN, --teacher-diffusers DIR or --teacher-edm MODULE:FN (the last three with --data DATA)")
+        raise StraightflowError("pairs: give a teacher run directory, --teacher-callable MODULE:FN, "
+                                "--teacher-diffusers DIR or --teacher-edm MODULE:FN (the last three with --data DATA)")
     if s.get("dry_run"):
-        print(f"straightflow: dry run: would make {args.n} pairs in {args.out} ({s['heldout']} held out) with {s['settings'].get('solver')}"
-              f"@{s['settings'].get('nfe')} (the teacher ran on two noises: {s['teacher_nfe']} evaluations each, finite samples of the data's shape); "
-              f"{s['reused_shards']} of {s['shards']} shards reused, {s['generated_pairs']} pairs to generate; nothing written")
+        print(f"straightflow: dry run: would make {args.n} pairs in {args.out} ({s['heldout']} held out) with "
+              f"{s['settings'].get('solver')}@{s['settings'].get('nfe')} (the teacher ran on two noises: "
+              f"{s['teacher_nfe']} evaluations each, finite samples of the data's shape); {s['reused_shards']} of "
+              f"{s['shards']} shards reused, {s['generated_pairs']} pairs to generate; nothing written")
         return 0
     if os.environ.get("RANK", "0") == "0":
         rate = f", {s['pairs_per_sec']:.0f} pairs/s" if s["generated_pairs"] else ""

@@ -165,8 +165,9 @@ def aggregate_seeds(rows: list[dict]) -> dict:
     return out
 
 
-def check_evaluation(run: Run, nfes: list[int], *, solver: str | None = None, n: int | None = None, guidance: float | None = None,
-                     seeds: int = 1, batch_size: int | None = None) -> tuple[int, str, int]:
+def check_evaluation(run: Run, nfes: list[int], *, solver: str | None = None, n: int | None = None,
+                     guidance: float | None = None, seeds: int = 1,
+                     batch_size: int | None = None) -> tuple[int, str, int]:
     """The errors :func:`evaluate` gives before any work, and its defaults: ``(n, solver, batch_size)``."""
     if not nfes or any(k < 1 for k in nfes):
         raise StraightflowError(f"--nfe needs positive integers, got {nfes}")
@@ -178,7 +179,8 @@ def check_evaluation(run: Run, nfes: list[int], *, solver: str | None = None, n:
     if run.data.kind not in QUALITY_METRICS:
         raise StraightflowError(f"no quality metric for {run.data.kind} data")
     if not run.conditional and guidance is not None:
-        raise StraightflowError(f"{run.dir} is not class-conditional (trained without --conditional): --guidance does not apply")
+        raise StraightflowError(f"{run.dir} is not class-conditional (trained without --conditional): --guidance "
+                                "does not apply")
     if n < 2:
         raise StraightflowError(f"-n must be >= 2 (quality compares two sets of samples), got {n}")
     solver = solver or run.method.default_solver
@@ -189,16 +191,20 @@ def check_evaluation(run: Run, nfes: list[int], *, solver: str | None = None, n:
     return n, solver, batch_size or (4096 if torch.device(run.device).type == "cuda" else 1024)
 
 
-def evaluation_plan(run: Run, nfes: list[int], *, solver: str | None = None, n: int | None = None, guidance: float | None = None,
-                    seeds: int = 1, seed: int = 0, batch_size: int | None = None, reference: torch.Tensor | None = None) -> str:
+def evaluation_plan(run: Run, nfes: list[int], *, solver: str | None = None, n: int | None = None,
+                    guidance: float | None = None, seeds: int = 1, seed: int = 0, batch_size: int | None = None,
+                    reference: torch.Tensor | None = None) -> str:
     """What :func:`evaluate` would do, checked without sampling (``eval --dry-run``): the run, the NFEs and solver,
     the samples and the reference they are scored against."""
-    n, solver, batch_size = check_evaluation(run, nfes, solver=solver, n=n, guidance=guidance, seeds=seeds, batch_size=batch_size)
-    ref = reference if reference is not None else run.data.reference(ALL_HELDOUT if run.data.kind == "image" else n, seed)[0]
+    n, solver, batch_size = check_evaluation(run, nfes, solver=solver, n=n, guidance=guidance, seeds=seeds,
+                                             batch_size=batch_size)
+    ref = reference if reference is not None else run.data.reference(ALL_HELDOUT if run.data.kind == "image" else n,
+                                                                     seed)[0]
     n_scored = n if run.data.kind == "image" or reference is not None else min(n, ref.shape[0])
     where = "the --reference file" if reference is not None else "the held-out split"
-    return (f"would evaluate {run.dir} (step {run.step}, {run.cfg.method}) at NFE {','.join(map(str, nfes))} with {solver}: "
-            f"{n_scored} samples x {seeds} noise seed(s) from {seed}, scored against {ref.shape[0]} points of {where}" + (f", guidance {1.0 if guidance is None else guidance:g}" if run.conditional else "")
+    return (f"would evaluate {run.dir} (step {run.step}, {run.cfg.method}) at NFE {','.join(map(str, nfes))} with "
+            f"{solver}: {n_scored} samples x {seeds} noise seed(s) from {seed}, scored against {ref.shape[0]} points "
+            f"of {where}" + (f", guidance {1.0 if guidance is None else guidance:g}" if run.conditional else "")
             + f", batches of {batch_size}")
 
 
@@ -227,10 +233,13 @@ def evaluate(
     (``clamped`` in the report); vectors and latents never are.
     A run trained on teacher pairs also reports its teacher's quality (``teacher``: the pairs' x*, scored
     against the same reference at the same n), or ``teacher_note`` when the pairs folder is gone."""
-    n, solver, batch_size = check_evaluation(run, nfes, solver=solver, n=n, guidance=guidance, seeds=seeds, batch_size=batch_size)
+    n, solver, batch_size = check_evaluation(run, nfes, solver=solver, n=n, guidance=guidance, seeds=seeds,
+                                             batch_size=batch_size)
     metric = QUALITY_METRICS[run.data.kind](run)
-    unguided = run.conditional and guidance is not None and float(guidance) == 0  # w = 0: no sample has a class to be scored by
-    scoring = HeldoutScoring(run.data, metric, n, seed, reference, labelled=run.conditional, per_class=not unguided, clamp=clamp)
+    # w = 0: no sample has a class to be scored by
+    unguided = run.conditional and guidance is not None and float(guidance) == 0
+    scoring = HeldoutScoring(run.data, metric, n, seed, reference, labelled=run.conditional, per_class=not unguided,
+                             clamp=clamp)
     n_eval, images = scoring.n, run.data.kind == "image"
     report: dict = {"method": run.cfg.method, "data": run.cfg.data, "run": str(run.dir), "step": run.step,
                     **scoring.sizes(), "seeds": list(range(seed, seed + seeds))}

@@ -27,7 +27,8 @@ TEACHER_KINDS = ("velocity", "sampler")
 
 def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "euler", nfe: int = 128, seed: int = 0,
                    shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                   device: str = "auto", progress: bool = True, guidance: float | None = None, dry_run: bool = False) -> dict:
+                   device: str = "auto", progress: bool = True, guidance: float | None = None,
+                   dry_run: bool = False) -> dict:
     """Pairs of the teacher run's EMA velocity (model units) solved by ``solver`` at ``nfe``.
 
     A conditional teacher labels every pair (classes drawn from the data's class frequencies)
@@ -38,13 +39,17 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
         run = Run.load(teacher, device=str(ctx.device))
         conditional = run.module.conditional
         if guidance is not None and not conditional:
-            raise StraightflowError(f"--guidance needs a conditional teacher; {teacher} was trained without --conditional")
-        settings = {"teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name, "teacher_step": run.step}
-        manifest = {"teacher_kind": "run", "teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(), "data": run.cfg.data}
-        velocity_teacher = VelocityTeacher(run.velocity, solver, nfe, 1.0 if guidance is None else guidance, run.module.null_label)
-        return generate_pairs(velocity_teacher, n, out, tuple(run.data.shape), seed=seed, dry_run=dry_run, prior=run.prior,
-                              shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
-                              settings=settings, manifest=manifest, ctx=ctx,
+            raise StraightflowError(f"--guidance needs a conditional teacher; {teacher} was trained without "
+                                    "--conditional")
+        settings = {"teacher": str(Path(teacher).resolve()), "teacher_checkpoint": run.checkpoint.name,
+                    "teacher_step": run.step}
+        manifest = {"teacher_kind": "run", "teacher_method": run.cfg.method, "teacher_config": run.cfg.to_dict(),
+                    "data": run.cfg.data}
+        velocity_teacher = VelocityTeacher(run.velocity, solver, nfe, 1.0 if guidance is None else guidance,
+                                           run.module.null_label)
+        return generate_pairs(velocity_teacher, n, out, tuple(run.data.shape), seed=seed, dry_run=dry_run,
+                              prior=run.prior, shard_size=shard_size, heldout=heldout, batch_size=batch_size,
+                              progress=progress, settings=settings, manifest=manifest, ctx=ctx,
                               class_names=run.data.class_names if conditional else None,
                               class_probs=run.data.class_probs() if conditional else None)
     finally:
@@ -53,8 +58,9 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
 
 def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str = "velocity", solver: str = "euler",
                         nfe: int = 128, seed: int = 0, shard_size: int | None = None, heldout: int | None = None,
-                        batch_size: int = 4096, device: str = "auto", progress: bool = True, data_options: dict | None = None,
-                        teacher_args: dict[str, str] | None = None, prior: str = "standard", dry_run: bool = False) -> dict:
+                        batch_size: int = 4096, device: str = "auto", progress: bool = True,
+                        data_options: dict | None = None, teacher_args: dict[str, str] | None = None,
+                        prior: str = "standard", dry_run: bool = False) -> dict:
     """Pairs of ``package.module:function`` (or ``file.py:function``), a teacher working in ``data``'s units.
 
     ``kind="velocity"``: the function is v(x, t) in our convention (t = 0 data, t = 1 noise),
@@ -97,9 +103,10 @@ def pairs_from_callable(spec: str, data: str, n: int, out: str | Path, kind: str
         settings.update(_teacher_args_settings(teacher_args))
         manifest = {"teacher_kind": "callable", "teacher_method": "", "teacher_config": teacher_config, "data": data}
         manifest["teacher_callable_path"] = callable_source(spec)
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run, prior=make_prior(prior, tuple(source.shape)),
-                              to_model=source.normalize, shard_size=shard_size,
-                              heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run,
+                              prior=make_prior(prior, tuple(source.shape)), to_model=source.normalize,
+                              shard_size=shard_size, heldout=heldout, batch_size=batch_size, progress=progress,
+                              settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)
 
@@ -203,11 +210,14 @@ class _SamplerWithErrors:
         return self.teacher.settings()
 
 
-def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path, kind: str = "sampler", scheduler: str = "ddim",
-                         scheduler_dir: str | Path | None = None, clip_sample: bool | None = None, solver: str = "euler", nfe: int = 50,
-                         seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                         device: str = "auto", progress: bool = True, data_options: dict | None = None, dry_run: bool = False) -> dict:
-    """Pairs of a pretrained diffusers model (``docs/teachers.md``): a pipeline folder, or a model folder with ``scheduler_dir``.
+def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path, kind: str = "sampler",
+                         scheduler: str = "ddim", scheduler_dir: str | Path | None = None,
+                         clip_sample: bool | None = None, solver: str = "euler", nfe: int = 50,
+                         seed: int = 0, shard_size: int | None = None, heldout: int | None = None,
+                         batch_size: int = 4096, device: str = "auto", progress: bool = True,
+                         data_options: dict | None = None, dry_run: bool = False) -> dict:
+    """Pairs of a pretrained diffusers model (``docs/teachers.md``): a pipeline folder, or a model folder with
+    ``scheduler_dir``.
 
     ``kind="sampler"``: the saved scheduler converted to ``scheduler`` (ddim, dpm, euler) runs its
     own deterministic loop for ``nfe`` steps from the pair's z
@@ -253,10 +263,11 @@ def pairs_from_diffusers(path: str | Path, *, data: str, n: int, out: str | Path
             velocity = DiffusersVelocity(model.unet, model.alphas_cumprod(), model.prediction_type)
             teacher = VelocityTeacher(_user_teacher(velocity, f"diffusers model {model.path}"), solver, nfe)
             info.update({"solver": solver, "nfe": nfe, "s_range": list(velocity.schedule.s_range)})
-        manifest = {"teacher_kind": "diffusers", "teacher_method": "", "teacher_config": _data_teacher_config(data, options), "data": data,
-                    "diffusers": info}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run, to_model=source.normalize, shard_size=shard_size,
-                              heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
+        manifest = {"teacher_kind": "diffusers", "teacher_method": "",
+                    "teacher_config": _data_teacher_config(data, options), "data": data, "diffusers": info}
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run,
+                              to_model=source.normalize, shard_size=shard_size, heldout=heldout, batch_size=batch_size,
+                              progress=progress, settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)
 
@@ -265,7 +276,8 @@ def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str =
                    teacher_args: dict[str, str] | None = None, solver: str = "euler", nfe: int = 35,
                    sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                    seed: int = 0, shard_size: int | None = None, heldout: int | None = None, batch_size: int = 4096,
-                   device: str = "auto", progress: bool = True, data_options: dict | None = None, dry_run: bool = False) -> dict:
+                   device: str = "auto", progress: bool = True, data_options: dict | None = None,
+                   dry_run: bool = False) -> dict:
     """Pairs of an EDM denoiser D(x, sigma) named by ``package.module:fn`` or ``file.py:fn`` (``docs/teachers.md``).
 
     ``kind="sampler"``: EDM's deterministic Heun sampler at an odd ``nfe`` = 2 steps - 1
@@ -295,9 +307,10 @@ def pairs_from_edm(spec: str, *, data: str, n: int, out: str | Path, kind: str =
         settings = {"teacher": f"edm {spec}", "callable_kind": kind, **_teacher_args_settings(teacher_args)}
         if kind == "velocity":
             settings["edm"] = {"sigma_min": float(sigma_min), "sigma_max": float(sigma_max)}
-        manifest = {"teacher_kind": "edm", "teacher_method": "", "teacher_config": _data_teacher_config(data, options), "data": data,
-                    "teacher_callable_path": callable_source(spec)}
-        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run, to_model=source.normalize, shard_size=shard_size,
-                              heldout=heldout, batch_size=batch_size, progress=progress, settings=settings, manifest=manifest, ctx=ctx)
+        manifest = {"teacher_kind": "edm", "teacher_method": "", "teacher_config": _data_teacher_config(data, options),
+                    "data": data, "teacher_callable_path": callable_source(spec)}
+        return generate_pairs(teacher, n, out, tuple(source.shape), seed=seed, dry_run=dry_run,
+                              to_model=source.normalize, shard_size=shard_size, heldout=heldout, batch_size=batch_size,
+                              progress=progress, settings=settings, manifest=manifest, ctx=ctx)
     finally:
         shutdown_distributed(ctx)

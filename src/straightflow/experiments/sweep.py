@@ -77,7 +77,8 @@ def _run_overrides(run_dir: Path, beta: float, overrides: dict) -> dict:
     return kw
 
 
-def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log, dry_run: bool = False) -> None:
+def _train_one(run_dir: Path, beta: float, overrides: dict, config_file: str | None, log,
+               dry_run: bool = False) -> None:
     from ..training import train
 
     kw = _run_overrides(run_dir, beta, overrides)
@@ -254,8 +255,8 @@ def _check_sweep(nfes: list[int], solver: str | None, n: int | None, train_overr
     if bad:
         raise StraightflowError(f"unknown train option(s) for the sweep: {', '.join(sorted(bad))}")
     if train_overrides.get("kl_target") is not None:
-        raise StraightflowError("sweep: --kl-target would give every beta the same KL target; a sweep fixes beta per run "
-                                "(compare KL targets with bench/kl_target.py, docs/kl_target.md)")
+        raise StraightflowError("sweep: --kl-target would give every beta the same KL target; a sweep fixes beta "
+                                "per run (compare KL targets with bench/kl_target.py, docs/kl_target.md)")
 
 
 def run_sweep(
@@ -293,8 +294,8 @@ def run_sweep(
     _check_sweep(nfes, solver, n, train_overrides)
     device = train_overrides.get("device", "auto")
     overrides = dict(train_overrides, data=data, steps=steps, batch_size=batch_size, seed=seed)
-    sweep: dict = {"data": data, "steps": steps, "batch_size": batch_size, "nfe": nfes, "solver": solver or "euler", "n": n, "seed": seed,
-                   "train_overrides": dict(train_overrides), "runs": []}
+    sweep: dict = {"data": data, "steps": steps, "batch_size": batch_size, "nfe": nfes, "solver": solver or "euler",
+                   "n": n, "seed": seed, "train_overrides": dict(train_overrides), "runs": []}
     jobs = default_jobs(device) if jobs is None else jobs
     if jobs < 1:
         raise StraightflowError(f"--jobs must be >= 1, got {jobs}")

@@ -34,10 +34,12 @@ def check_solver(solver: str, nfe: int) -> None:
         raise StraightflowError(f"{solver} needs nfe >= 1, got {nfe}")
 
 
-def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int = 1, return_trajectory: bool = False) -> SolveResult:
+def solve(velocity: VelocityFn, z: torch.Tensor, solver: str = "euler", nfe: int = 1,
+          return_trajectory: bool = False) -> SolveResult:
     """Integrate dz/dt = v(z, t) from t = 1 (noise ``z``) to t = 0 with ``solver``; ``result.nfe`` counts the calls."""
     check_solver(solver, nfe)
     return SOLVERS[solver](velocity, z, nfe, return_trajectory=return_trajectory)
 
 
-__all__ = ["SOLVERS", "HEUN_EVEN_NOTE", "SolveResult", "CountingVelocity", "VelocityFn", "check_solver", "solve", "euler", "heun", "rk45", "lines", "uniform_grid"]
+__all__ = ["SOLVERS", "HEUN_EVEN_NOTE", "SolveResult", "CountingVelocity", "VelocityFn", "check_solver", "solve",
+           "euler", "heun", "rk45", "lines", "uniform_grid"]

@@ -210,8 +210,8 @@ def pilot_config(cfg, beta: float, draws: int, *, custom_model: bool = False, cu
 def _pilot_draws(cfg, dataset=None) -> int:
     """The draws each pilot's quality averages; the one-process rule of the pilots is checked first."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise StraightflowError("--beta auto runs its pilots in one process: run it once without torchrun (or take K from a "
-                                "one-process pilot's beta_auto.json) and pass --kl-target K under torchrun")
+        raise StraightflowError("--beta auto runs its pilots in one process: run it once without torchrun (or take "
+                                "K from a one-process pilot's beta_auto.json) and pass --kl-target K under torchrun")
     return int(cfg.beta_auto_draws) or default_draws(load_data(cfg.data, DataOptions.of(cfg), dataset=dataset).shape)
 
 
@@ -221,9 +221,9 @@ def pilot_plan(cfg, dataset=None, *, custom_model: bool = False, custom_encoder:
     validated, and a finished pilot priced another way is the error the real run gives."""
     draws = _pilot_draws(cfg, dataset)
     steps = int(cfg.steps)
-    lines = [f"--beta auto: up to {len(PILOT_BETAS)} pilots of {steps} steps in {Path(cfg.out) / 'pilots'}, each priced on "
-             f"{draws} draws at NFE 1 and {PRICE_NFE} against a {validation_fraction(cfg):g} validation split "
-             f"(price {float(cfg.beta_auto_price):g}x the baseline; docs/kl_target.md)"]
+    lines = [f"--beta auto: up to {len(PILOT_BETAS)} pilots of {steps} steps in {Path(cfg.out) / 'pilots'}, each "
+             f"priced on {draws} draws at NFE 1 and {PRICE_NFE} against a {validation_fraction(cfg):g} "
+             f"validation split (price {float(cfg.beta_auto_price):g}x the baseline; docs/kl_target.md)"]
     for beta in PILOT_BETAS:
         kw = pilot_config(cfg, beta, draws, custom_model=custom_model, custom_data=dataset is not None,
                           custom_encoder=custom_encoder)

@@ -36,7 +36,8 @@ def describe(state: TrainState, banner: str, *, resumed: bool, auto: list[str]) 
     ``--beta auto``'s pilot plan (``auto``) and that nothing was written."""
     cfg = state.cfg
     if not resumed:
-        start = "a new run from step 0" if not (state.out / "config.yaml").exists() else "the saved config from step 0 (no checkpoint yet)"
+        start = ("a new run from step 0"
+                 if not (state.out / "config.yaml").exists() else "the saved config from step 0 (no checkpoint yet)")
     elif state.step >= cfg.steps:
         start = f"nothing: already trained to step {state.step} (asked for {cfg.steps})"
     else:
@@ -66,8 +67,10 @@ def dry_run_train(cfg: TrainConfig, *, resume: bool, velocity_net: nn.Module | N
     ckpt = latest_checkpoint(Path(cfg.out)) if resume else None
     saved = load_train_state(ckpt) if ckpt is not None else None
     data = load_training_data(built, saved, dataset)
-    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):  # the caller's streams stay untouched
-        state = build_state(built, ctx, data, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
+    # the caller's streams stay untouched
+    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+        state = build_state(built, ctx, data, velocity_net=velocity_net, encoder_net=encoder_net,
+                            custom_method=custom_method)
         restore(state, ckpt, saved, resume=resume)
     state.cfg, state.meta = cfg, run_meta(state, custom_method)
     if ctx.is_main:

@@ -34,9 +34,11 @@ def check_request(cfg: TrainConfig, ctx: DistContext, *, velocity_net: nn.Module
     if cfg.batch_size % ctx.world_size:
         raise StraightflowError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} ranks")
     if encoder_net is not None and not resolve_method(cfg, custom_method).accepts_encoder:
-        raise StraightflowError(f"encoder_net= is a learned coupling's encoder (the curvature method's); --method {cfg.method} has none")
+        raise StraightflowError("encoder_net= is a learned coupling's encoder (the curvature method's); --method "
+                                f"{cfg.method} has none")
     if cfg.model == "custom" and velocity_net is None:
-        raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass velocity_net= to train(...) to resume it")
+        raise StraightflowError(f"{out} was trained with a user's own velocity module (model: custom): pass "
+                                "velocity_net= to train(...) to resume it")
     if cfg.tensorboard:
         summary_writer_class()  # a missing package is an error on every rank, before any work
 
@@ -48,14 +50,17 @@ def load_training_data(cfg: TrainConfig, saved: dict | None, dataset=None):
     if cfg.loader == "auto" and saved is not None:  # resume the way the run started, whatever auto would choose today
         options = replace(options, loader="stream" if "sampler" in saved else "memory")
     if cfg.data == CUSTOM_DATA and dataset is None:
-        raise StraightflowError(f"{Path(cfg.out)} trains on a user's own Dataset (data: custom): pass dataset= to train(...) to resume it")
-    data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"), require_labels=cfg.conditional, dataset=dataset)
+        raise StraightflowError(f"{Path(cfg.out)} trains on a user's own Dataset (data: custom): pass dataset= to "
+                                "train(...) to resume it")
+    data = load_data(cfg.data, options if not cfg.pairs else replace(options, loader="auto"),
+                     require_labels=cfg.conditional, dataset=dataset)
     if cfg.pairs:  # batches are (x*, z) teacher pairs; evaluation data stays cfg.data
         data = PairData.open(cfg.pairs, base=data, labels=cfg.conditional)
     return data
 
 
-def build_state(cfg: TrainConfig, ctx: DistContext, data, *, velocity_net: nn.Module | None, encoder_net: nn.Module | None,
+def build_state(cfg: TrainConfig, ctx: DistContext, data, *, velocity_net: nn.Module | None,
+                encoder_net: nn.Module | None,
            custom_method: Method | None) -> TrainState:
     """Build what trains, in the order that fixes every random draw: the module from ``cfg.seed`` (the same
     initial weights on every rank), the method's objective, aux trainer and KL budget, then this rank's seed of
@@ -76,8 +81,8 @@ def build_state(cfg: TrainConfig, ctx: DistContext, data, *, velocity_net: nn.Mo
     optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(module, cfg.ema_decay)
     generator = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed, ctx.rank))
-    return TrainState(cfg=cfg, ctx=ctx, out=Path(cfg.out), data=data, prior=prior, module=module, method=method, params=params,
-                      optimizer=optimizer, ema=ema, generator=generator, aux=aux, budget=budget,
+    return TrainState(cfg=cfg, ctx=ctx, out=Path(cfg.out), data=data, prior=prior, module=module, method=method,
+                      params=params, optimizer=optimizer, ema=ema, generator=generator, aux=aux, budget=budget,
                       local_batch=cfg.batch_size // ctx.world_size, train_module=module)
 
 
@@ -87,7 +92,8 @@ def restore(state: TrainState, ckpt: Path | None, saved: dict | None, *, resume:
     the budget's beta."""
     cfg, ctx = state.cfg, state.ctx
     if resume and ckpt is None and ctx.is_main:  # stopped before its first checkpoint: nothing to lose by starting over
-        print(f"straightflow: note: {state.out} has no checkpoint yet; training it from step 0 with its saved config", file=sys.stderr)
+        print(f"straightflow: note: {state.out} has no checkpoint yet; training it from step 0 with its saved config",
+              file=sys.stderr)
     if ckpt is not None:
         load_into(state.module, load_checkpoint_weights(ckpt, "model.safetensors"), ckpt / "model.safetensors")
         load_into(state.ema.shadow, load_checkpoint_weights(ckpt, "ema.safetensors"), ckpt / "ema.safetensors")
@@ -96,7 +102,8 @@ def restore(state: TrainState, ckpt: Path | None, saved: dict | None, *, resume:
             state.aux.load_state_dict(saved["aux"])
         if state.budget is not None:
             if "kl_budget" not in saved:
-                raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target {cfg.kl_target:g}")
+                raise StraightflowError(f"{ckpt} holds no KL-budget state although the run has kl_target "
+                                        f"{cfg.kl_target:g}")
             state.budget.load_state_dict(saved["kl_budget"])
         state.step = int(saved["step"])
         warning = restore_rng_states(saved, ctx, state.generator)
@@ -111,8 +118,8 @@ def run_meta(state: TrainState, custom_method: Method | None) -> dict:
     cfg, data, module = state.cfg, state.data, state.module
     meta = {
         "method": cfg.method if custom_method is None else f"{CUSTOM_METHOD}:{type(custom_method).__qualname__}",
-        "model": resolve_model_name(cfg, data) if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}",
-        "data": cfg.data,
+        "model": resolve_model_name(cfg, data)
+        if cfg.model != "custom" else f"custom:{type(module.velocity).__qualname__}", "data": cfg.data,
         "shape": list(data.shape),
         "velocity_parameters": count_parameters(module.velocity),
         # what sampling needs without the data (Run.load, export; docs/portable.md)
@@ -131,7 +138,9 @@ def banner(state: TrainState) -> str:
     return (
         f"straightflow: training {cfg.method} on {data.describe()} | model {meta['model']} "
         f"{n_params:,} parameters" + (f" (+{extra:,} in the coupling)" if extra else "")
-        + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank" if batches is not None else "")
-        + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}" if state.module.conditional else "")
+        + (f" | DataLoader, {batches.workers} worker{'s' if batches.workers != 1 else ''} per rank"
+           if batches is not None else "")
+        + (f" | conditional on {data.num_classes} classes, label dropout {cfg.cond_drop:g}"
+           if state.module.conditional else "")
         + f" | device {state.ctx.device} x{state.ctx.world_size} | run dir {state.out}"
     )
