@@ -128,3 +128,16 @@ def test_sweep_dry_run_checks_every_beta(tmp_path, capsys):
     code, _, err = run_cli(capsys, "sweep", "--data", "moons", "--betas", "1", "--steps", "10", "--solver", "rk5",
                            "--out", out, "--dry-run")
     assert code == 2 and "unknown solver 'rk5'" in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--warmup-steps", "-1", "warmup_steps must be >= 0"),
+    ("--grad-clip", "-1", "grad_clip must be finite and >= 0"),
+    ("--lr", "inf", "lr must be finite and > 0"),
+    ("--seed", "-3", "seed and split_seed must be >= 0"),
+    ("--split-seed", "-1", "seed and split_seed must be >= 0"),
+    ("--image-size", "-8", "image_size must be >= 0"),
+])
+def test_every_numeric_field_has_a_range(tmp_path, capsys, flag, value, message):
+    code, _, err = run_cli(capsys, "train", "--data", "moons", flag, value, "--dry-run", "--out", tmp_path / "R")
+    assert code == 2 and err.startswith(f"straightflow: error: {message}") and len(err.strip().splitlines()) == 1

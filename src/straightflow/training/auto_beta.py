@@ -273,7 +273,7 @@ def _check_finished_pilot(run_dir: Path, last: dict, draws: int) -> None:
                                 "reports on, not on a validation split: delete that folder to rerun it")
 
 
-def resolve_auto_beta(cfg, train_fn, velocity_net=None, encoder_net=None, dataset=None, log=print) -> dict:
+def resolve_auto_beta(cfg, train_fn, *, velocity_net=None, encoder_net=None, dataset=None, log=print) -> dict:
     """Run the pilots of ``cfg`` (``beta == "auto"``) with ``train_fn`` (``training.train``), set
     ``cfg.kl_target`` and ``cfg.beta`` (the initial beta) by :func:`choose_target`, write
     ``RUNDIR/beta_auto.json`` and return that record."""

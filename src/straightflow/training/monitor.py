@@ -109,7 +109,7 @@ class QualityProbe:
     the mean of k draws varies about sqrt(k) times less; the samples returned are the first draw's.
     """
 
-    def __init__(self, data, nfes: list[int], n: int = 256, solver: str = "euler", prior=None, seed: int = 0,
+    def __init__(self, data, nfes: list[int], *, n: int = 256, solver: str = "euler", prior=None, seed: int = 0,
                  num_classes: int = 0, device: torch.device | str = "cpu", batch_size: int = 1024, draws: int = 1,
                  split: str = "heldout"):
         if draws < 1:
@@ -140,7 +140,8 @@ class QualityProbe:
             self.floor = self._vector_scores(floor_reference, "floor")
         self.limits = _scatter_limits(self.reference) if base.kind == "vector" and tuple(base.shape) == (2,) else None
         self.draws = int(draws)
-        self._more = [QualityProbe(data, nfes, n, solver, prior, seed + d, num_classes, device, batch_size, split=split)
+        self._more = [QualityProbe(data, nfes, n=n, solver=solver, prior=prior, seed=seed + d, num_classes=num_classes,
+                                   device=device, batch_size=batch_size, split=split)
                       for d in range(1, draws)]
 
     def _vector_scores(self, samples: torch.Tensor, suffix: str) -> dict:
@@ -199,7 +200,7 @@ def _scatter_limits(points: torch.Tensor) -> tuple[tuple[float, float], tuple[fl
     return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
 
 
-def scatter_image(samples: torch.Tensor, reference: torch.Tensor, limits, title: str = "",
+def scatter_image(samples: torch.Tensor, reference: torch.Tensor, limits, *, title: str = "",
                   labels: torch.Tensor | None = None, size: float = 4.0, dpi: int = 80) -> np.ndarray:
     """2D ``samples`` (red, or coloured by class) over ``reference`` (grey) on fixed ``limits`` as an
     H x W x 3 uint8 image (matplotlib's Agg canvas; no pyplot, no backend switch)."""
@@ -298,7 +299,9 @@ class TrainingMonitor:
             self.writer.add_images(tag, image_batch(samples if finite else torch.zeros_like(samples), labels), step)
         elif self.probe.limits is not None:
             pts = samples if finite else torch.zeros(0, 2)
-            self.writer.add_image(tag, scatter_image(pts, self.probe.reference, self.probe.limits, title, labels), step,
+            self.writer.add_image(tag,
+                                  scatter_image(pts, self.probe.reference, self.probe.limits, title=title,
+                                                labels=labels), step,
                                   dataformats="HWC")
 
     def close(self) -> None:

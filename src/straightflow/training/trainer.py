@@ -71,7 +71,7 @@ def train(config_file: str | None = None, resume: bool = False, velocity_net: nn
         return dry_run_train(cfg, resume=resume, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset,
                              custom_method=custom_method)
     if cfg.beta == "auto":  # pilot runs pick kl_target and the initial beta (training/auto_beta.py)
-        resolve_auto_beta(cfg, train, velocity_net, encoder_net, dataset)
+        resolve_auto_beta(cfg, train, velocity_net=velocity_net, encoder_net=encoder_net, dataset=dataset)
         validate(cfg)
     with ExitStack() as cleanup:
         ctx = init_distributed(cfg.device)
