@@ -210,4 +210,4 @@ def test_sweep_trains_betas_in_parallel_processes(tmp_path, capsys):
     capsys.readouterr()
     assert main(bad) == 2
     err = capsys.readouterr().err
-    assert "beta=1" in err and "lr must be > 0" in err and err.count("\n") == 1
+    assert "beta=1" in err and "lr must be finite and > 0" in err and err.count("\n") == 1
