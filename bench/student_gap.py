@@ -91,9 +91,11 @@ CURVATURE: dict[str, list[str]] = {
     "beta0.1": ["--beta", "0.1"],
     "beta1-same": ["--beta", "1", "--encoder", "same"],
     "beta0.3-same": ["--beta", "0.3", "--encoder", "same"],
+    "beta3": ["--beta", "3"],
     "kl0.45": ["--kl-target", "0.45", "--beta", "1"],  # the KL per dimension beta = 1 reaches on the 2D sets
     "beta1-w512": ["--beta", "1", "--width", "512"],
     "baseline-w512": ["--method", "rectified", "--width", "512"],
+    "beta0.3-steps2x": ["--beta", "0.3", "--steps", "6000"],  # not the same budget: is it a budget question?
 }
 
 
@@ -233,8 +235,8 @@ def curvature(out: Path, name: str, s: dict, eval_seeds: int, variants: list[str
     for v in variants:
         run = out / name / "curvature" / v
         method = [] if "--method" in CURVATURE[v] else ["--method", "curvature"]
-        train(run, ["--data", data, *method, *CURVATURE[v], "--steps", str(s["steps"]),
-                    "--batch-size", str(s["batch"])])
+        steps = [] if "--steps" in CURVATURE[v] else ["--steps", str(s["steps"])]
+        train(run, ["--data", data, *method, *CURVATURE[v], *steps, "--batch-size", str(s["batch"])])
         evaluate(run, f"1,2,{s['nfe']}", eval_seeds, s["eval_n"])
 
 
@@ -292,9 +294,9 @@ def table(out: Path, name: str) -> None:
         print(f"\n#### curvature method on {name} (baseline = the teacher, rectified flow; "
               "-w512 runs against baseline-w512)\n")
         print(f"| run | {metric}@1 | {metric}@2 | {metric}@{top} | gain @1 (baseline / run) "
-              f"| price @{top} (run / baseline) | KL/dim | train s |")
-        print("|---|---|---|---|---|---|---|---|")
-        print(f"| baseline | {t1:.4g} | {statistics.mean(tq[2]):.4g} | {t_top:.4g} | 1 | 1 | - | - |")
+              f"| price @{top} (run / baseline) | KL/dim | {metric}@1 from encoder z | z norm / prior's | train s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        print(f"| baseline | {t1:.4g} | {statistics.mean(tq[2]):.4g} | {t_top:.4g} | 1 | 1 | - | - | - | - |")
         means = {f.parent.name: {k: statistics.mean(v) for k, v in per_seed(json.loads(f.read_text())).items()}
                  for f in curv}
         for f in curv:
@@ -304,8 +306,12 @@ def table(out: Path, name: str) -> None:
                 b1, btop = means["baseline-w512"][1], means["baseline-w512"][top]
             timing = f.parent / "time.json"
             tm = f"{json.loads(timing.read_text())['train_seconds']:.0f}" if timing.exists() else "-"
+            recon = next((r.get(f"recon_{metric}") for r in rep.get("recon_results", []) if r["nfe_requested"] == 1),
+                         None)
+            znorm = rep["z_norm"] / rep["z_norm_prior"] if rep.get("z_norm_prior") else None
+            extra = [f"{v:.4g}" if v is not None else "-" for v in (rep.get("kl"), recon, znorm)]
             print(f"| {f.parent.name} | {q[1]:.4g} | {q[2]:.4g} | {q[top]:.4g} | {b1 / q[1]:.2f}x | "
-                  f"{q[top] / btop:.2f}x | {rep.get('kl', float('nan')):.4g} | {tm} |")
+                  f"{q[top] / btop:.2f}x | {' | '.join(extra)} | {tm} |")
 
 
 def main() -> None:
