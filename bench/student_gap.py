@@ -240,6 +240,43 @@ def curvature(out: Path, name: str, s: dict, eval_seeds: int, variants: list[str
         evaluate(run, f"1,2,{s['nfe']}", eval_seeds, s["eval_n"])
 
 
+def aggregate_check(out: Path, name: str, variants: list[str]) -> None:
+    """Does prior noise, rather than the coupling, cost the curvature runs their NFE-1 quality? For each run with an
+    encoder: W2 at Euler NFE 1, 2, 100 from N(0, I) and from a Gaussian fitted (mean, full covariance) to the
+    aggregate posterior z ~ q(z|x) over 20,000 training points; 3 noise seeds, eval's reference (seed 0), in
+    RUN/aggregate.json. In this process (one thread), not a subprocess."""
+    import torch
+
+    import straightflow as sf
+    from straightflow.metrics.distances import wasserstein2
+
+    torch.set_num_threads(1)
+    for v in variants:
+        run_dir = out / name / "curvature" / v
+        path = run_dir / "aggregate.json"
+        if path.exists() or not (run_dir / "eval.json").exists() or "--method" in CURVATURE[v]:
+            continue
+        run = sf.Run.load(run_dir, device="cpu")
+        x, _ = run.data.sample_train(20_000, torch.Generator().manual_seed(123))
+        with torch.no_grad():
+            mu, logvar = run.module.coupling.encode(x, None)
+            z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
+        mean, chol = z.mean(0), torch.linalg.cholesky(torch.cov(z.T))
+        ref, _ = run.data.reference(2000, 0)
+        res: dict = {}
+        for source in ("prior", "aggregate"):
+            for k in (1, 2, 100):
+                vals = []
+                for seed in range(3):
+                    eps = torch.randn(2000, z.shape[1], generator=torch.Generator().manual_seed(1000 + seed))
+                    with torch.no_grad():
+                        samples = run.solve_from(eps if source == "prior" else mean + eps @ chol.T, k, "euler").samples
+                    vals.append(wasserstein2(samples, ref))
+                res[f"{source}@{k}"] = statistics.mean(vals)
+        print(f"{run_dir}: {json.dumps({k: round(v, 4) for k, v in res.items()})}", flush=True)
+        path.write_text(json.dumps(res))
+
+
 # ------------------------------------------------------------------ tables
 
 
@@ -294,9 +331,10 @@ def table(out: Path, name: str) -> None:
         print(f"\n#### curvature method on {name} (baseline = the teacher, rectified flow; "
               "-w512 runs against baseline-w512)\n")
         print(f"| run | {metric}@1 | {metric}@2 | {metric}@{top} | gain @1 (baseline / run) "
-              f"| price @{top} (run / baseline) | KL/dim | {metric}@1 from encoder z | z norm / prior's | train s |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| baseline | {t1:.4g} | {statistics.mean(tq[2]):.4g} | {t_top:.4g} | 1 | 1 | - | - | - | - |")
+              f"| price @{top} (run / baseline) | KL/dim | {metric}@1 from encoder z | z norm / prior's "
+              f"| {metric}@1 from N(0, I) / fitted aggregate | train s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"| baseline | {t1:.4g} | {statistics.mean(tq[2]):.4g} | {t_top:.4g} | 1 | 1 | - | - | - | - | - |")
         means = {f.parent.name: {k: statistics.mean(v) for k, v in per_seed(json.loads(f.read_text())).items()}
                  for f in curv}
         for f in curv:
@@ -310,6 +348,12 @@ def table(out: Path, name: str) -> None:
                          None)
             znorm = rep["z_norm"] / rep["z_norm_prior"] if rep.get("z_norm_prior") else None
             extra = [f"{v:.4g}" if v is not None else "-" for v in (rep.get("kl"), recon, znorm)]
+            agg = f.parent / "aggregate.json"
+            if agg.exists():
+                a = json.loads(agg.read_text())
+                extra.append(f"{a['prior@1']:.4g} / {a['aggregate@1']:.4g}")
+            else:
+                extra.append("-")
             print(f"| {f.parent.name} | {q[1]:.4g} | {q[2]:.4g} | {q[top]:.4g} | {b1 / q[1]:.2f}x | "
                   f"{q[top] / btop:.2f}x | {' | '.join(extra)} | {tm} |")
 
@@ -319,7 +363,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/student_gap")
     ap.add_argument("--only", action="append", choices=ALL_SETS, help="data set (repeatable; default: all)")
     ap.add_argument("--lever", action="append", choices=list(LEVERS), help="lever (repeatable; default: all)")
-    ap.add_argument("--part", choices=("students", "curvature"), default="students")
+    ap.add_argument("--part", choices=("students", "curvature", "aggregate"), default="students",
+                    help="aggregate: the prior-vs-aggregate-posterior check of finished curvature runs")
     ap.add_argument("--curvature", action="append", choices=list(CURVATURE), help="curvature runs (default: all)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per student (default 3)")
     ap.add_argument("--eval-seeds", type=int, default=3, help="noise seeds per evaluation (default 3; digits: 6)")
@@ -337,8 +382,10 @@ def main() -> None:
             teacher(out, name, s, es)
             if args.part == "students":
                 students(out, name, s, args.lever or list(LEVERS), 1 if args.quick else args.seeds, es)
-            elif name != "digits":
+            elif args.part == "curvature" and name != "digits":
                 curvature(out, name, s, es, args.curvature or list(CURVATURE))
+            elif name != "digits":
+                aggregate_check(out, name, args.curvature or list(CURVATURE))
     for name in sets:
         table(out, name)
 
