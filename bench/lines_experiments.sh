@@ -36,6 +36,9 @@ EVAL_N=${EVAL_N:-2000}
 STUDENTS=${STUDENTS:-"reflow distill lines lines_k2 lines_adv"}  # which students to train (two shells can split them)
 SF=${SF:-straightflow}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# the lines students of these tables: all t, lr 1e-3 (the recipe before the vector default became
+# --sampler-steps 2 --lr 0.002, docs/student_gap.md); later flags on a command line win
+PLAIN="--sampler-steps 0 --lr 0.001"
 Q="--progress false"
 
 # train NAME ARGS... : train into $OUT/NAME unless it already holds a finished run
@@ -64,9 +67,9 @@ students() {
     case $s in
     reflow) train "$p/reflow" --method reflow --init-from-teacher true --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
     distill) train "$p/distill" --method distill --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
-    lines) train "$p/lines" --method lines --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
-    lines_k2) train "$p/lines_k2" --method lines --sampler-steps 2 --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
-    lines_adv) train "$p/lines_adv" --method lines --adv "$ADV" --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    lines) train "$p/lines" --method lines $PLAIN --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    lines_k2) train "$p/lines_k2" --method lines $PLAIN --sampler-steps 2 --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
+    lines_adv) train "$p/lines_adv" --method lines $PLAIN --adv "$ADV" --pairs "$pairs_dir" --steps "$steps" --batch-size "$batch" ;;
     *) echo "unknown student $s (use: reflow distill lines lines_k2 lines_adv)" >&2; exit 2 ;;
     esac
     evaluate "$p/$s" 1,2,4

@@ -41,6 +41,7 @@ class TrainConfig:
     lr: float = _opt(1e-3, "peak learning rate")
     weight_decay: float = _opt(0.0, "weight decay")
     warmup_steps: int = _opt(100, "linear learning-rate warmup steps")
+    lr_schedule: str = _opt("constant", "after the warmup: constant | cosine (decay to 0 at the last step)")
     grad_clip: float = _opt(0.0, "max gradient norm, 0 = off")
     ema_decay: float = _opt(0.9999, "EMA decay ceiling; the effective decay is min(ema_decay, (1+step)/(10+step))")
     t_min: float = _opt(1e-5, "training times t ~ U(t_min, 1]")
@@ -230,6 +231,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (0.0 <= cfg.validation_fraction < 1.0,
          f"validation_fraction must be in [0, 1) (0 = none), got {cfg.validation_fraction}"),
         (cfg.optimizer in ("adam", "adamw"), f"unknown optimizer {cfg.optimizer!r}: use adam or adamw"),
+        (cfg.lr_schedule in ("constant", "cosine"), f"unknown lr_schedule {cfg.lr_schedule!r}: use constant or cosine"),
         (cfg.log_every >= 1 and cfg.ckpt_every >= 1, "log_every and ckpt_every must be >= 1"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (cfg.amp in ("none", "bf16"), f"unknown amp {cfg.amp!r}: use none or bf16"),

@@ -279,3 +279,14 @@ def test_pairs_record_their_prior_and_a_student_of_another_prior_is_refused(pair
     assert not (tmp_path / "s1" / "checkpoints").exists() and not (tmp_path / "s2" / "checkpoints").exists()
     # the same prior as the teacher's (inherited from its config) trains
     assert main([*student, "--pairs", str(wide_pairs), "--out", str(tmp_path / "s3")]) == 0
+
+
+def test_a_lines_student_of_vector_pairs_takes_the_measured_recipe_unless_told(pairdir, tmp_path):
+    common = dict(pairs=str(pairdir), steps=2, batch_size=64, progress=False)
+    run = Run.load(train(method="lines", out=str(tmp_path / "l"), **common))
+    assert run.cfg.sampler_steps == 2 and run.cfg.lr == 2e-3  # docs/student_gap.md
+    assert run.method.default_nfe(run.cfg) == 2
+    told = Run.load(train(method="lines", sampler_steps=0, lr=1e-3, out=str(tmp_path / "t"), **common))
+    assert told.cfg.sampler_steps == 0 and told.cfg.lr == 1e-3
+    other = Run.load(train(method="distill", out=str(tmp_path / "d"), **common))
+    assert other.cfg.sampler_steps == 0 and other.cfg.lr == 1e-3

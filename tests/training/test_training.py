@@ -192,3 +192,21 @@ def test_the_encoder_config_field_still_reaches_the_config_through_train(tmp_pat
     run_dir = train(data="moons", method="curvature", beta=1.0, encoder="same", steps=2, out=str(tmp_path / "r"),
                     **quick_overrides)
     assert "encoder: same" in (run_dir / "config.yaml").read_text()
+
+
+def test_cosine_lr_schedule_warms_up_then_decays_to_zero_and_is_logged(tmp_path, quick_overrides):
+    from straightflow.config import TrainConfig, validate
+    from straightflow.training.trainer import lr_at
+
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, steps=110, lr_schedule="cosine")
+    assert lr_at(cfg, 0) == pytest.approx(1e-4)
+    assert lr_at(cfg, 10) == pytest.approx(1e-3)
+    assert lr_at(cfg, 60) == pytest.approx(5e-4)
+    assert lr_at(cfg, 109) < 1e-6
+    assert lr_at(TrainConfig(lr=1e-3, warmup_steps=10, steps=110), 109) == pytest.approx(1e-3)  # constant: the default
+    with pytest.raises(StraightflowError, match="lr_schedule"):
+        validate(TrainConfig(lr_schedule="step"))
+    run = tmp_path / "r"
+    train(data="moons", steps=40, out=str(run), lr_schedule="cosine", warmup_steps=1, **quick_overrides)
+    lrs = [json.loads(row)["lr"] for row in (run / "stats.jsonl").read_text().splitlines()]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.01 * lrs[0]

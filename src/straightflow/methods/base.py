@@ -47,6 +47,8 @@ class Method:
     trains_on_pairs: bool = False
     #: default of ``--init-from-teacher`` when the pairs come from a teacher run
     starts_from_teacher: bool = False
+    #: config defaults of a student of vector pairs (fields not given explicitly)
+    vector_pair_defaults: dict = {}
     #: takes a user's encoder module (``sf.train(encoder_net=...)``) for its coupling
     accepts_encoder: bool = False
 

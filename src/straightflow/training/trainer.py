@@ -250,9 +250,19 @@ def _due(done: int, every: int, steps: int) -> bool:
     return done % every == 0 or done == steps
 
 
+def lr_at(cfg, step: int) -> float:
+    """The learning rate of ``step`` under ``cfg``'s warmup and ``lr_schedule``."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.lr_schedule == "cosine" and step >= cfg.warmup_steps:
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        lr *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+    return lr
+
+
 def _set_lr(state: TrainState, step: int) -> float:
-    """The learning rate of ``step`` (linear warm-up over ``warmup_steps``), set on the optimizer and returned."""
-    lr = state.cfg.lr * min(1.0, (step + 1) / max(1, state.cfg.warmup_steps))
+    """The learning rate of ``step`` (linear warm-up over ``warmup_steps``, then constant or cosine decay to 0 at
+    the last step), set on the optimizer and returned."""
+    lr = lr_at(state.cfg, step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     return lr
