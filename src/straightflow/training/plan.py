@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +64,8 @@ def dry_run_train(cfg: TrainConfig, *, resume: bool, velocity_net: nn.Module | N
     built = replace(cfg, beta=PLAN_BETA, kl_target=PLAN_BETA) if cfg.beta == "auto" else cfg  # the pilots pick both
     ctx = DistContext(rank=int(os.environ.get("RANK", "0")), world_size=int(os.environ.get("WORLD_SIZE", "1")),
                       device=resolve_device(cfg.device))  # no process group: nothing is exchanged
+    # a user's own modules are copied: a resumed run's checkpoint is loaded into the copies, not into theirs
+    velocity_net, encoder_net = copy.deepcopy(velocity_net), copy.deepcopy(encoder_net)
     check_request(built, ctx, velocity_net=velocity_net, encoder_net=encoder_net, custom_method=custom_method)
     ckpt = latest_checkpoint(Path(cfg.out)) if resume else None
     saved = load_train_state(ckpt) if ckpt is not None else None
