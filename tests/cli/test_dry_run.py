@@ -141,3 +141,29 @@ def test_sweep_dry_run_checks_every_beta(tmp_path, capsys):
 def test_every_numeric_field_has_a_range(tmp_path, capsys, flag, value, message):
     code, _, err = run_cli(capsys, "train", "--data", "moons", flag, value, "--dry-run", "--out", tmp_path / "R")
     assert code == 2 and err.startswith(f"straightflow: error: {message}") and len(err.strip().splitlines()) == 1
+
+
+def test_python_dry_run_leaves_a_users_module_untouched(tmp_path, capsys):
+    import torch
+
+    import straightflow as sf
+
+    def net():
+        torch.manual_seed(5)
+        return torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2))
+
+    class Velocity(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = net()
+
+        def forward(self, x, t):
+            return self.body(torch.cat([x, t.reshape(-1, 1).to(x)], 1))
+
+    run = tmp_path / "custom"
+    sf.train(data="moons", steps=4, ckpt_every=4, progress=False, out=str(run), velocity_net=Velocity())
+    mine = Velocity()
+    before = {k: v.clone() for k, v in mine.state_dict().items()}
+    out = sf.train(resume=True, steps=8, out=str(run), velocity_net=mine, dry_run=True)
+    assert out == run and "starts with step 4 of 8" in capsys.readouterr().out
+    assert all(torch.equal(before[k], v) for k, v in mine.state_dict().items())
