@@ -90,11 +90,12 @@ def _run_sample(args) -> int:
     nfe, guidance = run.sampling_defaults(args.nfe, args.guidance)
     if args.dry_run:
         nfe, solver, guidance, labels = run.sampling_plan(args.n, nfe, args.solver, args.classes, guidance)
-        conditional = f", guidance {1.0 if guidance is None else guidance:g}" if run.conditional else ""
+        weight = (1.0 if guidance is None else guidance) if run.conditional else None
+        conditional = f", guidance {weight:g}" if weight is not None else ""
+        labelled = labels is not None and weight != 0 and out.suffix.lower() == ".npy"  # w = 0: no labels (as sample)
         print(f"straightflow: dry run: would draw {args.n} samples from {run.dir} (step {run.step}) with {solver} "
               f"at NFE {nfe}{conditional}, seed {args.seed}, and write {out}"
-              + ("" if labels is None or out.suffix.lower() == ".png" else
-                                                                   " and its .labels.npy") + "; nothing written")
+              + (" and its .labels.npy" if labelled else "") + "; nothing written")
         return 0
     res = run.sample(args.n, nfe=nfe, solver=args.solver, seed=args.seed, batch_size=args.batch_size, progress=True,
                      classes=args.classes, guidance=guidance)
