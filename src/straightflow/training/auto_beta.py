@@ -207,25 +207,31 @@ def pilot_config(cfg, beta: float, draws: int, *, custom_model: bool = False, cu
                 validation_fraction=validation_fraction(cfg))
 
 
-def _pilot_draws(cfg, dataset=None) -> int:
-    """The draws each pilot's quality averages; the one-process rule of the pilots is checked first."""
+def _pilot_draws(cfg, dataset=None, shape: tuple[int, ...] | None = None) -> int:
+    """The draws each pilot's quality averages (``shape``: the data's, when the caller has loaded it); the
+    one-process rule of the pilots is checked first."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise StraightflowError("--beta auto runs its pilots in one process: run it once without torchrun (or take "
                                 "K from a one-process pilot's beta_auto.json) and pass --kl-target K under torchrun")
-    return int(cfg.beta_auto_draws) or default_draws(load_data(cfg.data, DataOptions.of(cfg), dataset=dataset).shape)
+    if int(cfg.beta_auto_draws):
+        return int(cfg.beta_auto_draws)
+    if shape is None:
+        shape = load_data(cfg.data, DataOptions.of(cfg), dataset=dataset).shape
+    return default_draws(tuple(shape))
 
 
-def pilot_plan(cfg, dataset=None, *, custom_model: bool = False, custom_encoder: bool = False) -> list[str]:
+def pilot_plan(cfg, shape: tuple[int, ...], *, custom_model: bool = False, custom_data: bool = False,
+               custom_encoder: bool = False) -> list[str]:
     """What :func:`resolve_auto_beta` would do for ``cfg``, checked but not run (``train(dry_run=True)``): the
     pilots' draws and split, and per pilot whether it is reused, resumed or trained; each pilot's config is
-    validated, and a finished pilot priced another way is the error the real run gives."""
-    draws = _pilot_draws(cfg, dataset)
+    validated, and a finished pilot priced another way is the error the real run gives. ``shape``: the data's."""
+    draws = _pilot_draws(cfg, shape=tuple(shape))
     steps = int(cfg.steps)
     lines = [f"--beta auto: up to {len(PILOT_BETAS)} pilots of {steps} steps in {Path(cfg.out) / 'pilots'}, each "
              f"priced on {draws} draws at NFE 1 and {PRICE_NFE} against a {validation_fraction(cfg):g} "
              f"validation split (price {float(cfg.beta_auto_price):g}x the baseline; docs/kl_target.md)"]
     for beta in PILOT_BETAS:
-        kw = pilot_config(cfg, beta, draws, custom_model=custom_model, custom_data=dataset is not None,
+        kw = pilot_config(cfg, beta, draws, custom_model=custom_model, custom_data=custom_data,
                           custom_encoder=custom_encoder)
         resolve_config(None, {k: v for k, v in kw.items() if k in cfg.to_dict()})
         run_dir = Path(kw["out"])

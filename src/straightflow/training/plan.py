@@ -59,8 +59,6 @@ def dry_run_train(cfg: TrainConfig, *, resume: bool, velocity_net: nn.Module | N
     request, the checkpoint, the data, the module built from the config, the checkpoint loaded into it), none that
     write (no lock, run directory, logs or steps); ``--beta auto``'s pilots are planned and checked, not run.
     Prints the plan (:func:`describe`) and returns the run directory."""
-    auto = pilot_plan(cfg, dataset, custom_model=velocity_net is not None, custom_encoder=encoder_net is not None) \
-        if cfg.beta == "auto" else []
     built = replace(cfg, beta=PLAN_BETA, kl_target=PLAN_BETA) if cfg.beta == "auto" else cfg  # the pilots pick both
     ctx = DistContext(rank=int(os.environ.get("RANK", "0")), world_size=int(os.environ.get("WORLD_SIZE", "1")),
                       device=resolve_device(cfg.device))  # no process group: nothing is exchanged
@@ -70,6 +68,8 @@ def dry_run_train(cfg: TrainConfig, *, resume: bool, velocity_net: nn.Module | N
     ckpt = latest_checkpoint(Path(cfg.out)) if resume else None
     saved = load_train_state(ckpt) if ckpt is not None else None
     data = load_training_data(built, saved, dataset)
+    auto = pilot_plan(cfg, tuple(data.shape), custom_model=velocity_net is not None, custom_data=dataset is not None,
+                      custom_encoder=encoder_net is not None) if cfg.beta == "auto" else []  # the data loaded once
     # the caller's streams stay untouched
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         state = build_state(built, ctx, data, velocity_net=velocity_net, encoder_net=encoder_net,
