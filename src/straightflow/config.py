@@ -38,7 +38,7 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
     # optimisation
     optimizer: str = _opt("adam", "adam | adamw")
-    lr: float = _opt(1e-3, "peak learning rate")
+    lr: float = _opt(1e-3, "peak learning rate (a lines student of vector pairs: 2e-3 unless given)")
     weight_decay: float = _opt(0.0, "weight decay")
     warmup_steps: int = _opt(100, "linear learning-rate warmup steps")
     lr_schedule: str = _opt("constant", "after the warmup: constant | cosine (decay to 0 at the last step)")
@@ -102,10 +102,12 @@ class TrainConfig:
     pairs: str = _opt("", "folder of teacher pairs (straightflow pairs ...)")
     teacher: str = _opt("", "teacher run directory (default: the one recorded with the pairs)")
     init_from_teacher: bool = _opt(True, "start the student from the teacher's weights (distill, lines)")
-    recon: str = _opt("mse", "lines reconstruction loss: mse | pseudo-huber | lpips")
+    recon: str = _opt("mse", "lines reconstruction loss: mse | pseudo-huber | lpips (a lines student of vector "
+                             "pairs: pseudo-huber unless given)")
     lpips_weights: str = _opt("", "path to LPIPS weights for --recon lpips")
     adv: float = _opt(0.0, "weight of the adversarial term (lines)")
-    sampler_steps: int = _opt(0, "train only at the times a k-step sampler visits (0 = all t)")
+    sampler_steps: int = _opt(0, "train only at the times a k-step sampler visits (0 = all t; a lines student of "
+                                 "vector pairs: 2 unless given)")
     # bookkeeping
     log_every: int = _opt(100, "steps between JSONL stat lines")
     ckpt_every: int = _opt(1000, "steps between checkpoints (a final one is always written)")

@@ -21,8 +21,8 @@ class Lines(PairMethod):
     default_solver = "lines"
     starts_from_teacher = True
     #: measured best at 3000 steps, batch 256, 100,000 pairs on vectors (docs/student_gap.md): the times of the
-    #: 2-step line sampler and twice the base learning rate
-    vector_pair_defaults = {"sampler_steps": 2, "lr": 2e-3}
+    #: 2-step line sampler, twice the base learning rate and the paper's pseudo-Huber endpoint distance
+    vector_pair_defaults = {"sampler_steps": 2, "lr": 2e-3, "recon": "pseudo-huber"}
 
     def default_nfe(self, cfg) -> int:
         return cfg.sampler_steps or 1  # trained for the k-step line sampler: k steps
