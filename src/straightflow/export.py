@@ -188,6 +188,10 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str | int | Path | 
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     _check_out(out, run_dir)
     run = Run.load(run_dir, device="cpu", checkpoint=ckpt, method=method)  # checks the weights (sha256, finite, shapes)
+    if run.fitted_prior:
+        raise StraightflowError(f"{run.checkpoint} holds a fitted prior (prior_fit.safetensors), which an export does "
+                                "not carry yet: the exported model would sample from N(0, I); delete that file to "
+                                "export the model as trained")
     report, eval_note = read_eval_report(run_dir)
     rec = recommend(run, report, nfe)
     weights = save_safetensors({k: v.detach().contiguous().cpu() for k, v in run.module.state_dict().items()},

@@ -10,7 +10,9 @@ references in ``eval``), with a one-line error where it is gone. Runs saved
 before the sampling state was recorded load their data at once, as before.
 Samples are returned in the data's own units;
 the noise of sample ``i`` is row ``i`` of the ``"sample"`` stream of the seed
-(:mod:`straightflow.noise`), whatever the batch size.
+(:mod:`straightflow.noise`), whatever the batch size, drawn from the run's prior, or
+from the mixture fitted to a curvature run's aggregate posterior where its checkpoint
+holds one (:meth:`Run.fit_prior`, ``docs/guide.md``, "A fitted prior").
 
 A class-conditional run samples class ``classes`` (an index, a name, a tensor
 of labels, or "all": sample ``i`` gets class ``i mod K``) with guidance weight
@@ -47,6 +49,7 @@ from .device import resolve_device
 from .errors import StraightflowError
 from .methods import FlowTrainingModule, Method, build_module, resolve_method
 from .noise import seeded_noise
+from .priors import FITTED_PRIOR_FILE, MixturePrior, check_mixture, fit_mixture
 from .solvers import SolveResult, check_solver, solve
 
 
@@ -104,6 +107,9 @@ class Run:
             run_dir, cfg, module, method, data, prior, device)
         self.checkpoint = checkpoint  #: the checkpoint folder (a run) or the export folder
         self.meta = read_meta(checkpoint) if meta is None else meta
+        fitted = Path(checkpoint) / FITTED_PRIOR_FILE
+        #: where sampling noise comes from: ``prior`` (the training prior), or the checkpoint's fitted mixture
+        self.sampling_prior = MixturePrior.load(fitted) if fitted.exists() else prior
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", checkpoint: str | Path | None = None,
@@ -213,8 +219,46 @@ class Run:
         return int(self.meta.get("step", 0))
 
     def noise(self, n: int, seed: int = 0) -> torch.Tensor:
-        """The sampling noise of samples 0..n-1 of ``seed`` (model units, CPU)."""
-        return seeded_noise(n, tuple(self.data.shape), seed, "sample", self.prior)
+        """The sampling noise of samples 0..n-1 of ``seed`` (model units, CPU), from :attr:`sampling_prior`."""
+        return seeded_noise(n, tuple(self.data.shape), seed, "sample", self.sampling_prior)
+
+    @property
+    def fitted_prior(self) -> bool:
+        """Whether sampling draws from a fitted mixture (:meth:`fit_prior`) rather than the training prior."""
+        return isinstance(self.sampling_prior, MixturePrior)
+
+    def fit_prior(self, components: int = 8, n: int = 20_000, covariance: str = "full", seed: int = 0,
+                  save: bool = True, dry_run: bool = False) -> MixturePrior | None:
+        """Fit a ``components``-Gaussian mixture to the aggregate posterior of a curvature run's encoder, z ~ q(z|x)
+        for ``n`` training points (never held-out data), and sample from it from now on; ``save`` writes it to the
+        checkpoint folder (``prior_fit.safetensors``), where :meth:`load` finds it. Why: one step is trained from the
+        encoder's z, and in more than a few dimensions N(0, I) puts its mass where q(z) has little
+        (``docs/guide.md``, "A fitted prior"). ``dry_run``: the checks alone (the error fitting would give), None."""
+        coupling = self.module.coupling
+        if getattr(coupling, "encoder", None) is None:
+            raise StraightflowError(f"{self.dir} has no encoder to fit a prior to: a fitted prior needs a curvature "
+                                    f"run with a finite --beta (this run: --method {self.cfg.method}, beta "
+                                    f"{self.cfg.beta})")
+        if self.conditional:
+            raise StraightflowError(f"{self.dir} is class-conditional: a fitted prior is one mixture for every class, "
+                                    "which a conditional run's encoder q(z|x, y) does not have; not supported")
+        if self.exported:
+            raise StraightflowError(f"{self.dir} is an exported model: fit the prior in the run directory")
+        check_mixture(components, n, math.prod(self.data.shape), covariance)
+        if dry_run:
+            return None
+        with torch.no_grad():
+            x, _ = self.data.sample_train(n, torch.Generator().manual_seed(seed))
+            zs = []
+            for s in range(0, n, 4096):
+                mu, logvar = coupling.encode(x[s : s + 4096].to(self.device), None)
+                eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed * 100_003 + s))
+                zs.append((mu.cpu() + (0.5 * logvar.cpu()).exp() * eps))
+        prior = fit_mixture(torch.cat(zs), components, covariance, seed)
+        if save:
+            prior.save(Path(self.checkpoint) / FITTED_PRIOR_FILE)
+        self.sampling_prior = prior
+        return prior
 
     @property
     def conditional(self) -> bool:

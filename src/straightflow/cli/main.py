@@ -31,6 +31,7 @@ from .common import (
     add_dry_run_flag,
     check_out,
 )
+from .fit_prior import _add_fit_prior, _run_fit_prior
 from .pairs import _add_pairs, _run_pairs
 
 
@@ -408,6 +409,8 @@ COMMANDS: dict[str, tuple] = {
     "plot": ("plots of a trained run", _add_plot, _run_plot),
     "export": ("write a run as a self-contained model folder (weights, config.json, model card)", _add_export,
                _run_export),
+    "fit-prior": ("fit a Gaussian mixture to a curvature run's aggregate posterior and sample from it", _add_fit_prior,
+                  _run_fit_prior),
     "push": ("upload an exported model folder to the Hugging Face Hub (straightflow[hub])", _add_push, _run_push),
     "sweep": ("train and evaluate one curvature run per beta; table and plots (Fig. 5, 7, 8)", _add_sweep, _run_sweep),
     "pairs": ("generate (noise, teacher sample) pairs for reflow, distill and lines", _add_pairs, _run_pairs),
@@ -437,6 +440,7 @@ INTERRUPTED = {
     "plot": "nothing was written",
     "export": "rerun the export; files already in --out are whole (each is written under a temporary name first)",
     "push": "nothing is committed until the upload finishes; rerun the push",
+    "fit-prior": "nothing was written",
     "demo": "rerun the demo to start it again",
     "report": "finished jobs are kept; rerun the same command to continue",
 }

@@ -243,9 +243,11 @@ def evaluate(
     n_eval, images = scoring.n, run.data.kind == "image"
     report: dict = {"method": run.cfg.method, "data": run.cfg.data, "run": str(run.dir), "step": run.step,
                     **scoring.sizes(), "seeds": list(range(seed, seed + seeds))}
+    if run.fitted_prior:  # sampling noise from the mixture fitted to the aggregate posterior (docs/guide.md)
+        report["noise"] = run.sampling_prior.describe()
     report.update(scoring.floors())
     z = seeded_noise(curvature_n or min(n_eval, IMAGE_CURVATURE_N if images else VECTOR_N), tuple(run.data.shape), seed,
-                     "curvature", run.prior)
+                     "curvature", run.sampling_prior)
     probs = run.data.class_probs() if run.conditional else None
     velocity = run.velocity_fn(stratified_labels(z.shape[0], probs) if run.conditional else None, guidance)
     report["curvature"] = curvature(velocity, z.to(run.device))

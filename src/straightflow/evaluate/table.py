@@ -69,6 +69,8 @@ def format_table(report: dict) -> str:
         about.append(f"mean ± sd over seeds {seeds[0]}-{seeds[-1]}")
     if isinstance(report.get("guidance"), float):  # every sampled number below, extras included, is at this weight
         about.append(f"guidance {report['guidance']:g}")
+    if report.get("noise"):
+        about.append(f"noise from {report['noise']}")
     if "method" in report:
         lines = [f"{report['method']} on {report['data']} (step {report['step']}, {', '.join(about)}): curvature "
                  f"{report['curvature']:.4g}, held-out flow loss {report['flow_loss_heldout']:.4g}{on_pairs}"]

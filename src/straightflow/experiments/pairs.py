@@ -37,6 +37,10 @@ def pairs_from_run(teacher: str | Path, n: int, out: str | Path, solver: str = "
     ctx = init_distributed(device)
     try:
         run = Run.load(teacher, device=str(ctx.device))
+        if run.fitted_prior:
+            raise StraightflowError(f"{teacher} samples from a fitted prior ({run.checkpoint.name}/"
+                                    "prior_fit.safetensors), which pairs cannot pass on to a student yet (a student "
+                                    "draws its teacher's prior by name); delete that file to make pairs from N(0, I)")
         conditional = run.module.conditional
         if guidance is not None and not conditional:
             raise StraightflowError(f"--guidance needs a conditional teacher; {teacher} was trained without "
