@@ -3,6 +3,7 @@
     python bench/student_gap.py --out runs/gap                               # everything (hours on CPU)
     python bench/student_gap.py --out runs/gap --only mog10 --lever plain --lever cosine --seeds 1
     python bench/student_gap.py --out runs/gap --only mog10 --part curvature  # the curvature method vs dimension
+    python bench/student_gap.py --out runs/gap --only mog10 --part fitted     # ... sampled from a fitted prior
     python bench/student_gap.py --out runs/gap --table                        # print the tables only
     python bench/student_gap.py --out /tmp/gap-smoke --quick                  # every command at tiny sizes
 
@@ -29,6 +30,9 @@ lever measured); `default` passes none of them: it is whatever `train --method l
 `--part curvature`: on a set, the rectified baseline (the teacher) against curvature-method runs at
 the same budget (fixed beta, --kl-target, encoder size); W2 at NFE 1, 2, 100, the gain at NFE 1
 (baseline / run), the price at NFE 100 (run / baseline) and the held-out KL per dimension.
+`--part aggregate`: those runs from N(0, I) and from one Gaussian fitted to the aggregate posterior.
+`--part fitted`: those runs sampled from a mixture of 8 Gaussians fitted to the aggregate posterior
+(`Run.fit_prior`, the `fit-prior` command), evaluated as `eval` evaluates.
 
 Everything resumes: a run folder with an eval.json is reused; a half-trained one is resumed.
 """
@@ -80,6 +84,10 @@ LEVERS: dict[str, tuple[dict, int | None, str]] = {
     "k2+lr2e-3+adv": ({"--sampler-steps": "2", "--lr": "0.002", "--adv": "0.1"}, None, "the default + --adv 0.1"),
     "k2+lr2e-3+huber": ({"--sampler-steps": "2", "--lr": "0.002", "--recon": "pseudo-huber"}, None,
                         "the default + pseudo-Huber"),
+    "k2+lr2e-3+huber+adv": ({"--sampler-steps": "2", "--lr": "0.002", "--recon": "pseudo-huber", "--adv": "0.1"}, None,
+                            "the default + pseudo-Huber + --adv 0.1"),
+    "k1+lr2e-3+huber": ({"--sampler-steps": "1", "--lr": "0.002", "--recon": "pseudo-huber"}, None,
+                        "--sampler-steps 1 + lr 2e-3 + pseudo-Huber"),
     "k2+steps2x": ({"--sampler-steps": "2", "--steps": "2x"}, None, "--sampler-steps 2 + twice the steps"),
     "cosine+huber": ({"--lr-schedule": "cosine", "--recon": "pseudo-huber"}, None, "cosine + pseudo-Huber"),
     "cosine+k2": ({"--lr-schedule": "cosine", "--sampler-steps": "2"}, None, "cosine + --sampler-steps 2"),
@@ -243,6 +251,15 @@ def curvature(out: Path, name: str, s: dict, eval_seeds: int, variants: list[str
         evaluate(run, f"1,2,{s['nfe']}", eval_seeds, s["eval_n"])
 
 
+def _encoder_runs(out: Path, name: str, variants: list[str], result: str):
+    """(run folder, RUN/result) of each finished curvature run with an encoder whose ``result`` is not written yet."""
+    for v in variants:
+        run_dir = out / name / "curvature" / v
+        path = run_dir / result
+        if not path.exists() and (run_dir / "eval.json").exists() and "--method" not in CURVATURE[v]:
+            yield run_dir, path
+
+
 def aggregate_check(out: Path, name: str, variants: list[str]) -> None:
     """Does prior noise, rather than the coupling, cost the curvature runs their NFE-1 quality? For each run with an
     encoder: W2 at Euler NFE 1, 2, 100 from N(0, I) and from a Gaussian fitted (mean, full covariance) to the
@@ -254,11 +271,7 @@ def aggregate_check(out: Path, name: str, variants: list[str]) -> None:
     from straightflow.metrics.distances import wasserstein2
 
     torch.set_num_threads(1)
-    for v in variants:
-        run_dir = out / name / "curvature" / v
-        path = run_dir / "aggregate.json"
-        if path.exists() or not (run_dir / "eval.json").exists() or "--method" in CURVATURE[v]:
-            continue
+    for run_dir, path in _encoder_runs(out, name, variants, "aggregate.json"):
         run = sf.Run.load(run_dir, device="cpu")
         x, _ = run.data.sample_train(20_000, torch.Generator().manual_seed(123))
         with torch.no_grad():
@@ -278,6 +291,24 @@ def aggregate_check(out: Path, name: str, variants: list[str]) -> None:
                 res[f"{source}@{k}"] = statistics.mean(vals)
         print(f"{run_dir}: {json.dumps({k: round(v, 4) for k, v in res.items()})}", flush=True)
         path.write_text(json.dumps(res))
+
+
+def fitted_check(out: Path, name: str, variants: list[str], eval_seeds: int, s: dict) -> None:
+    """The curvature runs again, sampling from a mixture of 8 full-covariance Gaussians fitted to the aggregate
+    posterior of 20,000 training points (`Run.fit_prior`, not saved into the run): `sf.evaluate` as `eval` does
+    (same noise seeds, same reference), into RUN/eval_fitted.json. In this process (one thread)."""
+    import torch
+
+    import straightflow as sf
+
+    torch.set_num_threads(1)
+    for run_dir, path in _encoder_runs(out, name, variants, "eval_fitted.json"):
+        run = sf.load(run_dir, device="cpu")
+        run.fit_prior(components=8, n=20_000, save=False)
+        rep = sf.evaluate(run, nfes=[1, 2, s["nfe"]], seeds=eval_seeds, n=s["eval_n"])
+        print(f"{run_dir}: fitted prior, {rep['quality_metric']} "
+              + " ".join(f"@{r['nfe_requested']} {r[rep['quality_metric']]:.4g}" for r in rep["results"]), flush=True)
+        path.write_text(json.dumps(rep))
 
 
 # ------------------------------------------------------------------ tables
@@ -359,6 +390,19 @@ def table(out: Path, name: str) -> None:
                 extra.append("-")
             print(f"| {f.parent.name} | {q[1]:.4g} | {q[2]:.4g} | {q[top]:.4g} | {b1 / q[1]:.2f}x | "
                   f"{q[top] / btop:.2f}x | {' | '.join(extra)} | {tm} |")
+    fitted = sorted((out / name / "curvature").glob("*/eval_fitted.json"))
+    if fitted:
+        print(f"\n#### curvature method on {name}, sampled from a fitted prior (8 Gaussians fitted to the aggregate "
+              "posterior; baseline = the teacher from N(0, I))\n")
+        print(f"| run | {metric}@1 | {metric}@2 | {metric}@{top} | gain @1 (baseline / run) "
+              f"| price @{top} (run / baseline) | gain @1 from N(0, I) |")
+        print("|---|---|---|---|---|---|---|")
+        for f in fitted:
+            q = {k: statistics.mean(v) for k, v in per_seed(json.loads(f.read_text())).items()}
+            plain_rep = json.loads((f.parent / "eval.json").read_text())
+            plain = {k: statistics.mean(v) for k, v in per_seed(plain_rep).items()}
+            print(f"| {f.parent.name} | {q[1]:.4g} | {q[2]:.4g} | {q[top]:.4g} | {t1 / q[1]:.2f}x | "
+                  f"{q[top] / t_top:.2f}x | {t1 / plain[1]:.2f}x |")
 
 
 def main() -> None:
@@ -366,8 +410,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/student_gap")
     ap.add_argument("--only", action="append", choices=ALL_SETS, help="data set (repeatable; default: all)")
     ap.add_argument("--lever", action="append", choices=list(LEVERS), help="lever (repeatable; default: all)")
-    ap.add_argument("--part", choices=("students", "curvature", "aggregate"), default="students",
-                    help="aggregate: the prior-vs-aggregate-posterior check of finished curvature runs")
+    ap.add_argument("--part", choices=("students", "curvature", "aggregate", "fitted"), default="students",
+                    help="aggregate: the prior-vs-aggregate-posterior check of finished curvature runs; fitted: "
+                         "those runs sampled from a mixture fitted to the aggregate posterior")
     ap.add_argument("--curvature", action="append", choices=list(CURVATURE), help="curvature runs (default: all)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per student (default 3)")
     ap.add_argument("--eval-seeds", type=int, default=3, help="noise seeds per evaluation (default 3; digits: 6)")
@@ -387,8 +432,10 @@ def main() -> None:
                 students(out, name, s, args.lever or list(LEVERS), 1 if args.quick else args.seeds, es)
             elif args.part == "curvature" and name != "digits":
                 curvature(out, name, s, es, args.curvature or list(CURVATURE))
-            elif name != "digits":
+            elif args.part == "aggregate" and name != "digits":
                 aggregate_check(out, name, args.curvature or list(CURVATURE))
+            elif name != "digits":
+                fitted_check(out, name, args.curvature or list(CURVATURE), es, s)
     for name in sets:
         table(out, name)
 
