@@ -187,9 +187,10 @@ def evaluate(run: Path, nfes: str, seeds: int, n: int | None) -> dict:
     path = run / "eval.json"
     if not path.exists():
         extra = ["-n", str(n)] if n else []
-        with open(path.with_suffix(".tmp"), "w") as f:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two bench processes on one run never share a file
+        with open(tmp, "w") as f:
             sf(["eval", str(run), "--nfe", nfes, "--seeds", str(seeds), "--json", *extra], stdout=f)
-        path.with_suffix(".tmp").rename(path)
+        tmp.replace(path)
     return json.loads(path.read_text())
 
 

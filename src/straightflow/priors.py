@@ -3,7 +3,7 @@
 The standard prior is N(0, I). The curvature paper's 2D toy also uses a wide
 diagonal prior N(0, diag(36, 1)); :class:`DiagonalGaussianPrior` covers both.
 A curvature run may also sample from :class:`MixturePrior`, a mixture fitted to its
-encoder's aggregate posterior after training (:func:`fit_mixture`, ``docs/curvature.md``).
+encoder's aggregate posterior after training (:func:`fit_mixture`; ``docs/guide.md``, "A fitted prior").
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def make_prior(name: str, dim_shape: tuple[int, ...]) -> DiagonalGaussianPrior:
     raise StraightflowError(f"unknown prior {name!r}: use standard or wide")
 
 
-#: the file, in a checkpoint folder, of a prior fitted to that checkpoint's aggregate posterior (docs/curvature.md)
+#: the file, in a checkpoint folder, of a prior fitted to that checkpoint's aggregate posterior (docs/guide.md)
 FITTED_PRIOR_FILE = "prior_fit.safetensors"
 #: the largest dimension a full-covariance mixture is fitted in (K D x D factors); above it use covariance="diag"
 FULL_COVARIANCE_MAX_DIM = 1024
@@ -74,7 +74,7 @@ class MixturePrior:
 
     The curvature method's encoder is trained against N(0, I), but its aggregate posterior q(z) = E_x q(z|x)
     is not N(0, I); one Euler step is trained from q's z, so noise drawn from a mixture fitted to q(z) is what
-    the one-step map knows (``docs/curvature.md``, "A fitted prior"). ``scale`` holds the Cholesky factors
+    the one-step map knows (``docs/guide.md``, "A fitted prior"). ``scale`` holds the Cholesky factors
     (K, D, D) of full covariances or the standard deviations (K, D) of diagonal ones.
     """
 
@@ -108,10 +108,16 @@ class MixturePrior:
         return f"a fitted mixture of {self.components} Gaussians ({self.covariance} covariance)"
 
     def save(self, path) -> None:
-        from safetensors.torch import save_file
+        """Write the mixture as safetensors, atomically (``path`` holds the old file or the new one, never a part)."""
+        from pathlib import Path
 
-        save_file({"weights": self.weights.contiguous(), "means": self.means.contiguous(),
-                   "scale": self.scale.contiguous()}, str(path), metadata={"shape": ",".join(map(str, self.shape))})
+        from safetensors.torch import save
+
+        from .files import atomic_write
+
+        data = save({"weights": self.weights.contiguous(), "means": self.means.contiguous(),
+                     "scale": self.scale.contiguous()}, metadata={"shape": ",".join(map(str, self.shape))})
+        atomic_write(Path(path), data, "nothing was written")
 
     @classmethod
     def load(cls, path) -> "MixturePrior":

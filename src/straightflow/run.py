@@ -48,6 +48,7 @@ from .data import DataSource, StoredSource, load_data
 from .device import resolve_device
 from .errors import StraightflowError
 from .methods import FlowTrainingModule, Method, build_module, resolve_method
+from .methods.curvature import encode_sample
 from .noise import seeded_noise
 from .priors import FITTED_PRIOR_FILE, MixturePrior, check_mixture, fit_mixture
 from .solvers import SolveResult, check_solver, solve
@@ -234,8 +235,7 @@ class Run:
         checkpoint folder (``prior_fit.safetensors``), where :meth:`load` finds it. Why: one step is trained from the
         encoder's z, and in more than a few dimensions N(0, I) puts its mass where q(z) has little
         (``docs/guide.md``, "A fitted prior"). ``dry_run``: the checks alone (the error fitting would give), None."""
-        coupling = self.module.coupling
-        if getattr(coupling, "encoder", None) is None:
+        if getattr(self.module.coupling, "encoder", None) is None:
             raise StraightflowError(f"{self.dir} has no encoder to fit a prior to: a fitted prior needs a curvature "
                                     f"run with a finite --beta (this run: --method {self.cfg.method}, beta "
                                     f"{self.cfg.beta})")
@@ -247,14 +247,9 @@ class Run:
         check_mixture(components, n, math.prod(self.data.shape), covariance)
         if dry_run:
             return None
-        with torch.no_grad():
-            x, _ = self.data.sample_train(n, torch.Generator().manual_seed(seed))
-            zs = []
-            for s in range(0, n, 4096):
-                mu, logvar = coupling.encode(x[s : s + 4096].to(self.device), None)
-                eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed * 100_003 + s))
-                zs.append((mu.cpu() + (0.5 * logvar.cpu()).exp() * eps))
-        prior = fit_mixture(torch.cat(zs), components, covariance, seed)
+        x, _ = self.data.sample_train(n, torch.Generator().manual_seed(seed))
+        z, _, _ = encode_sample(self, self.data.denormalize(x.cpu()), seed)  # z ~ q(z|x), the "encode" noise stream
+        prior = fit_mixture(z, components, covariance, seed)
         if save:
             prior.save(Path(self.checkpoint) / FITTED_PRIOR_FILE)
         self.sampling_prior = prior
