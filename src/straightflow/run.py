@@ -245,6 +245,8 @@ class Run:
         if self.exported:
             raise StraightflowError(f"{self.dir} is an exported model: fit the prior in the run directory")
         check_mixture(components, n, math.prod(self.data.shape), covariance)
+        if not self.data_available:
+            self.data.sample_train(1, torch.Generator())  # the data source's one-line error: the data is gone
         if dry_run:
             return None
         x, _ = self.data.sample_train(n, torch.Generator().manual_seed(seed))
