@@ -36,9 +36,9 @@ EVAL_N=${EVAL_N:-2000}
 STUDENTS=${STUDENTS:-"reflow distill lines lines_k2 lines_adv"}  # which students to train (two shells can split them)
 SF=${SF:-straightflow}
 HERE=$(cd "$(dirname "$0")" && pwd)
-# the lines students of these tables: all t, lr 1e-3 (the recipe before the vector default became
-# --sampler-steps 2 --lr 0.002, docs/student_gap.md); later flags on a command line win
-PLAIN="--sampler-steps 0 --lr 0.001"
+# the lines students of these tables: all t, lr 1e-3, MSE (the recipe before the vector default became
+# --sampler-steps 2 --lr 0.002 --recon pseudo-huber, docs/student_gap.md); later flags on a command line win
+PLAIN="--sampler-steps 0 --lr 0.001 --recon mse"
 Q="--progress false"
 
 # train NAME ARGS... : train into $OUT/NAME unless it already holds a finished run

@@ -245,11 +245,9 @@ class Run:
         if self.exported:
             raise StraightflowError(f"{self.dir} is an exported model: fit the prior in the run directory")
         check_mixture(components, n, math.prod(self.data.shape), covariance)
-        if not self.data_available:
-            self.data.sample_train(1, torch.Generator())  # the data source's one-line error: the data is gone
+        x, _ = self.data.sample_train(n, torch.Generator().manual_seed(seed))  # a one-line error if the data is gone
         if dry_run:
             return None
-        x, _ = self.data.sample_train(n, torch.Generator().manual_seed(seed))
         z, _, _ = encode_sample(self, self.data.denormalize(x.cpu()), seed)  # z ~ q(z|x), the "encode" noise stream
         prior = fit_mixture(z, components, covariance, seed)
         if save:
