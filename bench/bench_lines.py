@@ -54,7 +54,7 @@ def bench_one(data: str, args, work: Path) -> dict:
     pairs = generate_pairs(teacher_dir, args.pairs, work / f"{data}-pairs", solver="euler", nfe=args.teacher_nfe,
                            seed=args.seed, device="cpu", progress=False)
     lines_dir = train(method="lines", pairs=str(work / f"{data}-pairs"), out=str(work / f"{data}-lines"), adv=args.adv,
-                      sampler_steps=args.sampler_steps, recon=args.recon, **common)
+                      sampler_steps=args.sampler_steps, t1_fraction=args.t1_fraction, recon=args.recon, **common)
     otcfm, _ = torchcfm_icfm(data, args.steps, args.batch_size, args.width, args.depth, args.lr, args.seed, ot=True)
 
     teacher, lines = Run.load(teacher_dir, device="cpu"), Run.load(lines_dir, device="cpu")
@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--sampler-steps", type=int, default=0,
                     help="the lines model's --sampler-steps (default 0, all t: the documented runs; the library's "
                          "default for vector pairs is 2, docs/student_gap.md)")
+    ap.add_argument("--t1-fraction", type=float, default=None,
+                    help="the lines model's --t1-fraction (default none: the documented runs; the library's default "
+                         "for vector pairs is 0.9, docs/student_gap.md)")
     ap.add_argument("--recon", default="mse",
                     help="the lines model's --recon (default mse: the documented runs; the library's default for "
                          "vector pairs is pseudo-huber, docs/student_gap.md)")

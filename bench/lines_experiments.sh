@@ -37,8 +37,8 @@ STUDENTS=${STUDENTS:-"reflow distill lines lines_k2 lines_adv"}  # which student
 SF=${SF:-straightflow}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # the lines students of these tables: all t, lr 1e-3, MSE (the recipe before the vector default became
-# --sampler-steps 2 --lr 0.002 --recon pseudo-huber, docs/student_gap.md); later flags on a command line win
-PLAIN="--sampler-steps 0 --lr 0.001 --recon mse"
+# --sampler-steps 2 --t1-fraction 0.9 --lr 0.003 --recon pseudo-huber, docs/student_gap.md); later flags win
+PLAIN="--sampler-steps 0 --t1-fraction none --lr 0.001 --recon mse"
 Q="--progress false"
 
 # train NAME ARGS... : train into $OUT/NAME unless it already holds a finished run

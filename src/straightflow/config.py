@@ -38,7 +38,7 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
     # optimisation
     optimizer: str = _opt("adam", "adam | adamw")
-    lr: float = _opt(1e-3, "peak learning rate (a lines student of vector pairs: 2e-3 unless given)")
+    lr: float = _opt(1e-3, "peak learning rate (a lines student of vector pairs: 3e-3 unless given)")
     weight_decay: float = _opt(0.0, "weight decay")
     warmup_steps: int = _opt(100, "linear learning-rate warmup steps")
     lr_schedule: str = _opt("constant", "after the warmup: constant | cosine (decay to 0 at the last step)")
@@ -108,6 +108,10 @@ class TrainConfig:
     adv: float = _opt(0.0, "weight of the adversarial term (lines)")
     sampler_steps: int = _opt(0, "train only at the times a k-step sampler visits (0 = all t; a lines student of "
                                  "vector pairs: 2 unless given)")
+    t1_fraction: float | None = _opt(None, "lines: the share of training times drawn at t = 1, the first step of "
+                                           "every sampler and the one-step sampler's only one; the rest as "
+                                           "--sampler-steps draws them from its other times (none = no extra share; "
+                                           "a lines student of vector pairs: 0.9 unless given)")
     # bookkeeping
     log_every: int = _opt(100, "steps between JSONL stat lines")
     ckpt_every: int = _opt(1000, "steps between checkpoints (a final one is always written)")

@@ -284,9 +284,11 @@ def test_pairs_record_their_prior_and_a_student_of_another_prior_is_refused(pair
 def test_a_lines_student_of_vector_pairs_takes_the_measured_recipe_unless_told(pairdir, tmp_path):
     common = dict(pairs=str(pairdir), steps=2, batch_size=64, progress=False)
     run = Run.load(train(method="lines", out=str(tmp_path / "l"), **common))
-    assert (run.cfg.sampler_steps, run.cfg.lr, run.cfg.recon) == (2, 2e-3, "pseudo-huber")  # docs/student_gap.md
+    recipe = (run.cfg.sampler_steps, run.cfg.t1_fraction, run.cfg.lr, run.cfg.recon)
+    assert recipe == (2, 0.9, 3e-3, "pseudo-huber")  # docs/student_gap.md
     assert run.method.default_nfe(run.cfg) == 2
-    told = Run.load(train(method="lines", sampler_steps=0, lr=1e-3, recon="mse", out=str(tmp_path / "t"), **common))
-    assert (told.cfg.sampler_steps, told.cfg.lr, told.cfg.recon) == (0, 1e-3, "mse")
+    told = Run.load(train(method="lines", sampler_steps=0, t1_fraction=None, lr=1e-3, recon="mse",
+                          out=str(tmp_path / "t"), **common))
+    assert (told.cfg.sampler_steps, told.cfg.t1_fraction, told.cfg.lr, told.cfg.recon) == (0, None, 1e-3, "mse")
     other = Run.load(train(method="distill", out=str(tmp_path / "d"), **common))
-    assert (other.cfg.sampler_steps, other.cfg.lr, other.cfg.recon) == (0, 1e-3, "mse")
+    assert (other.cfg.sampler_steps, other.cfg.t1_fraction, other.cfg.lr, other.cfg.recon) == (0, None, 1e-3, "mse")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from straightflow.errors import StraightflowError
 from straightflow.objectives import AdversarialTerm, DistillObjective, LinesObjective
 from straightflow.objectives.endpoint import PSEUDO_HUBER_C
 
@@ -34,6 +35,40 @@ def test_lines_objective_draws_t_from_the_k_step_samplers_times():
                                               torch.Generator().manual_seed(0))
     assert loss.item() == pytest.approx(float(t.pow(2).mean()), rel=1e-6)
     assert loss.item() == pytest.approx((1 / 16 + 1 / 4 + 9 / 16 + 1) / 4, rel=0.05)
+
+
+@pytest.mark.parametrize("k", [0, 2, 4])
+def test_t1_fraction_puts_that_share_of_the_times_at_t1_and_the_rest_on_the_other_times(k):
+    n, f = 200_000, 0.9
+    t = LinesObjective(sampler_steps=k, t1_fraction=f).times(n, torch.Generator().manual_seed(0), "cpu")
+    at_one = t == 1.0
+    se = math.sqrt(f * (1 - f) / n)
+    assert abs(at_one.float().mean().item() - f) < 4 * se
+    rest = t[~at_one]
+    if k == 0:  # the continuous draw: U(t_min, 1], mean 1/2, variance 1/12
+        assert abs(rest.mean().item() - 0.5) < 4 * math.sqrt(1 / 12 / rest.numel())
+        assert rest.min().item() > 0
+    else:  # uniform over {(k-1)/k, ..., 1/k}
+        values = sorted(set(rest.tolist()))
+        assert values == pytest.approx([j / k for j in range(1, k)])
+        counts = torch.stack([(rest == v).float().mean() for v in values])
+        assert torch.allclose(counts, torch.full_like(counts, 1 / (k - 1)), atol=4 * math.sqrt(1 / rest.numel()))
+
+
+def test_t1_fraction_none_draws_bit_for_bit_as_before_and_bad_values_are_refused():
+    for k in (0, 3):
+        new = LinesObjective(sampler_steps=k).times(100, torch.Generator().manual_seed(5), "cpu")
+        if k:
+            j = torch.randint(1, k + 1, (100,), generator=torch.Generator().manual_seed(5))
+            assert torch.equal(new, j.float() / k)
+        else:
+            u = torch.rand(100, generator=torch.Generator().manual_seed(5))
+            assert torch.equal(new, 1e-5 + (1.0 - 1e-5) * (1.0 - u))
+    one = LinesObjective(sampler_steps=1, t1_fraction=0.5).times(100, torch.Generator().manual_seed(0), "cpu")
+    assert torch.equal(one, torch.ones(100))  # k = 1: every time is already t = 1
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(StraightflowError, match="--t1-fraction must be in"):
+            LinesObjective(sampler_steps=2, t1_fraction=bad)
 
 
 def test_lines_pseudo_huber_is_sqrt_of_squared_distance_plus_c2_minus_c():

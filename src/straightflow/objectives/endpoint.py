@@ -8,6 +8,9 @@ user-supplied perceptual distance), plus optionally ``adv_weight`` times an
 :class:`~straightflow.objectives.adversarial.AdversarialTerm`. With
 ``sampler_steps = k`` the times are drawn only from the k times
 {1, (k-1)/k, ..., 1/k} a k-step line sampler visits (training tuned to the sampler).
+``t1_fraction = f`` draws a share f of the times at t = 1, the step every sampler
+takes first and the one-step sampler's only one, and the rest from the other times
+(``docs/lines.md``; measured in ``docs/student_gap.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,33 @@ def sampler_times(n: int, k: int, generator: torch.Generator, device) -> torch.T
     """t uniform over the k times {1, (k-1)/k, ..., 1/k} a k-step line/Euler sampler evaluates."""
     j = torch.randint(1, k + 1, (n,), generator=generator, device=generator.device)
     return (j.float() / k).to(device)
+
+
+def training_times(n: int, k: int, t1_fraction: float | None, generator: torch.Generator, device,
+                   t_min: float = 1e-5) -> torch.Tensor:
+    """The lines objective's times: the k sampler times (:func:`sampler_times`), or t in (0, 1] for k = 0.
+
+    With ``t1_fraction = f`` each time is t = 1 with probability f and otherwise one of the sampler's
+    other times {(k-1)/k, ..., 1/k} (uniform), or for k = 0 a draw of (0, 1]; for k = 1 every time is 1.
+    ``None`` draws exactly as before (the generator consumed as :func:`sampler_times` /
+    :func:`~straightflow.paths.sample_times` consume it).
+    """
+    if t1_fraction is None or k == 1:
+        if k > 0:
+            return sampler_times(n, k, generator, device)
+        return sample_times(n, generator, t_min, device=device)
+    first = torch.rand(n, generator=generator, device=generator.device) < t1_fraction
+    if k > 1:
+        rest = torch.randint(1, k, (n,), generator=generator, device=generator.device).float() / k
+    else:
+        rest = sample_times(n, generator, t_min, device=generator.device)
+    return torch.where(first, torch.ones_like(rest), rest).to(device)
+
+
+def check_t1_fraction(value: float | None) -> None:
+    """``--t1-fraction`` is none or a share in (0, 1]."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise StraightflowError(f"--t1-fraction must be in (0, 1] (a share of the training times) or none, got {value}")
 
 
 def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -77,6 +107,7 @@ class LinesObjective:
 
     recon: str = "mse"
     sampler_steps: int = 0
+    t1_fraction: float | None = None
     t_min: float = 1e-5
     adv_weight: float = 0.0
     adversary: object | None = None
@@ -89,6 +120,7 @@ class LinesObjective:
             raise StraightflowError("--recon lpips needs an LPIPS module (--lpips-weights FILE)")
         if self.sampler_steps < 0:
             raise StraightflowError(f"--sampler-steps must be >= 0, got {self.sampler_steps}")
+        check_t1_fraction(self.t1_fraction)
         if self.adv_weight < 0:
             raise StraightflowError(f"--adv must be >= 0, got {self.adv_weight}")
 
@@ -100,9 +132,7 @@ class LinesObjective:
         return self.lpips(x_hat, x).mean()
 
     def times(self, n: int, generator: torch.Generator, device) -> torch.Tensor:
-        if self.sampler_steps > 0:
-            return sampler_times(n, self.sampler_steps, generator, device)
-        return sample_times(n, generator, self.t_min, device=device)
+        return training_times(n, self.sampler_steps, self.t1_fraction, generator, device, self.t_min)
 
     def __call__(self, net, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator,
                  y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
