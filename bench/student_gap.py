@@ -19,7 +19,10 @@ where a lever asks), and for every lever a lines student per training seed (0..-
 trained by `straightflow train` in a subprocess (nice 10, OMP_NUM_THREADS=1, one at a time) and scored
 by `straightflow eval --seeds E` (noise seeds 0..E-1, the same held-out reference; W2 for vectors,
 FD and KID for digits). The headline is a student's quality at NFE 1 and 2 (line sampler) divided by
-the teacher's at NFE 100 (Euler) on the same noise seeds; mean and sd over training seeds. "cost" is
+the teacher's at NFE 100 (Euler) on the same noise seeds; mean and sd over training seeds. Each run is
+also scored against a validation sample carved from the training rows (OUT/NAME/validation.npy: 2,000
+points, digits all 288 carved images), and the "val" column, the same ratio on it, is the one that
+chooses a recipe: the held-out numbers only report. "cost" is
 the student's training wall time over the plain student's on the same set (pairs are counted apart;
 on a shared machine the wall time moves with the load, so read it beside the nominal cost: steps,
 width, the critic's extra step).
@@ -33,6 +36,8 @@ the same budget (fixed beta, --kl-target, encoder size); W2 at NFE 1, 2, 100, th
 `--part aggregate`: those runs from N(0, I) and from one Gaussian fitted to the aggregate posterior.
 `--part fitted`: those runs sampled from a mixture of 8 Gaussians fitted to the aggregate posterior
 (`Run.fit_prior`, the `fit-prior` command), evaluated as `eval` evaluates.
+`--part overfit`: every finished student's one-step error on 2,000 of its training pairs against the
+2,000 held-out pairs (a student that memorised its pairs scores far lower on the first).
 
 Everything resumes: a run folder with an eval.json is reused; a half-trained one is resumed.
 """
@@ -55,7 +60,9 @@ ALL_SETS = (*SETS_2D, "pinwheel", "mog10", "mog32", "digits")
 
 #: the fields every lever pins (the pre-study `train --method lines` recipe); a lever overrides some
 BASE = {"--init-from-teacher": "true", "--lr-schedule": "constant", "--ema-decay": "0.9999", "--recon": "mse",
-        "--adv": "0", "--sampler-steps": "0", "--lr": "0.001"}
+        "--adv": "0", "--sampler-steps": "0", "--t1-fraction": "none", "--lr": "0.001"}
+
+_K2H = {"--sampler-steps": "2", "--lr": "0.002", "--recon": "pseudo-huber"}
 
 #: lever -> (overrides of BASE, pair count (None = the set's), note); `default` passes no flags at all
 LEVERS: dict[str, tuple[dict, int | None, str]] = {
@@ -63,6 +70,7 @@ LEVERS: dict[str, tuple[dict, int | None, str]] = {
     "default": ({}, None, "train --method lines with no flags (the current default)"),
     "fresh": ({"--init-from-teacher": "false"}, None, "fresh weights instead of the teacher's"),
     "pairs20k": ({}, 20_000, "20,000 pairs"),
+    "pairs100k": ({}, 100_000, "100,000 pairs (the vector sets' count; digits default to 20,000)"),
     "pairs500k": ({}, 500_000, "500,000 pairs"),
     "steps2x": ({"--steps": "2x"}, None, "twice the steps"),
     "cosine": ({"--lr-schedule": "cosine"}, None, "cosine lr decay to 0"),
@@ -88,6 +96,21 @@ LEVERS: dict[str, tuple[dict, int | None, str]] = {
                             "the default + pseudo-Huber + --adv 0.1"),
     "k1+lr2e-3+huber": ({"--sampler-steps": "1", "--lr": "0.002", "--recon": "pseudo-huber"}, None,
                         "--sampler-steps 1 + lr 2e-3 + pseudo-Huber"),
+    # a share of the training times at t = 1 (--t1-fraction), on top of the recipe above
+    "k2+lr2e-3+huber+t1=0.6": ({**_K2H, "--t1-fraction": "0.6"}, None, "k2+lr2e-3+huber, 60% of the times at t = 1"),
+    "k2+lr2e-3+huber+t1=0.75": ({**_K2H, "--t1-fraction": "0.75"}, None, "... 75% at t = 1"),
+    "k2+lr2e-3+huber+t1=0.9": ({**_K2H, "--t1-fraction": "0.9"}, None, "... 90% at t = 1"),
+    "k2+lr2e-3+huber+t1=0.95": ({**_K2H, "--t1-fraction": "0.95"}, None, "... 95% at t = 1"),
+    "k2+lr2e-3+huber+t1=0.98": ({**_K2H, "--t1-fraction": "0.98"}, None, "... 98% at t = 1"),
+    "k2+lr1e-3+huber+t1=0.9": ({**_K2H, "--lr": "0.001", "--t1-fraction": "0.9"}, None, "90% at t = 1, lr 1e-3"),
+    "k2+lr3e-3+huber+t1=0.9": ({**_K2H, "--lr": "0.003", "--t1-fraction": "0.9"}, None, "90% at t = 1, lr 3e-3"),
+    "k2+lr3e-3+huber+t1=0.95": ({**_K2H, "--lr": "0.003", "--t1-fraction": "0.95"}, None, "95% at t = 1, lr 3e-3"),
+    "k2+lr4e-3+huber+t1=0.95": ({**_K2H, "--lr": "0.004", "--t1-fraction": "0.95"}, None, "95% at t = 1, lr 4e-3"),
+    "k2+lr2e-3+huber+pairs100k": ({**_K2H}, 100_000, "k2+lr2e-3+huber on 100,000 pairs"),
+    "k2+lr3e-3+huber+t1=0.9+pairs100k": ({**_K2H, "--lr": "0.003", "--t1-fraction": "0.9"}, 100_000,
+                                         "90% at t = 1, lr 3e-3, on 100,000 pairs"),
+    "k2+lr1e-3+huber+t1=0.9+pairs100k": ({**_K2H, "--lr": "0.001", "--t1-fraction": "0.9"}, 100_000,
+                                         "90% at t = 1, lr 1e-3, on 100,000 pairs"),
     "k2+steps2x": ({"--sampler-steps": "2", "--steps": "2x"}, None, "--sampler-steps 2 + twice the steps"),
     "cosine+huber": ({"--lr-schedule": "cosine", "--recon": "pseudo-huber"}, None, "cosine + pseudo-Huber"),
     "cosine+k2": ({"--lr-schedule": "cosine", "--sampler-steps": "2"}, None, "cosine + --sampler-steps 2"),
@@ -107,6 +130,8 @@ CURVATURE: dict[str, list[str]] = {
     "beta1-w512": ["--beta", "1", "--width", "512"],
     "baseline-w512": ["--method", "rectified", "--width", "512"],
     "beta0.3-steps2x": ["--beta", "0.3", "--steps", "6000"],  # not the same budget: is it a budget question?
+    "beta1-lr2e-3": ["--beta", "1", "--lr", "0.002"],  # is it the step size, as for the lines students?
+    "beta1-lr3e-3": ["--beta", "1", "--lr", "0.003"],
 }
 
 
@@ -183,10 +208,11 @@ def train(run: Path, args: list[str]) -> None:
     (run / "time.json").write_text(json.dumps({"train_seconds": sec, "resumed": bool(resume)}))
 
 
-def evaluate(run: Path, nfes: str, seeds: int, n: int | None) -> dict:
-    path = run / "eval.json"
+def evaluate(run: Path, nfes: str, seeds: int, n: int | None, reference: Path | None = None) -> dict:
+    """``eval`` of RUN into RUN/eval.json, or with ``reference`` (the validation sample) into RUN/eval_val.json."""
+    path = run / ("eval_val.json" if reference else "eval.json")
     if not path.exists():
-        extra = ["-n", str(n)] if n else []
+        extra = (["-n", str(n)] if n else []) + (["--reference", str(reference)] if reference else [])
         tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two bench processes on one run never share a file
         with open(tmp, "w") as f:
             sf(["eval", str(run), "--nfe", nfes, "--seeds", str(seeds), "--json", *extra], stdout=f)
@@ -212,10 +238,27 @@ def make_pairs(out: Path, name: str, n: int, nfe: int) -> Path:
 settings_cache: dict[str, dict] = {}
 
 
+def validation_sample(out: Path, name: str, s: dict) -> Path:
+    """OUT/NAME/validation.npy: 2,000 points carved from the training rows (digits: all of a 20% carve), in data
+    units; what chooses a recipe (never the held-out split that eval reports on)."""
+    path = out / name / "validation.npy"
+    if not path.exists():
+        from straightflow.data import load_data
+        from straightflow.data.base import DataOptions
+
+        fraction = 0.2 if name == "digits" else 0.05
+        data = load_data(data_arg(name, out, s["rows"]), DataOptions(validation_fraction=fraction, split_seed=0))
+        x, _ = data.validation(10**9 if name == "digits" else 2000, 0)  # digits: every carved image
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, x.numpy().astype(np.float32))
+    return path
+
+
 def teacher(out: Path, name: str, s: dict, eval_seeds: int) -> dict:
     data = data_arg(name, out, s["rows"])
     run = out / name / "teacher"
     train(run, ["--data", data, "--method", "rectified", "--steps", str(s["steps"]), "--batch-size", str(s["batch"])])
+    evaluate(run, str(s["nfe"]), eval_seeds, s["eval_n"], validation_sample(out, name, s))
     return evaluate(run, f"1,2,{s['nfe']}", eval_seeds, s["eval_n"])
 
 
@@ -240,6 +283,7 @@ def students(out: Path, name: str, s: dict, levers: list[str], seeds: int, eval_
             run = out / name / "students" / f"{lever}_s{seed}"
             train(run, [*args, "--pairs", str(pdir), "--seed", str(seed)])
             evaluate(run, "1,2", eval_seeds, s["eval_n"])
+            evaluate(run, "1,2", eval_seeds, s["eval_n"], validation_sample(out, name, s))
 
 
 def curvature(out: Path, name: str, s: dict, eval_seeds: int, variants: list[str]) -> None:
@@ -315,6 +359,28 @@ def fitted_check(out: Path, name: str, variants: list[str], eval_seeds: int, s: 
 # ------------------------------------------------------------------ tables
 
 
+def overfit_check(out: Path, name: str) -> None:
+    """Does a student fit its training pairs better than held-out ones? One-step MSE (model units) on the
+    first 2,000 training pairs against the 2,000 held-out pairs, for every finished student of NAME."""
+    import torch
+
+    import straightflow as sfl
+    from straightflow.data.pairs import PairData
+    from straightflow.objectives import one_step
+
+    print(f"\n#### {name}: one-step MSE to x* on training vs held-out pairs\n")
+    print("| student | pairs | train pairs | held-out pairs | held-out / train |\n|---|---|---|---|---|")
+    for f in sorted((out / name / "students").glob("*_s*/eval.json")):
+        run = sfl.load(str(f.parent), device="cpu")
+        pairs = PairData.open(run.cfg.pairs, base=run.data)
+        xh, zh = pairs.heldout_pairs(2000)
+        xt, zt = pairs.gather(np.arange(min(2000, pairs.n_train)))
+        with torch.no_grad():
+            tr = float((one_step(run.velocity, zt) - xt).pow(2).mean())
+            he = float((one_step(run.velocity, zh) - xh).pow(2).mean())
+        print(f"| {f.parent.name} | {pairs.n_train:,} | {tr:.4g} | {he:.4g} | {he / tr:.2f}x |")
+
+
 def _ms(values: list[float]) -> str:
     if not values:
         return "-"
@@ -330,7 +396,10 @@ def _student_rows(folder: Path) -> dict[str, list[dict]]:
         q = per_seed(json.loads(f.read_text()))
         timing = f.parent / "time.json"
         tm = json.loads(timing.read_text())["train_seconds"] if timing.exists() else None
+        val = f.parent / "eval_val.json"
+        v = per_seed(json.loads(val.read_text())) if val.exists() else None
         rows.setdefault(lever, []).append({"seed": int(seed), "q1": statistics.mean(q[1]), "q2": statistics.mean(q[2]),
+                                           "v1": statistics.mean(v[1]) if v else None,
                                            "time": tm, "distill": json.loads(f.read_text()).get("distill_error")})
     return rows
 
@@ -347,17 +416,20 @@ def table(out: Path, name: str) -> None:
     floor = trep.get(metric + "_floor", float("nan"))
     print(f"\n### {name} ({metric}; floor {floor:.4g}; teacher {metric} at NFE 1 / 2 / {top}: {t1:.4g} / "
           f"{statistics.mean(tq[2]):.4g} / {t_top:.4g}, noise seeds {trep['seeds'][0]}-{trep['seeds'][-1]})\n")
+    tval = tdir / "eval_val.json"
+    t_val = statistics.mean(per_seed(json.loads(tval.read_text()))[top]) if tval.exists() else None
     rows = _student_rows(out / name / "students")
     base_t = statistics.mean([r["time"] for r in rows.get("plain", []) if r["time"]] or [float("nan")])
-    head = ["lever", "seeds", f"{metric}@1 / teacher@{top}", f"{metric}@2 / teacher@{top}", f"{metric}@1",
-            "distill err", "train s", "cost"]
+    head = ["lever", "seeds", f"val {metric}@1 / teacher@{top} (chooses)", f"{metric}@1 / teacher@{top}",
+            f"{metric}@2 / teacher@{top}", f"{metric}@1", "distill err", "train s", "cost"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for lever in [x for x in LEVERS if x in rows] + sorted(x for x in rows if x not in LEVERS):
         rs = rows[lever]
         times = [r["time"] for r in rs if r["time"]]
         t = statistics.mean(times) if times else float("nan")
         distill = f"{statistics.mean(r['distill'] for r in rs):.4g}" if rs[0]["distill"] is not None else "-"
-        cells = [lever, ",".join(str(r["seed"]) for r in rs), _ms([r["q1"] / t_top for r in rs]),
+        val = _ms([r["v1"] / t_val for r in rs]) if t_val and all(r["v1"] for r in rs) else "-"
+        cells = [lever, ",".join(str(r["seed"]) for r in rs), val, _ms([r["q1"] / t_top for r in rs]),
                  _ms([r["q2"] / t_top for r in rs]), _ms([r["q1"] for r in rs]), distill, f"{t:.0f}",
                  f"{t / base_t:.2f}x" if base_t == base_t else "-"]
         print("| " + " | ".join(cells) + " |")
@@ -411,9 +483,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/student_gap")
     ap.add_argument("--only", action="append", choices=ALL_SETS, help="data set (repeatable; default: all)")
     ap.add_argument("--lever", action="append", choices=list(LEVERS), help="lever (repeatable; default: all)")
-    ap.add_argument("--part", choices=("students", "curvature", "aggregate", "fitted"), default="students",
+    ap.add_argument("--part", choices=("students", "curvature", "aggregate", "fitted", "overfit"), default="students",
                     help="aggregate: the prior-vs-aggregate-posterior check of finished curvature runs; fitted: "
-                         "those runs sampled from a mixture fitted to the aggregate posterior")
+                         "those runs sampled from a mixture fitted to the aggregate posterior; overfit: finished "
+                         "students' one-step error on training vs held-out pairs")
     ap.add_argument("--curvature", action="append", choices=list(CURVATURE), help="curvature runs (default: all)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per student (default 3)")
     ap.add_argument("--eval-seeds", type=int, default=3, help="noise seeds per evaluation (default 3; digits: 6)")
@@ -424,6 +497,10 @@ def main() -> None:
     sets = args.only or list(ALL_SETS)
     for name in sets:
         settings_cache[name] = settings(name, args.quick)
+    if args.part == "overfit":
+        for name in sets:
+            overfit_check(out, name)
+        return
     if not args.table:
         for name in sets:
             s = settings_cache[name]
