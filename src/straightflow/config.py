@@ -111,7 +111,8 @@ class TrainConfig:
     t1_fraction: float | None = _opt(None, "lines: the share of training times drawn at t = 1, the first step of "
                                            "every sampler and the one-step sampler's only one; the rest as "
                                            "--sampler-steps draws them from its other times (none = no extra share; "
-                                           "a lines student of vector pairs: 0.9 unless given)")
+                                           "a lines student of vector pairs: 0.9 unless it or --sampler-steps is "
+                                           "given)")
     # bookkeeping
     log_every: int = _opt(100, "steps between JSONL stat lines")
     ckpt_every: int = _opt(1000, "steps between checkpoints (a final one is always written)")

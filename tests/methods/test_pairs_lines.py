@@ -290,5 +290,10 @@ def test_a_lines_student_of_vector_pairs_takes_the_measured_recipe_unless_told(p
     told = Run.load(train(method="lines", sampler_steps=0, t1_fraction=None, lr=1e-3, recon="mse",
                           out=str(tmp_path / "t"), **common))
     assert (told.cfg.sampler_steps, told.cfg.t1_fraction, told.cfg.lr, told.cfg.recon) == (0, None, 1e-3, "mse")
+    # the t = 1 share comes with the default times: a student given its own sampler steps keeps them uniform
+    k4 = Run.load(train(method="lines", sampler_steps=4, out=str(tmp_path / "k4"), **common))
+    assert (k4.cfg.sampler_steps, k4.cfg.t1_fraction, k4.cfg.lr, k4.cfg.recon) == (4, None, 3e-3, "pseudo-huber")
+    k4f = Run.load(train(method="lines", sampler_steps=4, t1_fraction=0.5, out=str(tmp_path / "k4f"), **common))
+    assert (k4f.cfg.sampler_steps, k4f.cfg.t1_fraction) == (4, 0.5)
     other = Run.load(train(method="distill", out=str(tmp_path / "d"), **common))
     assert (other.cfg.sampler_steps, other.cfg.t1_fraction, other.cfg.lr, other.cfg.recon) == (0, None, 1e-3, "mse")

@@ -55,6 +55,13 @@ class Method:
     def validate(self, cfg) -> None:
         """Check this method's config fields; raise StraightflowError with one line."""
 
+    def pair_defaults(self, shape: tuple, explicit: set[str]) -> dict:
+        """Config defaults of a student of pairs of this sample ``shape``, for the fields not in ``explicit``:
+        :attr:`vector_pair_defaults` for one-axis (vector) pairs, none otherwise."""
+        if len(shape) != 1:
+            return {}
+        return {k: v for k, v in self.vector_pair_defaults.items() if k not in explicit}
+
     def default_nfe(self, cfg) -> int:
         """The NFE an export recommends when no quality was measured (a method trained for k steps samples in k)."""
         return 4

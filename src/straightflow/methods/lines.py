@@ -33,6 +33,14 @@ class Lines(PairMethod):
     #: pseudo-Huber endpoint distance
     vector_pair_defaults = {"sampler_steps": 2, "t1_fraction": 0.9, "lr": 3e-3, "recon": "pseudo-huber"}
 
+    def pair_defaults(self, shape: tuple, explicit: set[str]) -> dict:
+        """The vector recipe; its t = 1 share belongs to its sampler times, so a student given its own
+        ``--sampler-steps`` keeps uniform times unless it also gives ``--t1-fraction``."""
+        defaults = super().pair_defaults(shape, explicit)
+        if "sampler_steps" in explicit:
+            defaults.pop("t1_fraction", None)
+        return defaults
+
     def default_nfe(self, cfg) -> int:
         return cfg.sampler_steps or 1  # trained for the k-step line sampler: k steps
 
@@ -65,6 +73,5 @@ class Lines(PairMethod):
             adversary = AdversarialTerm(disc, real.sample_train, cfg.lr, num_classes=k,
                                         cond_drop=cfg.cond_drop)
         objective = LinesObjective(recon=cfg.recon, sampler_steps=cfg.sampler_steps, t1_fraction=cfg.t1_fraction,
-                                   t_min=cfg.t_min,
-                                   adv_weight=cfg.adv, adversary=adversary, lpips=lpips)
+                                   t_min=cfg.t_min, adv_weight=cfg.adv, adversary=adversary, lpips=lpips)
         return objective, adversary

@@ -42,10 +42,9 @@ def inherit_teacher_config(cfg: TrainConfig, explicit: set[str], method: Method 
         cfg.teacher = manifest["teacher"]
     if "init_from_teacher" not in explicit:
         cfg.init_from_teacher = bool(resolve_method(cfg, method).starts_from_teacher and cfg.teacher)
-    if len(manifest.get("shape") or ()) == 1:  # vector pairs: the method's measured recipe
-        for key, value in resolve_method(cfg, method).vector_pair_defaults.items():
-            if key not in explicit:
-                setattr(cfg, key, value)
+    shape = tuple(manifest.get("shape") or ())
+    for key, value in resolve_method(cfg, method).pair_defaults(shape, explicit).items():  # its measured recipe
+        setattr(cfg, key, value)
 
 
 def prepare_run_dir(out: Path, resume: bool, overrides: dict, config_file: str | None,
