@@ -9,7 +9,7 @@
 #             (overall and per class, with the 1-NN class accuracy) and the nearest-mode accuracy per class.
 # digits      a conditional teacher (the documented digits CPU budget: 3000 steps, batch 128), evaluated
 #             at guidance 1, 2 and GUIDANCE; 20,000 pairs from it at guidance GUIDANCE (Euler 16); a lines
-#             student (3000 steps, batch 128) evaluated at NFE 1, 2, 4 with its own conditional branch (w = 1,
+#             student (3000 steps, batch 128; all t, lr 1e-3 and MSE, pinned: the recorded recipe) evaluated at NFE 1, 2, 4 with its own conditional branch (w = 1,
 #             one network evaluation per step); seed spreads and per-class grids at NFE 1 and 100.
 set -euo pipefail
 
@@ -51,7 +51,7 @@ for part in $PARTS; do
       $SF pairs "$OUT/digits/teacher" -n 20000 --solver euler --nfe 16 --guidance "$GUIDANCE" --out "$OUT/digits/pairs" --quiet
       echo "pairs: $(( $(date +%s) - start )) s" | tee "$OUT/digits/pairs_time.txt"
     fi
-    train digits/lines --method lines --pairs "$OUT/digits/pairs" --steps 3000 --batch-size 128 --ckpt-every 1000
+    train digits/lines --method lines --sampler-steps 0 --t1-fraction none --lr 0.001 --recon mse --pairs "$OUT/digits/pairs" --steps 3000 --batch-size 128 --ckpt-every 1000
     evaluate digits/lines 1,2,4 eval.json
     for w in 1 2 "$GUIDANCE"; do evaluate digits/teacher 1,4,16,100 "eval_w$w.json" --guidance "$w"; done
     python "$HERE/seed_spread.py" "$OUT/digits/teacher" --nfe 100 --guidance "$GUIDANCE" --seeds 4

@@ -13,8 +13,8 @@ a. ``OUT/ddpm``: a small diffusers ``UNet2DModel`` (channels 32, 64; no attentio
    progress is checkpointed in ``OUT/ddpm_train/state.pt``.
 b. ``OUT/pairs``: 20,000 DDIM pairs, 25 steps, eta 0, ``clip_sample`` off
    (``straightflow pairs --teacher-diffusers``).
-c. ``OUT/lines`` and ``OUT/lines_adv``: lines students (``--adv 0.1`` for the second) at the documented
-   digits budget (3000 steps at batch 128, the UNet ``digits-cpu`` picked for 8x8 data;
+c. ``OUT/lines`` and ``OUT/lines_adv``: lines students (``--adv 0.1`` for the second) of the documented recipe
+   (all t, lr 1e-3, MSE: pinned, not the current image default) at the documented digits budget (3000 steps at batch 128, the UNet ``digits-cpu`` picked for 8x8 data;
    docs/experiments-full.md 4.3).
 d. The teacher's FD / KID at its 25 steps (``straightflow score`` of the pairs' x*), the students'
    at NFE 1 and 2 over 6 noise seeds (``straightflow eval --seeds 6``), and the paired difference
@@ -37,7 +37,9 @@ FULL = dict(ddpm_steps=3000, ddpm_batch=128, ddpm_channels=(32, 64), ddpm_layers
 QUICK = dict(ddpm_steps=60, ddpm_batch=32, ddpm_channels=(8, 16), ddpm_layers=1, pairs=600, teacher_steps=5,
              student_steps=20, student_batch=32, student_flags=["--channels", "8", "--num-res-blocks", "1"], n=200,
              seeds=2, ckpt_every=10)
-STUDENTS = {"lines": [], "lines_adv": ["--adv", "0.1"]}
+#: the documented students' recipe (all t, lr 1e-3, MSE), pinned so that they do not move with the defaults
+PLAIN = ["--sampler-steps", "0", "--t1-fraction", "none", "--lr", "0.001", "--recon", "mse"]
+STUDENTS = {"lines": PLAIN, "lines_adv": [*PLAIN, "--adv", "0.1"]}
 
 
 def log(msg: str) -> None:

@@ -99,13 +99,17 @@ def pairs_jobs(scale: Scale, data: str) -> list[Job]:
     return teacher_jobs(scale, data) + [pairs_job(f"{root}/teacher", f"{root}/pairs", n, pairs_nfe(scale, data))]
 
 
+#: the lines recipe the report describes (all t, lr 1e-3, the MSE endpoint loss), pinned so that its sections do
+#: not move with the measured defaults of a lines student (docs/student_gap.md)
+PLAIN_LINES = ("--method", "lines", "--sampler-steps", "0", "--t1-fraction", "none", "--lr", "0.001", "--recon", "mse")
+
 #: the students trained on the teacher's pairs: name -> train flags ("ADV": the scale's adversarial weight)
 STUDENTS = {
     "reflow": ("--method", "reflow", "--init-from-teacher", "true"),
     "distill": ("--method", "distill"),
-    "lines": ("--method", "lines"),
-    "lines_k2": ("--method", "lines", "--sampler-steps", "2"),
-    "lines_adv": ("--method", "lines", "--adv", "ADV"),
+    "lines": PLAIN_LINES,
+    "lines_k2": (*PLAIN_LINES, "--sampler-steps", "2"),
+    "lines_adv": (*PLAIN_LINES, "--adv", "ADV"),
 }
 
 

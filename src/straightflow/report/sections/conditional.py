@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..document import Block, Code, Heading, Text
 from ..jobs import Job
 from .budgets import Scale
-from .commands import eval_job, pairs_job, plot_job, python_command, straightflow_command, train_job
+from .commands import PLAIN_LINES, eval_job, pairs_job, plot_job, python_command, straightflow_command, train_job
 from .results import eval_block, floor_of, quality
 from .spec import Context, SectionSpec
 
@@ -37,7 +37,7 @@ def _digits_jobs(scale: Scale) -> list[Job]:
     teacher, pairs, lines = f"{DIGITS}/teacher", f"{DIGITS}/pairs", f"{DIGITS}/lines"
     jobs = [train_job(teacher, "--data", "digits", "--conditional", scale=scale, data="digits"),
             pairs_job(teacher, pairs, scale.digits_pairs, scale.digits_teacher_nfe, ("--guidance", "2")),
-            train_job(lines, "--method", "lines", "--pairs", pairs, scale=scale, data="digits", after=(pairs,)),
+            train_job(lines, *PLAIN_LINES, "--pairs", pairs, scale=scale, data="digits", after=(pairs,)),
             eval_job(lines, "1,2,4", scale=scale, data="digits")]
     for w in ("1", "2"):
         jobs.append(eval_job(teacher, "1,4,16,100", scale=scale, data="digits", file=f"eval_w{w}.json",

@@ -14,7 +14,7 @@ from ...formatting import significant, three_significant_digits, whole_number
 from ..document import Block, Heading, Table, Text
 from ..jobs import Job
 from .budgets import Scale
-from .commands import beta10_teacher_jobs, eval_job, pairs_job, runs_folder, student_jobs, train_job
+from .commands import PLAIN_LINES, beta10_teacher_jobs, eval_job, pairs_job, runs_folder, student_jobs, train_job
 from .results import pairs_rate, quality
 from .spec import Context, SectionSpec, missing_files_note
 
@@ -37,7 +37,7 @@ def curvature_lines_jobs(scale: Scale) -> list[Job]:
         pairs = f"{root}/pairs_beta10_nfe{q}"
         jobs.append(pairs_job(f"{root}/teacher_beta10", pairs, scale.pairs, q))
         student = f"{root}/lines_beta10_nfe{q}"
-        jobs += [train_job(student, "--method", "lines", "--pairs", pairs, scale=scale, data=d, after=(pairs,)),
+        jobs += [train_job(student, *PLAIN_LINES, "--pairs", pairs, scale=scale, data=d, after=(pairs,)),
                  eval_job(student, "1,2,4", scale=scale, data=d)]
         seeds = ("--seeds", scale.verdict_seeds)
         jobs += [eval_job(run, "1", scale=scale, data=d, file="eval_seeds.json", extra=seeds)
