@@ -68,6 +68,7 @@ _K2H = {"--sampler-steps": "2", "--lr": "0.002", "--recon": "pseudo-huber"}
 LEVERS: dict[str, tuple[dict, int | None, str]] = {
     "plain": ({}, None, "the pre-study recipe: init from teacher, MSE, constant lr, EMA 0.9999"),
     "default": ({}, None, "train --method lines with no flags (the current default)"),
+    "default+pairs100k": ({}, 100_000, "the current default on 100,000 pairs"),
     "fresh": ({"--init-from-teacher": "false"}, None, "fresh weights instead of the teacher's"),
     "pairs20k": ({}, 20_000, "20,000 pairs"),
     "pairs100k": ({}, 100_000, "100,000 pairs (the vector sets' count; digits default to 20,000)"),
@@ -265,7 +266,7 @@ def teacher(out: Path, name: str, s: dict, eval_seeds: int) -> dict:
 def lever_args(lever: str, s: dict) -> tuple[list[str], int]:
     over, npairs, _ = LEVERS[lever]
     steps = s["steps"] * 2 if over.get("--steps") == "2x" else s["steps"]
-    flags = {} if lever == "default" else {**BASE, **over}
+    flags = {} if lever.startswith("default") else {**BASE, **over}
     flags.pop("--steps", None)
     args = ["--method", "lines", "--steps", str(steps), "--batch-size", str(s["batch"])]
     for k, v in flags.items():
@@ -275,11 +276,11 @@ def lever_args(lever: str, s: dict) -> tuple[list[str], int]:
     return args, npairs or s["pairs"]
 
 
-def students(out: Path, name: str, s: dict, levers: list[str], seeds: int, eval_seeds: int) -> None:
+def students(out: Path, name: str, s: dict, levers: list[str], seeds: list[int], eval_seeds: int) -> None:
     for lever in levers:
         args, npairs = lever_args(lever, s)
         pdir = make_pairs(out, name, npairs, s["nfe"])
-        for seed in range(seeds):
+        for seed in seeds:
             run = out / name / "students" / f"{lever}_s{seed}"
             train(run, [*args, "--pairs", str(pdir), "--seed", str(seed)])
             evaluate(run, "1,2", eval_seeds, s["eval_n"])
@@ -488,7 +489,8 @@ def main() -> None:
                          "those runs sampled from a mixture fitted to the aggregate posterior; overfit: finished "
                          "students' one-step error on training vs held-out pairs")
     ap.add_argument("--curvature", action="append", choices=list(CURVATURE), help="curvature runs (default: all)")
-    ap.add_argument("--seeds", type=int, default=3, help="training seeds per student (default 3)")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per student: 0 .. N-1 (default 3)")
+    ap.add_argument("--seed", type=int, action="append", help="train only these seeds (repeatable; instead of --seeds)")
     ap.add_argument("--eval-seeds", type=int, default=3, help="noise seeds per evaluation (default 3; digits: 6)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks every command, measures nothing")
     ap.add_argument("--table", action="store_true", help="print the tables only")
@@ -507,7 +509,8 @@ def main() -> None:
             es = args.eval_seeds if name != "digits" or args.quick else max(args.eval_seeds, 6)
             teacher(out, name, s, es)
             if args.part == "students":
-                students(out, name, s, args.lever or list(LEVERS), 1 if args.quick else args.seeds, es)
+                seeds = [0] if args.quick else args.seed or list(range(args.seeds))
+                students(out, name, s, args.lever or list(LEVERS), seeds, es)
             elif args.part == "curvature" and name != "digits":
                 curvature(out, name, s, es, args.curvature or list(CURVATURE))
             elif args.part == "aggregate" and name != "digits":
