@@ -102,17 +102,17 @@ class TrainConfig:
     pairs: str = _opt("", "folder of teacher pairs (straightflow pairs ...)")
     teacher: str = _opt("", "teacher run directory (default: the one recorded with the pairs)")
     init_from_teacher: bool = _opt(True, "start the student from the teacher's weights (distill, lines)")
-    recon: str = _opt("mse", "lines reconstruction loss: mse | pseudo-huber | lpips (a lines student of vector "
+    recon: str = _opt("mse", "lines reconstruction loss: mse | pseudo-huber | lpips (a lines student of teacher "
                              "pairs: pseudo-huber unless given)")
     lpips_weights: str = _opt("", "path to LPIPS weights for --recon lpips")
     adv: float = _opt(0.0, "weight of the adversarial term (lines)")
     sampler_steps: int = _opt(0, "train only at the times a k-step sampler visits (0 = all t; a lines student of "
-                                 "vector pairs: 2 unless given)")
+                                 "teacher pairs: 2 unless given)")
     t1_fraction: float | None = _opt(None, "lines: the share of training times drawn at t = 1, the first step of "
                                            "every sampler and the one-step sampler's only one; the rest as "
                                            "--sampler-steps draws them from its other times (none = no extra share; "
-                                           "a lines student of vector pairs: 0.9 unless it or --sampler-steps is "
-                                           "given)")
+                                           "a lines student of teacher pairs: 0.9 unless it or --sampler-steps "
+                                           "is given)")
     # bookkeeping
     log_every: int = _opt(100, "steps between JSONL stat lines")
     ckpt_every: int = _opt(1000, "steps between checkpoints (a final one is always written)")

@@ -297,3 +297,23 @@ def test_a_lines_student_of_vector_pairs_takes_the_measured_recipe_unless_told(p
     assert (k4f.cfg.sampler_steps, k4f.cfg.t1_fraction) == (4, 0.5)
     other = Run.load(train(method="distill", out=str(tmp_path / "d"), **common))
     assert (other.cfg.sampler_steps, other.cfg.t1_fraction, other.cfg.lr, other.cfg.recon) == (0, None, 1e-3, "mse")
+
+
+def test_a_lines_student_of_image_pairs_takes_the_image_recipe_unless_told(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(96, 1, 8, 8, generator=g)
+    folder = write_pair_folder(tmp_path / "img", z, z.clamp(-1, 1), teacher_config={"data": "digits"}, heldout=16)
+    common = dict(pairs=str(folder), init_from_teacher=False, steps=2, batch_size=16, channels=8, num_res_blocks=1,
+                  progress=False)
+    default = train(method="lines", out=str(tmp_path / "l"), **common)
+    run = Run.load(default)
+    recipe = (run.cfg.sampler_steps, run.cfg.t1_fraction, run.cfg.lr, run.cfg.recon)
+    assert recipe == (2, 0.9, 1e-3, "pseudo-huber")  # the base lr: docs/student_gap.md, "Digits"
+    spelt = train(method="lines", sampler_steps=2, t1_fraction=0.9, recon="pseudo-huber", out=str(tmp_path / "s"),
+                  **common)
+    weights = [load_file(str(latest_checkpoint(d) / "model.safetensors")) for d in (default, spelt)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the default is those flags, bit for bit
+    told = Run.load(train(method="lines", sampler_steps=0, recon="mse", out=str(tmp_path / "t"), **common))
+    assert (told.cfg.sampler_steps, told.cfg.t1_fraction, told.cfg.lr, told.cfg.recon) == (0, None, 1e-3, "mse")
+    lp = Run.load(train(method="lines", recon="mse", lr=2e-3, out=str(tmp_path / "m"), **common))
+    assert (lp.cfg.sampler_steps, lp.cfg.t1_fraction, lp.cfg.lr, lp.cfg.recon) == (2, 0.9, 2e-3, "mse")

@@ -49,6 +49,8 @@ class Method:
     starts_from_teacher: bool = False
     #: config defaults of a student of vector pairs (fields not given explicitly)
     vector_pair_defaults: dict = {}
+    #: config defaults of a student of image pairs (samples with more than one axis)
+    image_pair_defaults: dict = {}
     #: takes a user's encoder module (``sf.train(encoder_net=...)``) for its coupling
     accepts_encoder: bool = False
 
@@ -57,10 +59,12 @@ class Method:
 
     def pair_defaults(self, shape: tuple, explicit: set[str]) -> dict:
         """Config defaults of a student of pairs of this sample ``shape``, for the fields not in ``explicit``:
-        :attr:`vector_pair_defaults` for one-axis (vector) pairs, none otherwise."""
-        if len(shape) != 1:
+        :attr:`vector_pair_defaults` for one-axis (vector) pairs, :attr:`image_pair_defaults` for more axes, none
+        for pairs that record no shape."""
+        if not shape:
             return {}
-        return {k: v for k, v in self.vector_pair_defaults.items() if k not in explicit}
+        defaults = self.vector_pair_defaults if len(shape) == 1 else self.image_pair_defaults
+        return {k: v for k, v in defaults.items() if k not in explicit}
 
     def default_nfe(self, cfg) -> int:
         """The NFE an export recommends when no quality was measured (a method trained for k steps samples in k)."""

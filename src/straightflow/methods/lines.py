@@ -32,9 +32,11 @@ class Lines(PairMethod):
     #: 2-step line sampler, 90% of them at its first (t = 1), three times the base learning rate and the paper's
     #: pseudo-Huber endpoint distance
     vector_pair_defaults = {"sampler_steps": 2, "t1_fraction": 0.9, "lr": 3e-3, "recon": "pseudo-huber"}
+    #: the same times and distance at the base learning rate, measured on 100,000 digits pairs (docs/student_gap.md)
+    image_pair_defaults = {"sampler_steps": 2, "t1_fraction": 0.9, "recon": "pseudo-huber"}
 
     def pair_defaults(self, shape: tuple, explicit: set[str]) -> dict:
-        """The vector recipe; its t = 1 share belongs to its sampler times, so a student given its own
+        """The measured recipe; its t = 1 share belongs to its sampler times, so a student given its own
         ``--sampler-steps`` keeps uniform times unless it also gives ``--t1-fraction``."""
         defaults = super().pair_defaults(shape, explicit)
         if "sampler_steps" in explicit:
