@@ -68,7 +68,9 @@ _K2H = {"--sampler-steps": "2", "--lr": "0.002", "--recon": "pseudo-huber"}
 LEVERS: dict[str, tuple[dict, int | None, str]] = {
     "plain": ({}, None, "the pre-study recipe: init from teacher, MSE, constant lr, EMA 0.9999"),
     "default": ({}, None, "train --method lines with no flags (the current default)"),
+    "default+pairs20k": ({}, 20_000, "the current default on 20,000 pairs"),
     "default+pairs100k": ({}, 100_000, "the current default on 100,000 pairs"),
+    "default+pairs500k": ({}, 500_000, "the current default on 500,000 pairs"),
     "fresh": ({"--init-from-teacher": "false"}, None, "fresh weights instead of the teacher's"),
     "pairs20k": ({}, 20_000, "20,000 pairs"),
     "pairs100k": ({}, 100_000, "100,000 pairs (the vector sets' count; digits default to 20,000)"),
