@@ -9,8 +9,9 @@
 #             (overall and per class, with the 1-NN class accuracy) and the nearest-mode accuracy per class.
 # digits      a conditional teacher (the documented digits CPU budget: 3000 steps, batch 128), evaluated
 #             at guidance 1, 2 and GUIDANCE; 20,000 pairs from it at guidance GUIDANCE (Euler 16); a lines
-#             student (3000 steps, batch 128; all t, lr 1e-3 and MSE, pinned: the recorded recipe) evaluated at NFE 1, 2, 4 with its own conditional branch (w = 1,
-#             one network evaluation per step); seed spreads and per-class grids at NFE 1 and 100.
+#             student (3000 steps, batch 128; all t, lr 1e-3 and MSE, pinned: the recorded recipe) evaluated
+#             at NFE 1, 2, 4 with its own conditional branch (w = 1, one network evaluation per step); seed
+#             spreads and per-class grids at NFE 1 and 100.
 set -euo pipefail
 
 OUT=${1:-runs/conditional}
