@@ -14,8 +14,9 @@ a. ``OUT/ddpm``: a small diffusers ``UNet2DModel`` (channels 32, 64; no attentio
 b. ``OUT/pairs``: 20,000 DDIM pairs, 25 steps, eta 0, ``clip_sample`` off
    (``straightflow pairs --teacher-diffusers``).
 c. ``OUT/lines`` and ``OUT/lines_adv``: lines students (``--adv 0.1`` for the second) of the documented recipe
-   (all t, lr 1e-3, MSE: pinned, not the current image default) at the documented digits budget (3000 steps
-   at batch 128, the UNet ``digits-cpu`` picked for 8x8 data; docs/experiments-full.md 4.3).
+   (all t, lr 1e-3, MSE: pinned, not the current image default), and ``OUT/lines_default`` with no recipe flags
+   (today's image default), at the documented digits budget (3000 steps at batch 128, the UNet ``digits-cpu``
+   picked for 8x8 data; docs/experiments-full.md 4.3).
 d. The teacher's FD / KID at its 25 steps (``straightflow score`` of the pairs' x*), the students'
    at NFE 1 and 2 over 6 noise seeds (``straightflow eval --seeds 6``), and the paired difference
    lines_adv - lines per seed. Reports are kept as ``OUT/teacher_score.json`` and ``OUT/STUDENT/eval.json``.
@@ -39,7 +40,8 @@ QUICK = dict(ddpm_steps=60, ddpm_batch=32, ddpm_channels=(8, 16), ddpm_layers=1,
              seeds=2, ckpt_every=10)
 #: the documented students' recipe (all t, lr 1e-3, MSE), pinned so that they do not move with the defaults
 PLAIN = ["--sampler-steps", "0", "--t1-fraction", "none", "--lr", "0.001", "--recon", "mse"]
-STUDENTS = {"lines": PLAIN, "lines_adv": [*PLAIN, "--adv", "0.1"]}
+#: ``lines_default``: no recipe flags, the image default of today (docs/student_gap.md)
+STUDENTS = {"lines": PLAIN, "lines_adv": [*PLAIN, "--adv", "0.1"], "lines_default": []}
 
 
 def log(msg: str) -> None:
