@@ -28,12 +28,12 @@ class Lines(PairMethod):
     description = "Lines Matching (*Generative Lines Matching Models*) on a teacher's pairs"
     default_solver = "lines"
     starts_from_teacher = True
-    #: measured best at 3000 steps, batch 256, 100,000 pairs on vectors (docs/student_gap.md): the times of the
-    #: 2-step line sampler, 90% of them at its first (t = 1), three times the base learning rate and the paper's
-    #: pseudo-Huber endpoint distance
-    vector_pair_defaults = {"sampler_steps": 2, "t1_fraction": 0.9, "lr": 3e-3, "recon": "pseudo-huber"}
-    #: the same times and distance at the base learning rate, measured on 100,000 digits pairs (docs/student_gap.md)
+    #: measured best at 3000 steps and 100,000 pairs (docs/student_gap.md): the times of the 2-step line sampler,
+    #: 90% of them at its first (t = 1), and the paper's pseudo-Huber endpoint distance; images (digits, batch 128)
+    #: keep the base learning rate
     image_pair_defaults = {"sampler_steps": 2, "t1_fraction": 0.9, "recon": "pseudo-huber"}
+    #: the same recipe at three times the base learning rate, best on vectors (batch 256)
+    vector_pair_defaults = {**image_pair_defaults, "lr": 3e-3}
 
     def pair_defaults(self, shape: tuple, explicit: set[str]) -> dict:
         """The measured recipe; its t = 1 share belongs to its sampler times, so a student given its own
